@@ -1,0 +1,36 @@
+"""faas-sandbox: run untrusted Python functions on ColonyOS, one fresh sandboxed process per call.
+
+Public API::
+
+    from faas_sandbox import Sandbox, Policy
+    with Sandbox(Policy.load("policies/default.toml")) as sb:
+        outcome = sb.call(source, "convert", args=[21.0])
+        outcome.ok, outcome.value, outcome.error_kind, outcome.usage
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ColoniesError,
+    EngineError,
+    PolicyError,
+    SandboxError,
+    SettingsError,
+    SpecError,
+)
+from .outcome import ErrorKind, Outcome, Usage
+from .policy import CallPolicy, Limits, Policy
+
+__all__ = [
+    "CallPolicy", "ColoniesError", "EngineError", "ErrorKind", "Limits", "Outcome", "Policy",
+    "PolicyError", "Sandbox", "SandboxError", "SettingsError", "SpecError", "Usage",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Sandbox pulls in the engine; load it on first use only.
+    if name == "Sandbox":
+        from .sandbox import Sandbox
+
+        return Sandbox
+    raise AttributeError(name)

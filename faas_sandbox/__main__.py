@@ -1,0 +1,3 @@
+from faas_sandbox.cli import main
+
+main()

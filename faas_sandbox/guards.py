@@ -1,0 +1,231 @@
+"""The restricted language: compile with RestrictedPython, run with guarded hooks.
+
+This is the only module that imports RestrictedPython. ``compile_source`` runs in the forker
+(cached by source hash); ``make_globals`` runs in each child, after fork and before user code.
+
+A guard that refuses something raises :class:`GuardViolation` (a ``BaseException``, so
+``except Exception`` in user code does not swallow it) and also records it in the call's
+:class:`RunState`, so a call that catches the refusal with a bare ``except:`` still ends as
+``forbidden``. The same holds for a print flood past its cap (``output``).
+"""
+
+from __future__ import annotations
+
+import builtins as _builtins
+import operator
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+from RestrictedPython import compile_restricted_exec
+from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES
+
+from .modules import PROXIES, ModuleProxy
+
+
+class GuardViolation(BaseException):
+    """Raised inside the sandbox when a guard refuses an attribute, import, builtin or write."""
+
+
+class OutputOverflow(BaseException):
+    """Raised inside the sandbox when print() output passes its cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A compile result: a code object, or the compiler's messages (with line numbers)."""
+
+    code: types.CodeType | None
+    errors: tuple[str, ...] = ()
+
+
+def compile_source(source: str, filename: str = "<function>") -> Compiled:
+    """Compile untrusted source with RestrictedPython; never raises for bad source."""
+    try:
+        result = compile_restricted_exec(source, filename=filename)
+    except RecursionError:
+        return Compiled(None, ("source nests too deeply for the restricted compiler",))
+    except MemoryError:
+        return Compiled(None, ("source too large or too deeply nested to compile",))
+    except (SyntaxError, ValueError, TypeError) as exc:  # e.g. NUL bytes
+        return Compiled(None, (f"{type(exc).__name__}: {exc}",))
+    if result.errors or result.code is None:
+        return Compiled(None, tuple(result.errors) or ("source did not compile",))
+    return Compiled(result.code)
+
+
+@dataclass(slots=True)
+class RunState:
+    """Sticky facts about one call, kept out of reach of user code (closures only)."""
+
+    max_stdout_bytes: int
+    violations: list[str] = field(default_factory=list)
+    stdout_parts: list[str] = field(default_factory=list)
+    stdout_bytes: int = 0
+    stdout_overflow: bool = False
+
+    def stdout(self) -> str:
+        return "".join(self.stdout_parts)
+
+
+# Builtins a pure function may use. 9.0 dropped bytes/sorted/tuple/zip from safe_builtins
+# because they iterate in C past _getiter_; that only matters for per-item access checks,
+# which this engine does not use (_getiter_ is plain iter), so they are offered here.
+_SAFE_BUILTIN_NAMES = (
+    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr",
+    "classmethod", "complex", "dict", "divmod", "enumerate", "filter", "float", "format",
+    "frozenset", "hash", "hex", "int", "isinstance", "issubclass", "iter", "len", "list",
+    "map", "max", "min", "next", "object", "oct", "ord", "pow", "property", "range", "repr",
+    "reversed", "round", "set", "slice", "sorted", "staticmethod", "str", "sum", "super",
+    "tuple", "zip", "None", "True", "False", "Ellipsis", "NotImplemented",
+    "ArithmeticError", "AssertionError", "AttributeError", "EOFError", "Exception",
+    "FloatingPointError", "ImportError", "IndexError", "KeyError", "LookupError",
+    "ModuleNotFoundError", "NameError", "NotImplementedError", "OverflowError",
+    "RecursionError", "RuntimeError", "StopIteration", "TypeError", "UnicodeDecodeError",
+    "UnicodeEncodeError", "UnicodeError", "ValueError", "ZeroDivisionError",
+)
+_SAFE_BUILTINS = {name: getattr(_builtins, name) for name in _SAFE_BUILTIN_NAMES}
+_REAL_BUILTINS = frozenset(dir(_builtins))
+
+_INPLACE = {
+    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
+    "<<=": operator.ilshift, ">>=": operator.irshift, "&=": operator.iand,
+    "|=": operator.ior, "^=": operator.ixor, "@=": operator.imatmul,
+}
+_UNREADABLE_TYPES = (types.ModuleType, types.FrameType, types.TracebackType, types.CodeType)
+_WRITABLE_TYPES = (dict, list, bytearray, set)
+
+
+class _Builtins(dict):  # type: ignore[type-arg]
+    """Builtins whose missing names are refusals (``forbidden``) when Python has them."""
+
+    __slots__ = ("_refuse",)
+
+    def __missing__(self, name: str) -> Any:
+        if name in _REAL_BUILTINS:
+            self._refuse(f"builtin {name!r} is not available in the sandbox")
+        raise KeyError(name)
+
+
+def make_globals(state: RunState, allowed_modules: frozenset[str]) -> dict[str, Any]:
+    """A fresh globals dict for one call: guarded hooks, builtins and the import allow-list."""
+
+    def refuse(message: str) -> None:
+        state.violations.append(message)
+        raise GuardViolation(message)
+
+    def guarded_getattr(obj: Any, name: Any, *default: Any) -> Any:
+        if type(name) is not str:
+            refuse("attribute names must be plain strings")
+        if name.startswith("_") or name in INSPECT_ATTRIBUTES or name.endswith("__roles__"):
+            refuse(f"access to attribute {name!r} is not allowed")
+        if name in ("format", "format_map"):
+            refuse(f"{name}() is not available in the sandbox (use an f-string)")
+        if isinstance(obj, ModuleProxy) and name not in obj._faas_attrs:
+            refuse(f"{obj._faas_name}.{name} is not exposed in the sandbox")
+        if isinstance(obj, _UNREADABLE_TYPES):
+            refuse(f"access to {type(obj).__name__} objects is not allowed")
+        return getattr(obj, name, *default)
+
+    def guarded_hasattr(obj: Any, name: Any) -> bool:
+        try:
+            guarded_getattr(obj, name)
+        except AttributeError:
+            return False
+        return True
+
+    def guarded_write(obj: Any) -> Any:
+        if isinstance(obj, _WRITABLE_TYPES) or getattr(type(obj), "_guarded_writes", False):
+            return obj
+        if isinstance(obj, type) and getattr(obj, "_guarded_writes", False):
+            return obj
+        refuse(f"objects of type {type(obj).__name__!r} cannot be modified in the sandbox")
+        return None  # pragma: no cover
+
+    def guarded_setattr(obj: Any, name: Any, value: Any) -> None:
+        if type(name) is not str or name.startswith("_"):
+            refuse(f"setting attribute {name!r} is not allowed")
+        setattr(guarded_write(obj), name, value)
+
+    def guarded_delattr(obj: Any, name: Any) -> None:
+        if type(name) is not str or name.startswith("_"):
+            refuse(f"deleting attribute {name!r} is not allowed")
+        delattr(guarded_write(obj), name)
+
+    def guarded_import(name: Any, globals: Any = None, locals: Any = None,
+                       fromlist: Any = (), level: int = 0) -> ModuleProxy:
+        if type(name) is not str or level != 0:
+            refuse("relative imports are not allowed")
+        if name not in allowed_modules:
+            refuse(f"import of {name!r} is not allowed by the policy")
+        proxy = PROXIES[name]
+        for item in fromlist or ():
+            if type(item) is not str or item.startswith("_") or item == "*":
+                refuse(f"'from {name} import {item}' is not allowed")
+            if item not in proxy._faas_attrs:
+                refuse(f"'from {name} import {item}' is not allowed: {name}.{item} is not "
+                       "exposed in the sandbox")
+        return proxy
+
+    def class_factory(name: str, bases: tuple[type, ...], namespace: dict[str, Any],
+                      **kwargs: Any) -> type:
+        if kwargs:
+            refuse("class keywords are not allowed")
+        cls = type(name, bases, namespace)
+        cls._guarded_writes = True  # type: ignore[attr-defined]
+        return cls
+
+    class Printer:
+        """print() for one function frame, writing into the call's capped buffer."""
+
+        def __init__(self, _getattr_: Any = None) -> None:
+            pass
+
+        def write(self, text: str) -> None:
+            size = len(text.encode("utf-8", "replace"))
+            if state.stdout_bytes + size > state.max_stdout_bytes:
+                room = max(0, state.max_stdout_bytes - state.stdout_bytes)
+                state.stdout_parts.append(text.encode("utf-8", "replace")[:room]
+                                          .decode("utf-8", "ignore"))
+                state.stdout_bytes = state.max_stdout_bytes
+                state.stdout_overflow = True
+                raise OutputOverflow(f"print output passed its cap of "
+                                     f"{state.max_stdout_bytes} bytes")
+            state.stdout_parts.append(text)
+            state.stdout_bytes += size
+
+        def __call__(self) -> str:
+            return state.stdout()
+
+        def _call_print(self, *objects: Any, **kwargs: Any) -> None:
+            if kwargs.get("file") is not None:
+                refuse("print(file=...) is not available in the sandbox")
+            kwargs["file"] = self
+            print(*objects, **kwargs)
+
+    builtins_ = _Builtins(_SAFE_BUILTINS)
+    builtins_._refuse = refuse  # type: ignore[attr-defined]
+    builtins_.update(
+        getattr=guarded_getattr,
+        hasattr=guarded_hasattr,
+        setattr=guarded_setattr,
+        delattr=guarded_delattr,
+        __import__=guarded_import,
+        __build_class__=_builtins.__build_class__,
+    )
+    return {
+        "__builtins__": builtins_,
+        "__name__": "sandbox",
+        "__metaclass__": class_factory,
+        "_getattr_": guarded_getattr,
+        "_getitem_": operator.getitem,
+        "_getiter_": iter,
+        "_write_": guarded_write,
+        "_print_": Printer,
+        "_apply_": lambda f, *a, **k: f(*a, **k),
+        "_inplacevar_": lambda op, x, y: _INPLACE[op](x, y),
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence,
+    }
