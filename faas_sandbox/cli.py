@@ -23,8 +23,15 @@ EXIT_UNREACHABLE = 3
 # command name -> "module:attribute" under faas_sandbox.commands; imported on first use so
 # that `faas-sandbox exec` never pays for FastAPI or pycolonies.
 COMMANDS: dict[str, str] = {
+    "call": "call_cmd:call_command",
+    "deploy": "deploy_cmd:deploy_command",
     "exec": "exec_cmd:exec_command",
+    "executor": "executor_cmd:executor_command",
+    "functions": "functions_cmd:functions_command",
+    "http": "http_cmd:http_command",
+    "logs": "logs_cmd:logs_command",
     "policy": "policy_cmd:policy_group",
+    "status": "status_cmd:status_command",
 }
 
 

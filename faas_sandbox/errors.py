@@ -10,7 +10,8 @@ Exceptions are for engine and configuration faults::
     |  +- ColoniesUnreachable    the request never reached the server (safe to retry)
     |  +- ColoniesRefused        the server answered with an error (never retry blindly)
     +- SpecError                 a Colonies process spec we cannot serve (becomes a failed process)
-    +- FunctionNotFound          no such function in ColonyFS /faas
+    +- FunctionNotFound          no such (usable) function in ColonyFS /faas
+    +- CodeUnavailable           ColonyFS or S3 unreachable and the code is not cached
     +- EngineError               the forker died or broke protocol (the call is failed as `crash`)
 """
 
@@ -38,7 +39,11 @@ class ColoniesUnreachable(ColoniesError):
 
 
 class ColoniesRefused(ColoniesError):
-    """Raised when the Colonies server answered a request with an error."""
+    """Raised when the Colonies server answered a request with an error; .status is its HTTP code."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class SpecError(SandboxError):
@@ -47,6 +52,10 @@ class SpecError(SandboxError):
 
 class FunctionNotFound(SandboxError):
     """Raised when a function is not deployed in ColonyFS."""
+
+
+class CodeUnavailable(SandboxError):
+    """Raised when a function's code cannot be fetched now (ColonyFS/S3 down) and is not cached."""
 
 
 class EngineError(SandboxError):

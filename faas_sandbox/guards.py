@@ -1,27 +1,74 @@
 """The restricted language: compile with RestrictedPython, run with guarded hooks.
 
-This is the only module that imports RestrictedPython. ``compile_source`` runs in the forker
-(cached by source hash); ``make_globals`` runs in each child, after fork and before user code.
+This module and ``transform.py`` (the compiler's AST policy) are the only ones that import
+RestrictedPython. ``compile_source`` runs in the forker (cached by source hash);
+``make_globals`` runs in each child, after fork and before user code.
 
 A guard that refuses something raises :class:`GuardViolation` (a ``BaseException``, so
 ``except Exception`` in user code does not swallow it) and also records it in the call's
 :class:`RunState`, so a call that catches the refusal with a bare ``except:`` still ends as
 ``forbidden``. The same holds for a print flood past its cap (``output``).
+
+Why the builtins in ``_SAFE_BUILTIN_NAMES`` are safe to hand out (reviewed 2026-11, RP 9.0,
+CPython 3.11). The rule: nothing here may look up an attribute by a caller-chosen name in C,
+evaluate code, reach a module, frame or code object, or expose the process (files, ids).
+
+* ``super``: its attribute reads go through ``_getattr_`` like any other object's. The only
+  ``_`` names ``_getattr_`` lets through are those in RestrictedPython's
+  ``ALLOWED_FUNC_NAMES`` (``__init__``, ``__eq__`` ... the dunders user classes may define),
+  and only on ``super`` objects, so ``super().__init__(...)`` works. What that returns is a
+  bound method or slot wrapper whose every attribute starts with ``_``: a dead end.
+* ``object``, ``property``, ``classmethod``, ``staticmethod``: plain descriptors and the root
+  class. Everything dangerous on them (``__subclasses__``, ``__func__``, ``__get__``) starts
+  with ``_``; ``object``/classes are reachable anyway through ``int.mro()``.
+* Class creation without ``type``: ``class`` statements go through ``__metaclass__``
+  (``class_factory``), which only calls ``type(name, bases, ns)`` and marks the class
+  writable. Class bodies cannot bind ``_`` names except the ALLOWED_FUNC_NAMES dunders, so
+  no ``__getattr__``/``__getattribute__``/``__init_subclass__``/``__class_getitem__``/
+  ``__set_name__``/``__format__``; ``metaclass=`` and every other class keyword are refused
+  at compile time (``transform.py``). ``type`` itself is *not* offered: its three-argument
+  form builds a class from a dict with arbitrary dunder keys, past those checks.
+* ``iter``: ``iter(callable, sentinel)`` only calls the callable until it returns the
+  sentinel; it is a CPU/memory loop, bounded by the limits like ``while True``.
+* ``format``: applies a *format spec* (``'>10'``, ``'.2f'``, ``'%Y'`` for dates) via the
+  value's ``__format__``; there are no field paths (``{0.__class__}``), so it walks nothing.
+  ``str.format``/``format_map`` (which do walk field paths in C) are refused by name on
+  every object; f-strings compile their expressions through the guards.
+* ``bytes``, ``bytearray``, ``sorted``, ``tuple``, ``zip``: 9.0 dropped them because they
+  iterate in C past ``_getiter_``, which only matters for per-item access checks; here
+  ``_getiter_`` is plain ``iter``. They are data, sized by the memory limit.
+* ``hash``, ``repr``, ``ascii``, ``callable``, ``isinstance``, ``issubclass``: read-only
+  protocol calls (a user ``__eq__`` runs as restricted code).
+* Deliberately absent: ``type``, ``getattr`` (a guarded one is offered), ``vars``, ``dir``,
+  ``globals``, ``locals``, ``eval``, ``exec``, ``compile``, ``open``, ``input``,
+  ``breakpoint``, ``__import__`` (a guarded one is offered), ``id`` (heap addresses of the
+  forker's image; ``repr(object())`` still shows them, see docs/threat-model.md),
+  ``memoryview``, ``BaseException``/``SystemExit``/``KeyboardInterrupt``
+  /``GeneratorExit``, ``MemoryError`` (running out of memory is reported as ``memory``, not
+  handled by name), ``ExceptionGroup`` (CVE-2025-22153).
+
+Defence in depth beyond the checks on the attribute *name*: ``_getattr_`` also refuses to
+*return* a module, frame, traceback or code object, whatever name led to it (for example an
+``AttributeError.obj`` or a future proxy mistake).
 """
 
 from __future__ import annotations
 
+import __future__
 import builtins as _builtins
+import decimal
 import operator
+import sys
 import types
 from dataclasses import dataclass, field
 from typing import Any
 
 from RestrictedPython import compile_restricted_exec
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
-from RestrictedPython.transformer import INSPECT_ATTRIBUTES
+from RestrictedPython.transformer import ALLOWED_FUNC_NAMES, INSPECT_ATTRIBUTES
 
-from .modules import PROXIES, ModuleProxy
+from .modules import C_IMPORTS, PROXIES, ModuleProxy
+from .transform import SandboxTransformer
 
 
 class GuardViolation(BaseException):
@@ -43,7 +90,7 @@ class Compiled:
 def compile_source(source: str, filename: str = "<function>") -> Compiled:
     """Compile untrusted source with RestrictedPython; never raises for bad source."""
     try:
-        result = compile_restricted_exec(source, filename=filename)
+        result = compile_restricted_exec(source, filename=filename, policy=SandboxTransformer)
     except RecursionError:
         return Compiled(None, ("source nests too deeply for the restricted compiler",))
     except MemoryError:
@@ -69,9 +116,7 @@ class RunState:
         return "".join(self.stdout_parts)
 
 
-# Builtins a pure function may use. 9.0 dropped bytes/sorted/tuple/zip from safe_builtins
-# because they iterate in C past _getiter_; that only matters for per-item access checks,
-# which this engine does not use (_getiter_ is plain iter), so they are offered here.
+# Builtins a pure function may use; the module docstring says why each one is safe.
 _SAFE_BUILTIN_NAMES = (
     "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr",
     "classmethod", "complex", "dict", "divmod", "enumerate", "filter", "float", "format",
@@ -95,7 +140,12 @@ _INPLACE = {
     "|=": operator.ior, "^=": operator.ixor, "@=": operator.imatmul,
 }
 _UNREADABLE_TYPES = (types.ModuleType, types.FrameType, types.TracebackType, types.CodeType)
-_WRITABLE_TYPES = (dict, list, bytearray, set)
+# decimal.Context: ``getcontext().prec = 50`` is the canonical decimal idiom; the context is
+# per thread of a child that dies after the call, and C validates every field it accepts.
+_WRITABLE_TYPES = (dict, list, bytearray, set, decimal.Context)
+# `from __future__ import annotations` and friends: compile-time flags, inert at run time.
+_FUTURE = ModuleProxy("__future__", {name: getattr(__future__, name)
+                                     for name in __future__.all_feature_names})
 
 
 class _Builtins(dict):  # type: ignore[type-arg]
@@ -119,7 +169,10 @@ def make_globals(state: RunState, allowed_modules: frozenset[str]) -> dict[str, 
     def guarded_getattr(obj: Any, name: Any, *default: Any) -> Any:
         if type(name) is not str:
             refuse("attribute names must be plain strings")
-        if name.startswith("_") or name in INSPECT_ATTRIBUTES or name.endswith("__roles__"):
+        if name.startswith("_"):
+            if not (type(obj) is super and name in ALLOWED_FUNC_NAMES):
+                refuse(f"access to attribute {name!r} is not allowed")
+        elif name in INSPECT_ATTRIBUTES or name.endswith("__roles__"):
             refuse(f"access to attribute {name!r} is not allowed")
         if name in ("format", "format_map"):
             refuse(f"{name}() is not available in the sandbox (use an f-string)")
@@ -127,7 +180,11 @@ def make_globals(state: RunState, allowed_modules: frozenset[str]) -> dict[str, 
             refuse(f"{obj._faas_name}.{name} is not exposed in the sandbox")
         if isinstance(obj, _UNREADABLE_TYPES):
             refuse(f"access to {type(obj).__name__} objects is not allowed")
-        return getattr(obj, name, *default)
+        value = getattr(obj, name, *default)
+        if isinstance(value, _UNREADABLE_TYPES):
+            refuse(f"attribute {name!r} leads to a {type(value).__name__} object, which is "
+                   "not allowed")
+        return value
 
     def guarded_hasattr(obj: Any, name: Any) -> bool:
         try:
@@ -158,9 +215,19 @@ def make_globals(state: RunState, allowed_modules: frozenset[str]) -> dict[str, 
                        fromlist: Any = (), level: int = 0) -> ModuleProxy:
         if type(name) is not str or level != 0:
             refuse("relative imports are not allowed")
-        if name not in allowed_modules:
+        if type(fromlist) is list and not fromlist and name in C_IMPORTS and name in sys.modules:
+            # C code inside an exposed module importing one of its own helpers through
+            # PyImport_Import (datetime.strftime -> time, strptime -> _strptime). Only that C
+            # API passes a *list*: the compiler passes None or a tuple, and restricted code
+            # cannot name __import__. PyImport_Import discards what we return and reads
+            # sys.modules itself, so the caller gets no module object from us.
+            return None  # type: ignore[return-value]
+        if name == "__future__":
+            proxy = _FUTURE
+        elif name not in allowed_modules:
             refuse(f"import of {name!r} is not allowed by the policy")
-        proxy = PROXIES[name]
+        else:
+            proxy = PROXIES[name]
         for item in fromlist or ():
             if type(item) is not str or item.startswith("_") or item == "*":
                 refuse(f"'from {name} import {item}' is not allowed")
@@ -195,6 +262,9 @@ def make_globals(state: RunState, allowed_modules: frozenset[str]) -> dict[str, 
                                      f"{state.max_stdout_bytes} bytes")
             state.stdout_parts.append(text)
             state.stdout_bytes += size
+
+        def flush(self) -> None:  # print(..., flush=True)
+            pass
 
         def __call__(self) -> str:
             return state.stdout()

@@ -6,6 +6,39 @@ Sandboxed code never receives a real module object: many harmless-looking module
 names, checked one by one, and nothing else. Everything here is imported when this module
 is imported, before any fork, so a child never imports lazily after dropping privileges.
 
+Why each module is here (reviewed 2026-11 against the sandbox-anchors escape families; a
+crawl of every public attribute reachable from every exposed name, five levels deep, finds no
+module, frame, code or traceback object, no real builtin and no mutable container):
+
+* math, cmath, itertools, heapq, bisect, unicodedata: C functions and constants over
+  numbers, iterables and characters; nothing that names an attribute. Big work
+  (``math.factorial(10**7)``, ``itertools.count()``) is bounded by the CPU and memory limits.
+* json: only ``dumps``/``loads``/``JSONDecodeError``, never the module (``json.codecs.sys``).
+  ``cls=``/``default=``/``object_hook=`` call back into restricted code only.
+* re: compile/search/sub and the flags, never the module (``re.enum.sys``). A catastrophic
+  pattern is C-level CPU, stopped by RLIMIT_CPU; templates (``\g<1>``) name groups, not
+  attributes.
+* random: the module-level functions and ``Random`` (no ``SystemRandom``). The forker's
+  state is reseeded in every child by CPython's own fork hook.
+* statistics, fractions, decimal, datetime: value types and pure functions, never the module
+  (``statistics.sys``, ``fractions.sys``, ``datetime.sys``). ``decimal.getcontext()`` is the
+  per-thread context of a child that dies after the call (guards.py lets code set its
+  fields). ``datetime``'s C code imports ``time`` and ``_strptime`` through the sandbox's
+  ``__import__`` (strftime, strptime, astimezone); those names are in ``C_IMPORTS``, both are
+  imported here before any fork, and the guard lets only that C path through (see
+  ``guards.guarded_import``).
+* collections: ``Counter``, ``defaultdict``, ``deque``, ``OrderedDict`` only; not
+  ``UserString`` (its ``format`` reopens CVE-2023-41039) and not ``namedtuple``.
+* string: the constants and ``capwords`` only; not ``Formatter`` (CVE-2021-32807,
+  CVE-2024-47532, CVE-2026-76825) and not ``Template``.
+* textwrap: Python helpers over strings.
+* time: clocks, ``gmtime``, ``strftime`` and ``sleep`` (a sleep costs no CPU and ends at the
+  wall-clock limit). The clocks are a timing side channel (see docs/threat-model.md).
+* hashlib: named OpenSSL constructors only, no ``hashlib.new(name)``.
+* base64: encoders and decoders of bytes.
+* uuid: ``uuid4``/``uuid3``/``uuid5``/``UUID`` and the namespaces; not ``uuid1``/``getnode``,
+  which may read files and run ``ifconfig``, and never the module (``uuid.os``).
+
 Deliberately absent: operator (attrgetter walks attributes in C), functools and typing (string
 annotations are eval()ed), inspect, gc, importlib, collections.UserString (format walks),
 string.Formatter, logging, dataclasses, copy, os, sys, io, socket, subprocess.
@@ -33,6 +66,7 @@ import textwrap
 import time
 import unicodedata
 import uuid
+import _strptime  # noqa: F401  (datetime.strptime imports it from C; see C_IMPORTS)
 from types import MappingProxyType
 from typing import Any
 
@@ -134,3 +168,7 @@ def _build() -> dict[str, ModuleProxy]:
 
 PROXIES: MappingProxyType[str, ModuleProxy] = MappingProxyType(_build())
 MODULE_NAMES: frozenset[str] = frozenset(PROXIES)
+# Modules that C code in an exposed module imports through PyImport_Import, i.e. through the
+# sandbox's __import__ (datetime: strftime/timetuple/astimezone -> time, strptime ->
+# _strptime). The guard lets only that C call through, and returns None to it.
+C_IMPORTS: frozenset[str] = frozenset({"time", "_strptime"})

@@ -1,0 +1,53 @@
+# faas-sandbox developer entry points. `make` (or `make help`) lists the targets.
+# The local stack (PostgreSQL, MinIO, Colonies server) is managed by scripts/stack.sh;
+# its state, logs and built tools live in ~/.cache/faas-sandbox, secrets in .dev/.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK := scripts/stack.sh
+# Default: all of tests/. With CI=true (as in .ci/run) a skipped test fails the run.
+PYTEST_ARGS ?=
+
+.PHONY: help install test run stop status bench clean wipe
+
+help: ## List the targets
+	@echo "usage: make TARGET"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-9s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
+
+install: $(VENV)/.install-stamp ## Create .venv if missing and pip install -e '.[test]'
+
+$(VENV)/.install-stamp: pyproject.toml
+	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> $(BIN)/pip install -e '.[test]'"
+	@$(BIN)/python -m pip install --quiet --editable '.[test]'
+	@touch $@
+
+test: install ## Start the stack, run the tests (PYTEST_ARGS='tests/unit -x' narrows them)
+	@$(STACK) up
+	$(BIN)/pytest -q $(or $(PYTEST_ARGS),tests/)
+
+run: install ## Start the stack, executor and HTTP front end (port 8000) in the background
+	@$(STACK) up
+	@$(STACK) app
+
+stop: ## Stop the executor, the HTTP front end and the stack
+	@$(STACK) down
+
+status: ## Show which services run and where the logs are
+	@$(STACK) status
+
+bench: install ## Run the engine benchmark (bench/bench_engine.py)
+	@test -f bench/bench_engine.py || { echo "bench/bench_engine.py does not exist yet" >&2; exit 1; }
+	$(BIN)/python bench/bench_engine.py
+
+clean: ## Remove Python caches and test leftovers (keeps the stack, its data and .venv)
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache build dist .coverage .coverage.*
+
+wipe: ## Stop the stack and delete its data and .dev/ keys (keeps built tools and .venv)
+	@$(STACK) wipe

@@ -1,0 +1,170 @@
+"""Shared parts of the end-to-end benchmark (bench/bench_e2e.py) and its two reference executors.
+
+- :func:`load_stack_env`: the COLONIES_* / AWS_S3_* variables of ``.dev/stack.env`` (written by
+  ``scripts/stack.sh up``) for whatever the caller's environment does not already set.
+- :func:`tutorial_spec`: the FaaS tutorial's process spec (funcname ``execute``, kwargs
+  ``{function: convert, arg: "21"}`` -> ``[69.8]``) with maxexectime/maxretries set explicitly
+  (protocol §6.4: the pycolonies FuncSpec default maxexectime=0 fails every call after ~1 s).
+- :func:`register_executor`: add + approve an executor with the colony key and register the
+  function ``execute`` (as the tutorial does; the server then also updates function statistics
+  on every close, so every executor in the benchmark gives the server the same work per call).
+- :class:`CpuMeter`: CPU seconds of the stack's processes (Colonies server, PostgreSQL with its
+  backends, MinIO), of an executor process tree and of this process, between two snapshots.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+STACK_ENV = REPO / ".dev" / "stack.env"
+FUNCTION, ARG, EXPECTED = "convert", "21", [69.8]  # the tutorial's call and its answer
+READY = "BENCH-EXECUTOR-READY"  # the line the reference executors print once registered
+
+
+def load_stack_env(path: Path = STACK_ENV) -> dict[str, str]:
+    """Set the ``export NAME=value`` lines of ``path`` that are not in os.environ yet."""
+    if not path.exists():
+        raise SystemExit(f"bench: {path} does not exist: run `scripts/stack.sh up` first")
+    added = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line.startswith("export ") or "=" not in line:
+            continue
+        name, value = line[len("export "):].split("=", 1)
+        value = value.strip().strip("'\"")
+        if name not in os.environ:
+            os.environ[name] = value
+            added[name] = value
+    return added
+
+
+def tutorial_spec(colony: str, executortype: str, maxexectime: int,
+                  maxretries: int) -> dict[str, Any]:
+    """The tutorial's spec for one call, as our submit helper builds it (limits explicit)."""
+    from faas_sandbox.colonies import call_spec
+
+    spec = call_spec(FUNCTION, colony=colony, executortype=executortype,
+                     maxexectime=maxexectime, maxretries=maxretries)
+    spec["kwargs"] = {"function": FUNCTION, "arg": ARG}  # the tutorial's form, not kwargs.args
+    return spec
+
+
+def register_executor(client: Any, colony_prvkey: str, name: str, executortype: str) -> str:
+    """Register ``name`` of ``executortype`` with a fresh key (fast client); returns the key."""
+    from faas_sandbox.colonies import key_id, new_prvkey
+
+    prvkey = new_prvkey()
+    client.add_executor(name, key_id(prvkey), executortype, colony_prvkey)
+    client.approve_executor(name, colony_prvkey)
+    client.with_key(prvkey).add_function(name, "execute")
+    return prvkey
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (inclusive method); nan for no values."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(p * 10) - 1]
+
+
+# -- CPU accounting ------------------------------------------------------------------------------
+
+STACK_PORTS = {"colonies": 50080, "postgres": 55432, "minio": 9000}  # docs/team-notes.md
+
+
+def stack_pids() -> dict[str, int]:
+    """Pids of the processes listening on the stack's ports (whoever started them)."""
+    pids = {}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status != psutil.CONN_LISTEN or conn.pid is None or not conn.laddr:
+            continue
+        for name, port in STACK_PORTS.items():
+            if conn.laddr.port == port:
+                pids.setdefault(name, conn.pid)
+    return pids
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants, plus the children they have reaped."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def tree_rss(pid: int) -> tuple[int, int]:
+    """(RSS of ``pid``, summed RSS of its live descendants) in bytes."""
+    try:
+        root = psutil.Process(pid)
+        own = root.memory_info().rss
+        kids = 0
+        for proc in root.children(recursive=True):
+            try:
+                kids += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return own, kids
+    except psutil.Error:
+        return 0, 0
+
+
+@dataclass
+class CpuSample:
+    at: float
+    parts: dict[str, float]
+    busy: float  # machine-wide busy CPU seconds (all cores)
+
+
+@dataclass
+class CpuMeter:
+    """Snapshots CPU seconds of named process trees; :meth:`delta` between two snapshots."""
+
+    trees: dict[str, int] = field(default_factory=dict)  # label -> root pid
+
+    def sample(self) -> CpuSample:
+        parts = {label: tree_cpu(pid) for label, pid in self.trees.items()}
+        me = psutil.Process().cpu_times()
+        parts["loadgen"] = me.user + me.system
+        t = psutil.cpu_times()
+        busy = t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+        return CpuSample(time.monotonic(), parts, busy)
+
+    @staticmethod
+    def delta(a: CpuSample, b: CpuSample) -> dict[str, float]:
+        """CPU seconds used per label between ``a`` and ``b``, plus ``other`` and ``wall``."""
+        out = {k: max(0.0, b.parts.get(k, 0.0) - v) for k, v in a.parts.items()}
+        busy = max(0.0, b.busy - a.busy)
+        out["other"] = max(0.0, busy - sum(out.values()))
+        out["busy"] = busy
+        out["wall"] = b.at - a.at
+        return out
+
+
+def format_cpu(d: Mapping[str, float], calls: int) -> str:
+    """``label: 45% core (1.2 ms/call)`` for each label of a CpuMeter delta."""
+    wall = d.get("wall", 0.0) or 1e-9
+    cores = psutil.cpu_count() or 1
+    items = [f"{k} {100 * v / wall:.0f}% ({1000 * v / max(calls, 1):.2f} ms/call)"
+             for k, v in d.items() if k not in ("wall", "busy")]
+    items.append(f"machine busy {100 * d.get('busy', 0.0) / wall / cores:.0f}% of {cores} cores")
+    return "; ".join(items)

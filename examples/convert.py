@@ -1,0 +1,2 @@
+def convert(celsius):
+    return (celsius * 9/5) + 32

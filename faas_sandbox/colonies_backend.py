@@ -1,0 +1,159 @@
+"""The real :class:`~faas_sandbox.calls.Backend`: submit through Colonies, learn the end state.
+
+pycolonies' ``wait()`` subscribes to state 2 (SUCCESS) only, so on a failed call it blocks for
+the whole timeout (protocol §4.8). We detect every end state instead, in one of two ways:
+
+``ws`` (default)
+    Two WebSocket subscriptions on ``/pubsub``, one for SUCCESS and one for FAILED, watched
+    with one ``select()``. The server answers at once if the process is already there, and
+    otherwise pushes the process JSON the moment it gets there, so the end is seen with no
+    polling delay. A ``getprocessmsg`` every second is the safety net (CANCELLED, a dropped
+    socket).
+``poll``
+    ``getprocessmsg`` with backoff: 5 ms doubling to at most 100 ms.
+
+All calls here block; the HTTP front end runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import select
+import time
+from collections.abc import Callable
+from typing import Any
+
+import websocket
+
+from .calls import CallEnd, CallRequest, State, poll_until_final
+from .colonies import DEFAULT_EXECUTOR_TYPE, ColoniesClient, call_spec, sign
+from .errors import ColoniesRefused, ColoniesUnreachable
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("ws", "poll")
+SAFETY_POLL_S = 1.0
+CONNECT_TIMEOUT_S = 5.0
+
+
+class ColoniesBackend:
+    """Calls go to executors of ``executor_type`` in the client's colony, signed by its key."""
+
+    def __init__(self, client: ColoniesClient, executor_type: str = DEFAULT_EXECUTOR_TYPE,
+                 strategy: str = "ws") -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown wait strategy {strategy!r}; expected one of {STRATEGIES}")
+        self.client = client
+        self.executor_type = executor_type
+        self.strategy = strategy
+        sdk = client.sdk
+        scheme = "wss" if sdk.tls else "ws"
+        self.ws_url = f"{scheme}://{sdk.host}:{sdk.port}/pubsub"
+
+    # -- Backend --------------------------------------------------------------------------------
+    def submit(self, request: CallRequest) -> str:
+        spec = self.spec(request)
+        process = self.client.submit(spec)
+        processid = str(process["processid"])
+        log.debug("call %s: submitted %s", processid, request.function)
+        return processid
+
+    def spec(self, request: CallRequest) -> dict[str, Any]:
+        """The function spec for a request: maxexectime, maxwaittime, maxretries always set."""
+        spec = call_spec(request.function, request.args, request.kwargs,
+                         colony=self.client.colony, maxexectime=request.maxexectime,
+                         maxretries=request.maxretries, maxwaittime=request.maxwaittime,
+                         executortype=self.executor_type)
+        if request.tutorial:  # the tutorial's form: one number as text in kwargs.arg
+            spec["kwargs"] = {"function": request.function, "arg": str(request.kwargs["arg"])}
+        return spec
+
+    def wait(self, processid: str, timeout: float) -> CallEnd:
+        if self.strategy == "poll":
+            return poll_until_final(lambda: self.get(processid), timeout)
+        return self._wait_ws(processid, timeout)
+
+    def get(self, processid: str) -> CallEnd:
+        return CallEnd.from_process(self.client.get_process(processid))
+
+    def logs(self, processid: str) -> list[str]:
+        return [str(entry.get("message", "")) for entry in self.client.get_logs(processid, 500)]
+
+    def ping(self) -> None:
+        self.client.rpc("getcolonymsg", colonyname=self.client.colony)
+
+    # -- WebSocket watch ----------------------------------------------------------------------
+    def _subscribe(self, processid: str, state: State, timeout: float) -> websocket.WebSocket:
+        msg = {"processid": processid, "executortype": self.executor_type,
+               "state": int(state), "timeout": max(1, math.ceil(timeout)),
+               "colonyname": self.client.colony, "msgtype": "subscribeprocessmsg"}
+        payload = base64.b64encode(json.dumps(msg).encode()).decode()
+        envelope = {"payloadtype": msg["msgtype"], "payload": payload,
+                    "signature": sign(payload, self.client.prvkey)}
+        try:
+            ws = websocket.create_connection(self.ws_url, timeout=CONNECT_TIMEOUT_S)
+            ws.send(json.dumps(envelope))
+        except (OSError, websocket.WebSocketException) as exc:
+            raise ColoniesUnreachable(f"{self.ws_url}: {exc}") from exc
+        return ws
+
+    def _wait_ws(self, processid: str, timeout: float,
+                 clock: Callable[[], float] = time.monotonic) -> CallEnd:
+        deadline = clock() + timeout
+        sockets = [self._subscribe(processid, state, timeout + 1)
+                   for state in (State.SUCCESS, State.FAILED)]
+        try:
+            while True:
+                left = deadline - clock()
+                if left <= 0:
+                    return self.get(processid)
+                if not sockets:  # the server dropped both: fall back to polling
+                    return poll_until_final(lambda: self.get(processid), left)
+                readable, _, _ = select.select([ws.sock for ws in sockets], [], [],
+                                               min(left, SAFETY_POLL_S))
+                if not readable:
+                    end = self.get(processid)
+                    if end.state.final:
+                        return end
+                    continue
+                for ws in [w for w in sockets if w.sock in readable]:
+                    end = self._read_frame(ws, processid)
+                    if end is None:
+                        sockets.remove(ws)
+                        ws.close()
+                    elif end.state.final:
+                        return end
+        finally:
+            for ws in sockets:
+                ws.close()
+
+    @staticmethod
+    def _read_frame(ws: websocket.WebSocket, processid: str) -> CallEnd | None:
+        """The process a frame carries; None when the server closed the subscription."""
+        try:
+            frame = ws.recv()
+        except (OSError, websocket.WebSocketException):
+            return None
+        if not frame:
+            return None
+        try:
+            envelope = json.loads(frame)
+            payload = json.loads(base64.b64decode(envelope["payload"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("call %s: unreadable subscription frame", processid)
+            return None
+        if envelope.get("payloadtype") == "error" or envelope.get("error"):
+            message = payload.get("message", "") if isinstance(payload, dict) else str(payload)
+            raise ColoniesRefused(str(message), int(payload.get("status", 0) or 0)
+                                  if isinstance(payload, dict) else 0)
+        return CallEnd.from_process(payload)
+
+
+def connect(host: str, port: int, tls: bool, colony: str, prvkey: str,
+            executor_type: str = DEFAULT_EXECUTOR_TYPE, strategy: str = "ws") -> ColoniesBackend:
+    """A backend on a fresh keep-alive client."""
+    return ColoniesBackend(ColoniesClient.connect(host, port, tls, colony, prvkey),
+                           executor_type, strategy)

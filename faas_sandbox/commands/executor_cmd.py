@@ -1,0 +1,127 @@
+"""``faas-sandbox executor``: serve FaaS calls from Colonies until SIGINT/SIGTERM.
+
+Order matters for secrets: the Sandbox (and so the forker every user call is forked from) starts
+first, before any key is read; then the settings are read and the key variables are removed from
+this process's environment. First signal: stop taking calls and let in-flight ones finish within
+``--grace`` seconds; second signal: fail them at once. Exit status: 0 stopped cleanly, 1 stopped
+on a fault (e.g. removed by the colony owner), 2 bad flags/settings/policy, 3 Colonies unreachable
+while starting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+import click
+
+from ..cli import EXIT_UNREACHABLE, EXIT_USAGE, configure_logging, usage_error
+from ..colonies import DEFAULT_EXECUTOR_TYPE
+from ..errors import PolicyError, SettingsError
+from ..policy import Policy
+from ..registration import MODES
+
+
+class _Signals:
+    """Signal handlers only count; whoever is running reads the count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.target: Any = None
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.target is not None:
+            self.target.request_stop()
+
+    def stopped(self) -> bool:
+        return self.count > 0
+
+
+@click.command("executor")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=None,
+              help="Calls in flight at once, each in its own sandboxed child "
+                   "[default: number of cores].")
+@click.option("--policy", "policy_path", default=None, metavar="PATH",
+              help="Policy file (limits, imports) [default: the built-in default policy].")
+@click.option("--executor-type", default=DEFAULT_EXECUTOR_TYPE, show_default=True,
+              help="Colonies executor type; specs select it with conditions.executortype.")
+@click.option("--name", default=None,
+              help="Executor name when self-registering [default: faas-<host>-<pid>].")
+@click.option("--identity", type=click.Choice(MODES), default="auto", show_default=True,
+              help="self: register with COLONIES_COLONY_PRVKEY; operator: use COLONIES_PRVKEY "
+                   "+ COLONIES_EXECUTOR_NAME; auto: operator if it checks out, else self.")
+@click.option("--grace", type=click.FloatRange(0, 3600), default=10.0, show_default=True,
+              help="Seconds in-flight calls get to finish after the first stop signal.")
+@click.option("--assign-timeout", type=click.IntRange(1, 300), default=10, show_default=True,
+              help="Seconds per assign long-poll (each one refreshes the executor's liveness).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: off; the team uses 9108).")
+def executor_command(concurrency: int | None, policy_path: str | None, executor_type: str,
+                     name: str | None, identity: str, grace: float, assign_timeout: int,
+                     metrics_port: int) -> None:
+    """Serve FaaS calls from Colonies in sandboxed children until stopped."""
+    configure_logging()
+    try:
+        policy = Policy.load(policy_path) if policy_path else Policy()
+    except PolicyError as exc:
+        usage_error(str(exc))
+    signals = _Signals()
+    signal.signal(signal.SIGINT, signals.handler)
+    signal.signal(signal.SIGTERM, signals.handler)
+    sys.exit(_serve(policy, concurrency or os.cpu_count() or 1, executor_type, name, identity,
+                    grace, assign_timeout, metrics_port, signals))
+
+
+def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | None,
+           mode: str, grace: float, assign_timeout: int, metrics_port: int,
+           signals: _Signals) -> int:
+    from .. import metrics
+    from ..codestore import CodeStore
+    from ..colonies import ColoniesClient
+    from ..executor import Executor
+    from ..registration import Interrupted, establish, unregister
+    from ..sandbox import Sandbox
+    from ..settings import KEY_VARIABLES, Settings
+
+    with Sandbox(policy) as sandbox:  # the forker starts here, before any key is read
+        try:
+            settings = Settings.from_env(os.environ)
+        except SettingsError as exc:
+            click.echo(f"faas-sandbox: error: {exc}", err=True)
+            return EXIT_USAGE
+        for variable in KEY_VARIABLES:  # nothing started from here on inherits a key
+            os.environ.pop(variable, None)
+        client = ColoniesClient.connect(settings.host, settings.port, settings.tls,
+                                        settings.colony_name, settings.prvkey or "")
+        try:
+            me = establish(settings, client, mode=mode, name=name, executor_type=executor_type,
+                           stop=signals.stopped)
+        except SettingsError as exc:
+            click.echo(f"faas-sandbox: error: {exc}", err=True)
+            return EXIT_USAGE
+        except Interrupted as exc:
+            click.echo(f"faas-sandbox: {exc}", err=True)
+            return EXIT_UNREACHABLE
+        client = client.with_key(me.prvkey)
+        sizes = [policy.for_function(f).limits.max_source_bytes for f in policy.functions]
+        code = CodeStore(client, settings.s3, max_bytes=max([policy.limits.max_source_bytes,
+                                                             *sizes]),
+                         pool_size=concurrency + 2)
+        if metrics_port:
+            metrics.start_metrics_server(metrics_port)
+        executor = Executor(client, sandbox, code, name=me.name, concurrency=concurrency,
+                            assign_timeout=assign_timeout, grace=grace,
+                            metrics=metrics.default() if metrics_port else None)
+        signals.target = executor
+        for _ in range(signals.count):  # signals that came while registering
+            executor.request_stop()
+        status = 0
+        try:
+            status = executor.run()
+        finally:
+            unregister(client, me, settings.colony_prvkey, lambda: signals.count >= 2)
+    return status

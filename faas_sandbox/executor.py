@@ -1,0 +1,282 @@
+"""The pull loop: N worker threads long-poll Colonies and run each call in the ONE shared Sandbox.
+
+Per process: parse the spec (spec.py), fetch the code (codestore.py, cached), run it in a fresh
+sandboxed child with the time left of the process's maxexectime, then report (delivery.py):
+
+- success: ``close(pid, [encode_result(value)])``;
+- failure: ``fail(pid, ["<kind>: <message>"])`` with the sandbox's kind (``Outcome.reason``)
+  or ours: ``spec``, ``not_found``, ``unavailable`` (code not fetchable and not cached),
+  ``crash`` (engine fault), ``interrupted`` (the executor stopped before the call finished);
+- one ``add_log`` before the close, only when the call printed or failed: the prints, then a
+  ``[faas-sandbox]`` line with the usage (wall, CPU, peak RSS). Every call's usage is in this
+  process's own log line (``call <pid>: <function> ok in 0.003s cpu=... rss=...``), which costs
+  no RPC: the server is the bottleneck, so the hot path is exactly assign + close.
+
+Deadlines: a spec's maxexectime (> 0) is the server's deadline for the whole process; the call
+gets what is left of it at start, minus ``close_margin`` seconds for the close, clamped by the
+policy (``Policy.for_call``). A sandbox timeout is a ``fail()``, which is terminal: maxretries
+only count server requeues, which happen when an executor dies or hangs past maxexectime.
+
+Lifecycle: :meth:`Executor.request_stop` (what signal handlers call: it only bumps a counter)
+stops assigning and ends long-polls at once; in-flight calls get ``grace`` seconds, then they are
+failed as ``interrupted``; a second request ends them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .codestore import CodeStore
+from .delivery import Backoff, Outbox, Reachability, Report
+from .errors import (
+    CodeUnavailable,
+    ColoniesRefused,
+    ColoniesUnreachable,
+    EngineError,
+    FunctionNotFound,
+    SpecError,
+)
+from .outcome import ErrorKind, Outcome
+from .spec import encode_result, parse_process
+
+log = logging.getLogger(__name__)
+
+MAX_REASON_CHARS = 4000
+_LIMIT_KINDS = {ErrorKind.TIMEOUT, ErrorKind.CPU, ErrorKind.MEMORY, ErrorKind.OUTPUT,
+                ErrorKind.CRASH}
+_MIB = 1024 * 1024
+
+
+class SandboxLike(Protocol):
+    def call(self, source: str, function: str, args: Any = (), kwargs: Any = None,
+             maxexectime: float | None = None) -> Outcome: ...
+
+
+class ExecutorClient(Protocol):
+    def assign(self, timeout: int) -> dict[str, Any] | None: ...
+    def abort_assigns(self) -> None: ...
+    def close(self, processid: str, out: list[Any]) -> None: ...
+    def fail(self, processid: str, errors: list[str]) -> None: ...
+    def add_log(self, processid: str, message: str) -> None: ...
+
+
+class Executor:
+    """Serves processes until stopped; :meth:`run` blocks and returns an exit status."""
+
+    def __init__(self, client: ExecutorClient, sandbox: SandboxLike, code: CodeStore, *,
+                 name: str, concurrency: int, assign_timeout: int = 10, grace: float = 10.0,
+                 close_margin: float = 0.25, metrics: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.client, self.sandbox, self.code = client, sandbox, code
+        self.name, self.concurrency = name, max(1, concurrency)
+        self.assign_timeout, self.grace, self.close_margin = assign_timeout, grace, close_margin
+        self.metrics = metrics
+        self._clock = clock
+        self.reach = Reachability()
+        self.outbox = Outbox(client, self.reach)
+        self._stopping = threading.Event()
+        self._closing = False
+        self._signals = 0  # bumped by signal handlers, read by run()
+        self._fatal: str | None = None
+        self._lock = threading.Lock()
+        self._inflight: dict[str, str] = {}  # processid -> function
+        self._abandoned: set[str] = set()
+        self._engine_errors = 0
+        self._warned_zero = False
+        self.served = 0
+
+    def request_stop(self) -> None:
+        """First call: drain then stop; second: stop now. Safe in a signal handler."""
+        self._signals += 1
+
+    # -- main thread -----------------------------------------------------------------------------
+    def run(self) -> int:
+        retrier = threading.Thread(target=self.outbox.run, name="faas-outbox", daemon=True)
+        retrier.start()
+        workers = [threading.Thread(target=self._worker, name=f"faas-worker-{i}", daemon=True)
+                   for i in range(self.concurrency)]
+        for worker in workers:
+            worker.start()
+        log.info("executor %s serving (%d in flight at most)", self.name, self.concurrency)
+        stop_at: float | None = None
+        while True:
+            time.sleep(0.05)
+            now = self._clock()
+            if stop_at is None and (self._signals or self._fatal):
+                stop_at = now + self.grace
+                self._stopping.set()
+                log.info("stopping: no new calls; %d in flight get up to %gs (signal again to "
+                         "stop at once)", len(self._inflight), self.grace)
+            if stop_at is None:
+                continue
+            self.client.abort_assigns()  # repeated: a worker may have just entered a long-poll
+            busy = bool(self._inflight) or self.outbox.pending() > 0
+            if not busy and not any(w.is_alive() for w in workers):
+                break
+            if self._signals >= 2 or now >= stop_at:
+                self._interrupt("a second stop request" if self._signals >= 2
+                                else f"the {self.grace:g}s grace period")
+                break
+        self.outbox.stop()
+        left = self.outbox.pending_ids()
+        if left:
+            log.error("%d result(s) not delivered (colonies unreachable): %s; the server "
+                      "requeues them after their maxexectime", len(left), ", ".join(left))
+        log.info("executor %s stopped after %d call(s)", self.name, self.served)
+        return 1 if self._fatal else 0
+
+    def _interrupt(self, why: str) -> None:
+        self._closing = True
+        with self._lock:
+            pending = dict(self._inflight)
+            self._abandoned.update(pending)
+        for pid, function in pending.items():
+            log.warning("call %s: %s interrupted by %s", pid, function, why)
+            self.outbox.deliver(Report(pid, False, [], [
+                f"interrupted: executor {self.name} stopped before the call finished ({why})"]))
+        self.outbox.flush(1.0 if self._signals < 2 else 0.0)
+
+    # -- worker threads -----------------------------------------------------------------------
+    def _worker(self) -> None:
+        backoff = Backoff(initial=0.5, maximum=5.0)
+        while not self._stopping.is_set():
+            try:
+                process = self.client.assign(self.assign_timeout)
+            except ColoniesUnreachable as exc:
+                if self._stopping.is_set():
+                    return
+                self.reach.down(exc)
+                self._stopping.wait(backoff.next())
+                continue
+            except ColoniesRefused as exc:
+                self.reach.up()
+                if exc.status == 403:
+                    self._fatal = f"assign refused: {exc}"
+                    log.error("executor %s can no longer assign (%s): removed, rejected or "
+                              "reaped as stale; stopping", self.name, exc)
+                    return
+                if exc.status not in (408, 503):  # 408/503: the colony's assignments are paused
+                    log.warning("assign refused (%s), retrying", exc)
+                self._stopping.wait(backoff.next())
+                continue
+            except Exception:  # an engine fault in our own code: never kill the worker
+                log.exception("assign failed unexpectedly")
+                self._stopping.wait(backoff.next())
+                continue
+            self.reach.up()
+            backoff.reset()
+            if process is not None:
+                self._serve(process)
+
+    def _serve(self, process: dict[str, Any]) -> None:
+        received = self._clock()
+        pid = process.get("processid") if isinstance(process, dict) else None
+        if not isinstance(pid, str) or not pid:
+            log.error("assign returned a process without an id; ignored")
+            return
+        if self._closing:
+            log.warning("call %s: assigned during shutdown; left for the server to requeue", pid)
+            return
+        with self._lock:
+            self._inflight[pid] = "?"
+        try:
+            report = self._run(pid, process, received)
+            with self._lock:
+                if pid in self._abandoned:
+                    return
+            self.outbox.deliver(report)
+            with self._lock:
+                self.served += 1
+        finally:
+            with self._lock:
+                self._inflight.pop(pid, None)
+
+    def _run(self, pid: str, process: dict[str, Any], received: float) -> Report:
+        function = "?"
+        try:
+            call = parse_process(process)
+            function = call.function
+            with self._lock:
+                self._inflight[pid] = function
+            self._warn_zero(process)
+            source = call.source if call.source is not None else self.code.get(function).source
+            budget = None
+            if call.maxexectime is not None:
+                budget = call.maxexectime - (self._clock() - received) - self.close_margin
+                if budget <= 0:
+                    return self._failed(pid, function, "timeout", f"maxexectime of "
+                                        f"{call.maxexectime}s used up before the call started",
+                                        received)
+            if self.metrics is not None:
+                with self.metrics.inflight():
+                    outcome = self.sandbox.call(source, function, call.args, call.kwargs,
+                                                maxexectime=budget)
+            else:
+                outcome = self.sandbox.call(source, function, call.args, call.kwargs,
+                                            maxexectime=budget)
+            self._engine_errors = 0
+        except SpecError as exc:
+            return self._failed(pid, function, "spec", str(exc), received)
+        except FunctionNotFound as exc:
+            return self._failed(pid, function, "not_found", str(exc), received)
+        except CodeUnavailable as exc:
+            return self._failed(pid, function, "unavailable", str(exc), received)
+        except EngineError as exc:
+            self._engine_errors += 1
+            if self._engine_errors >= 3:
+                self._fatal = f"sandbox engine failing: {exc}"
+                log.error("sandbox engine failed %d times in a row; stopping",
+                          self._engine_errors)
+            return self._failed(pid, function, "crash", f"sandbox engine failed: {exc}", received)
+        except Exception as exc:
+            log.exception("call %s: internal error", pid)
+            return self._failed(pid, function, "crash",
+                                f"internal executor error: {type(exc).__name__}: {exc}", received)
+        return self._report(pid, function, outcome)
+
+    def _report(self, pid: str, function: str, outcome: Outcome) -> Report:
+        usage = outcome.usage
+        text = (f"in {usage.wall_s:.3f}s cpu={usage.cpu_s:.3f}s "
+                f"rss={usage.max_rss_bytes / _MIB:.1f}MiB")
+        if self.metrics is not None:
+            self.metrics.observe(outcome, usage.wall_s)
+        if outcome.ok:
+            log.info("call %s: %s ok %s", pid, function, text)
+            note = None
+            if outcome.stdout:
+                note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} ok {text}"
+            return Report(pid, True, [encode_result(outcome.value)], [], note)
+        reason = _clip(outcome.reason)
+        level = logging.WARNING if outcome.error_kind in _LIMIT_KINDS else logging.INFO
+        log.log(level, "call %s: %s failed %s: %s", pid, function, text, reason)
+        note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} failed {text}: " \
+               f"{reason}"
+        return Report(pid, False, [], [reason], note)
+
+    def _failed(self, pid: str, function: str, kind: str, message: str,
+                received: float) -> Report:
+        reason = _clip(f"{kind}: {message}")
+        log.info("call %s: %s failed in %.3fs: %s", pid, function, self._clock() - received,
+                 reason)
+        if self.metrics is not None:
+            self.metrics.observe_kind(kind, self._clock() - received)
+        return Report(pid, False, [], [reason], f"[faas-sandbox] {function} failed: {reason}")
+
+    def _warn_zero(self, process: dict[str, Any]) -> None:
+        if not self._warned_zero and process.get("spec", {}).get("maxexectime") == 0:
+            self._warned_zero = True
+            log.warning("process %s has maxexectime 0: the server fails or requeues such "
+                        "processes about 1 s after assignment; submitters should send -1 or a "
+                        "positive number (logged once)", process.get("processid"))
+
+
+def _nl(text: str) -> str:
+    return "" if not text or text.endswith("\n") else "\n"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."

@@ -1,0 +1,200 @@
+"""What a Colonies process asks for, and how values travel in and out (docs/protocol.md).
+
+Three spec forms are served, checked in this order:
+
+1. Inline code (the tutorial's "Option 3", as ``pycolonies.func_spec(func=<callable>)`` writes
+   it): base64 source in ``env["code"]`` (``spec.env``, or a process attribute of type 3),
+   ``funcname`` = the function's own name, ``spec.args`` positional, ``spec.kwargs`` keyword
+   arguments, both passed as they are.
+2. ``funcname == "execute"``: code from ColonyFS ``/faas/<kwargs.function>``, with arguments
+   - ``kwargs.arg``: the tutorial's single argument, passed as ``float(arg)``; or
+   - ``kwargs.args``: JSON text of an array (positional) and/or ``kwargs.kwargs``: JSON text of
+     an object (keyword); kwargs values are strings in Colonies, hence JSON text; or
+   - ``spec.args``: a list, passed positionally (pycolonies allows only str and int there).
+3. Anything else is a :class:`SpecError` with a reason the submitter can act on.
+
+Results go out so that pycolonies' ``Process`` model (strings and numbers only in ``out``) can
+read them: int and float raw, str raw, everything else as JSON text (:func:`encode_result`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SpecError
+
+EXECUTE = "execute"  # the one function a faas executor registers (tutorial)
+ENV_ATTRIBUTE = 3  # Colonies attribute type of spec.env entries
+FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+EXECUTE_KEYS = frozenset({"function", "arg", "args", "kwargs"})
+_MAX_SAFE_INT = 2**53  # larger ints lose precision in the server's float64 JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call a process asks for."""
+
+    processid: str
+    function: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None  # inline code; None means ColonyFS /faas/<function>
+    maxexectime: int | None = None  # seconds; None means the policy default
+    form: str = "json"  # "tutorial", "json" or "inline", for logs
+
+
+def check_function_name(name: object) -> str:
+    """``name`` if it is a plain ASCII identifier (no path characters); else SpecError."""
+    if not isinstance(name, str) or not FUNCTION_NAME.fullmatch(name):
+        shown = repr(name)[:80]
+        raise SpecError(f"invalid function name {shown}: expected an identifier "
+                        f"([A-Za-z_][A-Za-z0-9_]*, at most 128 characters)")
+    return name
+
+
+def parse_process(process: Mapping[str, Any]) -> Call:
+    """The call a process (assign reply, as JSON) asks for; SpecError says why not."""
+    pid = process.get("processid")
+    if not isinstance(pid, str) or not pid:
+        raise SpecError("process has no processid")
+    spec = process.get("spec")
+    if not isinstance(spec, Mapping):
+        raise SpecError("process has no spec")
+    funcname = spec.get("funcname")
+    if not isinstance(funcname, str) or not funcname:
+        raise SpecError("spec.funcname is missing")
+    args = spec.get("args") or []
+    if not isinstance(args, list):
+        raise SpecError(f"spec.args must be a list, got {type(args).__name__}")
+    kwargs = spec.get("kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise SpecError(f"spec.kwargs must be an object, got {type(kwargs).__name__}")
+    maxexectime = _maxexectime(spec.get("maxexectime"))
+
+    code = _env_code(spec, process.get("attributes"))
+    if code is not None:
+        return Call(pid, check_function_name(funcname), tuple(args), _keywords(kwargs),
+                    _decode_code(code), maxexectime, "inline")
+    if funcname != EXECUTE:
+        raise SpecError(f"unknown funcname {funcname!r}: use funcname \"execute\" with "
+                        f"kwargs.function, or inline code in env.code")
+    unknown = sorted(set(kwargs) - EXECUTE_KEYS)
+    if unknown:
+        raise SpecError(f"unknown kwargs {unknown}; expected some of {sorted(EXECUTE_KEYS)}")
+    if "function" not in kwargs:
+        raise SpecError("kwargs.function is missing: name the function to call")
+    function = check_function_name(kwargs["function"])
+    if "arg" in kwargs:
+        if "args" in kwargs or "kwargs" in kwargs or args:
+            raise SpecError("kwargs.arg cannot be combined with args or kwargs")
+        return Call(pid, function, (_tutorial_arg(kwargs["arg"]),), {}, None, maxexectime,
+                    "tutorial")
+    positional: list[Any] = list(args)
+    if "args" in kwargs:
+        if args:
+            raise SpecError("give positional arguments in spec.args or kwargs.args, not both")
+        positional = _json_value(kwargs["args"], list, "kwargs.args", "an array")
+    keywords = _json_value(kwargs.get("kwargs", "{}"), dict, "kwargs.kwargs", "an object")
+    return Call(pid, function, tuple(positional), _keywords(keywords), None, maxexectime, "json")
+
+
+def encode_call_kwargs(function: str, args: Sequence[Any] = (),
+                       kwargs: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The ``spec.kwargs`` that ask ``execute`` to call ``function(*args, **kwargs)``."""
+    out = {"function": check_function_name(function)}
+    if args:
+        out["args"] = json.dumps(list(args), allow_nan=False, separators=(",", ":"))
+    if kwargs:
+        out["kwargs"] = json.dumps(dict(kwargs), allow_nan=False, separators=(",", ":"))
+    return out
+
+
+def encode_result(value: Any) -> str | int | float:
+    """One ``out`` element: numbers and strings raw, anything else (and unsafe numbers) as JSON.
+
+    bool, None, list and dict become JSON text (``true``, ``null``, ``[1, 2]``); so do ints
+    beyond +-2**53 (they would lose precision in the server) and non-finite floats
+    (``NaN``, ``Infinity``), which JSON cannot carry as numbers.
+    """
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else json.dumps(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _maxexectime(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return int(value) if value > 0 else None  # 0 and -1: the policy default
+
+
+def _env_code(spec: Mapping[str, Any], attributes: Any) -> Any:
+    env = spec.get("env")
+    if isinstance(env, Mapping) and env.get("code"):
+        return env["code"]
+    if isinstance(attributes, list):
+        for attr in attributes:
+            if (isinstance(attr, Mapping) and attr.get("attributetype") == ENV_ATTRIBUTE
+                    and attr.get("key") == "code" and attr.get("value")):
+                return attr["value"]
+    return None
+
+
+def _decode_code(code: Any) -> str:
+    if not isinstance(code, str):
+        raise SpecError("env.code must be base64 text")
+    try:
+        raw = base64.b64decode(code, validate=True)
+        return textwrap.dedent(raw.decode("utf-8"))
+    except (binascii.Error, ValueError):
+        raise SpecError("env.code is not valid base64 of UTF-8 source") from None
+
+
+def _tutorial_arg(arg: Any) -> float:
+    if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
+        raise SpecError(f"kwargs.arg must be a number written as text, got {type(arg).__name__}")
+    try:
+        value = float(arg)
+    except (ValueError, OverflowError):
+        raise SpecError(f"kwargs.arg is not a number: {str(arg)[:80]!r}") from None
+    if not math.isfinite(value):
+        raise SpecError(f"kwargs.arg must be a finite number, got {str(arg)[:80]!r}")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _json_value(text: Any, kind: type, where: str, what: str) -> Any:
+    if isinstance(text, kind):  # a Go or raw-HTTP client may send real JSON, not text
+        return text
+    if not isinstance(text, str):
+        raise SpecError(f"{where} must be JSON text of {what}, got {type(text).__name__}")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise SpecError(f"{where} is not valid JSON: {str(exc)[:120]}") from None
+    if not isinstance(value, kind):
+        raise SpecError(f"{where} must be JSON text of {what}, got {type(value).__name__}")
+    return value
+
+
+def _keywords(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    for key in kwargs:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise SpecError(f"keyword argument name {str(key)[:80]!r} is not an identifier")
+    return dict(kwargs)

@@ -1,0 +1,86 @@
+"""Where everything lives, which versions we pin, and which ports we use.
+
+All state is outside the repository, under ``$FAAS_SANDBOX_HOME`` (default
+``~/.cache/faas-sandbox``): ``bin/`` built tools, ``state/`` pid files and service data,
+``logs/`` service and build logs. Generated secrets go to ``<repo>/.dev/`` (gitignored).
+
+PostgreSQL data is the one exception when running as root: the server must run as the
+``postgres`` OS user, which cannot traverse ``/root`` (mode 700), so its data directory is
+``/var/lib/postgresql/faas-sandbox`` (override with ``FAAS_SANDBOX_PGDATA``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Pinned versions. MinIO has no tags on the Go proxy that `go install` accepts here, so we pin
+# the pseudo-version that `go install github.com/minio/minio@latest` resolved (2026-02-12).
+COLONIES_MODULE = "github.com/colonyos/colonies"
+COLONIES_VERSION = "v1.9.12"
+MINIO_MODULE = "github.com/minio/minio"
+MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+PG_MAJOR = "15"
+
+# Loopback ports (docs/team-notes.md).
+HOST = "127.0.0.1"
+PG_PORT = 55432
+COLONIES_PORT = 50080
+ETCD_CLIENT_PORT = 23790
+ETCD_PEER_PORT = 23800
+RELAY_PORT = 23810
+MINIO_PORT = 9000
+MINIO_CONSOLE_PORT = 9001
+HTTP_PORT = 8000
+
+COLONY_NAME = "dev"
+MEMBER_EXECUTOR_NAME = "dev-cli"  # the shared member identity (COLONIES_PRVKEY)
+MEMBER_EXECUTOR_TYPE = "cli"  # never "faas-executor": it must not be handed FaaS work
+S3_BUCKET = "faas"
+PG_USER = "postgres"  # the colonies server always uses the database named "postgres"
+
+REPO = Path(__file__).resolve().parents[2]
+DEV_DIR = REPO / ".dev"
+KEYS_FILE = DEV_DIR / "colonies.env"
+MINIO_FILE = DEV_DIR / "minio.env"
+STACK_ENV_FILE = DEV_DIR / "stack.env"
+VENV_BIN = REPO / ".venv" / "bin"
+
+HOME = Path(os.environ.get("FAAS_SANDBOX_HOME", "~/.cache/faas-sandbox")).expanduser()
+BIN_DIR = HOME / "bin"
+STATE_DIR = HOME / "state"
+LOG_DIR = HOME / "logs"
+BUILD_DIR = HOME / "build"
+
+IS_ROOT = os.geteuid() == 0
+PG_BIN = Path(os.environ.get("FAAS_SANDBOX_PG_BIN", f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
+PG_OS_USER = "postgres" if IS_ROOT else None  # postgres refuses to run as root
+PGDATA = Path(
+    os.environ.get(
+        "FAAS_SANDBOX_PGDATA",
+        "/var/lib/postgresql/faas-sandbox" if IS_ROOT else str(STATE_DIR / "pg"),
+    )
+)
+MINIO_DATA = STATE_DIR / "minio"
+ETCD_DATA = STATE_DIR / "colonies-etcd"
+
+# Colonies server settings a caller may override for one start (e.g. a fault drill running
+# `COLONIES_STALE_EXECUTOR_DURATION=5 scripts/stack.sh restart colonies`).
+COLONIES_DEFAULTS = {
+    # Distributed assign (one SQL UPDATE ... SKIP LOCKED) on our single node: the assign reply
+    # carries the real execdeadline, processes asking for storage are not skipped, and assigns
+    # do not depend on etcd leadership right after a restart (protocol notes 4.5).
+    "COLONIES_EXCLUSIVE_ASSIGN": "false",
+    # Re-adding an executor name reuses the row (PENDING again) instead of a 400.
+    "COLONIES_ALLOW_EXECUTOR_REREGISTER": "true",
+    "COLONIES_STALE_EXECUTOR_DURATION": "600",
+    "COLONIES_CLEANUP_INTERVAL": "60",
+    "COLONIES_DB_MAX_OPEN_CONNS": "50",  # PostgreSQL runs with max_connections=120
+    "COLONIES_VERBOSE": "false",
+}
+
+
+def ensure_dirs() -> None:
+    for d in (BIN_DIR, STATE_DIR, LOG_DIR):
+        d.mkdir(parents=True, exist_ok=True)
+    DEV_DIR.mkdir(mode=0o700, exist_ok=True)

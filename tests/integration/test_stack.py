@@ -1,0 +1,179 @@
+"""Smoke test of the local stack itself: real PostgreSQL, MinIO and Colonies server v1.9.12,
+driven through pycolonies with nothing but the variables in .dev/stack.env."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Stack  # tests/integration/conftest.py
+
+REPO = Path(__file__).resolve().parents[2]
+CONVERT_SOURCE = b"def convert(celsius):\n    return (celsius * 9/5) + 32\n"
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _client() -> tuple:  # (Colonies, colonyname, colony_prvkey, executorname, prvkey)
+    from pycolonies import colonies_client
+
+    return colonies_client()
+
+
+def _get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return int(reply.status)
+
+
+@pytest.mark.colonies
+def test_env_file_is_private_and_complete(stack: Stack) -> None:
+    assert stat.S_IMODE(stack.env_file.stat().st_mode) == 0o600
+    assert stack.env_file.parent == REPO / ".dev"
+    assert ".dev/" in (REPO / ".gitignore").read_text().split()
+    for key in ("COLONIES_COLONY_PRVKEY", "COLONIES_PRVKEY", "COLONIES_SERVER_PRVKEY"):
+        assert HEX64.match(stack.env[key]), key
+    assert stack.env["COLONIES_SERVER_TLS"] == "false"
+    assert stack.env["AWS_S3_ENDPOINT"] == "127.0.0.1:9000"  # host:port, no scheme
+    assert os.environ["COLONIES_PRVKEY"] == stack.env["COLONIES_PRVKEY"]  # exported for tests
+
+
+@pytest.mark.colonies
+def test_services_answer_health_checks(stack: Stack) -> None:
+    assert _get(f"{stack.colonies_url}/health") == 200
+    assert _get("http://127.0.0.1:9000/minio/health/live") == 200
+    status = stack.sh("status").stdout
+    for service in ("postgres", "minio", "colonies"):
+        assert re.search(rf"^{service} +running pid \d+, healthy$", status, re.M), status
+
+
+@pytest.mark.colonies
+def test_repeated_up_is_fast_and_keeps_the_keys(stack: Stack) -> None:
+    started = time.monotonic()
+    stack.sh("up")
+    assert time.monotonic() - started < 15
+    assert stack.env_file.read_text().count(stack.env["COLONIES_PRVKEY"]) == 1
+
+
+@pytest.mark.colonies
+def test_colonyfs_round_trip(stack: Stack) -> None:
+    colonies, colonyname, _, _, prvkey = _client()
+    added = colonies.upload_data(colonyname, prvkey, filename="convert", data=CONVERT_SOURCE,
+                                 label="/faas")
+    files = colonies.get_file(colonyname, prvkey, label="/faas", filename="convert")
+    assert files[0]["fileid"] == added["fileid"]
+    assert files[0]["checksum"] == hashlib.sha256(CONVERT_SOURCE).hexdigest()
+    assert colonies.download_data(colonyname, prvkey, label="/faas",
+                                  filename="convert") == CONVERT_SOURCE
+
+
+@pytest.fixture
+def throwaway_executor(stack: Stack) -> Iterator[tuple[str, str, str]]:
+    """A freshly registered, approved executor of a type nobody else uses."""
+    from crypto import Crypto  # pycolonies' top-level module
+
+    colonies, colonyname, colony_prvkey, _, _ = _client()
+    crypto = Crypto()
+    prvkey = crypto.prvkey()
+    name = executortype = f"stack-smoke-{uuid.uuid4().hex[:8]}"
+    colonies.add_executor({"executorid": crypto.id(prvkey), "executorname": name,
+                           "executortype": executortype, "colonyname": colonyname},
+                          colony_prvkey)
+    colonies.approve_executor(colonyname, name, colony_prvkey)
+    yield name, executortype, prvkey
+    colonies.remove_executor(colonyname, name, colony_prvkey)
+
+
+@pytest.mark.colonies
+def test_submit_assign_close(stack: Stack, throwaway_executor: tuple[str, str, str]) -> None:
+    from pycolonies import Colonies, func_spec
+
+    colonies, colonyname, _, _, member_prvkey = _client()
+    executor_name, executortype, executor_prvkey = throwaway_executor
+    spec = func_spec(func="execute", args=[], colonyname=colonyname, executortype=executortype,
+                     kwargs={"function": "convert", "arg": "21"}, maxexectime=30, maxretries=0)
+    submitted = colonies.submit_func_spec(spec, member_prvkey)
+    assert submitted.spec.maxexectime == 30  # never 0: protocol notes 6.4
+
+    assigned = colonies.assign(colonyname, 10, executor_prvkey)
+    assert assigned.processid == submitted.processid
+    assert assigned.spec.kwargs == {"function": "convert", "arg": "21"}
+    colonies.close(assigned.processid, [69.8], executor_prvkey)
+
+    done = colonies.get_process(submitted.processid, member_prvkey)
+    assert done.state == Colonies.SUCCESSFUL
+    assert done.output == [69.8]
+    assert colonies.wait(done, 5, member_prvkey).state == Colonies.SUCCESSFUL
+    assert executor_name != stack.env["COLONIES_EXECUTOR_NAME"]
+
+
+@pytest.mark.colonies
+@pytest.mark.parametrize("service", ["postgres", "minio", "colonies"])
+def test_restarted_service_keeps_data(restore_stack: Stack, service: str) -> None:
+    colonies, colonyname, _, executorname, prvkey = _client()
+    colonies.upload_data(colonyname, prvkey, filename="convert", data=CONVERT_SOURCE,
+                         label="/faas")
+    restore_stack.restart(service)
+    assert colonies.get_executor(colonyname, executorname, prvkey)["state"] == 1
+    assert colonies.download_data(colonyname, prvkey, label="/faas",
+                                  filename="convert") == CONVERT_SOURCE
+
+
+def test_ci_turns_skips_into_failures(tmp_path: Path) -> None:
+    """The guard that keeps the tests above from passing CI by skipping."""
+    (tmp_path / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
+    (tmp_path / "test_skips.py").write_text(textwrap.dedent("""
+        import pytest
+
+        def test_runs():
+            assert True
+
+        def test_skips():
+            pytest.skip("no stack here")
+
+        @pytest.mark.xfail(reason="expected", strict=True)
+        def test_expected_failure():
+            assert False
+    """))
+
+    def run(ci: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "CI": ci}
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs",
+             str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )
+
+    local, ci = run(""), run("true")
+    assert local.returncode == 0, local.stdout
+    assert "1 passed, 1 skipped, 1 xfailed" in local.stdout
+    assert ci.returncode == 1, ci.stdout
+    assert "1 failed, 1 passed, 1 xfailed" in ci.stdout
+    assert "skipped under CI=true" in ci.stdout
+    assert "no stack here" in ci.stdout
+
+
+def test_ci_fails_a_run_whose_module_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
+    (tmp_path / "test_runs.py").write_text("def test_runs():\n    assert True\n")
+    (tmp_path / "test_gone.py").write_text(
+        "import pytest\npytest.skip('module not usable here', allow_module_level=True)\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path, env={**os.environ, "CI": "true"}, capture_output=True, text=True,
+        timeout=120, check=False,
+    )
+    assert done.returncode == 1, done.stdout
+    assert "module not usable here" in done.stdout

@@ -1,0 +1,187 @@
+"""Calls as values: request limits, end-state classification, output decoding, waiting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from faas_sandbox.calls import (
+    EXEC_LIMIT_TEXT,
+    WAIT_LIMIT_TEXT,
+    CallEnd,
+    CallRequest,
+    State,
+    classify,
+    decode_output,
+    make_request,
+    parse_error,
+    poll_until_final,
+    run_call,
+)
+from faas_sandbox.colonies_backend import ColoniesBackend
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+from faas_sandbox.policy import Limits, Policy
+from faas_sandbox.spec import encode_result, parse_process
+
+POLICY = Policy(limits=Limits(wall_seconds=10.0), functions={"fast": {"wall_seconds": 0.4}})
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.parametrize(("function", "requested", "expected"), [
+    ("f", None, 10), ("f", 2.2, 3), ("f", 50, 10), ("fast", None, 1), ("f", 0.001, 1),
+])
+def test_maxexectime_is_the_policys_wall_limit_rounded_up_min_1(
+        function: str, requested: float | None, expected: int) -> None:
+    request = make_request(POLICY, function, maxexectime=requested, maxwaittime=4)
+    assert request.maxexectime == expected
+    assert request.maxwaittime == 4
+    assert request.maxretries == 0
+    assert request.deadline_seconds > request.maxwaittime + request.maxexectime
+
+
+@pytest.mark.parametrize(("text", "kind"), [
+    ("runtime: ValueError: x: y", "runtime"),
+    ("forbidden: import of 'os' is not allowed", "forbidden"),
+    ("not_found: no function 'x'", "not_found"),
+    (WAIT_LIMIT_TEXT, "no_executor"),
+    (EXEC_LIMIT_TEXT, "timeout"),
+    ("Something Else happened", "failed"),
+])
+def test_parse_error_reads_the_kind(text: str, kind: str) -> None:
+    assert parse_error(text)[0] == kind
+
+
+def test_parse_error_keeps_the_message_after_the_kind() -> None:
+    assert parse_error("runtime: ValueError: x: y") == ("runtime", "ValueError: x: y")
+
+
+@pytest.mark.parametrize("value", [
+    69.8, 3, "hello", "21", "", {"a": [1, 2]}, [1, "x"], True, None, 2**60, -(2**60),
+])
+def test_decode_output_undoes_the_executors_encode_result(value: Any) -> None:
+    assert decode_output([encode_result(value)]) == [value]
+
+
+def test_decode_output_leaves_nan_as_text_json_cannot_carry_it() -> None:
+    assert decode_output([encode_result(float("nan"))]) == ["NaN"]
+
+
+def test_classify_each_end_state() -> None:
+    request = CallRequest("f")
+    ok = classify(CallEnd("p", State.SUCCESS, ['{"a":1}']), request)
+    assert (ok.kind, ok.output, ok.processid) == ("ok", [{"a": 1}], "p")
+    failed = classify(CallEnd("p", State.FAILED, [], ["memory: MemoryError"]), request)
+    assert (failed.kind, failed.message) == ("memory", "MemoryError")
+    assert classify(CallEnd("p", State.CANCELLED), request).kind == "cancelled"
+    assert classify(CallEnd("p", State.WAITING), request).kind == "no_executor"
+    assert classify(CallEnd("p", State.RUNNING), request).kind == "timeout"
+    assert classify(CallEnd("p", State.FAILED), request).kind == "failed"
+
+
+def test_tutorial_output_is_passed_through_untouched() -> None:
+    result = classify(CallEnd("p", State.SUCCESS, [69.8]), CallRequest("convert", tutorial=True))
+    assert result.output == [69.8]
+
+
+class RaisingBackend:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def submit(self, request: CallRequest) -> str:
+        raise self.exc
+
+    def wait(self, processid: str, timeout: float) -> CallEnd:  # pragma: no cover
+        raise AssertionError
+
+    def logs(self, processid: str) -> list[str]:  # pragma: no cover
+        return []
+
+    def ping(self) -> None:  # pragma: no cover
+        pass
+
+
+def test_run_call_turns_colonies_faults_into_values() -> None:
+    unreachable = run_call(RaisingBackend(ColoniesUnreachable("refused")), CallRequest("f"))
+    assert (unreachable.kind, unreachable.processid) == ("unreachable", None)
+    refused = run_call(RaisingBackend(ColoniesRefused("Access denied", 403)), CallRequest("f"))
+    assert refused.kind == "refused"
+    assert "Access denied" in refused.message
+
+
+def test_poll_backs_off_from_5ms_to_100ms_and_stops_at_the_end_state() -> None:
+    clock = FakeClock()
+    states = iter([State.WAITING] * 8 + [State.RUNNING] * 3 + [State.SUCCESS])
+    end = poll_until_final(lambda: CallEnd("p", next(states)), 30, clock=clock,
+                           sleep=clock.sleep)
+    assert end.state is State.SUCCESS
+    assert clock.sleeps[:6] == pytest.approx([0.005, 0.01, 0.02, 0.04, 0.08, 0.1])
+    assert max(clock.sleeps) == pytest.approx(0.1)
+
+
+def test_poll_returns_the_last_state_at_the_deadline() -> None:
+    clock = FakeClock()
+    end = poll_until_final(lambda: CallEnd("p", State.RUNNING), 1.0, clock=clock,
+                           sleep=clock.sleep)
+    assert end.state is State.RUNNING
+    assert clock.now == pytest.approx(101.0)
+
+
+class FakeSdk:
+    host, port, tls = "127.0.0.1", 50080, False
+
+
+class FakeClient:
+    colony = "dev"
+    prvkey = "1" * 64
+    sdk = FakeSdk()
+
+    def __init__(self) -> None:
+        self.specs: list[dict[str, Any]] = []
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        self.specs.append(spec)
+        return {"processid": "p" * 64}
+
+
+@pytest.mark.parametrize("tutorial", [True, False])
+def test_backend_spec_sets_every_limit_and_the_executor_can_parse_it(tutorial: bool) -> None:
+    client = FakeClient()
+    backend = ColoniesBackend(client, "my-type")  # type: ignore[arg-type]
+    if tutorial:
+        request = make_request(POLICY, "convert", (), {"arg": "21.0"}, tutorial=True)
+    else:
+        request = make_request(POLICY, "fast", (1, "x"), {"k": [1]}, maxwaittime=3)
+    assert backend.submit(request) == "p" * 64
+    (spec,) = client.specs
+    assert spec["maxexectime"] == request.maxexectime >= 1
+    assert spec["maxwaittime"] == request.maxwaittime >= 1
+    assert spec["maxretries"] == 0
+    assert spec["conditions"] == {"colonyname": "dev", "executortype": "my-type",
+                                  "executornames": None}
+    call = parse_process({"processid": "p", "spec": spec})
+    if tutorial:
+        assert spec["kwargs"] == {"function": "convert", "arg": "21.0"}
+        assert (call.form, call.args) == ("tutorial", (21.0,))
+    else:
+        assert (call.function, call.args, call.kwargs) == ("fast", (1, "x"), {"k": [1]})
+        assert call.maxexectime == 1
+
+
+def test_backend_ws_url_follows_the_client() -> None:
+    backend = ColoniesBackend(FakeClient())  # type: ignore[arg-type]
+    assert backend.ws_url == "ws://127.0.0.1:50080/pubsub"
+    with pytest.raises(ValueError, match="unknown wait strategy"):
+        ColoniesBackend(FakeClient(), strategy="nap")  # type: ignore[arg-type]

@@ -1,0 +1,218 @@
+"""The /faas code cache against fake metadata and a fake S3: no server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from faas_sandbox.codestore import CodeStore
+from faas_sandbox.errors import (
+    CodeUnavailable,
+    ColoniesRefused,
+    ColoniesUnreachable,
+    FunctionNotFound,
+    SpecError,
+)
+from faas_sandbox.settings import S3Settings
+
+SRC = b"def convert(celsius):\n    return (celsius * 9/5) + 32\n"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeS3:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.gets = 0
+        self.down = False
+
+    def get_object(self, Bucket, Key):  # noqa: N803 (boto3's names)
+        self.gets += 1
+        if self.down:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9000")
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+class FakeFiles:
+    """Latest-revision metadata per name, like getfilemsg with latest=true."""
+
+    colony = "dev"
+
+    def __init__(self, s3: FakeS3) -> None:
+        self.s3 = s3
+        self.files: dict[str, dict] = {}
+        self.lookups = 0
+        self.down = False
+        self.revision = 0
+
+    def deploy(self, name: str, data: bytes, checksum: str | None = None) -> str:
+        self.revision += 1
+        fileid, obj = f"file{self.revision}", f"obj{self.revision}"
+        self.s3.objects[obj] = data
+        self.files[name] = {
+            "fileid": fileid, "name": name, "label": "/faas", "size": len(data),
+            "checksum": checksum or hashlib.sha256(data).hexdigest(), "checksumalg": "SHA256",
+            "ref": {"protocol": "s3", "s3object": {"server": "127.0.0.1", "port": 9000,
+                                                   "tls": False, "region": "", "bucket": "faas",
+                                                   "object": obj}}}
+        return fileid
+
+    def get_file(self, label, name):
+        self.lookups += 1
+        if self.down:
+            raise ColoniesUnreachable("connection refused")
+        if name not in self.files:
+            raise ColoniesRefused("Failed to get file", 404)
+        return [self.files[name]]
+
+    def add_file(self, file):
+        return {**file, "fileid": "new"}
+
+
+@pytest.fixture
+def world():
+    s3 = FakeS3()
+    files = FakeFiles(s3)
+    clock = FakeClock()
+    factories = []
+
+    def factory(endpoint, tls, region):
+        factories.append((endpoint, tls, region))
+        return s3
+
+    store = CodeStore(files, S3Settings(), clock=clock, s3_factory=factory, max_bytes=1000)
+    return store, files, s3, clock, factories
+
+
+def test_code_is_fetched_once_and_served_from_cache_within_the_recheck_delay(world):
+    store, files, s3, clock, factories = world
+    files.deploy("convert", SRC)
+    for _ in range(50):
+        code = store.get("convert")
+        clock.advance(0.01)
+    assert code.source == SRC.decode()
+    assert (files.lookups, s3.gets) == (1, 1)
+    assert factories == [("127.0.0.1:9000", False, "")]  # one S3 client, reused
+
+
+def test_same_revision_rechecks_metadata_but_does_not_download_again(world):
+    store, files, s3, clock, _ = world
+    files.deploy("convert", SRC)
+    store.get("convert")
+    clock.advance(2.1)
+    store.get("convert")
+    assert (files.lookups, s3.gets) == (2, 1)
+
+
+def test_new_revision_is_picked_up_after_the_recheck_delay(world):
+    store, files, s3, clock, _ = world
+    files.deploy("convert", SRC)
+    first = store.get("convert")
+    new = files.deploy("convert", b"def convert(c):\n    return c\n")
+    clock.advance(1.0)
+    assert store.get("convert").fileid == first.fileid  # still within 2 s
+    clock.advance(1.1)
+    code = store.get("convert")
+    assert code.fileid == new
+    assert "return c\n" in code.source
+
+
+def test_unknown_function_is_not_found_and_remembered_briefly(world):
+    store, files, _, clock, _ = world
+    for _ in range(3):
+        with pytest.raises(FunctionNotFound, match="no function 'nope'"):
+            store.get("nope")
+    assert files.lookups == 1
+    files.deploy("nope", SRC)
+    clock.advance(2.1)
+    assert store.get("nope").source == SRC.decode()
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "x.y", "", "ab cd"])
+def test_bad_names_are_refused_before_any_lookup(world, name):
+    store, files, s3, _, _ = world
+    with pytest.raises(SpecError, match="invalid function name"):
+        store.get(name)
+    assert (files.lookups, s3.gets) == (0, 0)
+
+
+def test_cached_code_is_served_while_colonies_is_down(world, caplog):
+    store, files, _, clock, _ = world
+    files.deploy("convert", SRC)
+    store.get("convert")
+    files.down = True
+    clock.advance(3)
+    assert store.get("convert").source == SRC.decode()
+    clock.advance(1)
+    assert store.get("convert").source == SRC.decode()
+    assert files.lookups == 2  # re-checked once per delay, not on every call
+    assert caplog.text.count("serving cached code") == 1
+
+
+def test_not_cached_and_down_is_unavailable(world):
+    store, files, s3, _, _ = world
+    files.deploy("convert", SRC)
+    s3.down = True
+    with pytest.raises(CodeUnavailable, match="not cached"):
+        store.get("convert")
+    files.down = True
+    with pytest.raises(CodeUnavailable, match="not cached"):
+        store.get("convert")
+
+
+def test_checksum_mismatch_is_unavailable(world):
+    store, files, _, _, _ = world
+    files.deploy("convert", SRC, checksum="0" * 64)
+    with pytest.raises(CodeUnavailable, match="checksum"):
+        store.get("convert")
+
+
+def test_oversized_or_non_utf8_code_is_refused(world):
+    store, files, s3, _, _ = world
+    files.deploy("big", b"#" * 1001)
+    with pytest.raises(FunctionNotFound, match="1001 bytes, over the 1000-byte"):
+        store.get("big")
+    files.deploy("latin", b"def latin():\n    return '\xe9'\n")
+    with pytest.raises(FunctionNotFound, match="not UTF-8"):
+        store.get("latin")
+    gets = s3.gets
+    with pytest.raises(FunctionNotFound):
+        store.get("latin")
+    assert s3.gets == gets  # the verdict is cached too
+
+
+def test_object_missing_from_s3_is_not_found(world):
+    store, files, s3, _, _ = world
+    files.deploy("convert", SRC)
+    s3.objects.clear()
+    with pytest.raises(FunctionNotFound, match="gone from S3"):
+        store.get("convert")
+
+
+def test_concurrent_first_calls_fetch_once(world):
+    store, files, s3, _, _ = world
+    files.deploy("convert", SRC)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(store.get("convert").source))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [SRC.decode()] * 8
+    assert s3.gets == 1

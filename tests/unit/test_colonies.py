@@ -1,0 +1,187 @@
+"""The Colonies transport against a small local HTTP stand-in (threads, no fork, no server)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from coincurve import PublicKey
+
+from faas_sandbox.colonies import (
+    ColoniesClient,
+    call_spec,
+    key_id,
+    new_prvkey,
+    sign,
+)
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+
+KNOWN_KEY = "ddf7f7791208083b6a9ed975a72684f6406a269cfa36f1b1c32045c0a71fff05"
+KNOWN_ID = "3fc05cf3df4b494e95d6a3d297a34f19938f7daa7422ab0d4f794454133341ac"
+
+
+def recover_id(payload: str, signature: str) -> str:
+    """What the server does with a signature (protocol §2.3)."""
+    digest = hashlib.sha3_256(payload.encode()).digest()
+    public = PublicKey.from_signature_and_message(bytes.fromhex(signature), digest, hasher=None)
+    return hashlib.sha3_256(public.format(compressed=False).hex().encode()).hexdigest()
+
+
+def test_signatures_are_byte_identical_to_pycolonies():
+    from crypto import Crypto  # pycolonies' pure-Python signer
+
+    for key in (KNOWN_KEY, new_prvkey()):
+        for payload in ("eyJtc2d0eXBlIjoidmVyc2lvbm1zZyJ9", "x" * 999):
+            assert sign(payload, key) == Crypto().sign(payload, key)
+    assert key_id(KNOWN_KEY) == KNOWN_ID
+
+
+class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
+    protocol_version = "HTTP/1.1"  # keep-alive
+    server: ThreadingHTTPServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        msg = json.loads(base64.b64decode(body["payload"]))
+        state = self.server.state  # type: ignore[attr-defined]
+        state["peers"].add(self.client_address)
+        state["callers"].append(recover_id(body["payload"], body["signature"]))
+        kind = msg["msgtype"]
+        if kind == "assignprocessmsg":
+            if msg["timeout"] == 99:
+                time.sleep(30)  # a long-poll that only an abort ends
+            self._reply(404, "error", {"status": 404,
+                                       "message": "No process available for assignment"})
+        elif kind == "closesuccessfulmsg":
+            self._reply(403, "error", {"status": 403, "message": "process is not assigned"})
+        elif kind == "getprocessmsg" and msg["processid"] == "proxy":
+            self._raw(502, b"<html>bad gateway</html>")
+        elif kind == "getprocessmsg" and msg["processid"] == "empty":
+            self._raw(200, b"")
+        else:
+            self._reply(200, kind, {"echo": msg})
+
+    def _reply(self, status: int, payloadtype: str, payload: object) -> None:
+        data = json.dumps({"payloadtype": payloadtype, "error": status != 200,
+                           "payload": base64.b64encode(json.dumps(payload).encode()).decode()})
+        self._raw(status, data.encode())
+
+    def _raw(self, status: int, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stand_in)
+    httpd.daemon_threads = True
+    httpd.state = {"peers": set(), "callers": []}  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def client(server):
+    return ColoniesClient.connect("127.0.0.1", server.server_address[1], False, "dev", KNOWN_KEY)
+
+
+def test_requests_are_signed_by_the_key_and_share_one_connection(client, server):
+    for _ in range(5):
+        assert client.rpc("getcolonymsg", colonyname="dev") == {
+            "echo": {"msgtype": "getcolonymsg", "colonyname": "dev"}}
+    assert server.state["callers"] == [KNOWN_ID] * 5
+    assert len(server.state["peers"]) == 1  # keep-alive
+
+
+def test_each_thread_has_its_own_session(client, server):
+    threads = [threading.Thread(target=client.rpc, args=("getcolonymsg",)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(server.state["peers"]) == 3
+
+
+def test_no_process_available_means_idle(client):
+    assert client.assign(1) is None
+
+
+def test_a_server_error_is_refused_with_its_message_and_status(client):
+    with pytest.raises(ColoniesRefused, match="process is not assigned") as info:
+        client.close("p", [1])
+    assert info.value.status == 403
+
+
+def test_a_non_colonies_5xx_is_unreachable_and_an_empty_200_is_refused(client):
+    with pytest.raises(ColoniesUnreachable, match="HTTP 502"):
+        client.get_process("proxy")
+    with pytest.raises(ColoniesRefused, match="HTTP 200"):
+        client.get_process("empty")
+
+
+def test_connection_refused_is_unreachable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before use: nothing listens there
+    client = ColoniesClient.connect("127.0.0.1", port, False, "dev", KNOWN_KEY)
+    with pytest.raises(ColoniesUnreachable, match="127.0.0.1"):
+        client.get_process("x")
+
+
+def test_abort_ends_a_long_poll_at_once(client):
+    errors: list[BaseException] = []
+
+    def poll() -> None:
+        try:
+            client.assign(99)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    client.abort_assigns()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 2
+    assert isinstance(errors[0], ColoniesUnreachable)
+
+
+def test_pycolonies_methods_use_the_fast_transport(client, server):
+    client.sdk.add_log("pid", "hello", KNOWN_KEY)
+    assert server.state["callers"] == [KNOWN_ID]
+
+
+@pytest.mark.parametrize(("maxexectime", "maxretries"), [(0, 0), (-2, 0), (5, -2), (True, 0),
+                                                         (1.5, 0)])
+def test_call_spec_refuses_the_zero_trap_and_bad_limits(maxexectime, maxretries):
+    with pytest.raises(ValueError, match="must be"):
+        call_spec("f", colony="dev", maxexectime=maxexectime, maxretries=maxretries)
+
+
+def test_call_spec_sets_every_limit_explicitly():
+    spec = call_spec("convert", [21.0], colony="dev", maxexectime=10, maxretries=0)
+    assert spec["maxexectime"] == 10 and spec["maxretries"] == 0 and spec["maxwaittime"] == -1
+    assert spec["funcname"] == "execute"
+    assert spec["kwargs"] == {"function": "convert", "args": "[21.0]"}
+    assert spec["conditions"]["executortype"] == "faas-executor"
+
+
+def test_submit_refuses_a_spec_without_maxexectime(client):
+    with pytest.raises(ValueError, match="maxexectime 0"):
+        client.submit({"funcname": "execute", "conditions": {"executortype": "t"}})

@@ -1,0 +1,172 @@
+"""The close/fail delivery queue against a fake client: retry unreachable, drop refused."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from faas_sandbox.delivery import Backoff, Outbox, Reachability, Report
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+
+
+class FakeClient:
+    """Records calls; ``script`` maps (method, pid) to a list of exceptions to raise first."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, object]] = []
+        self.script: dict[tuple[str, str], list[Exception]] = {}
+        self.down = False
+
+    def _do(self, method: str, pid: str, arg: object) -> None:
+        if self.down:
+            raise ColoniesUnreachable("connection refused")
+        errors = self.script.get((method, pid))
+        if errors:
+            raise errors.pop(0)
+        self.calls.append((method, pid, arg))
+
+    def close(self, processid, out):
+        self._do("close", processid, out)
+
+    def fail(self, processid, errors):
+        self._do("fail", processid, errors)
+
+    def add_log(self, processid, message):
+        self._do("add_log", processid, message)
+
+
+def no_sleep(_: float) -> None:
+    return None
+
+
+def test_success_is_one_close_and_no_log():
+    client = FakeClient()
+    outbox = Outbox(client, sleep=no_sleep)
+    assert outbox.deliver(Report("p1", True, [69.8], []))
+    assert client.calls == [("close", "p1", [69.8])]
+    assert outbox.pending() == 0
+
+
+def test_log_goes_before_close_and_failure_uses_fail():
+    client = FakeClient()
+    outbox = Outbox(client, sleep=no_sleep)
+    assert outbox.deliver(Report("p1", False, [], ["runtime: boom"], "printed\n"))
+    assert client.calls == [("add_log", "p1", "printed\n"), ("fail", "p1", ["runtime: boom"])]
+
+
+def test_refused_close_is_dropped_not_retried(caplog):
+    client = FakeClient()
+    client.script[("close", "p1")] = [ColoniesRefused("process is not assigned", 403)]
+    outbox = Outbox(client, sleep=no_sleep)
+    with caplog.at_level(logging.WARNING):
+        assert outbox.deliver(Report("p1", True, [1], []))
+    assert client.calls == []
+    assert outbox.pending() == 0
+    assert outbox.dropped == 1
+    assert "refused by the server, dropped" in caplog.text
+
+
+def test_refused_log_still_closes():
+    client = FakeClient()
+    client.script[("add_log", "p1")] = [ColoniesRefused("too big", 400)]
+    outbox = Outbox(client, sleep=no_sleep)
+    assert outbox.deliver(Report("p1", True, [1], [], "x"))
+    assert client.calls == [("close", "p1", [1])]
+
+
+def test_unreachable_close_is_queued_and_retried_until_delivered():
+    client = FakeClient()
+    client.script[("close", "p1")] = [ColoniesUnreachable("reset")] * 3
+    outbox = Outbox(client, sleep=no_sleep)
+    assert not outbox.deliver(Report("p1", True, [1], []))
+    assert outbox.pending_ids() == ["p1"]
+    thread = threading.Thread(target=outbox.run)
+    thread.start()
+    assert outbox.flush(5.0)
+    outbox.stop()
+    thread.join(5.0)
+    assert client.calls == [("close", "p1", [1])]
+    assert outbox.delivered == 1
+
+
+def test_log_is_not_sent_twice_when_only_the_close_was_unreachable():
+    client = FakeClient()
+    client.script[("fail", "p1")] = [ColoniesUnreachable("reset")]
+    outbox = Outbox(client, sleep=no_sleep)
+    assert not outbox.deliver(Report("p1", False, [], ["timeout: 1s"], "log"))
+    thread = threading.Thread(target=outbox.run)
+    thread.start()
+    assert outbox.flush(5.0)
+    outbox.stop()
+    thread.join(5.0)
+    assert client.calls == [("add_log", "p1", "log"), ("fail", "p1", ["timeout: 1s"])]
+
+
+def test_reports_queue_up_behind_pending_ones_in_order_while_down():
+    client = FakeClient()
+    client.down = True
+    outbox = Outbox(client, sleep=no_sleep)
+    for pid in ("p1", "p2", "p3"):
+        assert not outbox.deliver(Report(pid, True, [pid], []))
+    assert outbox.pending_ids() == ["p1", "p2", "p3"]
+    client.down = False
+    thread = threading.Thread(target=outbox.run)
+    thread.start()
+    assert outbox.flush(5.0)
+    outbox.stop()
+    thread.join(5.0)
+    assert [pid for _, pid, _ in client.calls] == ["p1", "p2", "p3"]
+
+
+def test_refusal_after_unreachable_drops_the_report():
+    client = FakeClient()
+    client.script[("fail", "p1")] = [ColoniesUnreachable("timeout"),
+                                     ColoniesRefused("Tried to set failed process as failed", 400)]
+    outbox = Outbox(client, sleep=no_sleep)
+    outbox.deliver(Report("p1", False, [], ["spec: bad"]))
+    thread = threading.Thread(target=outbox.run)
+    thread.start()
+    assert outbox.flush(5.0)
+    outbox.stop()
+    thread.join(5.0)
+    assert client.calls == []
+    assert outbox.dropped == 1
+
+
+def test_stop_leaves_undeliverable_reports_pending():
+    client = FakeClient()
+    client.down = True
+    outbox = Outbox(client)
+    outbox.deliver(Report("p1", True, [1], []))
+    thread = threading.Thread(target=outbox.run)
+    thread.start()
+    assert not outbox.flush(0.2)
+    outbox.stop()
+    thread.join(5.0)
+    assert not thread.is_alive()
+    assert outbox.pending_ids() == ["p1"]
+
+
+def test_reachability_logs_once_per_state_change(caplog):
+    reach = Reachability()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(5):
+            reach.down(ColoniesUnreachable("refused"))
+        for _ in range(5):
+            reach.up()
+        reach.down(ColoniesUnreachable("refused"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["colonies unreachable (refused), retrying", "colonies reachable again",
+                        "colonies unreachable (refused), retrying"]
+
+
+@pytest.mark.parametrize("rand", [0.0, 1.0])
+def test_backoff_doubles_to_its_cap_with_jitter(rand):
+    backoff = Backoff(initial=0.1, maximum=1.0, rand=lambda: rand)
+    delays = [backoff.next() for _ in range(6)]
+    factor = 0.5 + rand / 2
+    assert delays == pytest.approx([d * factor for d in (0.1, 0.2, 0.4, 0.8, 1.0, 1.0)])
+    backoff.reset()
+    assert backoff.next() == pytest.approx(0.1 * factor)

@@ -1,0 +1,264 @@
+"""The pull loop against a fake Colonies client and a fake sandbox (no fork, no server)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from faas_sandbox.codestore import CodeStore
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, EngineError
+from faas_sandbox.executor import Executor
+from faas_sandbox.outcome import ErrorKind, Outcome, Usage
+from faas_sandbox.settings import S3Settings
+from faas_sandbox.spec import encode_call_kwargs
+
+CONVERT = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"
+
+
+class FakeColonies:
+    """Hands out queued processes; records close/fail/add_log in order."""
+
+    colony = "dev"
+
+    def __init__(self) -> None:
+        self.queue: list[Any] = []
+        self.calls: list[tuple[str, str, Any]] = []
+        self.files = {"convert": CONVERT, "chatty": "def chatty():\n    return 1\n",
+                      "block": "def block():\n    return 1\n"}
+        self.assign_errors: list[Exception] = []
+        self.lock = threading.Lock()
+        self.done = threading.Condition(self.lock)
+
+    def submit(self, pid: str, kwargs: dict | None = None, **spec: Any) -> None:
+        with self.lock:
+            self.queue.append({"processid": pid, "spec": {"funcname": "execute",
+                                                          "kwargs": kwargs, **spec}})
+
+    def assign(self, timeout: int) -> dict | None:
+        with self.lock:
+            if self.assign_errors:
+                raise self.assign_errors.pop(0)
+            if self.queue:
+                return self.queue.pop(0)
+        time.sleep(0.01)
+        return None
+
+    def abort_assigns(self) -> None:
+        pass
+
+    def _record(self, *call: Any) -> None:
+        with self.lock:
+            self.calls.append(call)
+            self.done.notify_all()
+
+    def close(self, processid, out):
+        self._record("close", processid, out)
+
+    def fail(self, processid, errors):
+        self._record("fail", processid, errors)
+
+    def add_log(self, processid, message):
+        self._record("add_log", processid, message)
+
+    def get_file(self, label, name):
+        if name not in self.files:
+            raise ColoniesRefused("Failed to get file", 404)
+        return [{"fileid": name, "checksum": "", "size": 1,
+                 "ref": {"s3object": {"server": "s3", "port": 1, "object": name}}}]
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[str, str, Any]]:
+        with self.lock:
+            self.done.wait_for(lambda: len([c for c in self.calls if c[0] != "add_log"])
+                               >= count, timeout)
+            return list(self.calls)
+
+
+class FakeS3:
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+
+    def get_object(self, Bucket, Key):  # noqa: N803
+        import io
+        return {"Body": io.BytesIO(self.files[Key].encode())}
+
+
+class FakeSandbox:
+    """Runs trusted test code in-process; ``block`` waits on an event; ``chatty`` prints."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.budgets: list[float | None] = []
+        self.raise_engine = False
+
+    def call(self, source, function, args=(), kwargs=None, maxexectime=None) -> Outcome:
+        self.budgets.append(maxexectime)
+        if self.raise_engine:
+            raise EngineError("forker died")
+        usage = Usage(0.002, 0.001, 10 * 2**20)
+        if function == "block":
+            self.release.wait(10)
+            return Outcome(True, 1, usage=usage)
+        if function == "chatty":
+            return Outcome(True, 1, stdout="hello\n", usage=usage)
+        namespace: dict[str, Any] = {}
+        exec(source, namespace)
+        try:
+            return Outcome(True, namespace[function](*args, **(kwargs or {})), usage=usage)
+        except Exception as exc:
+            return Outcome.failure(ErrorKind.RUNTIME, f"{type(exc).__name__}: {exc}", "",
+                                   usage)
+
+
+@pytest.fixture
+def setup():
+    client = FakeColonies()
+    sandbox = FakeSandbox()
+    code = CodeStore(client, S3Settings(), s3_factory=lambda *a: FakeS3(client.files))
+    executor = Executor(client, sandbox, code, name="test-exec", concurrency=2, grace=5.0)
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("status", executor.run()))
+    thread.start()
+    yield client, sandbox, executor
+    sandbox.release.set()
+    executor.request_stop()
+    executor.request_stop()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_tutorial_process_closes_with_the_float_result(setup):
+    client, _, _ = setup
+    client.submit("p1", {"function": "convert", "arg": "21"})
+    assert client.wait_for(1) == [("close", "p1", [69.8])]
+
+
+def test_json_args_and_other_kinds_of_failure(setup):
+    client, _, _ = setup
+    client.submit("p1", encode_call_kwargs("convert", [100]))
+    client.submit("p2", {"function": "convert", "arg": "warm"})
+    client.submit("p3", {"function": "missing", "arg": "1"})
+    client.submit("p4", encode_call_kwargs("convert", ["x"]))
+    calls = {pid: (kind, arg) for kind, pid, arg in client.wait_for(4) if kind != "add_log"}
+    assert calls["p1"] == ("close", [212.0])
+    assert calls["p2"] == ("fail", ["spec: kwargs.arg is not a number: 'warm'"])
+    assert calls["p3"][0] == "fail" and calls["p3"][1][0].startswith("not_found: no function")
+    assert calls["p4"][0] == "fail" and calls["p4"][1][0].startswith("runtime: TypeError")
+
+
+def test_prints_go_to_the_process_log_before_the_close(setup):
+    client, _, _ = setup
+    client.submit("p1", {"function": "chatty"})
+    calls = client.wait_for(1)
+    assert [c[0] for c in calls] == ["add_log", "close"]
+    assert calls[0][2].startswith("hello\n[faas-sandbox] chatty ok in 0.002s cpu=0.001s "
+                                  "rss=10.0MiB")
+
+
+def test_maxexectime_becomes_the_time_left_minus_the_close_margin(setup):
+    client, sandbox, _ = setup
+    client.submit("p1", {"function": "convert", "arg": "1"}, maxexectime=3)
+    client.submit("p2", {"function": "convert", "arg": "1"}, maxexectime=-1)
+    client.wait_for(2)
+    budget, default = sorted(sandbox.budgets, key=lambda b: b is None)
+    assert 2.5 < budget <= 2.75
+    assert default is None
+
+
+def test_a_malformed_process_never_stops_the_executor(setup):
+    client, _, _ = setup
+    with client.lock:
+        client.queue += [{"no": "id"}, {"processid": "p0", "spec": "junk"}, "not a dict"]
+    client.submit("p1", {"function": "convert", "arg": "0"})
+    calls = [c for c in client.wait_for(2) if c[0] != "add_log"]
+    assert calls[0] == ("fail", "p0", ["spec: process has no spec"])
+    assert calls[1] == ("close", "p1", [32.0])
+
+
+def test_unreachable_assign_backs_off_and_logs_once(setup, caplog):
+    client, _, _ = setup
+    with caplog.at_level(logging.WARNING), client.lock:
+        client.assign_errors += [ColoniesUnreachable("refused")] * 2
+    client.submit("p1", {"function": "convert", "arg": "0"})
+    assert ("close", "p1", [32.0]) in client.wait_for(1, timeout=10)
+    assert caplog.text.count("colonies unreachable") == 1
+    assert caplog.text.count("colonies reachable again") == 1
+
+
+def test_engine_error_fails_the_call_as_crash(setup):
+    client, sandbox, _ = setup
+    sandbox.raise_engine = True
+    client.submit("p1", {"function": "convert", "arg": "0"})
+    calls = [c for c in client.wait_for(1) if c[0] != "add_log"]
+    assert calls == [("fail", "p1", ["crash: sandbox engine failed: forker died"])]
+
+
+def run_executor(client: FakeColonies, sandbox: FakeSandbox, grace: float) -> tuple[Executor,
+                                                                                    dict, Any]:
+    code = CodeStore(client, S3Settings(), s3_factory=lambda *a: FakeS3(client.files))
+    executor = Executor(client, sandbox, code, name="t", concurrency=2, grace=grace)
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("status", executor.run()))
+    thread.start()
+    return executor, result, thread
+
+
+def wait_inflight(executor: Executor) -> None:
+    deadline = time.monotonic() + 5
+    while not executor._inflight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert executor._inflight
+
+
+def test_first_stop_lets_the_call_in_flight_finish():
+    client, sandbox = FakeColonies(), FakeSandbox()
+    executor, result, thread = run_executor(client, sandbox, grace=5.0)
+    client.submit("p1", {"function": "block"})
+    wait_inflight(executor)
+    executor.request_stop()
+    time.sleep(0.2)
+    assert thread.is_alive()  # still waiting for p1
+    sandbox.release.set()
+    thread.join(5)
+    assert result["status"] == 0
+    assert client.calls == [("close", "p1", [1])]
+
+
+def test_grace_expiry_fails_the_call_in_flight_with_a_reason():
+    client, sandbox = FakeColonies(), FakeSandbox()
+    executor, result, thread = run_executor(client, sandbox, grace=0.3)
+    client.submit("p1", {"function": "block"})
+    wait_inflight(executor)
+    executor.request_stop()
+    thread.join(5)
+    assert result["status"] == 0
+    assert client.calls == [("fail", "p1", ["interrupted: executor t stopped before the call "
+                                            "finished (the 0.3s grace period)"])]
+    sandbox.release.set()
+    time.sleep(0.1)
+    assert len(client.calls) == 1  # the late result is not delivered
+
+
+def test_second_stop_ends_the_call_at_once():
+    client, sandbox = FakeColonies(), FakeSandbox()
+    executor, result, thread = run_executor(client, sandbox, grace=60)
+    client.submit("p1", {"function": "block"})
+    wait_inflight(executor)
+    started = time.monotonic()
+    executor.request_stop()
+    executor.request_stop()
+    thread.join(5)
+    assert time.monotonic() - started < 2
+    assert client.calls[0][0] == "fail" and "a second stop request" in client.calls[0][2][0]
+    sandbox.release.set()
+
+
+def test_assign_refused_with_403_stops_the_executor_with_status_1():
+    client, sandbox = FakeColonies(), FakeSandbox()
+    client.assign_errors.append(ColoniesRefused("Access denied, not a member", 403))
+    executor, result, thread = run_executor(client, sandbox, grace=1)
+    thread.join(5)
+    assert result["status"] == 1
