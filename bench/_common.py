@@ -141,8 +141,19 @@ class CpuMeter:
 
     trees: dict[str, int] = field(default_factory=dict)  # label -> root pid
 
+    split: dict[str, int] = field(default_factory=dict)  # label -> pid: parent and children apart
+
     def sample(self) -> CpuSample:
         parts = {label: tree_cpu(pid) for label, pid in self.trees.items()}
+        for label, pid in self.split.items():
+            total = tree_cpu(pid)
+            try:
+                t = psutil.Process(pid).cpu_times()
+                own = t.user + t.system
+            except psutil.Error:
+                own = 0.0
+            parts[f"{label}-parent"] = own
+            parts[f"{label}-children"] = max(0.0, total - own)
         me = psutil.Process().cpu_times()
         parts["loadgen"] = me.user + me.system
         t = psutil.cpu_times()

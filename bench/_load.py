@@ -27,7 +27,7 @@ import websocket
 
 from faas_sandbox.colonies import FAILED, SUCCESS, ColoniesClient, sign
 
-EndCallback = Callable[[str, int, Any, float, str], None]  # pid, state, out, when, how
+EndCallback = Callable[[str, int, Any, float, str], None]  # pid, state, out|errors, when, how
 
 
 class Watcher:
@@ -81,8 +81,10 @@ class Watcher:
                 continue
             self.frames += 1
             if self.on_end is not None:
-                self.on_end(body.get("processid", ""), int(body.get("state", -1)),
-                            body.get("out"), when, "ws")
+                state = int(body.get("state", -1))
+                self.on_end(body.get("processid", ""), state,
+                            body.get("out") if state == SUCCESS else body.get("errors"),
+                            when, "ws")
 
     def stop(self) -> None:
         self._closing = True
@@ -205,7 +207,7 @@ class LoadRun:
             self._note(f"{pid[:12]} out={out!r}")
         else:
             result.failed += 1
-            self._note(f"{pid[:12]} state={state}")
+            self._note(f"{pid[:12]} state={state} errors={out!r}"[:300])
         self._finish()
 
     def _finish(self, ended: bool = True) -> None:
@@ -231,5 +233,5 @@ class LoadRun:
                     continue
                 state = process.get("state")
                 if state in (SUCCESS, FAILED, 4):
-                    self._on_end(pid, int(state), process.get("out"), time.perf_counter(),
-                                 "sweep")
+                    self._on_end(pid, int(state), process.get("out") if state == SUCCESS
+                                 else process.get("errors"), time.perf_counter(), "sweep")

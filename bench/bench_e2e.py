@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -82,9 +83,13 @@ class ExecutorProc:
             if not self.ready.is_set() and self._marker in line:
                 self.ready.set()
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, registered: Any = None) -> None:
+        """Until the ready line shows, or ``registered()`` says the server has it approved."""
         end = time.monotonic() + timeout
         while not self.ready.wait(0.2):
+            if registered is not None and registered():
+                time.sleep(0.5)  # registered just before its workers start their long-polls
+                return
             if self.proc.poll() is not None or time.monotonic() > end:
                 raise SystemExit(f"bench: executor did not start (see {self.log_path})")
 
@@ -122,6 +127,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--maxretries", type=int, default=env_default("BENCH_MAXRETRIES", 0))
     p.add_argument("--phases", default=env_default("BENCH_PHASES", ",".join(PHASES)),
                    help=f"comma-separated subset of {','.join(PHASES)}")
+    p.add_argument("--ours-cmd", default=env_default("BENCH_OURS_CMD", f"{FAAS} executor"),
+                   help="the command that runs our executor [default: %(default)s]")
+    p.add_argument("--ours-args", default=env_default("BENCH_OURS_ARGS", ""),
+                   help="extra flags for `faas-sandbox executor`, e.g. \"--policy p.toml\"")
     p.add_argument("--keep", action="store_true", help="keep the benchmark's processes in the DB")
     opts = p.parse_args()
     if opts.quick:
@@ -164,20 +173,23 @@ def main() -> int:
     return report(phases, opts)
 
 
-def executor_argv(phase: Phase, n: int, run_id: str) -> tuple[list[str], str]:
+def executor_argv(phase: Phase, n: int, run_id: str, cmd: str,
+                  extra: str) -> tuple[list[str], str]:
     if phase.kind == "naive":
         return [PY, "bench/naive_executor.py", "--threads", str(n),
                 "--executortype", phase.executortype], READY
     if phase.kind == "null":
         return [PY, "bench/null_executor.py", "--threads", str(n),
                 "--executortype", phase.executortype], READY
-    return [FAAS, "executor", "--concurrency", str(n), "--executor-type", phase.executortype,
-            "--identity", "self", "--name", f"bench-{run_id}-ours"], "serving ("
+    return [*shlex.split(cmd), "--concurrency", str(n), "--executor-type", phase.executortype,
+            "--identity", "self", "--name", f"bench-{run_id}-ours", *shlex.split(extra)], \
+        "serving ("
 
 
 def run_phase(phase: Phase, opts: argparse.Namespace, settings: Any, member: Any,
               run_id: str, all_pids: list[str]) -> None:
-    argv, marker = executor_argv(phase, opts.concurrency, run_id)
+    argv, marker = executor_argv(phase, opts.concurrency, run_id, opts.ours_cmd,
+                                 opts.ours_args)
     LOG_DIR.mkdir(parents=True, exist_ok=True)  # .dev/ may be wiped while we run
     executor = ExecutorProc(argv, marker, LOG_DIR / f"{run_id}-{phase.label}.log")
     watcher = Watcher(settings.host, settings.port, settings.tls, settings.colony_name,
@@ -186,7 +198,8 @@ def run_phase(phase: Phase, opts: argparse.Namespace, settings: Any, member: Any
                          opts.maxretries)
     calls = opts.naive_calls if phase.kind == "naive" else opts.calls
     try:
-        executor.wait_ready(120)
+        executor.wait_ready(120, registered(member, f"bench-{run_id}-ours")
+                            if phase.kind == "ours" else None)
         pid = executor.proc.pid
         phase.rss["ready"] = tree_rss(pid)
         watcher.start()
@@ -194,9 +207,10 @@ def run_phase(phase: Phase, opts: argparse.Namespace, settings: Any, member: Any
                        submitters=opts.submitters, timeout=120)
         warmed = warm.run()
         all_pids.extend(warm.pids)
-        if warmed.ended < opts.warmup:
-            phase.notes.append(f"warm-up: only {warmed.ended}/{opts.warmup} calls ended")
-        meter = CpuMeter({**stack_pids(), "executor": pid})
+        if warmed.ok < opts.warmup:
+            phase.notes.append(f"warm-up: {warmed.ok}/{opts.warmup} calls ok "
+                               f"({'; '.join(warmed.samples) or 'not ended'})")
+        meter = CpuMeter(stack_pids(), {"executor": pid})
         phase.rss["start"] = tree_rss(pid)
         peak = RssPeak(pid)
         before = meter.sample()
@@ -217,6 +231,16 @@ def run_phase(phase: Phase, opts: argparse.Namespace, settings: Any, member: Any
     r = phase.result
     print(f"  {phase.label:12} {r.rate:7.1f} calls/s  p50 {pct(r.latencies_ms, 50):6.1f} ms  "
           f"p95 {pct(r.latencies_ms, 95):6.1f} ms  ok {r.ok}/{r.total}", flush=True)
+
+
+def registered(member: Any, name: str) -> Any:
+    """A probe: is executor ``name`` registered and approved? (log-level independent)."""
+    def probe() -> bool:
+        try:
+            return bool(member.get_executor(name).get("state") == 1)
+        except Exception:  # noqa: BLE001 - not there yet
+            return False
+    return probe
 
 
 class RssPeak:
@@ -296,6 +320,10 @@ def report(phases: list[Phase], opts: argparse.Namespace) -> int:
         print("ours parent RSS: " + ", ".join(
             f"{k} {v[0] / MIB:.1f} MiB" for k, v in rss.items()) +
             f"; children (forker + spares) at end {rss.get('end', (0, 0))[1] / MIB:.1f} MiB")
+    print("\nexecutor parent RSS (MiB) at ready / start of the measured run / end / peak:")
+    for p in by.values():
+        print(f"  {p.label:12} " + " / ".join(f"{p.rss.get(k, (0, 0))[0] / MIB:.1f}"
+                                             for k in ("ready", "start", "end", "peak")))
     print("\nCPU during each measured phase (% of one core; CPU-ms per call):")
     for p in by.values():
         assert p.result is not None

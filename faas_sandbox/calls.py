@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from .errors import ColoniesRefused, ColoniesUnreachable
 from .policy import Policy
+from .spec import decode_result
 
 # Result kinds besides the sandbox's ErrorKind values and the executor's spec/not_found.
 OK = "ok"
@@ -157,33 +158,8 @@ def parse_error(text: str) -> tuple[str, str]:
 
 
 def decode_output(output: list[Any]) -> list[Any]:
-    """Undo ``spec.encode_result``: numbers and strings travel raw, everything else as JSON text.
-
-    A string is decoded only when it is JSON for what ``encode_result`` turns into text: an
-    array, object, true/false/null, or an int beyond +-2**53. Other strings ("21", "hello")
-    stay strings; NaN/Infinity stay text, since JSON cannot carry them.
-    """
-    values = []
-    for item in output:
-        if isinstance(item, str) and item[:1] in _JSON_TEXT_START:
-            try:
-                decoded = json.loads(item, parse_constant=lambda name: item)
-            except ValueError:
-                decoded = item
-            if _is_encoded(decoded):
-                item = decoded
-        values.append(item)
-    return values
-
-
-_JSON_TEXT_START = frozenset('[{tfn-0123456789')
-_MAX_SAFE_INT = 2**53
-
-
-def _is_encoded(value: Any) -> bool:
-    if value is None or isinstance(value, (bool, list, dict)):
-        return True
-    return isinstance(value, int) and abs(value) > _MAX_SAFE_INT
+    """Undo ``spec.encode_result`` element by element (see docs/protocol.md, Results)."""
+    return [decode_result(item) for item in output]
 
 
 def classify(end: CallEnd, request: CallRequest) -> CallResult:

@@ -4,10 +4,12 @@ Reading (the executor's hot path):
 
 - A function name must be a plain identifier; anything else (``../x``, ``a/b``) is refused
   before any lookup.
-- Source is cached by (file id, checksum). A function's metadata (``getfilemsg``, latest
-  revision) is re-checked at most every ``recheck_s`` seconds (2 s by default), so a new deploy
-  is served within about 2 s and most calls cost no metadata round trip. Unknown names are
-  remembered for the same time, so bad callers cannot turn every call into a lookup.
+- Source is cached by (file id, checksum), at most 512 revisions. A function's metadata
+  (``getfilemsg``, latest revision) is re-checked at most every ``recheck_s`` seconds (2 s by
+  default), so a new deploy is served within about 2 s and most calls cost no metadata round
+  trip. Unknown names are remembered for the same time, so bad callers cannot turn every call
+  into a lookup; at most 4096 names are remembered (found or not), least recently checked
+  dropped first, so they cannot grow the executor's memory either.
 - Content comes from S3 with ONE long-lived boto3 client per endpoint, credentials from the
   settings (never from file metadata), and is checked against its SHA-256 checksum.
 - When Colonies or S3 is down: a cached revision keeps being served (logged once per outage);
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 LABEL = "/faas"
 RECHECK_S = 2.0
 _MAX_CACHED_SOURCES = 512
+_MAX_ENTRIES = 4096  # function names remembered, found or not
 
 
 class FileClient(Protocol):
@@ -88,7 +91,7 @@ class CodeStore:
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._s3_clients: dict[tuple[str, str, bool], Any] = {}
-        self._degraded = False
+        self._down: set[str] = set()  # "ColonyFS" and/or "S3" while they fail
 
     # -- reading --------------------------------------------------------------------------------
     def get(self, name: str) -> Code:
@@ -118,7 +121,9 @@ class CodeStore:
         try:
             meta = self._latest(name)
         except (ColoniesUnreachable, CodeUnavailable) as exc:
+            self._mark("ColonyFS", exc)
             return self._stale(name, old, now, exc)
+        self._mark("ColonyFS")
         if meta is None:
             entry = _Entry(None, now, f"no function {name!r} in ColonyFS {self.label} "
                                       f"(deploy it with `faas-sandbox deploy`)")
@@ -129,10 +134,12 @@ class CodeStore:
                 try:
                     source = self._download(name, meta)
                 except CodeUnavailable as exc:
+                    self._mark("S3", exc)
                     return self._stale(name, old, now, exc)
                 except FunctionNotFound as exc:
-                    self._entries[name] = _Entry(None, now, str(exc))
+                    self._remember(name, _Entry(None, now, str(exc)))
                     raise
+                self._mark("S3")
                 with self._lock:
                     if len(self._sources) >= _MAX_CACHED_SOURCES:
                         self._sources.pop(next(iter(self._sources)))
@@ -140,21 +147,39 @@ class CodeStore:
                 if old is not None and old.code is not None:
                     log.info("function %s: new revision %s", name, key[0][:12])
             entry = _Entry(Code(name, source, key[0], key[1]), now)
-        if self._degraded:
-            self._degraded = False
-            log.warning("code store: ColonyFS reachable again")
-        self._entries[name] = entry
+        self._remember(name, entry)
         return entry
 
+    def _remember(self, name: str, entry: _Entry) -> None:
+        """Keep at most ``_MAX_ENTRIES`` names (found or not), dropping the least recently
+        refreshed: callers choose the names, so they must not be able to grow this forever."""
+        with self._lock:
+            self._entries.pop(name, None)
+            self._entries[name] = entry
+            while len(self._entries) > _MAX_ENTRIES:
+                old = next(iter(self._entries))
+                del self._entries[old]
+                lock = self._locks.get(old)
+                if lock is not None and not lock.locked():
+                    del self._locks[old]
+
+    def _mark(self, part: str, exc: Exception | None = None) -> None:
+        """One log line when ColonyFS metadata or S3 content starts or stops failing."""
+        if exc is not None and part not in self._down:
+            self._down.add(part)
+            log.warning("code store: %s failing (%s); serving cached code where there is some",
+                        part, exc)
+        elif exc is None and part in self._down:
+            self._down.discard(part)
+            log.warning("code store: %s working again", part)
+
     def _stale(self, name: str, old: _Entry | None, now: float, exc: Exception) -> _Entry:
-        if not self._degraded:
-            self._degraded = True
-            log.warning("code store: cannot check ColonyFS (%s); serving cached code", exc)
         if old is None or old.code is None:
             raise CodeUnavailable(f"cannot fetch function {name!r} and it is not cached: "
                                   f"{exc}") from None
-        self._entries[name] = _Entry(old.code, now)  # do not retry on every call
-        return self._entries[name]
+        entry = _Entry(old.code, now)  # do not retry on every call
+        self._remember(name, entry)
+        return entry
 
     def _latest(self, name: str) -> dict[str, Any] | None:
         try:
@@ -194,6 +219,8 @@ class CodeStore:
             raise CodeUnavailable(f"S3 {endpoint}: {exc}") from None
         if len(data) > self.max_bytes:
             raise FunctionNotFound(f"/faas/{name} is over the {self.max_bytes}-byte source limit")
+        if not data.strip():
+            raise FunctionNotFound(f"/faas/{name} is empty")
         checksum = str(meta.get("checksum", ""))
         if checksum and hashlib.sha256(data).hexdigest() != checksum.lower():
             raise CodeUnavailable(f"/faas/{name}: content does not match its checksum")

@@ -6,9 +6,10 @@
   byte-identical (RFC 6979 nonces, low s; protocol §2.4);
 - it keeps one ``requests.Session`` per thread (keep-alive), with a client timeout: connect 5 s,
   read 30 s, or the assign long-poll plus 15 s;
-- it classifies failures: :class:`ColoniesUnreachable` (connection refused, reset, timed out:
-  safe to retry) versus :class:`ColoniesRefused` (the server answered with an error; its message
-  and HTTP status are kept).
+- it classifies failures: :class:`ColoniesUnreachable` (connection refused, reset, timed out,
+  or the server answering with its *database's* connection error: safe to retry) versus
+  :class:`ColoniesRefused` (the server answered with an error; its message and HTTP status are
+  kept).
 
 Every pycolonies method (submit_func_spec, upload_data, get_process...) works through it.
 :class:`ColoniesClient` adds the raw-JSON calls the executor needs (no pydantic parsing on the
@@ -147,27 +148,24 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
         payload = base64.b64encode(json.dumps(msg, allow_nan=False).encode()).decode()
         body = json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
                            "signature": sign(payload, prvkey)})
-        read, attempts = READ_TIMEOUT_S, (1, 2)
-        if msg["msgtype"] == "assignprocessmsg":  # never idle long; an abort must end it
-            read, attempts = max(float(msg.get("timeout", 0)), 0.0) + LONG_POLL_SLACK_S, (2,)
-        for attempt in attempts:
+        # A keep-alive connection the server closed while idle fails once: retry that on a
+        # fresh connection. Not an assign: its connection is never idle, and an abort at
+        # shutdown (abort_assigns) must end it rather than start a new long-poll.
+        read, attempts = READ_TIMEOUT_S, 2
+        if msg["msgtype"] == "assignprocessmsg":
+            read, attempts = max(float(msg.get("timeout", 0)), 0.0) + LONG_POLL_SLACK_S, 1
+        for attempt in range(1, attempts + 1):
             try:
                 reply = self._session().post(self.url, data=body,
                                              timeout=(CONNECT_TIMEOUT_S, read))
                 break
             except requests.ConnectionError as exc:
-                # A keep-alive connection the server closed while idle fails once; retry on a
-                # fresh one. A second failure means the server is not there.
-                if attempt == 2 or isinstance(exc, requests.ConnectTimeout):
+                if attempt == attempts or isinstance(exc, requests.ConnectTimeout):
                     raise ColoniesUnreachable(f"{self.url}: {_short(exc)}") from exc
             except requests.RequestException as exc:  # read timeout and the like
                 raise ColoniesUnreachable(f"{self.url}: {_short(exc)}") from exc
         return _decode(reply)
 
-    def close_sessions(self) -> None:
-        session = getattr(self._local, "session", None)
-        if session is not None:
-            session.close()
 
 
 _CAUSES = ("Connection refused", "Connection reset", "Read timed out", "Connection aborted",
@@ -183,6 +181,22 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+# The server passes its database driver's error text through as the reply, with 400, 403 or
+# 500 (e.g. 403 "dial tcp 127.0.0.1:55432: connect: connection refused" from the membership
+# check of every request while PostgreSQL restarts). Those say nothing about the request: they
+# are "unreachable" (retry later), never a decision such as "removed" or "already closed".
+_BACKEND_DOWN = ("dial tcp ", "connect: connection refused", "connection reset by peer",
+                 "driver: bad connection", "sql: database is closed", "broken pipe",
+                 "pq: the database system is", "pq: terminating connection",
+                 "pq: sorry, too many clients", "server closed the connection unexpectedly",
+                 "i/o timeout", "unexpected EOF")
+
+
+def backend_down(message: str) -> bool:
+    """True when a Colonies error message is its database failing, not a refusal."""
+    return message.strip() == "EOF" or any(text in message for text in _BACKEND_DOWN)
+
+
 def _decode(reply: requests.Response) -> Any:
     try:
         envelope = json.loads(reply.content)
@@ -196,6 +210,8 @@ def _decode(reply: requests.Response) -> Any:
     if error:
         message = payload.get("message", "") if isinstance(payload, dict) else str(payload)
         status = payload.get("status", reply.status_code) if isinstance(payload, dict) else 0
+        if backend_down(str(message)):
+            raise ColoniesUnreachable(f"colonies server cannot reach its database: {message}")
         raise ColoniesRefused(str(message), int(status) if isinstance(status, int) else 0)
     return payload
 

@@ -6,8 +6,11 @@ Rules (protocol §6.3):
   RUNNING, so a log after close is refused.
 - Refused by the server (403/400/500 with a message): the server has moved on (requeued after
   maxexectime, closed, removed). Log one line and drop the report; never retry it.
-- Unreachable (refused connection, reset, timeout): keep the rest of the report in a queue that
-  one thread retries with capped, jittered backoff until the server takes it or says no.
+- Unreachable (refused connection, reset, timeout, or the server's database down: see
+  ``colonies.backend_down``): keep the rest of the report in a queue that one thread retries
+  with capped, jittered backoff until the server takes it or says no. A report that still
+  fails goes to the back of the queue, so one that the server keeps failing cannot hold up
+  the others; when a backlog has drained, one line says how many went out late.
 
 :class:`Reachability` turns many failures into ONE log line per state change.
 """
@@ -100,6 +103,7 @@ class Outbox:
         self._sleep = sleep or self._wake.wait
         self.delivered = 0
         self.dropped = 0
+        self.late = 0  # delivered by the retrier in the current backlog
 
     def deliver(self, report: Report) -> bool:
         """Try once now. True when the server has the final word (taken or refused)."""
@@ -159,15 +163,23 @@ class Outbox:
                 if not self._pending:
                     return
                 report = self._pending[0]
+            before = self.delivered
             if self._attempt(report):
                 with self._cond:
-                    self._pending.popleft()
+                    self._pending.remove(report)
                     self._cond.notify_all()
+                    self.late += self.delivered - before
+                    drained = not self._pending
+                if drained and self.late:
+                    log.warning("%d queued result(s) delivered late", self.late)
+                    self.late = 0
                 self._backoff.reset()
             else:
                 with self._cond:
                     if self._stop:
                         return
+                    if len(self._pending) > 1 and self._pending[0] is report:
+                        self._pending.rotate(-1)  # let the others have a go
                 self._sleep(self._backoff.next())
 
     def flush(self, timeout: float) -> bool:

@@ -40,14 +40,12 @@ from .errors import (
     FunctionNotFound,
     SpecError,
 )
-from .outcome import ErrorKind, Outcome
+from .outcome import Outcome
 from .spec import encode_result, parse_process
 
 log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 4000
-_LIMIT_KINDS = {ErrorKind.TIMEOUT, ErrorKind.CPU, ErrorKind.MEMORY, ErrorKind.OUTPUT,
-                ErrorKind.CRASH}
 _MIB = 1024 * 1024
 
 
@@ -153,12 +151,17 @@ class Executor:
                 self._stopping.wait(backoff.next())
                 continue
             except ColoniesRefused as exc:
-                self.reach.up()
-                if exc.status == 403:
+                if exc.status == 403 and _denied(str(exc)):
+                    self.reach.up()
                     self._fatal = f"assign refused: {exc}"
                     log.error("executor %s can no longer assign (%s): removed, rejected or "
                               "reaped as stale; stopping", self.name, exc)
                     return
+                if exc.status == 403:  # not a verdict on us: e.g. a database error text
+                    self.reach.down(exc)
+                    self._stopping.wait(backoff.next())
+                    continue
+                self.reach.up()
                 if exc.status not in (408, 503):  # 408/503: the colony's assignments are paused
                     log.warning("assign refused (%s), retrying", exc)
                 self._stopping.wait(backoff.next())
@@ -251,8 +254,8 @@ class Executor:
                 note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} ok {text}"
             return Report(pid, True, [encode_result(outcome.value)], [], note)
         reason = _clip(outcome.reason)
-        level = logging.WARNING if outcome.error_kind in _LIMIT_KINDS else logging.INFO
-        log.log(level, "call %s: %s failed %s: %s", pid, function, text, reason)
+        log.info("call %s: %s failed %s: %s", pid, function, text, reason)  # on kills the
+        # sandbox has logged a WARNING already
         note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} failed {text}: " \
                f"{reason}"
         return Report(pid, False, [], [reason], note)
@@ -272,6 +275,12 @@ class Executor:
             log.warning("process %s has maxexectime 0: the server fails or requeues such "
                         "processes about 1 s after assignment; submitters should send -1 or a "
                         "positive number (logged once)", process.get("processid"))
+
+
+def _denied(message: str) -> bool:
+    """Whether a 403 on assign is the server's verdict on this executor (removed, not approved,
+    colony gone), as its membership check words it; only that stops the executor."""
+    return "Access denied" in message or "does not exist" in message
 
 
 def _nl(text: str) -> str:

@@ -125,6 +125,9 @@ def classify(info: ExitInfo, usage: Usage, wall_seconds: float, cpu_seconds: int
             return Outcome(True, info.frame["value"], None, "", stdout, usage)
         return Outcome.failure(ErrorKind(info.frame["kind"]), info.frame["message"], stdout,
                                usage)
+    if info.killed is Killed.OVERFLOW:
+        return Outcome.failure(ErrorKind.OUTPUT, "the child sent more bytes than its result "
+                               "and stdout caps allow", usage=usage)
     status = info.status
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -135,9 +138,6 @@ def classify(info: ExitInfo, usage: Usage, wall_seconds: float, cpu_seconds: int
             if info.killed is Killed.TIMEOUT:
                 return Outcome.failure(ErrorKind.TIMEOUT, f"wall-clock limit of {wall_seconds:g}"
                                        " s exceeded", usage=usage)
-            if info.killed is Killed.OVERFLOW:
-                return Outcome.failure(ErrorKind.OUTPUT, "the child sent more bytes than its "
-                                       "result and stdout caps allow", usage=usage)
             if info.killed is not None:
                 return Outcome.failure(ErrorKind.CRASH, "killed by the sandbox: it is shutting "
                                        "down", usage=usage)
@@ -203,11 +203,14 @@ class ChildProc:
             self.req_fd = -1
 
     def kill(self, reason: Killed) -> None:
-        """SIGKILL the child's process group (and the child, in case setsid had not run)."""
-        if self.status is not None:
-            return
+        """SIGKILL the child's process group (and the child, in case setsid had not run).
+
+        The first reason is kept even if the child is already reaped (an overflow found while
+        draining after its exit is still an overflow)."""
         if self.killed is None:
             self.killed = reason
+        if self.status is not None:
+            return
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         with suppress(ProcessLookupError):

@@ -118,7 +118,7 @@ def encode_call_kwargs(function: str, args: Sequence[Any] = (),
 
 
 def encode_result(value: Any) -> str | int | float:
-    """One ``out`` element: numbers and strings raw, anything else (and unsafe numbers) as JSON.
+    """One ``out`` element: numbers and plain strings raw, anything else as JSON text.
 
     bool, None, list and dict become JSON text (``true``, ``null``, ``[1, 2]``); so do ints
     beyond +-2**53 (they would lose precision in the server) and non-finite floats
@@ -131,8 +131,31 @@ def encode_result(value: Any) -> str | int | float:
     if isinstance(value, float):
         return value if math.isfinite(value) else json.dumps(value)
     if isinstance(value, str):
-        return value
+        # Raw, unless the string is itself JSON text ("[1]", "true", "21"): then it travels
+        # JSON-encoded, so decode_result can always tell a string from a structure.
+        return json.dumps(value) if _is_json_text(value) else value
     return json.dumps(value, separators=(",", ":"))
+
+
+def decode_result(item: Any) -> Any:
+    """Undo :func:`encode_result`: a string that parses as JSON is that JSON, else itself.
+
+    Non-finite floats (sent as ``"NaN"``/``"Infinity"``) stay text, since JSON cannot carry them.
+    """
+    if not isinstance(item, str):
+        return item
+    try:
+        return json.loads(item, parse_constant=lambda name: name)
+    except ValueError:
+        return item
+
+
+def _is_json_text(text: str) -> bool:
+    try:
+        json.loads(text, parse_constant=lambda name: name)
+    except ValueError:
+        return False
+    return True
 
 
 def _maxexectime(value: Any) -> int | None:

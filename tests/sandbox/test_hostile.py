@@ -744,7 +744,9 @@ def test_hostile(sandbox: Any, case: Case) -> None:
         assert case.fragment in outcome.message, outcome.message
     assert outcome.value is None
     if outcome.error_kind == ErrorKind.CPU:
-        assert outcome.usage.cpu_s >= 0.9, outcome.usage
+        # wait4's utime+stime is tick-sampled: on a loaded VM it reads ~0.75-0.9 s when the
+        # kernel's exact clock has hit the 1 s RLIMIT_CPU. The 8 s wall limit did not fire.
+        assert outcome.usage.cpu_s >= 0.5 and outcome.usage.wall_s < 8, outcome.usage
     elif outcome.error_kind == ErrorKind.TIMEOUT:
         assert outcome.usage.wall_s >= 1.9 and outcome.usage.cpu_s < 0.5, outcome.usage
 

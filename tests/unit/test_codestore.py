@@ -161,7 +161,26 @@ def test_cached_code_is_served_while_colonies_is_down(world, caplog):
     clock.advance(1)
     assert store.get("convert").source == SRC.decode()
     assert files.lookups == 2  # re-checked once per delay, not on every call
-    assert caplog.text.count("serving cached code") == 1
+    assert caplog.text.count("code store: ColonyFS failing") == 1
+    files.down = False
+    clock.advance(2.1)
+    store.get("convert")
+    assert caplog.text.count("code store: ColonyFS working again") == 1
+
+
+def test_s3_down_affects_only_code_not_yet_cached(world, caplog):
+    store, files, s3, clock, _ = world
+    files.deploy("cached", SRC)
+    files.deploy("fresh", SRC + b"# another revision\n")
+    store.get("cached")
+    s3.down = True
+    clock.advance(2.1)
+    for _ in range(2):
+        assert store.get("cached").source == SRC.decode()  # metadata checks still work
+        with pytest.raises(CodeUnavailable, match="'fresh' and it is not cached"):
+            store.get("fresh")
+    assert caplog.text.count("code store: S3 failing") == 1
+    assert "working again" not in caplog.text
 
 
 def test_not_cached_and_down_is_unavailable(world):
@@ -194,6 +213,30 @@ def test_oversized_or_non_utf8_code_is_refused(world):
     with pytest.raises(FunctionNotFound):
         store.get("latin")
     assert s3.gets == gets  # the verdict is cached too
+
+
+def test_empty_file_is_not_found_with_that_reason(world):
+    store, files, _, _, _ = world
+    for name, data in (("empty", b""), ("blank", b"\n  \n")):
+        files.deploy(name, data)
+        with pytest.raises(FunctionNotFound, match=f"/faas/{name} is empty"):
+            store.get(name)
+
+
+def test_names_remembered_are_bounded(world, monkeypatch):
+    """Callers choose the names: unknown ones must not grow the executor's memory forever."""
+    import faas_sandbox.codestore as codestore
+
+    monkeypatch.setattr(codestore, "_MAX_ENTRIES", 8)
+    store, files, _, _, _ = world
+    files.deploy("convert", SRC)
+    store.get("convert")
+    for i in range(50):
+        with pytest.raises(FunctionNotFound):
+            store.get(f"nothing_{i}")
+    assert len(store._entries) == 8 and len(store._locks) <= 8
+    assert "nothing_49" in store._entries and "convert" not in store._entries
+    assert store.get("convert").source == SRC.decode()  # fetched again, still correct
 
 
 def test_object_missing_from_s3_is_not_found(world):

@@ -15,6 +15,7 @@ from coincurve import PublicKey
 
 from faas_sandbox.colonies import (
     ColoniesClient,
+    backend_down,
     call_spec,
     key_id,
     new_prvkey,
@@ -56,7 +57,7 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
         state["peers"].add(self.client_address)
         state["callers"].append(recover_id(body["payload"], body["signature"]))
         kind = msg["msgtype"]
-        if kind == "assignprocessmsg":
+        if kind == "assignprocessmsg" and msg["timeout"] != 7:
             if msg["timeout"] == 99:
                 time.sleep(30)  # a long-poll that only an abort ends
             self._reply(404, "error", {"status": 404,
@@ -67,6 +68,12 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
             self._raw(502, b"<html>bad gateway</html>")
         elif kind == "getprocessmsg" and msg["processid"] == "empty":
             self._raw(200, b"")
+        elif kind == "getprocessmsg" and msg["processid"] == "dbdown":
+            self._reply(400, "error", {"status": 400, "message":
+                                       "dial tcp 127.0.0.1:55432: connect: connection refused"})
+        elif kind == "assignprocessmsg" and msg["timeout"] == 7:
+            self._reply(403, "error", {"status": 403, "message":
+                                       "pq: the database system is shutting down"})
         else:
             self._reply(200, kind, {"echo": msg})
 
@@ -131,6 +138,31 @@ def test_a_non_colonies_5xx_is_unreachable_and_an_empty_200_is_refused(client):
         client.get_process("proxy")
     with pytest.raises(ColoniesRefused, match="HTTP 200"):
         client.get_process("empty")
+
+
+def test_the_servers_database_errors_are_unreachable_not_refusals(client):
+    """While PostgreSQL restarts, Colonies answers 400/403 with the driver's error text; those
+    must be retried, never taken as a verdict ("removed", "already closed")."""
+    with pytest.raises(ColoniesUnreachable, match="cannot reach its database: dial tcp"):
+        client.get_process("dbdown")
+    with pytest.raises(ColoniesUnreachable, match="database system is shutting down"):
+        client.assign(7)
+
+
+@pytest.mark.parametrize(("message", "down"), [
+    ("dial tcp 127.0.0.1:55432: connect: connection refused", True),
+    ("read tcp 127.0.0.1:37576->127.0.0.1:55432: read: connection reset by peer", True),
+    ("pq: terminating connection due to administrator command", True),
+    ("pq: the database system is starting up", True),
+    ("driver: bad connection", True),
+    ("EOF", True),
+    ("Access denied, not a member of Colony with name <dev>", False),
+    ("Failed to close process as successful, process is not assigned", False),
+    ("Tried to set failed process as failed", False),
+    ("No process available for assignment", False),
+])
+def test_backend_down_tells_database_errors_from_verdicts(message, down):
+    assert backend_down(message) is down
 
 
 def test_connection_refused_is_unreachable():

@@ -120,6 +120,24 @@ def test_reports_queue_up_behind_pending_ones_in_order_while_down():
     assert [pid for _, pid, _ in client.calls] == ["p1", "p2", "p3"]
 
 
+def test_a_report_that_keeps_failing_does_not_hold_up_the_others(caplog):
+    client = FakeClient()
+    client.script[("close", "p1")] = [ColoniesUnreachable("i/o timeout")] * 3
+    outbox = Outbox(client, sleep=no_sleep)
+    client.down = True
+    for pid in ("p1", "p2", "p3"):
+        outbox.deliver(Report(pid, True, [pid], []))
+    client.down = False
+    thread = threading.Thread(target=outbox.run)
+    with caplog.at_level(logging.WARNING):
+        thread.start()
+        assert outbox.flush(5.0)
+        outbox.stop()
+        thread.join(5.0)
+    assert [pid for _, pid, _ in client.calls] == ["p2", "p3", "p1"]
+    assert caplog.text.count("3 queued result(s) delivered late") == 1
+
+
 def test_refusal_after_unreachable_drops_the_report():
     client = FakeClient()
     client.script[("fail", "p1")] = [ColoniesUnreachable("timeout"),

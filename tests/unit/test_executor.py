@@ -178,14 +178,33 @@ def test_a_malformed_process_never_stops_the_executor(setup):
     assert calls[1] == ("close", "p1", [32.0])
 
 
-def test_unreachable_assign_backs_off_and_logs_once(setup, caplog):
-    client, _, _ = setup
-    with caplog.at_level(logging.WARNING), client.lock:
-        client.assign_errors += [ColoniesUnreachable("refused")] * 2
+def test_unreachable_assign_backs_off_and_logs_once(caplog):
+    client, sandbox = FakeColonies(), FakeSandbox()
+    client.assign_errors += [ColoniesUnreachable("refused")] * 4  # both workers fail twice
     client.submit("p1", {"function": "convert", "arg": "0"})
-    assert ("close", "p1", [32.0]) in client.wait_for(1, timeout=10)
+    with caplog.at_level(logging.WARNING):
+        executor, _, thread = run_executor(client, sandbox, grace=1)
+        assert ("close", "p1", [32.0]) in client.wait_for(1, timeout=10)
+        executor.request_stop()
+        thread.join(5)
     assert caplog.text.count("colonies unreachable") == 1
     assert caplog.text.count("colonies reachable again") == 1
+
+
+def test_a_403_that_is_no_verdict_on_us_does_not_stop_the_executor(caplog):
+    """Colonies answers 403 with its database's error text while PostgreSQL restarts (the
+    membership check fails); only "Access denied"/"does not exist" mean we were removed."""
+    client, sandbox = FakeColonies(), FakeSandbox()
+    client.assign_errors += [ColoniesRefused("unexpected failure in membership check", 403)] * 2
+    client.submit("p1", {"function": "convert", "arg": "0"})
+    with caplog.at_level(logging.WARNING):
+        executor, result, thread = run_executor(client, sandbox, grace=1)
+        assert ("close", "p1", [32.0]) in client.wait_for(1, timeout=10)
+        executor.request_stop()
+        thread.join(5)
+    assert result["status"] == 0
+    assert caplog.text.count("colonies unreachable") == 1
+    assert "can no longer assign" not in caplog.text
 
 
 def test_engine_error_fails_the_call_as_crash(setup):
@@ -256,9 +275,14 @@ def test_second_stop_ends_the_call_at_once():
     sandbox.release.set()
 
 
-def test_assign_refused_with_403_stops_the_executor_with_status_1():
+@pytest.mark.parametrize("message", [
+    "Access denied, not a member of Colony with name <dev>",
+    "Access denied, Executor with Id <abc> is not approved",
+    "Colony <dev> does not exists",
+])
+def test_assign_refused_with_403_stops_the_executor_with_status_1(message):
     client, sandbox = FakeColonies(), FakeSandbox()
-    client.assign_errors.append(ColoniesRefused("Access denied, not a member", 403))
+    client.assign_errors.append(ColoniesRefused(message, 403))
     executor, result, thread = run_executor(client, sandbox, grace=1)
     thread.join(5)
     assert result["status"] == 1

@@ -204,3 +204,16 @@ def test_encoded_results_are_readable_by_the_pycolonies_process_model():
         "parents": [], "children": [], "processgraphid": "", "in": [], "out": out, "errors": [],
     }
     assert Process(**template).output == out
+
+
+@pytest.mark.parametrize(
+    "value",
+    [69.8, 21, "hello", "21", "[1]", "true", "null", '"quoted"', "", [1, "a"], {"a": [1]},
+     True, None, 2**60, "NaN text?"],
+)
+def test_every_result_round_trips_unambiguously(value: object) -> None:
+    from faas_sandbox.spec import decode_result, encode_result
+
+    encoded = encode_result(value)
+    assert isinstance(encoded, (str, int, float)) and not isinstance(encoded, bool)
+    assert decode_result(encoded) == value

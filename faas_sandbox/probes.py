@@ -1,0 +1,120 @@
+"""Trusted test targets: they run in a fully isolated child *in place of* user code.
+
+``Sandbox._probe(name, limits)`` sends a probe name instead of source; the child runs the
+probe after isolation and rlimits, exactly where the function would run, and returns its
+value like a function result. They prove what isolation looks like from inside (identity,
+syscalls) and exercise every death the classifier must name (SIGSEGV, exit codes, a
+malformed or flooding result pipe, a SIGKILL we did not send). Only the parent can ask for
+a probe; user code cannot reach them. Imported by the forker (via child) before any fork.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import wire
+
+
+def _probe_identity(ctx: dict[str, int]) -> dict[str, Any]:
+    status = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("NoNewPrivs", "Seccomp", "Seccomp_filters", "CapEff", "CapPrm"):
+                status[key] = value.strip()
+    open_fds = []
+    for fd in range(64):
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue
+        open_fds.append(fd)
+    cwd = os.getcwd()
+    return {
+        "pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0), "sid": os.getsid(0),
+        "uid": os.getresuid(), "gid": os.getresgid(), "groups": os.getgroups(),
+        "env": dict(os.environ), "cwd": cwd, "cwd_entries": os.listdir(cwd),
+        "cwd_mode": oct(os.stat(cwd).st_mode & 0o7777), "cwd_owner": os.stat(cwd).st_uid,
+        "dumpable": ctypes.CDLL(None).prctl(3, 0, 0, 0, 0), "status": status,
+        "open_fds": open_fds, "result_fd": ctx.get("result_fd"),
+        "comm": open("/proc/self/comm").read().strip(),
+        "rlimits": {name: resource.getrlimit(getattr(resource, name)) for name in (
+            "RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC",
+            "RLIMIT_CORE")},
+    }
+
+
+def _attempt(fn: Callable[[], Any]) -> str:
+    try:
+        fn()
+    except OSError as exc:
+        return os.strerror(exc.errno) if exc.errno else str(exc)
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+    return "allowed"
+
+
+def _fork_and_reap() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _probe_syscalls(ctx: dict[str, int]) -> dict[str, str]:
+    return {
+        "fork": _attempt(_fork_and_reap),
+        "execv": _attempt(lambda: os.execv("/bin/true", ["true"])),
+        "socket": _attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()),
+        "socket_unix": _attempt(lambda: socket.socket(socket.AF_UNIX).close()),
+        "kill_forker": _attempt(lambda: os.kill(os.getppid(), 0)),
+        "prlimit_other": _attempt(lambda: resource.prlimit(1, resource.RLIMIT_NOFILE)),
+        "raise_nofile": _attempt(lambda: resource.setrlimit(
+            resource.RLIMIT_NOFILE, (4096, 4096))),
+        "write_cwd": _attempt(lambda: open("probe.txt", "w").close()),
+        "setuid_root": _attempt(lambda: os.setuid(0)),
+    }
+
+
+def _probe_rss(ctx: dict[str, int]) -> int:
+    block = bytearray(48 << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    return len(block)
+
+
+def _probe_flood(ctx: dict[str, int]) -> None:
+    chunk = b"x" * 65536
+    while True:
+        os.write(ctx["result_fd"], chunk)
+
+
+def _probe_garbage(ctx: dict[str, int]) -> None:
+    os.write(ctx["result_fd"], wire.pack(b'{"ok": "maybe"}'))
+    os._exit(0)
+
+
+def _probe_selfkill(ctx: dict[str, int]) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)  # needs a Sandbox without seccomp
+    time.sleep(5)
+
+
+PROBES: dict[str, Callable[[dict[str, int]], Any]] = {
+    "identity": _probe_identity,
+    "syscalls": _probe_syscalls,
+    "rss": _probe_rss,
+    "segv": lambda ctx: ctypes.string_at(0),
+    "exit3": lambda ctx: os._exit(3),
+    "exit0": lambda ctx: os._exit(0),
+    "sleep": lambda ctx: time.sleep(3600),
+    "flood": _probe_flood,
+    "garbage": _probe_garbage,
+    "selfkill": _probe_selfkill,
+}

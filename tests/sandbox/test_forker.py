@@ -1,0 +1,161 @@
+"""The forker: fork-ahead spares, concurrency, death and restart, shutdown with calls running."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psutil
+import pytest
+
+from faas_sandbox import EngineError, ErrorKind, Sandbox
+
+CONVERT = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"
+
+
+def _wait_for(predicate: Any, timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+def _spares(sb: Sandbox) -> list[int]:
+    return list(sb._stats()["spares"])
+
+
+def test_idle_forker_keeps_prefork_spares_ready(make_sandbox: Any) -> None:
+    sb = make_sandbox(prefork=2)
+    spares = _wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
+    for pid in spares:
+        assert _wait_for(lambda pid=pid: psutil.Process(pid).name() == "faas-spare")
+
+
+def test_a_spare_runs_exactly_one_call(make_sandbox: Any) -> None:
+    sb = make_sandbox(prefork=1)
+    sb.call(CONVERT, "convert", [1])  # compiled: spares forked from now on carry the code
+    pids = []
+    for i in range(4):
+        spare = _wait_for(lambda: _spares(sb))[0]
+        identity = sb._probe("identity").value
+        assert identity["pid"] == spare  # the call went to the waiting spare ...
+        pids.append(spare)
+        assert sb.call(CONVERT, "convert", [i]).ok
+    assert len(set(pids)) == 4  # ... and no spare was ever reused
+    assert not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).ppid() != sb._forker_pid
+
+
+def test_compiling_new_source_retires_stale_spares(make_sandbox: Any) -> None:
+    sb = make_sandbox(prefork=1)
+    old = _wait_for(lambda: _spares(sb))[0]
+    out = sb.call("def f():\n    return 'new'\n", "f")
+    assert out.ok and out.value == "new"  # served by a fresh child that has the code
+    new = _wait_for(lambda: [p for p in _spares(sb) if p != old])
+    assert old not in new
+    assert _wait_for(lambda: not psutil.pid_exists(old) or
+                     psutil.Process(old).status() == psutil.STATUS_ZOMBIE or
+                     psutil.Process(old).ppid() != sb._forker_pid)
+
+
+def test_prefork_zero_forks_on_demand(make_sandbox: Any) -> None:
+    sb = make_sandbox(prefork=0)
+    assert sb.call(CONVERT, "convert", [21]).value == 69.8
+    stats = sb._stats()
+    assert stats["spares"] == [] and stats["children"] == []
+
+
+def test_many_threads_share_one_sandbox(engine: Sandbox) -> None:
+    def one(i: int) -> tuple[int, Any]:
+        return i, engine.call(CONVERT, "convert", [i])
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(one, range(60)))
+    for i, out in results:
+        assert out.ok, out
+        assert out.value == (i * 9 / 5) + 32
+
+
+def test_slow_calls_do_not_block_fast_ones(engine: Sandbox) -> None:
+    slow: list[Any] = []
+    t = threading.Thread(target=lambda: slow.append(
+        engine.call("import time\ndef f():\n    time.sleep(1.0)\n    return 'slow'\n", "f")))
+    t.start()
+    t0 = time.monotonic()
+    fast = engine.call(CONVERT, "convert", [21])
+    fast_s = time.monotonic() - t0
+    t.join()
+    assert fast.value == 69.8 and slow[0].value == "slow"
+    assert fast_s < 0.9  # answered while the slow call was still sleeping
+
+
+def test_forker_death_fails_pending_calls_and_the_next_call_restarts_it(
+        make_sandbox: Any) -> None:
+    sb = make_sandbox()
+    first_pid = sb._forker_pid
+    result: list[Any] = []
+    t = threading.Thread(target=lambda: result.append(sb._probe("sleep")))
+    t.start()
+    _wait_for(lambda: sb._stats()["running"])
+    os.kill(first_pid, signal.SIGKILL)
+    t.join(10)
+    assert result[0].error_kind is ErrorKind.CRASH
+    assert result[0].message.startswith("sandbox forker died")
+    assert glob.glob(f"/dev/shm/faas-sandbox-{first_pid}-*")  # it could not clean up ...
+    out = sb.call(CONVERT, "convert", [21])
+    assert out.value == 69.8 and sb._forker_pid != first_pid
+    assert not glob.glob(f"/dev/shm/faas-sandbox-{first_pid}-*")  # ... its successor did
+
+
+def test_children_die_with_their_forker(make_sandbox: Any) -> None:
+    sb = make_sandbox()
+    t = threading.Thread(target=lambda: sb._probe("sleep"))
+    t.start()
+    child_pid = _wait_for(lambda: sb._stats()["running"])[0]
+    os.kill(sb._forker_pid, signal.SIGKILL)
+    t.join(10)
+    assert _wait_for(lambda: not psutil.pid_exists(child_pid)
+                     or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE)
+
+
+def test_close_kills_running_calls_and_leaves_nothing(make_sandbox: Any) -> None:
+    sb = make_sandbox()
+    forker = sb._forker_pid
+    result: list[Any] = []
+    t = threading.Thread(target=lambda: result.append(sb._probe("sleep")))
+    t.start()
+    child_pid = _wait_for(lambda: sb._stats()["running"])[0]
+    t0 = time.monotonic()
+    sb.close()
+    t.join(10)
+    assert time.monotonic() - t0 < 5
+    assert result[0].error_kind is ErrorKind.CRASH
+    assert result[0].message == "sandbox closed while the call was running"
+    assert not psutil.pid_exists(forker) and not psutil.pid_exists(child_pid)
+
+
+def test_calling_a_closed_sandbox_raises(make_sandbox: Any) -> None:
+    sb = make_sandbox()
+    sb.close()
+    with pytest.raises(EngineError, match="closed"):
+        sb.call(CONVERT, "convert", [1])
+
+
+def test_bare_floor_call_answers(engine: Sandbox) -> None:
+    out = engine._bare_call()
+    assert out.ok and out.usage.wall_s > 0
+
+
+def test_features_report_isolation(engine: Sandbox) -> None:
+    features = engine.features
+    assert features["pidfd"] is True and features["prefork"] == 1
+    if os.geteuid() == 0:
+        assert features["drop_privileges"] is True
+        assert (features["child_uid"], features["child_gid"]) == (65534, 65534)
