@@ -9,13 +9,19 @@
   function ``execute`` (as the tutorial does; the server then also updates function statistics
   on every close, so every executor in the benchmark gives the server the same work per call).
 - :class:`CpuMeter`: CPU seconds of the stack's processes (Colonies server, PostgreSQL with its
-  backends, MinIO), of an executor process tree and of this process, between two snapshots.
+  backends, MinIO; found by their listening ports), of an executor (its own process apart from
+  its descendants: our forker and sandbox children) and of this process, between two snapshots.
+- :class:`ExecutorProc` (one executor subprocess, output to a log file), :class:`RssPeak`,
+  :func:`cleanup` (remove a run's processes from the shared dev database afterwards).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import statistics
+import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -179,3 +185,99 @@ def format_cpu(d: Mapping[str, float], calls: int) -> str:
              for k, v in d.items() if k not in ("wall", "busy")]
     items.append(f"machine busy {100 * d.get('busy', 0.0) / wall / cores:.0f}% of {cores} cores")
     return "; ".join(items)
+
+
+# -- executor processes -------------------------------------------------------------------
+
+class ExecutorProc:
+    """One executor subprocess, its output in a log file, ready when it prints its marker."""
+
+    def __init__(self, argv: list[str], marker: str, log_path: Path) -> None:
+        self.log_path = log_path
+        self.ready = threading.Event()
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, cwd=REPO, env=dict(os.environ))
+        self._marker = marker
+        self._drain = threading.Thread(target=self._read, daemon=True)
+        self._drain.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._log.write(line)
+            if not self.ready.is_set() and self._marker in line:
+                self.ready.set()
+
+    def wait_ready(self, timeout: float, registered: Any = None) -> None:
+        """Until the ready line shows, or ``registered()`` says the server has it approved."""
+        end = time.monotonic() + timeout
+        while not self.ready.wait(0.2):
+            if registered is not None and registered():
+                time.sleep(0.5)  # registered just before its workers start their long-polls
+                return
+            if self.proc.poll() is not None or time.monotonic() > end:
+                raise SystemExit(f"bench: executor did not start (see {self.log_path})")
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._drain.join(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+def registered(member: Any, name: str) -> Any:
+    """A probe: is executor ``name`` registered and approved? (log-level independent)."""
+    def probe() -> bool:
+        try:
+            return bool(member.get_executor(name).get("state") == 1)
+        except Exception:  # noqa: BLE001 - not there yet
+            return False
+    return probe
+
+
+class RssPeak:
+    """The largest parent RSS of a process, sampled every 0.25 s until stop()."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            self.peak = max(self.peak, tree_rss(self.pid)[0])
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(1)
+        return self.peak
+
+
+def cleanup(member: Any, pids: list[str], threads: int) -> None:
+    """Remove this run's processes from the shared dev database (not timed)."""
+    started = time.monotonic()
+    chunks = [pids[i::threads] for i in range(threads)]
+    failed = [0]
+
+    def remove(chunk: list[str]) -> None:
+        for pid in chunk:
+            try:
+                member.rpc("removeprocessmsg", processid=pid, all=False)
+            except Exception:  # noqa: BLE001 - a RUNNING leftover; reported as a count
+                failed[0] += 1
+
+    workers = [threading.Thread(target=remove, args=(c,)) for c in chunks]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    print(f"removed {len(pids) - failed[0]} benchmark processes in "
+          f"{time.monotonic() - started:.1f}s" + (f" ({failed[0]} refused)" if failed[0] else ""))

@@ -9,16 +9,21 @@ In ONE run, at the SAME concurrency N, one phase per executor, in this order:
 
 Each executor runs as its own process with its own unique executor type (so none takes another's
 calls). The load generator (this process) submits the tutorial's spec (``execute``, kwargs
-``{function: convert, arg: "21"}``, explicit maxexectime/maxretries) with our fast client from
+``{function: convert, arg: "21"}``, explicit maxexectime/maxretries) with our fast client
+(its proxy lookups turned off, to take less of the shared CPU: _load.LoadgenColonies) from
 ``--submitters`` threads, keeping ``--window`` calls outstanding (closed loop), and detects ends
 with server-pushed WebSocket frames (see bench/_load.py); after ``--warmup`` calls it measures
 ``--calls`` calls: calls/s, p50/p95/p99 submit -> end latency, outputs (every SUCCESS must be
-[69.8]), lost calls, CPU per process (psutil) and our executor's parent RSS.
+[69.8]), lost calls, CPU per process (psutil) and our executor's parent RSS. The 2 cores are
+shared by the server, PostgreSQL, the executor and this load generator, so the report also
+gives the CPU-ms per call of each and the CPU-bound capacity they imply; the CPU of other
+tenants of the machine shows as ``other``: check it before trusting a comparison.
 
     scripts/stack.sh up && .venv/bin/python bench/bench_e2e.py [--quick] [-n 4] [--calls 3000]
 
 Every option has an environment twin (BENCH_CONCURRENCY, BENCH_CALLS, BENCH_NAIVE_CALLS,
-BENCH_WARMUP, BENCH_WINDOW, BENCH_SUBMITTERS, BENCH_MAXEXECTIME, BENCH_MAXRETRIES, BENCH_PHASES).
+BENCH_WARMUP, BENCH_WINDOW, BENCH_SUBMITTERS, BENCH_MAXEXECTIME, BENCH_MAXRETRIES, BENCH_PHASES,
+BENCH_OURS_CMD, BENCH_OURS_ARGS).
 Exit status 0 when ours met both targets (>= 0.95x null, >= 3x naive) and lost nothing.
 """
 
@@ -27,23 +32,22 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    EXPECTED, READY, REPO, CpuMeter, format_cpu, load_stack_env, pct, stack_pids, tree_rss,
-    tutorial_spec,
+    EXPECTED, READY, REPO, CpuMeter, ExecutorProc, RssPeak, cleanup, format_cpu, load_stack_env,
+    pct, registered, stack_pids, tree_rss, tutorial_spec,
 )
-from _load import LoadResult, LoadRun, Watcher  # noqa: E402
+from _load import LoadgenColonies, LoadResult, LoadRun, Watcher  # noqa: E402
 
 MIB = 1024 * 1024
 PY = str(REPO / ".venv" / "bin" / "python")
@@ -61,49 +65,6 @@ class Phase:
     cpu: dict[str, float] = field(default_factory=dict)
     rss: dict[str, tuple[int, int]] = field(default_factory=dict)  # when -> (parent, children)
     notes: list[str] = field(default_factory=list)
-
-
-class ExecutorProc:
-    """One executor subprocess, its output in a log file, ready when it prints its marker."""
-
-    def __init__(self, argv: list[str], marker: str, log_path: Path) -> None:
-        self.log_path = log_path
-        self.ready = threading.Event()
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, cwd=REPO, env=dict(os.environ))
-        self._marker = marker
-        self._drain = threading.Thread(target=self._read, daemon=True)
-        self._drain.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._log.write(line)
-            if not self.ready.is_set() and self._marker in line:
-                self.ready.set()
-
-    def wait_ready(self, timeout: float, registered: Any = None) -> None:
-        """Until the ready line shows, or ``registered()`` says the server has it approved."""
-        end = time.monotonic() + timeout
-        while not self.ready.wait(0.2):
-            if registered is not None and registered():
-                time.sleep(0.5)  # registered just before its workers start their long-polls
-                return
-            if self.proc.poll() is not None or time.monotonic() > end:
-                raise SystemExit(f"bench: executor did not start (see {self.log_path})")
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._drain.join(5)
-        self._log.close()
-        return self.proc.returncode
 
 
 def env_default(name: str, default: Any) -> Any:
@@ -148,8 +109,8 @@ def main() -> int:
     settings = Settings.from_env(os.environ)
     if not settings.colony_prvkey:
         raise SystemExit("bench: needs COLONIES_COLONY_PRVKEY (executors register themselves)")
-    member = ColoniesClient.connect(settings.host, settings.port, settings.tls,
-                                    settings.colony_name, settings.require_prvkey())
+    member = ColoniesClient(LoadgenColonies(settings.host, settings.port, settings.tls),
+                            settings.colony_name, settings.require_prvkey())
     member.rpc("versionmsg")  # fails fast when the server is not up
     deploy = subprocess.run([FAAS, "deploy", "examples/convert.py"], cwd=REPO,
                             capture_output=True, text=True, check=False)
@@ -233,57 +194,6 @@ def run_phase(phase: Phase, opts: argparse.Namespace, settings: Any, member: Any
           f"p95 {pct(r.latencies_ms, 95):6.1f} ms  ok {r.ok}/{r.total}", flush=True)
 
 
-def registered(member: Any, name: str) -> Any:
-    """A probe: is executor ``name`` registered and approved? (log-level independent)."""
-    def probe() -> bool:
-        try:
-            return bool(member.get_executor(name).get("state") == 1)
-        except Exception:  # noqa: BLE001 - not there yet
-            return False
-    return probe
-
-
-class RssPeak:
-    """The largest parent RSS of a process, sampled every 0.25 s until stop()."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak = pid, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            self.peak = max(self.peak, tree_rss(self.pid)[0])
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join(1)
-        return self.peak
-
-
-def cleanup(member: Any, pids: list[str], threads: int) -> None:
-    """Remove this run's processes from the shared dev database (not timed)."""
-    started = time.monotonic()
-    chunks = [pids[i::threads] for i in range(threads)]
-    failed = [0]
-
-    def remove(chunk: list[str]) -> None:
-        for pid in chunk:
-            try:
-                member.rpc("removeprocessmsg", processid=pid, all=False)
-            except Exception:  # noqa: BLE001 - a RUNNING leftover; reported as a count
-                failed[0] += 1
-
-    workers = [threading.Thread(target=remove, args=(c,)) for c in chunks]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    print(f"removed {len(pids) - failed[0]} benchmark processes in "
-          f"{time.monotonic() - started:.1f}s" + (f" ({failed[0]} refused)" if failed[0] else ""))
-
-
 def report(phases: list[Phase], opts: argparse.Namespace) -> int:
     print()
     head = (f"{'executor':14} {'N':>3} {'calls':>6} {'calls/s':>8} {'p50 ms':>7} {'p95 ms':>7} "
@@ -328,6 +238,20 @@ def report(phases: list[Phase], opts: argparse.Namespace) -> int:
     for p in by.values():
         assert p.result is not None
         print(f"  {p.label:12} {format_cpu(p.cpu, p.result.ended)}")
+    cores = psutil.cpu_count() or 1
+    print(f"\nCPU-bound capacity = {cores} cores / CPU-ms per call of server + postgres + minio + "
+          f"executor + load generator (`other` left out; server and postgres also serve any "
+          f"other client of the shared stack):")
+    capacity = {}
+    for p in by.values():
+        assert p.result is not None
+        ms = 1000 * sum(v for k, v in p.cpu.items() if k not in ("other", "busy", "wall")) \
+            / max(p.result.ended, 1)
+        capacity[p.label] = cores * 1000 / ms if ms else float("nan")
+        print(f"  {p.label:12} {ms:6.2f} CPU-ms/call -> {capacity[p.label]:6.1f} calls/s")
+    if "ours" in capacity:
+        print("  ours / " + ", ours / ".join(f"{k} = {capacity['ours'] / v:.2f}x"
+                                              for k, v in capacity.items() if k != "ours"))
     for p in phases:
         for note in p.notes + (p.result.samples if p.result else []):
             print(f"  note [{p.label}]: {note}")

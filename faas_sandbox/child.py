@@ -258,9 +258,23 @@ def execute(request: dict[str, Any], lookup: Callable[[str], CodeType | None],
         return fallback
 
 
+def with_usage(frame: bytes) -> bytes:
+    """The frame with this process's own usage so far added (``"usage": {cpu_s,
+    max_rss_bytes}``): the forker can then answer before the exit (~0.4 ms of page-table
+    teardown) and the reap. Unchanged if memory is too short to rebuild it."""
+    try:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        extra = b',"usage":{"cpu_s":%s,"max_rss_bytes":%d}}' % (
+            repr(ru.ru_utime + ru.ru_stime).encode(), ru.ru_maxrss * 1024)
+        return wire.pack(frame[wire.HEADER.size:-1] + extra)
+    except MemoryError:
+        return frame
+
+
 def warm_up() -> None:
     """Run the warm-up call and read /proc/self/statm once; results are discarded."""
-    execute(wire.loads(_WARM_REQUEST[wire.HEADER.size:]), lambda sha: _WARM_CODE.code, [b""])
+    with_usage(execute(wire.loads(_WARM_REQUEST[wire.HEADER.size:]),
+                       lambda sha: _WARM_CODE.code, [b""]))
     fd = os.open("/proc/self/statm", os.O_RDONLY)
     os.read(fd, 128)
     os.close(fd)
@@ -294,7 +308,7 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str,
         # counts) without touching a page; a bytearray would memset 256 pages.
         reserve = [bytes(RESERVE_BYTES)]
         apply_limits(request["limits"])
-        frame = execute(request, lookup, reserve, {"result_fd": res_fd})
+        frame = with_usage(execute(request, lookup, reserve, {"result_fd": res_fd}))
         code = ExitCode.WIRE
         wire.write_all(res_fd, frame)
         code = ExitCode.OK

@@ -26,6 +26,10 @@ afterwards carry the new code object. Children never compile. After each idle-ti
 forker runs a synthetic request cycle (:meth:`Forker._prefault`) so that the copy-on-write
 faults that fork left on its own pages are taken while idle, not by the next call.
 
+Early answer: once a child's complete, well-formed result frame (with the child's own
+``getrusage``) has arrived, the call is answered at once; the child is SIGKILLed (it is
+exiting anyway) and reaped later through its pidfd, off the call's critical path.
+
 Shutdown: EOF on stdin -> SIGKILL every child's process group, reap, remove the work dirs,
 exit. Children have PR_SET_PDEATHSIG=SIGKILL, so killing the forker kills them too.
 """
@@ -57,7 +61,8 @@ _SAMPLE_CALL = wire.encode({
     "limits": {"wall_seconds": 1.0, "cpu_seconds": 1, "memory_mb": 64, "max_result_bytes": 1024,
                "max_stdout_bytes": 1024, "max_open_files": 16, "max_processes": 1,
                "file_size_bytes": 0, "max_source_bytes": 1024, "max_args_bytes": 1024}})
-_SAMPLE_RESULT = wire.pack(b'{"ok":true,"stdout":"","value":1.5}')
+_SAMPLE_RESULT = wire.pack(b'{"ok":true,"stdout":"","value":1.5,'
+                           b'"usage":{"cpu_s":0.0015,"max_rss_bytes":1024}}')
 _BASE_NAME = re.compile(r"faas-sandbox-(\d+)-\w+")
 SPARE_BACKOFF_S = 1.0  # after a spare dies before use, wait before forking another
 _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
@@ -223,9 +228,11 @@ class Forker:
         self._watch(proc)
 
     def on_stats(self, msg: dict[str, Any]) -> None:
+        live = [p for p in self.children if not p.answered]
         self.send({"id": msg["id"], "spares": [p.pid for p in self.spares],
-                   "running": [p.pid for p in self.children if p.call is not None],
-                   "children": [p.pid for p in self.children], "cache": len(self.cache)})
+                   "running": [p.pid for p in live if p.call is not None],
+                   "children": [p.pid for p in live], "cache": len(self.cache),
+                   "exiting": [p.pid for p in self.children if p.answered]})
 
     def on_request(self, body: bytes) -> None:
         msg = wire.loads(body)
@@ -250,6 +257,10 @@ class Forker:
                 self.poller.unregister(proc.pidfd)  # readable but not reapable: poll wait4
                 os.close(proc.pidfd)
                 proc.pidfd = None
+            return
+        if proc.answered:  # the parent already has the outcome: just clean up
+            self._forget(proc)
+            self.closing.append(proc)
             return
         now = time.monotonic()
         if proc.killed is not process.Killed.OVERFLOW:
@@ -280,6 +291,28 @@ class Forker:
                                    int(limits["cpu_seconds"]))
         self._answer(proc.call["id"], proc.pid, outcome)
 
+    def _answer_early(self, proc: process.ChildProc) -> None:
+        """The child's whole frame is here: answer now, before its exit and reap.
+
+        A complete, well-formed frame is the verdict whatever the exit status, so only the
+        usage must come from elsewhere: the child's own ``getrusage`` in the frame (its exit
+        is not counted), wall time from our clock. Without it, wait for the reap as usual.
+        The child is SIGKILLed (it is exiting anyway) and reaped later through its pidfd."""
+        assert proc.call is not None
+        frame, _ = process.parse_result(bytes(proc.buf))
+        own = None if frame is None else process.self_usage(frame)
+        if own is None:
+            return
+        limits = proc.call["limits"]
+        usage = Usage(wall_s=time.monotonic() - proc.started, cpu_s=own[0],
+                      max_rss_bytes=own[1])
+        outcome = process.classify(process.ExitInfo(0, frame), usage,
+                                   float(limits["wall_seconds"]), int(limits["cpu_seconds"]))
+        self._answer(proc.call["id"], proc.pid, outcome)
+        proc.answered = True
+        proc.kill(process.Killed.ANSWERED)
+        self._unwatch_result(proc)
+
     def _expire(self, now: float) -> float | None:
         """Kill children past their deadline; seconds until the next deadline (None: none)."""
         nearest = None
@@ -307,7 +340,9 @@ class Forker:
         wire.encode({"sha": sha, "function": msg["function"], "args": msg["args"],
                      "limits": msg["limits"], "modules": msg["modules"]})
         frame, error = process.parse_result(_SAMPLE_RESULT)
-        usage = Usage(wall_s=time.monotonic() - time.monotonic(), cpu_s=0.0, max_rss_bytes=0)
+        own = process.self_usage(frame or {}) or (0.0, 0)
+        usage = Usage(wall_s=time.monotonic() - time.monotonic(), cpu_s=own[0],
+                      max_rss_bytes=own[1])
         outcome = process.classify(process.ExitInfo(0, frame, error), usage, 1.0, 1)
         process.dumps_outcome(0, 0, outcome)
         self.fds.get(-1)
@@ -315,7 +350,7 @@ class Forker:
 
     def _want_spare(self, now: float) -> bool:
         return (len(self.spares) < self.prefork and now >= self.backoff_until
-                and not any(p.call is not None for p in self.children))
+                and not any(p.call is not None and not p.answered for p in self.children))
 
     # -- loop -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -346,7 +381,11 @@ class Forker:
                     continue
                 what, proc = entry
                 if what == "result":
-                    if not proc.drain():
+                    more = proc.drain()
+                    if (proc.call is not None and not proc.bare and proc.killed is None
+                            and proc.frame_complete()):
+                        self._answer_early(proc)
+                    if not more:
                         self._unwatch_result(proc)
                 else:
                     self.on_exit(proc)

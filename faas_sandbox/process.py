@@ -43,6 +43,7 @@ class Killed(str, enum.Enum):
     OVERFLOW = "overflow"
     SHUTDOWN = "shutdown"
     RETIRED = "retired"
+    ANSWERED = "answered"  # answered from its frame; killed so that it surely exits
 
 
 def result_cap(max_result_bytes: int, max_stdout_bytes: int) -> int:
@@ -89,6 +90,19 @@ def parse_result(data: bytes) -> tuple[dict[str, Any] | None, str | None]:
             and isinstance(frame.get("message"), str)):
         return frame, None
     return None, "frame is not a result"
+
+
+def self_usage(frame: dict[str, Any]) -> tuple[float, int] | None:
+    """``(cpu_s, max_rss_bytes)`` the child measured on itself just before sending its frame
+    (``getrusage(RUSAGE_SELF)``), or None when the frame has none or it is malformed."""
+    usage = frame.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    cpu, rss = usage.get("cpu_s"), usage.get("max_rss_bytes")
+    if (type(cpu) not in (int, float) or type(rss) is not int or not 0 <= cpu < 1e9
+            or rss < 0):
+        return None
+    return float(cpu), rss
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +177,7 @@ class ChildProc:
     """One forked child as the forker sees it: fds to watch, a deadline, bytes received."""
 
     __slots__ = ("pid", "pidfd", "req_fd", "res_fd", "workdir", "call", "deadline",
-                 "started", "buf", "cap", "killed", "status", "rusage", "bare")
+                 "started", "buf", "cap", "killed", "status", "rusage", "bare", "answered")
 
     def __init__(self, pid: int, req_fd: int, res_fd: int, workdir: str | None,
                  bare: bool = False) -> None:
@@ -180,6 +194,7 @@ class ChildProc:
         self.killed: Killed | None = None
         self.status: int | None = None
         self.rusage: Any = None
+        self.answered = False  # the parent has its outcome; only the reap is left
         try:
             self.pidfd: int | None = os.pidfd_open(pid)
         except OSError:  # kernel < 5.3: the loop polls wait4 instead
@@ -233,6 +248,11 @@ class ChildProc:
                 return False
             self.buf += chunk
         return False
+
+    def frame_complete(self) -> bool:
+        """True when exactly one whole frame has arrived (the child is about to exit)."""
+        buf = self.buf
+        return len(buf) >= wire.HEADER.size and wire.HEADER.unpack_from(buf)[0] == len(buf) - 4
 
     def try_reap(self) -> bool:
         """wait4 without blocking; True once the child is reaped."""

@@ -170,7 +170,9 @@ Try it:
   source .dev/stack.env
   {config.BIN_DIR}/colonies fs ls -l /faas      # deployed code in ColonyFS
   {config.BIN_DIR}/colonies process ps          # waiting processes in colony {config.COLONY_NAME!r}
-  curl http://{config.HOST}:{config.HTTP_PORT}/docs             # HTTP front end, when it runs
+  curl "http://{config.HOST}:{config.HTTP_PORT}/convert?celsius=21"   # -> {{"fahrenheit":[69.8]}}
+  .venv/bin/faas-sandbox call convert 21        # -> 69.8, through Colonies
+  curl http://{config.HOST}:{config.HTTP_PORT}/docs             # HTTP front end (OpenAPI)
   scripts/stack.sh status                       # logs: {config.LOG_DIR}
 Stop everything with: make stop""")
     if failed:

@@ -144,3 +144,28 @@ def test_admit_refuses_big_source_as_compile_and_big_args_as_runtime() -> None:
     args = admit(1, 101, 100, 100)
     assert args is not None and args.error_kind is ErrorKind.RUNTIME
     assert args.message.startswith("ValueError: arguments are 101 bytes of JSON")
+
+
+def test_a_frame_with_the_childs_own_usage_is_still_one_well_formed_result() -> None:
+    from faas_sandbox.child import with_usage
+    from faas_sandbox.process import self_usage
+
+    data = with_usage(wire.pack(b'{"ok":true,"stdout":"","value":[1,2]}'))
+    frame, error = parse_result(data)
+    assert error is None and frame is not None and frame["value"] == [1, 2]
+    cpu, rss = self_usage(frame)  # type: ignore[misc]
+    assert cpu > 0 and rss > 1 << 20  # this very test process's own rusage
+
+
+@pytest.mark.parametrize("usage", [None, [], {"cpu_s": "1", "max_rss_bytes": 1},
+                                   {"cpu_s": -1.0, "max_rss_bytes": 1},
+                                   {"cpu_s": True, "max_rss_bytes": 1},
+                                   {"cpu_s": 0.1, "max_rss_bytes": 1.5},
+                                   {"cpu_s": 0.1}])
+def test_malformed_self_reported_usage_is_ignored(usage: object) -> None:
+    from faas_sandbox.process import self_usage
+
+    frame = {"ok": True, "value": 1, "stdout": ""}
+    if usage is not None:
+        frame["usage"] = usage
+    assert self_usage(frame) is None  # the forker then waits for wait4 as before
