@@ -12,11 +12,11 @@ STACK := scripts/stack.sh
 # Default: all of tests/. With CI=true (as in .ci/run) a skipped test fails the run.
 PYTEST_ARGS ?=
 
-.PHONY: help install test run stop status bench clean wipe
+.PHONY: help install test run stop status bench bench-e2e bench-wait soak clean wipe
 
 help: ## List the targets
 	@echo "usage: make TARGET"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-9s %s\n", $$1, $$2}' \
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
 install: $(VENV)/.install-stamp ## Create .venv if missing and pip install -e '.[test]'
@@ -44,6 +44,18 @@ status: ## Show which services run and where the logs are
 bench: install ## Run the engine benchmark (bench/bench_engine.py)
 	@test -f bench/bench_engine.py || { echo "bench/bench_engine.py does not exist yet" >&2; exit 1; }
 	$(BIN)/python bench/bench_engine.py
+
+bench-e2e: install ## End-to-end benchmark on the stack: tutorial vs null vs ours (BENCH_ARGS=--quick)
+	@$(STACK) up
+	$(BIN)/python bench/bench_e2e.py $(BENCH_ARGS)
+
+bench-wait: install ## How fast the front end sees a call end (WebSocket vs polling)
+	@$(STACK) up
+	$(BIN)/python bench/wait_latency.py
+
+soak: install ## Soak + fault drills on the stack: thousands of mixed calls, 1/2/4 executors (SOAK_ARGS=--quick)
+	@$(STACK) up
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean: ## Remove Python caches and test leftovers (keeps the stack, its data and .venv)
 	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

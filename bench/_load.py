@@ -60,51 +60,73 @@ class Watcher:
         self._sockets: list[websocket.WebSocket] = []
         self._threads: list[threading.Thread] = []
         self._closing = False
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         for state in (SUCCESS, FAILED):
-            msg = {"colonyname": self.colony, "executortype": self.executortype,
-                   "state": state, "timeout": self.timeout_s, "msgtype": "subscribeprocessesmsg"}
-            payload = base64.b64encode(json.dumps(msg).encode()).decode()
-            ws = websocket.create_connection(self.url, timeout=10)
-            ws.settimeout(None)
-            ws.send(json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
-                                "signature": sign(payload, self.prvkey)}))
-            self._sockets.append(ws)
-            thread = threading.Thread(target=self._read, args=(ws,), daemon=True,
+            ws = self._subscribe(state)
+            thread = threading.Thread(target=self._read, args=(state, ws), daemon=True,
                                       name=f"watch-{state}")
             thread.start()
             self._threads.append(thread)
         time.sleep(0.3)  # the server registers the listener asynchronously; no ack is sent
 
-    def _read(self, ws: websocket.WebSocket) -> None:
-        while True:
+    def _subscribe(self, state: int) -> websocket.WebSocket:
+        msg = {"colonyname": self.colony, "executortype": self.executortype,
+               "state": state, "timeout": self.timeout_s, "msgtype": "subscribeprocessesmsg"}
+        payload = base64.b64encode(json.dumps(msg).encode()).decode()
+        ws = websocket.create_connection(self.url, timeout=10)
+        ws.settimeout(None)
+        ws.send(json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
+                            "signature": sign(payload, self.prvkey)}))
+        with self._lock:
+            self._sockets.append(ws)
+        return ws
+
+    def _read(self, state: int, ws: websocket.WebSocket | None) -> None:
+        while not self._closing:
+            if ws is None:  # the server dropped us (restart, timeout): subscribe again
+                try:
+                    ws = self._subscribe(state)
+                except Exception:  # noqa: BLE001 - not back yet
+                    time.sleep(0.5)
+                    continue
             try:
                 frame = ws.recv()
-            except Exception as exc:  # closed by stop(), or by the server's timeout
+            except Exception as exc:  # closed by stop(), or by the server
                 if not self._closing:
-                    self.errors.append(f"subscription ended: {exc!r}")
-                return
+                    self.errors.append(f"subscription dropped, resubscribing: {exc!r}"[:200])
+                ws = None
+                continue
             when = time.perf_counter()
-            try:
-                envelope = json.loads(frame)
-                body = json.loads(base64.b64decode(envelope["payload"]))
-            except (ValueError, KeyError, TypeError) as exc:
-                self.errors.append(f"bad frame: {exc!r}")
+            if self._closing:
+                return
+            if not frame:  # the server's close frame
+                ws = None
                 continue
-            if envelope.get("error"):
-                self.errors.append(f"server: {body}")
-                continue
-            self.frames += 1
-            if self.on_end is not None:
-                state = int(body.get("state", -1))
-                self.on_end(body.get("processid", ""), state,
-                            body.get("out") if state == SUCCESS else body.get("errors"),
-                            when, "ws")
+            self._frame(frame, when)
+
+    def _frame(self, frame: str, when: float) -> None:
+        try:
+            envelope = json.loads(frame)
+            body = json.loads(base64.b64decode(envelope["payload"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            self.errors.append(f"bad frame: {exc!r}")
+            return
+        if envelope.get("error"):
+            self.errors.append(f"server: {body}")
+            return
+        self.frames += 1
+        if self.on_end is not None:
+            state = int(body.get("state", -1))
+            self.on_end(body.get("processid", ""), state,
+                        body.get("out") if state == SUCCESS else body.get("errors"), when, "ws")
 
     def stop(self) -> None:
         self._closing = True
-        for ws in self._sockets:
+        with self._lock:
+            sockets = list(self._sockets)
+        for ws in sockets:
             try:
                 ws.close(timeout=1)
             except Exception:  # noqa: BLE001 - best effort
@@ -122,7 +144,8 @@ class LoadResult:
     failed: int = 0
     submit_errors: int = 0
     swept: int = 0
-    lost: int = 0  # never ended within the timeout
+    lost: int = 0  # submitted, never ended within the timeout
+    unsent: int = 0  # not submitted before the timeout (the loop stalled)
     latencies_ms: list[float] = field(default_factory=list)
     first_submit: float = 0.0
     last_end: float = 0.0
@@ -166,7 +189,8 @@ class LoadRun:
             thread.start()
         if not self._done.wait(self.timeout):
             with self._lock:
-                self.result.lost = len(self._pending) + self.total - self._issued
+                self.result.lost = len(self._pending)
+                self.result.unsent = self.total - self._issued
         self._done.set()
         self.watcher.on_end = None
         return self.result

@@ -24,7 +24,8 @@ tenants of the machine shows as ``other``: check it before trusting a comparison
 Every option has an environment twin (BENCH_CONCURRENCY, BENCH_CALLS, BENCH_NAIVE_CALLS,
 BENCH_WARMUP, BENCH_WINDOW, BENCH_SUBMITTERS, BENCH_MAXEXECTIME, BENCH_MAXRETRIES, BENCH_PHASES,
 BENCH_OURS_CMD, BENCH_OURS_ARGS).
-Exit status 0 when ours met both targets (>= 0.95x null, >= 3x naive) and lost nothing.
+Exit status 1 when ours lost a call or returned a wrong output; with --strict also when it
+missed a target (>= 0.95x null, >= 3x naive).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import uuid
@@ -60,11 +62,9 @@ PHASES = ("naive", "null-before", "ours", "null-after")
 class Phase:
     label: str
     kind: str  # naive, null, ours
-    executortype: str
     result: LoadResult | None = None
     cpu: dict[str, float] = field(default_factory=dict)
     rss: dict[str, tuple[int, int]] = field(default_factory=dict)  # when -> (parent, children)
-    notes: list[str] = field(default_factory=list)
 
 
 def env_default(name: str, default: Any) -> Any:
@@ -74,7 +74,8 @@ def env_default(name: str, default: Any) -> Any:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small sizes (~30 s), for a smoke test")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (about a minute in all), for a smoke test")
     p.add_argument("-n", "--concurrency", type=int, default=env_default("BENCH_CONCURRENCY", 4))
     p.add_argument("--calls", type=int, default=env_default("BENCH_CALLS", 3000),
                    help="measured calls per phase (null and ours)")
@@ -92,12 +93,29 @@ def parse_args() -> argparse.Namespace:
                    help="the command that runs our executor [default: %(default)s]")
     p.add_argument("--ours-args", default=env_default("BENCH_OURS_ARGS", ""),
                    help="extra flags for `faas-sandbox executor`, e.g. \"--policy p.toml\"")
+    p.add_argument("--rounds", type=int, default=env_default("BENCH_ROUNDS", 1),
+                   help="R > 1: alternate null and ours R times (null, ours, ..., null), for a "
+                        "busy machine; ratios are then per round against the two nulls around")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when ours misses a throughput target (lost calls always do)")
     p.add_argument("--keep", action="store_true", help="keep the benchmark's processes in the DB")
     opts = p.parse_args()
     if opts.quick:
         opts.calls, opts.naive_calls, opts.warmup = 400, 100, 30
     opts.window = opts.window or 2 * opts.concurrency
     return opts
+
+
+def build_phases(opts: argparse.Namespace) -> list[Phase]:
+    """naive, null-before, ours, null-after; with --rounds R > 1: naive, (null-i, ours-i) x R,
+    null-(R+1), so every ours segment sits between two null segments."""
+    wanted = [p.strip() for p in opts.phases.split(",") if p.strip()]
+    if opts.rounds <= 1:
+        return [Phase(name, name.split("-")[0]) for name in wanted]
+    phases = [Phase("naive", "naive")] if "naive" in wanted else []
+    for i in range(1, opts.rounds + 1):
+        phases += [Phase(f"null-{i}", "null"), Phase(f"ours-{i}", "ours")]
+    return phases + [Phase(f"null-{opts.rounds + 1}", "null")]
 
 
 def main() -> int:
@@ -116,148 +134,222 @@ def main() -> int:
                             capture_output=True, text=True, check=False)
     if deploy.returncode != 0:
         raise SystemExit(f"bench: deploy failed: {deploy.stderr.strip()}")
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    run_id = uuid.uuid4().hex[:8]
-    wanted = [p.strip() for p in opts.phases.split(",") if p.strip()]
-    phases = [Phase(name, name.split("-")[0], f"bench-{run_id}-{name}") for name in wanted]
-    print(f"bench-e2e run {run_id}: concurrency {opts.concurrency}, window {opts.window}, "
-          f"{opts.submitters} submitters, {opts.calls} calls ({opts.naive_calls} naive) after "
-          f"{opts.warmup} warm-up; maxexectime {opts.maxexectime}, maxretries "
-          f"{opts.maxretries}; logs in {LOG_DIR.relative_to(REPO)}/{run_id}-*.log", flush=True)
-    all_pids: list[str] = []
+    phases = build_phases(opts)
+    runner = Runner(opts, settings, member, uuid.uuid4().hex[:8])
+    print(f"bench-e2e run {runner.run_id}: concurrency {opts.concurrency}, window {opts.window}, "
+          f"{opts.submitters} submitters, {opts.calls} calls ({opts.naive_calls} naive) per "
+          f"phase after {opts.warmup} warm-up; maxexectime {opts.maxexectime}, maxretries "
+          f"{opts.maxretries}; logs in {LOG_DIR.relative_to(REPO)}/{runner.run_id}-*.log",
+          flush=True)
     try:
-        for phase in phases:
-            run_phase(phase, opts, settings, member, run_id, all_pids)
+        for i, phase in enumerate(phases):
+            runner.measure(phase, last=all(p.kind != phase.kind for p in phases[i + 1:]))
     finally:
+        runner.close()
         if not opts.keep:
-            cleanup(member, all_pids, opts.submitters)
-    return report(phases, opts)
+            cleanup(member, runner.pids, opts.submitters)
+    return report(phases, opts, runner)
 
 
-def executor_argv(phase: Phase, n: int, run_id: str, cmd: str,
-                  extra: str) -> tuple[list[str], str]:
-    if phase.kind == "naive":
-        return [PY, "bench/naive_executor.py", "--threads", str(n),
-                "--executortype", phase.executortype], READY
-    if phase.kind == "null":
-        return [PY, "bench/null_executor.py", "--threads", str(n),
-                "--executortype", phase.executortype], READY
-    return [*shlex.split(cmd), "--concurrency", str(n), "--executor-type", phase.executortype,
-            "--identity", "self", "--name", f"bench-{run_id}-ours", *shlex.split(extra)], \
-        "serving ("
+class Runner:
+    """Starts each kind of executor once (+ its watcher and warm-up) and measures phases."""
 
+    def __init__(self, opts: argparse.Namespace, settings: Any, member: Any,
+                 run_id: str) -> None:
+        self.opts, self.settings, self.member, self.run_id = opts, settings, member, run_id
+        self.live: dict[str, tuple[ExecutorProc, Watcher]] = {}
+        self.ready_rss: dict[str, tuple[int, int]] = {}
+        self.notes: dict[str, list[str]] = {}
+        self.pids: list[str] = []
 
-def run_phase(phase: Phase, opts: argparse.Namespace, settings: Any, member: Any,
-              run_id: str, all_pids: list[str]) -> None:
-    argv, marker = executor_argv(phase, opts.concurrency, run_id, opts.ours_cmd,
-                                 opts.ours_args)
-    LOG_DIR.mkdir(parents=True, exist_ok=True)  # .dev/ may be wiped while we run
-    executor = ExecutorProc(argv, marker, LOG_DIR / f"{run_id}-{phase.label}.log")
-    watcher = Watcher(settings.host, settings.port, settings.tls, settings.colony_name,
-                      member.prvkey, phase.executortype)
-    spec = tutorial_spec(settings.colony_name, phase.executortype, opts.maxexectime,
-                         opts.maxretries)
-    calls = opts.naive_calls if phase.kind == "naive" else opts.calls
-    try:
-        executor.wait_ready(120, registered(member, f"bench-{run_id}-ours")
-                            if phase.kind == "ours" else None)
-        pid = executor.proc.pid
-        phase.rss["ready"] = tree_rss(pid)
+    def executortype(self, kind: str) -> str:
+        return f"bench-{self.run_id}-{kind}"
+
+    def argv(self, kind: str) -> tuple[list[str], str]:
+        n, etype = str(self.opts.concurrency), self.executortype(kind)
+        if kind in ("naive", "null"):
+            return [PY, f"bench/{kind}_executor.py", "--threads", n, "--executortype", etype], \
+                READY
+        return [*shlex.split(self.opts.ours_cmd), "--concurrency", n, "--executor-type", etype,
+                "--identity", "self", "--name", etype, *shlex.split(self.opts.ours_args)], \
+            "serving ("
+
+    def spec(self, kind: str) -> dict[str, Any]:
+        return tutorial_spec(self.settings.colony_name, self.executortype(kind),
+                             self.opts.maxexectime, self.opts.maxretries)
+
+    def start(self, kind: str) -> tuple[ExecutorProc, Watcher]:
+        if kind in self.live:
+            return self.live[kind]
+        argv, marker = self.argv(kind)
+        LOG_DIR.mkdir(parents=True, exist_ok=True)  # .dev/ may be wiped while we run
+        executor = ExecutorProc(argv, marker, LOG_DIR / f"{self.run_id}-{kind}.log")
+        watcher = Watcher(self.settings.host, self.settings.port, self.settings.tls,
+                          self.settings.colony_name, self.member.prvkey, self.executortype(kind))
+        self.live[kind] = (executor, watcher)
+        executor.wait_ready(120, registered(self.member, self.executortype(kind))
+                            if kind == "ours" else None)
+        self.ready_rss[kind] = tree_rss(executor.proc.pid)
         watcher.start()
-        warm = LoadRun(member, watcher, spec, EXPECTED, total=opts.warmup, window=opts.window,
-                       submitters=opts.submitters, timeout=120)
+        warm = LoadRun(self.member, watcher, self.spec(kind), EXPECTED, total=self.opts.warmup,
+                       window=self.opts.window, submitters=self.opts.submitters, timeout=120)
         warmed = warm.run()
-        all_pids.extend(warm.pids)
-        if warmed.ok < opts.warmup:
-            phase.notes.append(f"warm-up: {warmed.ok}/{opts.warmup} calls ok "
-                               f"({'; '.join(warmed.samples) or 'not ended'})")
+        self.pids.extend(warm.pids)
+        if warmed.ok < self.opts.warmup:
+            self.notes.setdefault(kind, []).append(
+                f"warm-up: {warmed.ok}/{self.opts.warmup} calls ok "
+                f"({'; '.join(warmed.samples) or 'not ended'})")
+        return executor, watcher
+
+    def stop(self, kind: str) -> None:
+        executor, watcher = self.live.pop(kind)
+        watcher.stop()
+        self.notes.setdefault(kind, []).extend(watcher.errors[:3])
+        status = executor.stop()
+        if status not in (0, None):
+            self.notes[kind].append(f"executor exit status {status} (see {executor.log_path})")
+
+    def close(self) -> None:
+        for kind in list(self.live):
+            self.stop(kind)
+
+    def measure(self, phase: Phase, last: bool) -> None:
+        executor, watcher = self.start(phase.kind)
+        pid = executor.proc.pid
+        calls = self.opts.naive_calls if phase.kind == "naive" else self.opts.calls
         meter = CpuMeter(stack_pids(), {"executor": pid})
         phase.rss["start"] = tree_rss(pid)
         peak = RssPeak(pid)
         before = meter.sample()
-        load = LoadRun(member, watcher, spec, EXPECTED, total=calls, window=opts.window,
-                       submitters=opts.submitters, timeout=max(120.0, calls / 5))
-        phase.result = load.run()
+        load = LoadRun(self.member, watcher, self.spec(phase.kind), EXPECTED, total=calls,
+                       window=self.opts.window, submitters=self.opts.submitters,
+                       timeout=max(120.0, calls / 5))
+        phase.result = r = load.run()
         after = meter.sample()
         phase.rss["end"] = tree_rss(pid)
         phase.rss["peak"] = (peak.stop(), 0)
-        all_pids.extend(load.pids)
+        self.pids.extend(load.pids)
         phase.cpu = CpuMeter.delta(before, after)
-        phase.notes.extend(watcher.errors[:3])
-    finally:
-        watcher.stop()
-        status = executor.stop()
-        if status not in (0, None):
-            phase.notes.append(f"executor exit status {status} (see {executor.log_path})")
-    r = phase.result
-    print(f"  {phase.label:12} {r.rate:7.1f} calls/s  p50 {pct(r.latencies_ms, 50):6.1f} ms  "
-          f"p95 {pct(r.latencies_ms, 95):6.1f} ms  ok {r.ok}/{r.total}", flush=True)
+        if last:
+            self.stop(phase.kind)
+        print(f"  {phase.label:12} {r.rate:7.1f} calls/s  p50 {pct(r.latencies_ms, 50):6.1f} "
+              f"ms  p95 {pct(r.latencies_ms, 95):6.1f} ms  ok {r.ok}/{r.total}  (other CPU "
+              f"{100 * phase.cpu['other'] / phase.cpu['wall']:.0f}% of a core)", flush=True)
 
 
-def report(phases: list[Phase], opts: argparse.Namespace) -> int:
+def report(phases: list[Phase], opts: argparse.Namespace, runner: Runner) -> int:
+    done = [p for p in phases if p.result is not None]
     print()
-    head = (f"{'executor':14} {'N':>3} {'calls':>6} {'calls/s':>8} {'p50 ms':>7} {'p95 ms':>7} "
-            f"{'p99 ms':>7} {'ok':>6} {'wrong':>5} {'failed':>6} {'lost':>4} {'swept':>5}")
+    head = (f"{'executor':12} {'N':>3} {'calls':>6} {'calls/s':>8} {'p50 ms':>7} {'p95 ms':>7} "
+            f"{'p99 ms':>7} {'ok':>6} {'wrong':>5} {'failed':>6} {'lost':>4} {'swept':>5} "
+            f"{'other CPU':>9}")
     print(head)
     print("-" * len(head))
-    by = {p.label: p for p in phases if p.result is not None}
-    for p in by.values():
-        r = p.result
+    for p in done:
+        r, lat = p.result, p.result.latencies_ms  # type: ignore[union-attr]
         assert r is not None
-        lat = r.latencies_ms
-        print(f"{p.label:14} {opts.concurrency:>3} {r.total:>6} {r.rate:>8.1f} "
+        print(f"{p.label:12} {opts.concurrency:>3} {r.total:>6} {r.rate:>8.1f} "
               f"{pct(lat, 50):>7.1f} {pct(lat, 95):>7.1f} {pct(lat, 99):>7.1f} {r.ok:>6} "
-              f"{r.wrong:>5} {r.failed + r.submit_errors:>6} {r.lost:>4} {r.swept:>5}")
-    print()
-    ok = True
-    ours = by.get("ours")
-    if ours is not None and ours.result is not None:
-        rate = ours.result.rate
-        for label, target in (("null-before", 0.95), ("null-after", 0.95), ("naive", 3.0)):
-            other = by.get(label)
-            if other is None or other.result is None:
-                continue
-            ratio = rate / other.result.rate
-            met = ratio >= target
-            ok = ok and met
-            print(f"ours / {label:12} = {ratio:5.2f}x  (target >= {target}x: "
-                  f"{'met' if met else 'NOT met'})")
-        r = ours.result
-        lost = r.lost + r.wrong + r.failed + r.submit_errors
+              f"{r.wrong:>5} {r.failed + r.submit_errors:>6} {r.lost:>4} {r.swept:>5} "
+              f"{100 * p.cpu['other'] / p.cpu['wall']:>8.0f}%")
+    print("(other CPU: machine CPU used by processes outside this benchmark, in % of one core)\n")
+    ours = [p for p in done if p.kind == "ours"]
+    naive = next((p for p in done if p.kind == "naive"), None)
+    ok = True  # exit status: calls lost or wrong always fail; missed targets only with --strict
+    if ours:
+        met = ratios(done, ours, naive)
+        ok = met or not opts.strict
+        results = [p.result for p in ours if p.result is not None]
+        total = sum(r.total for r in results)
+        good = sum(r.ok for r in results)
+        lost = sum(r.lost + r.unsent + r.wrong + r.failed + r.submit_errors for r in results)
         ok = ok and lost == 0
-        print(f"ours: {r.ok}/{r.total} calls returned {EXPECTED}; lost/wrong/failed: {lost}")
-        rss = ours.rss
-        print("ours parent RSS: " + ", ".join(
-            f"{k} {v[0] / MIB:.1f} MiB" for k, v in rss.items()) +
-            f"; children (forker + spares) at end {rss.get('end', (0, 0))[1] / MIB:.1f} MiB")
-    print("\nexecutor parent RSS (MiB) at ready / start of the measured run / end / peak:")
-    for p in by.values():
-        print(f"  {p.label:12} " + " / ".join(f"{p.rss.get(k, (0, 0))[0] / MIB:.1f}"
-                                             for k in ("ready", "start", "end", "peak")))
+        print(f"ours: {good}/{total} calls returned {EXPECTED}; lost/wrong/failed: {lost}")
+        ready = runner.ready_rss.get("ours", (0, 0))[0]
+        start, end = ours[0].rss["start"][0], ours[-1].rss["end"][0]
+        peak = max(p.rss["peak"][0] for p in ours)
+        print(f"ours parent RSS: {ready / MIB:.1f} MiB when ready, {start / MIB:.1f} MiB at the "
+              f"start of the measured run (after the warm-up), {end / MIB:.1f} MiB at its end "
+              f"({(end - start) / MIB:+.1f} MiB over {total} calls), peak {peak / MIB:.1f} MiB; "
+              f"forker + spare children {ours[-1].rss['end'][1] / MIB:.1f} MiB at the end")
+    print("\nexecutor parent RSS (MiB): start / end of each measured phase")
+    for p in done:
+        print(f"  {p.label:12} {p.rss['start'][0] / MIB:6.1f} / {p.rss['end'][0] / MIB:6.1f}")
     print("\nCPU during each measured phase (% of one core; CPU-ms per call):")
-    for p in by.values():
+    for p in done:
+        print(f"  {p.label:12} {format_cpu(p.cpu, p.result.ended)}")  # type: ignore[union-attr]
+    capacity_lines(done)
+    for kind, notes in runner.notes.items():
+        for note in notes:
+            print(f"  note [{kind}]: {note}")
+    for p in done:
         assert p.result is not None
-        print(f"  {p.label:12} {format_cpu(p.cpu, p.result.ended)}")
+        if p.result.unsent:
+            print(f"  note [{p.label}]: {p.result.unsent} calls never submitted (timed out)")
+        for note in p.result.samples:
+            print(f"  note [{p.label}]: {note}")
+    print(f"\nload average (1 min) at the end: {os.getloadavg()[0]:.2f}")
+    return 0 if ok else 1
+
+
+def pooled_rate(phases: list[Phase]) -> float:
+    results = [p.result for p in phases if p.result is not None]
+    return sum(r.ended for r in results) / max(sum(r.seconds for r in results), 1e-9)
+
+
+def ratios(done: list[Phase], ours: list[Phase], naive: Phase | None) -> bool:
+    """Print ours against the nulls around it and against naive; True when the targets hold."""
+    ok = True
+    rate = pooled_rate(ours)
+    if len(ours) == 1:
+        checks = [(p.label, p.result.rate, 0.95) for p in done  # type: ignore[union-attr]
+                  if p.kind == "null"]
+    else:  # each ours segment against the mean of the null segments just before and after it
+        per_round = []
+        for p in ours:
+            i = done.index(p)
+            around = [q.result.rate for q in (done[i - 1], done[i + 1] if i + 1 < len(done)
+                                              else done[i - 1]) if q.kind == "null" and q.result]
+            if around and p.result is not None:
+                per_round.append(p.result.rate / (sum(around) / len(around)))
+                print(f"  {p.label}: {per_round[-1]:.2f}x the mean of the nulls around it")
+        checks = []
+        if per_round:
+            median = statistics.median(per_round)
+            print(f"ours / null (median over {len(per_round)} rounds) = {median:5.2f}x  "
+                  f"(target >= 0.95x: {'met' if median >= 0.95 else 'NOT met'})")
+            ok = median >= 0.95
+    for label, other, target in checks:
+        ratio = rate / other
+        ok = ok and ratio >= target
+        print(f"ours / {label:12} = {ratio:5.2f}x  (target >= {target}x: "
+              f"{'met' if ratio >= target else 'NOT met'})")
+    if naive is not None and naive.result is not None:
+        ratio = rate / naive.result.rate
+        ok = ok and ratio >= 3.0
+        print(f"ours / {'naive':12} = {ratio:5.2f}x  (target >= 3.0x: "
+              f"{'met' if ratio >= 3.0 else 'NOT met'})")
+    return ok
+
+
+def capacity_lines(done: list[Phase]) -> None:
+    """CPU-ms per call of the FaaS system, and the calls/s the machine's cores allow at that."""
     cores = psutil.cpu_count() or 1
     print(f"\nCPU-bound capacity = {cores} cores / CPU-ms per call of server + postgres + minio + "
-          f"executor + load generator (`other` left out; server and postgres also serve any "
-          f"other client of the shared stack):")
-    capacity = {}
-    for p in by.values():
+          f"executor + load generator (`other` left out; the server and postgres also serve "
+          f"any other client of the shared stack):")
+    per_kind: dict[str, list[float]] = {}
+    for p in done:
         assert p.result is not None
-        ms = 1000 * sum(v for k, v in p.cpu.items() if k not in ("other", "busy", "wall")) \
-            / max(p.result.ended, 1)
-        capacity[p.label] = cores * 1000 / ms if ms else float("nan")
-        print(f"  {p.label:12} {ms:6.2f} CPU-ms/call -> {capacity[p.label]:6.1f} calls/s")
-    if "ours" in capacity:
-        print("  ours / " + ", ours / ".join(f"{k} = {capacity['ours'] / v:.2f}x"
-                                              for k, v in capacity.items() if k != "ours"))
-    for p in phases:
-        for note in p.notes + (p.result.samples if p.result else []):
-            print(f"  note [{p.label}]: {note}")
-    load1 = os.getloadavg()[0]
-    print(f"\nload average (1 min) at the end: {load1:.2f}")
-    return 0 if ok else 1
+        used = sum(v for k, v in p.cpu.items() if k not in ("other", "busy", "wall"))
+        ms = 1000 * used / max(p.result.ended, 1)
+        per_kind.setdefault(p.kind, []).append(ms)
+        print(f"  {p.label:12} {ms:6.2f} CPU-ms/call -> {cores * 1000 / ms:6.1f} calls/s")
+    if "ours" in per_kind:
+        mean = {k: statistics.mean(v) for k, v in per_kind.items()}
+        print("  ours / " + ", ours / ".join(f"{k} = {mean[k] / mean['ours']:.2f}x"
+                                              for k in mean if k != "ours") +
+              " (capacity ratios, mean CPU-ms per call of each kind)")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ and then every process is read back with get_process and checked:
 - calls/s, and CPU of the Colonies server, PostgreSQL, MinIO, executor parents, sandbox
   (forker + children) and this load generator during each phase (psutil).
 
-Then the drills of tests/integration/drills.py run as steps (``--drills``; they stop and
-start stack services briefly, and take turns with other sessions' drills through a lock).
+Then the drills of tests/integration/drills.py and bad_input.py run as steps (``--drills``;
+they stop and start stack services briefly, and take turns with other sessions' drills
+through a lock).
 The report is printed and written to ``.dev/soak/<run>/report.md``; executor logs are next
 to it. Exit status 0 when nothing was lost or unexpected, every drill passed, executors
 stayed flat and left nothing behind. ``--mix benign --drills none`` measures throughput only
@@ -47,6 +48,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "integration")]
 
+import bad_input  # noqa: E402  (tests/integration)
+import drills  # noqa: E402
+import harness  # noqa: E402
 from _catalog import CATALOG, SUCCESS, Fn, benign_only, pick  # noqa: E402
 from _common import REPO, CpuMeter, load_stack_env, pct, stack_pids  # noqa: E402
 
@@ -131,31 +135,28 @@ class PhaseResult:
 # -- calls ---------------------------------------------------------------------------------------
 
 def deploy(run: str, catalog: list[Fn]) -> dict[str, str]:
-    import drills
-
     names = {}
     for fn in catalog:
         name = f"{fn.key}_{run}"
         if fn.source:
-            drills.upload(name, fn.source.format(name=name).encode())
+            harness.upload(name, fn.source.format(name=name).encode())
         names[fn.key] = name
     return names
 
 
 def make_jobs(fns: list[Fn], names: dict[str, str], rng: random.Random,
               executortype: str) -> list[Job]:
-    import drills
 
     jobs = []
     for fn in fns:
         name = names[fn.key]
         args, kwargs = fn.make_args(rng)
         if fn.raw_kwargs is not None:
-            spec = drills.raw_spec({k: v.format(name=name) for k, v in fn.raw_kwargs.items()},
-                                   executortype=executortype, maxexectime=fn.maxexectime)
+            kw = {k: v.format(name=name) for k, v in fn.raw_kwargs.items()}
+            spec = harness.raw_spec(kw, executortype=executortype, maxexectime=fn.maxexectime)
         else:
-            spec = drills.spec(name, args, kwargs, executortype=executortype,
-                               maxexectime=fn.maxexectime)
+            spec = harness.spec(name, args, kwargs, executortype=executortype,
+                                maxexectime=fn.maxexectime)
         jobs.append(Job(fn, name, args, kwargs, spec))
     return jobs
 
@@ -188,7 +189,6 @@ class Load:
         self.watcher.on_end = None
 
     def _submitter(self) -> None:
-        import drills
 
         while not self._done.is_set():
             if not self._slots.acquire(timeout=0.5):
@@ -200,7 +200,8 @@ class Load:
                 job = self.jobs[self._next]
                 self._next += 1
             job.submitted = time.perf_counter()
-            job.pid = drills.submit(self.member, job.spec, retry_for=120, counters=self.counters)
+            job.pid = harness.submit(self.member, job.spec, retry_for=120,
+                                     counters=self.counters)
             with self._lock:
                 self._by_pid[job.pid] = job
                 when = self._early.pop(job.pid, None)
@@ -244,10 +245,9 @@ class Load:
 
 def verify(member: Any, result: PhaseResult) -> None:
     """Read every process back and compare it with what its function must do."""
-    import drills
 
     with ThreadPoolExecutor(8) as pool:
-        processes = list(pool.map(lambda j: drills.get(member, j.pid) if j.pid else {},
+        processes = list(pool.map(lambda j: harness.get(member, j.pid) if j.pid else {},
                                   result.jobs))
     for job, process in zip(result.jobs, processes, strict=True):
         job.process = process
@@ -269,29 +269,29 @@ def verify(member: Any, result: PhaseResult) -> None:
         kind = reason.split(":", 1)[0]
         result.kinds[kind] += 1
         if kind != job.fn.kind or job.fn.text not in reason:
-            result.unexpected.append(f"{job.fn.key}: {reason[:160]!r} (want {job.fn.kind or 'SUCCESS'}"
-                                     f" with {job.fn.text!r})")
+            want = job.fn.kind or "SUCCESS"
+            result.unexpected.append(f"{job.fn.key}: {reason[:160]!r} (want {want} with "
+                                     f"{job.fn.text!r})")
 
 
 # -- phases --------------------------------------------------------------------------------------
 
 def run_phase(member: Any, run: str, names: dict[str, str], fns: list[Fn], count: int,
               opts: argparse.Namespace, logdir: Path, rng: random.Random) -> PhaseResult:
-    import drills
     from _load import Watcher
 
     executortype = f"soak-{run}-x{count}"
     result = PhaseResult(count, opts.concurrency, make_jobs(fns, names, rng, executortype))
-    executors = [drills.Executor(logdir / f"x{count}-{i}.log", executortype,
-                                 name=f"soak-{run}-x{count}-{i}", concurrency=opts.concurrency)
+    executors = [harness.Executor(logdir / f"x{count}-{i}.log", executortype,
+                                  name=f"soak-{run}-x{count}-{i}", concurrency=opts.concurrency)
                  for i in range(count)]
     result.stats = [ExecutorStats(ex.name) for ex in executors]
     try:
         for ex, st in zip(executors, result.stats, strict=True):
             st.rss_ready = ex.usage()[0]
         warm = make_jobs(benign_only() * 2 * count, names, rng, executortype)
-        warm_pids = [drills.submit(member, job.spec) for job in warm]
-        drills.wait_ended(member, warm_pids, 60)
+        warm_pids = [harness.submit(member, job.spec) for job in warm]
+        harness.wait_ended(member, warm_pids, 60)
         for ex, st in zip(executors, result.stats, strict=True):
             st.rss_start, st.fds_start = ex.usage()
             ex.remember_children()
@@ -336,7 +336,7 @@ def run_phase(member: Any, run: str, names: dict[str, str], fns: list[Fn], count
     finally:
         for ex, st in zip(executors, result.stats, strict=True):
             st.exit_status = ex.stop()
-            st.leftovers = ex.leftovers(5)
+            st.leftovers = ex.left_after_stop
             log = ex.log()
             st.tracebacks = log.count("Traceback")
             match = re.search(r"stopped after (\d+) call", log)
@@ -399,7 +399,8 @@ def report(phases: list[PhaseResult], drill_results: list[Any], orphans: list[in
     lines += ["", "CPU during each phase: % of one core (this machine has "
                   f"{os.cpu_count()}), and CPU ms per call:", "",
               "| executors | colonies | postgres | minio | executor parents | sandbox (forker+"
-              "children) | load generator | other | machine busy |", "|---|---|---|---|---|---|---|---|---|"]
+              "children) | load generator | other | machine busy |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for p in phases:
         d, wall, calls = p.cpu, max(p.cpu.get("wall", 0.0), 1e-9), max(len(p.jobs), 1)
 
@@ -434,11 +435,9 @@ def report(phases: list[PhaseResult], drill_results: list[Any], orphans: list[in
 # -- main ----------------------------------------------------------------------------------------
 
 def run_drills(member: Any, which: list[str], workdir: Path) -> list[Any]:
-    import drills
-
     services = StackServices()
     table = {
-        "bad_input": lambda: drills.drill_bad_input(member, workdir),
+        "bad_input": lambda: bad_input.drill_bad_input(member, workdir),
         "stdout": lambda: drills.drill_stdout_tricks(member, workdir),
         "child": lambda: drills.drill_child_sigkill(member, workdir),
         "tmp": lambda: drills.drill_full_tmp(member, workdir),
@@ -453,7 +452,7 @@ def run_drills(member: Any, which: list[str], workdir: Path) -> list[Any]:
         try:
             result = table[name]()
         except Exception as exc:  # noqa: BLE001 - a drill that broke is a failed drill
-            result = drills.Drill(name, problems=[f"drill raised {exc!r}"])
+            result = harness.Drill(name, problems=[f"drill raised {exc!r}"])
             services.up()
         print(f"  {result.summary()[:400]}", flush=True)
         results.append(result)
@@ -490,12 +489,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     opts = parse(argv)
     load_stack_env()
-    import drills
 
     run = uuid.uuid4().hex[:8]
     logdir = REPO / ".dev" / "soak" / run
     logdir.mkdir(parents=True, exist_ok=True)
-    member = drills.member_client()
+    member = harness.member_client()
     catalog = CATALOG if opts.mix == "mixed" else benign_only()
     names = deploy(run, catalog)
     rng = random.Random(opts.seed)
@@ -512,7 +510,7 @@ def main(argv: list[str]) -> int:
               f"unexpected, {phase.rate:.1f} calls/s", flush=True)
     drill_results = run_drills(member, opts.drills, logdir)
     time.sleep(1.0)
-    orphans = drills.orphaned_sandbox_processes()
+    orphans = harness.orphaned_sandbox_processes()
     text, ok = report(phases, drill_results, orphans, opts, run)
     print()
     print(text)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import json
+import mmap
 import os
 import resource
 import select
@@ -209,7 +210,7 @@ def _run(request: dict[str, Any], code: CodeType | None, state: RunState,
 
 
 def execute(request: dict[str, Any], lookup: Callable[[str], CodeType | None],
-            reserve: list[bytes], ctx: dict[str, int] | None = None) -> bytes:
+            reserve: list[Any], ctx: dict[str, int] | None = None) -> bytes:
     """Run one call and return its complete result frame (header included).
 
     Runs in-process in unit tests (benign code only), after :func:`apply_limits` in a child.
@@ -304,9 +305,9 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str,
             return  # type: ignore[misc]
         set_name(b"faas-call")
         code = ExitCode.INTERNAL
-        # bytes(n) is calloc'ed from fresh zero pages: it takes address space (what RLIMIT_AS
-        # counts) without touching a page; a bytearray would memset 256 pages.
-        reserve = [bytes(RESERVE_BYTES)]
+        # An anonymous mapping takes address space (what RLIMIT_AS counts) without touching a
+        # page; bytes(n) was calloc'ed from the heap and memset 256 pages on every call.
+        reserve = [mmap.mmap(-1, RESERVE_BYTES)]
         apply_limits(request["limits"])
         frame = with_usage(execute(request, lookup, reserve, {"result_fd": res_fd}))
         code = ExitCode.WIRE

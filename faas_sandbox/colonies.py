@@ -136,8 +136,16 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
+        now = time.monotonic()
+        if session is not None and now - self._local.used > IDLE_RECONNECT_S:
+            # The server drops keep-alive connections idle for 120 s; reconnect before it does,
+            # so a request is never sent on a connection the server already closed.
+            session.close()
+            session = None
+        self._local.used = now
         if session is None:
             session = requests.Session()
+            session.trust_env = False  # no proxy/netrc scan of the environment per request
             adapter = _Adapter(pool_connections=1, pool_maxsize=1, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -154,6 +162,8 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
         read, attempts = READ_TIMEOUT_S, 2
         if msg["msgtype"] == "assignprocessmsg":
             read, attempts = max(float(msg.get("timeout", 0)), 0.0) + LONG_POLL_SLACK_S, 1
+        elif msg["msgtype"] in _NOT_IDEMPOTENT:
+            attempts = 1  # a reset after the server took it would submit a duplicate
         for attempt in range(1, attempts + 1):
             try:
                 reply = self._session().post(self.url, data=body,
@@ -167,6 +177,9 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
         return _decode(reply)
 
 
+
+_NOT_IDEMPOTENT = frozenset({"submitfuncspecmsg", "submitworkflowspecmsg", "addfilemsg"})
+IDLE_RECONNECT_S = 60.0
 
 _CAUSES = ("Connection refused", "Connection reset", "Read timed out", "Connection aborted",
            "Remote end closed", "Name or service not known", "No route to host", "timed out")

@@ -166,7 +166,10 @@ class Outbox:
             before = self.delivered
             if self._attempt(report):
                 with self._cond:
-                    self._pending.remove(report)
+                    for i, pending in enumerate(self._pending):
+                        if pending is report:
+                            del self._pending[i]
+                            break
                     self._cond.notify_all()
                     self.late += self.delivered - before
                     drained = not self._pending

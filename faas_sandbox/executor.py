@@ -17,6 +17,13 @@ gets what is left of it at start, minus ``close_margin`` seconds for the close, 
 policy (``Policy.for_call``). A sandbox timeout is a ``fail()``, which is terminal: maxretries
 only count server requeues, which happen when an executor dies or hangs past maxexectime.
 
+After an outage: Colonies v1.9.12 commits an assignment (one UPDATE) before the rest of the
+assign request runs; when that rest fails (its database going away), the executor gets an
+error while the server has the process RUNNING on it, and nobody would run it until its
+maxexectime expired. So after any assign that failed as unreachable, the first successful
+assign triggers one look at the oldest RUNNING processes of our type (``getprocessesmsg``, at
+most 100) and serves those assigned to us that we neither run nor have just run.
+
 Lifecycle: :meth:`Executor.request_stop` (what signal handlers call: it only bumps a counter)
 stops assigning and ends long-polls at once; in-flight calls get ``grace`` seconds, then they are
 failed as ``interrupted``; a second request ends them at once.
@@ -27,13 +34,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 from .codestore import CodeStore
 from .delivery import Backoff, Outbox, Reachability, Report
 from .errors import (
     CodeUnavailable,
+    ColoniesError,
     ColoniesRefused,
     ColoniesUnreachable,
     EngineError,
@@ -47,6 +57,8 @@ log = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 4000
 _MIB = 1024 * 1024
+_RUNNING = 1  # process state
+_RECENT = 1024  # process ids remembered as served (so a stale listing cannot adopt them)
 
 
 class SandboxLike(Protocol):
@@ -60,6 +72,8 @@ class ExecutorClient(Protocol):
     def close(self, processid: str, out: list[Any]) -> None: ...
     def fail(self, processid: str, errors: list[str]) -> None: ...
     def add_log(self, processid: str, message: str) -> None: ...
+    def list_processes(self, state: int, count: int = 100,
+                       executortype: str = "") -> list[dict[str, Any]]: ...
 
 
 class Executor:
@@ -68,9 +82,11 @@ class Executor:
     def __init__(self, client: ExecutorClient, sandbox: SandboxLike, code: CodeStore, *,
                  name: str, concurrency: int, assign_timeout: int = 10, grace: float = 10.0,
                  close_margin: float = 0.25, metrics: Any = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, executor_id: str | None = None,
+                 executor_type: str | None = None) -> None:
         self.client, self.sandbox, self.code = client, sandbox, code
         self.name, self.concurrency = name, max(1, concurrency)
+        self.executor_id, self.executor_type = executor_id, executor_type  # for adoption
         self.assign_timeout, self.grace, self.close_margin = assign_timeout, grace, close_margin
         self.metrics = metrics
         self._clock = clock
@@ -82,6 +98,8 @@ class Executor:
         self._fatal: str | None = None
         self._lock = threading.Lock()
         self._inflight: dict[str, str] = {}  # processid -> function
+        self._recent: OrderedDict[str, None] = OrderedDict()  # served lately, oldest first
+        self._suspect = False  # an assign failed as unreachable: it may have assigned us one
         self._abandoned: set[str] = set()
         self._engine_errors = 0
         self._warned_zero = False
@@ -148,6 +166,7 @@ class Executor:
                 if self._stopping.is_set():
                     return
                 self.reach.down(exc)
+                self._suspect = True
                 self._stopping.wait(backoff.next())
                 continue
             except ColoniesRefused as exc:
@@ -174,9 +193,39 @@ class Executor:
             backoff.reset()
             if process is not None:
                 self._serve(process)
+            if self._suspect and self._take_suspicion():
+                self._adopt_orphans()
 
-    def _serve(self, process: dict[str, Any]) -> None:
-        received = self._clock()
+    def _take_suspicion(self) -> bool:
+        with self._lock:
+            suspect, self._suspect = self._suspect, False
+        return suspect
+
+    def _adopt_orphans(self) -> None:
+        """Serve processes assigned to us whose assign reply never arrived (module docstring)."""
+        if not self.executor_id or not self.executor_type:
+            return
+        try:
+            running = self.client.list_processes(_RUNNING, 100, self.executor_type)
+        except ColoniesError as exc:
+            self._suspect = True  # look again after the next successful assign
+            log.warning("could not look for calls assigned to us during the outage (%s)", exc)
+            return
+        now = time.time()
+        for process in running:
+            pid = process.get("processid") if isinstance(process, dict) else None
+            if not isinstance(pid, str) or process.get("assignedexecutorid") != self.executor_id:
+                continue
+            with self._lock:
+                known = pid in self._inflight or pid in self._recent
+            if known or pid in self.outbox.pending_ids() or self._stopping.is_set():
+                continue
+            log.warning("call %s: assigned to us while colonies was failing, but its assign "
+                        "reply never came; serving it now", pid)
+            self._serve(process, self._clock() - _started_ago(process, now))
+
+    def _serve(self, process: dict[str, Any], received: float | None = None) -> None:
+        received = self._clock() if received is None else received
         pid = process.get("processid") if isinstance(process, dict) else None
         if not isinstance(pid, str) or not pid:
             log.error("assign returned a process without an id; ignored")
@@ -185,6 +234,8 @@ class Executor:
             log.warning("call %s: assigned during shutdown; left for the server to requeue", pid)
             return
         with self._lock:
+            if pid in self._inflight:  # adopted by _adopt_orphans and assigned: serve it once
+                return
             self._inflight[pid] = "?"
         try:
             report = self._run(pid, process, received)
@@ -197,6 +248,9 @@ class Executor:
         finally:
             with self._lock:
                 self._inflight.pop(pid, None)
+                self._recent[pid] = None
+                if len(self._recent) > _RECENT:
+                    self._recent.popitem(last=False)
 
     def _run(self, pid: str, process: dict[str, Any], received: float) -> Report:
         function = "?"
@@ -275,6 +329,18 @@ class Executor:
             log.warning("process %s has maxexectime 0: the server fails or requeues such "
                         "processes about 1 s after assignment; submitters should send -1 or a "
                         "positive number (logged once)", process.get("processid"))
+
+
+def _started_ago(process: dict[str, Any], now: float) -> float:
+    """Seconds since the server started the process (0 when unknown), at most maxexectime."""
+    try:
+        started = datetime.fromisoformat(str(process["starttime"])).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    spec = process.get("spec")
+    limit = spec.get("maxexectime") if isinstance(spec, dict) else None
+    ceiling = float(limit) if isinstance(limit, (int, float)) and limit > 0 else 3600.0
+    return min(max(0.0, now - started), ceiling)
 
 
 def _denied(message: str) -> bool:

@@ -115,7 +115,8 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
             metrics.start_metrics_server(metrics_port)
         executor = Executor(client, sandbox, code, name=me.name, concurrency=concurrency,
                             assign_timeout=assign_timeout, grace=grace,
-                            metrics=metrics.default() if metrics_port else None)
+                            metrics=metrics.default() if metrics_port else None,
+                            executor_id=me.executor_id, executor_type=executor_type)
         signals.target = executor
         for _ in range(signals.count):  # signals that came while registering
             executor.request_stop()

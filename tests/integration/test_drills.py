@@ -1,9 +1,9 @@
-"""Fault and bad-input drills against the real local stack (see drills.py, which bench/soak.py
-runs too). Each drill starts its own executor(s) with a unique executor type, breaks one thing,
-checks that every call still ends with the right state and a clear reason and that the executor
-keeps serving, and repairs what it broke; ``restore_stack`` runs ``scripts/stack.sh up`` after
-the drills that stop a service. Each one takes seconds (a kill -9 drill waits for the server's
-maxexectime of 3 s)."""
+"""Fault and bad-input drills against the real local stack (drills.py and bad_input.py, which
+bench/soak.py runs too). Each drill starts its own executor(s) with a unique executor type,
+breaks one thing, checks that every call still ends with the right state and a clear reason
+and that the executor keeps serving, and repairs what it broke; ``restore_stack`` runs
+``scripts/stack.sh up`` after the drills that stop a service. Each takes seconds (the kill -9
+drill waits for the server's maxexectime of 3 s)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ from pathlib import Path
 
 import pytest
 
+import bad_input
 import drills
+import harness
 
 pytestmark = pytest.mark.colonies
 
 
 @pytest.fixture(scope="module")
 def member(stack):
-    return drills.member_client()
+    return harness.member_client()
 
 
-def assert_clean(drill: drills.Drill) -> None:
+def assert_clean(drill: harness.Drill) -> None:
     print(f"\n{drill.summary()}")
     assert drill.ok, "\n".join(drill.problems)
 
@@ -46,7 +48,7 @@ def test_service_restarted_mid_run(member, restore_stack, tmp_path: Path, servic
 
 
 def test_s3_down_cached_runs_uncached_unavailable_then_recovers(member, restore_stack,
-                                                               tmp_path: Path):
+                                                                tmp_path: Path):
     assert_clean(drills.drill_s3_down(member, restore_stack, tmp_path))
 
 
@@ -76,7 +78,7 @@ def test_print_works_with_fd_1_closed_in_the_child():
 
 
 def test_bad_input_fails_each_process_with_a_clear_reason(member, tmp_path: Path):
-    drill = drills.drill_bad_input(member, tmp_path)
+    drill = bad_input.drill_bad_input(member, tmp_path)
     assert_clean(drill)
     facts = drill.details
     assert facts["path in name"].startswith("spec: invalid function name '../x'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -205,6 +206,51 @@ def test_a_403_that_is_no_verdict_on_us_does_not_stop_the_executor(caplog):
     assert result["status"] == 0
     assert caplog.text.count("colonies unreachable") == 1
     assert "can no longer assign" not in caplog.text
+
+
+class OrphanColonies(FakeColonies):
+    """A server that assigned p-orphan to us while the assign request failed (its database
+    went away after the assignment was committed): only getprocessesmsg shows it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listings = 0
+        kwargs = {"function": "convert", "arg": "100"}
+        started = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+        self.running = [
+            {"processid": "p-orphan", "assignedexecutorid": "me", "starttime": started,
+             "spec": {"funcname": "execute", "kwargs": kwargs, "maxexectime": 60}},
+            {"processid": "p-theirs", "assignedexecutorid": "someone else",
+             "spec": {"funcname": "execute", "kwargs": kwargs}},
+        ]
+
+    def list_processes(self, state, count=100, executortype=""):
+        assert (state, executortype) == (1, "faas-test")
+        self.listings += 1
+        return list(self.running)
+
+
+def test_calls_assigned_to_us_during_an_outage_are_found_and_served():
+    client, sandbox = OrphanColonies(), FakeSandbox()
+    client.assign_errors.append(ColoniesUnreachable("connection reset by peer"))
+    code = CodeStore(client, S3Settings(), s3_factory=lambda *a: FakeS3(client.files))
+    executor = Executor(client, sandbox, code, name="t", concurrency=1, grace=1,
+                        executor_id="me", executor_type="faas-test")
+    thread = threading.Thread(target=executor.run)
+    thread.start()
+    try:
+        calls = [c for c in client.wait_for(1, timeout=10) if c[0] != "add_log"]
+        assert calls == [("close", "p-orphan", [212.0])]
+        client.submit("p1", {"function": "convert", "arg": "0"})
+        client.wait_for(2, timeout=10)
+        time.sleep(0.2)
+    finally:
+        executor.request_stop()
+        thread.join(5)
+    closed = [c[1] for c in client.calls if c[0] == "close"]
+    assert closed == ["p-orphan", "p1"]  # adopted once; never someone else's
+    assert client.listings == 1  # one look after the outage, not on every assign
+    assert 58.0 < sandbox.budgets[0] < 59.0  # maxexectime 60, started 1 s ago, close margin
 
 
 def test_engine_error_fails_the_call_as_crash(setup):
