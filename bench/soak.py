@@ -246,9 +246,19 @@ class Load:
 def verify(member: Any, result: PhaseResult) -> None:
     """Read every process back and compare it with what its function must do."""
 
+    def read(job: Job) -> dict[str, Any]:
+        if not job.pid:
+            return {}
+        process = harness.get(member, job.pid)
+        for _ in range(20):  # FAILED before its errors are written (ColoniesClient.wait)
+            if process.get("state") != 3 or process.get("errors"):
+                break
+            time.sleep(0.1)
+            process = harness.get(member, job.pid)
+        return process
+
     with ThreadPoolExecutor(8) as pool:
-        processes = list(pool.map(lambda j: harness.get(member, j.pid) if j.pid else {},
-                                  result.jobs))
+        processes = list(pool.map(read, result.jobs))
     for job, process in zip(result.jobs, processes, strict=True):
         job.process = process
         state = process.get("state")

@@ -45,6 +45,7 @@ PENDING, APPROVED, REJECTED, UNREGISTERED = 0, 1, 2, 3  # executor states
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
 LONG_POLL_SLACK_S = 15.0
+FAILED_SETTLE_S = 2.0  # how long a FAILED process may show no errors (see ColoniesClient.wait)
 DEFAULT_EXECUTOR_TYPE = "faas-executor"
 
 _keys: dict[str, PrivateKey] = {}
@@ -342,12 +343,21 @@ class ColoniesClient:
         """Poll until the process is SUCCESS, FAILED or CANCELLED, or ``timeout`` passes.
 
         pycolonies' wait() returns only on SUCCESS (§4.8); this returns on any end state and
-        otherwise the last state seen.
+        otherwise the last state seen. FAILED with no errors yet is not an end state for up to
+        ``FAILED_SETTLE_S``: Colonies v1.9.12 writes a failed process's state, then (in another
+        statement) its errors, so a reader in between sees a failure without its reason.
         """
         deadline = time.monotonic() + timeout
+        bare_since: float | None = None
         while True:
             process = self.get_process(processid)
-            if process.get("state") in (SUCCESS, FAILED, CANCELLED):
+            state = process.get("state")
+            if state == FAILED and not process.get("errors"):
+                bare_since = bare_since or time.monotonic()
+                if time.monotonic() - bare_since < FAILED_SETTLE_S:
+                    time.sleep(0.02)
+                    continue
+            if state in (SUCCESS, FAILED, CANCELLED):
                 return process
             left = deadline - time.monotonic()
             if left <= 0:

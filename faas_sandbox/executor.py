@@ -208,7 +208,8 @@ class Executor:
         try:
             running = self.client.list_processes(_RUNNING, 100, self.executor_type)
         except ColoniesError as exc:
-            self._suspect = True  # look again after the next successful assign
+            if isinstance(exc, ColoniesUnreachable):
+                self._suspect = True  # look again after the next successful assign
             log.warning("could not look for calls assigned to us during the outage (%s)", exc)
             return
         now = time.time()

@@ -174,7 +174,9 @@ def wait_ended(member: ColoniesClient, pids: Sequence[str], timeout: float,
         for pid in open_:
             process = get(member, pid)
             seen[pid] = process
-            if process.get("state") not in (SUCCESS, FAILED, 4):
+            # FAILED without errors: the server has not written them yet (ColoniesClient.wait)
+            bare = process.get("state") == FAILED and not process.get("errors")
+            if process.get("state") not in (SUCCESS, FAILED, 4) or bare:
                 still.append(pid)
         open_ = still
         if not open_ or time.monotonic() > deadline:

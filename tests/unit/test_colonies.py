@@ -68,6 +68,10 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
             self._raw(502, b"<html>bad gateway</html>")
         elif kind == "getprocessmsg" and msg["processid"] == "empty":
             self._raw(200, b"")
+        elif kind == "getprocessmsg" and msg["processid"] == "bare":
+            state["bare"] = state.get("bare", 0) + 1  # errors written by a later statement
+            errors = ["crash: killed"] if state["bare"] > 2 else []
+            self._reply(200, kind, {"processid": "bare", "state": 3, "errors": errors})
         elif kind == "getprocessmsg" and msg["processid"] == "dbdown":
             self._reply(400, "error", {"status": 400, "message":
                                        "dial tcp 127.0.0.1:55432: connect: connection refused"})
@@ -163,6 +167,12 @@ def test_the_servers_database_errors_are_unreachable_not_refusals(client):
 ])
 def test_backend_down_tells_database_errors_from_verdicts(message, down):
     assert backend_down(message) is down
+
+
+def test_wait_does_not_return_a_failure_before_its_reason_is_written(client, server):
+    """Colonies marks a process FAILED, then writes its errors in another statement."""
+    assert client.wait("bare", timeout=5)["errors"] == ["crash: killed"]
+    assert server.state["bare"] == 3
 
 
 def test_connection_refused_is_unreachable():
