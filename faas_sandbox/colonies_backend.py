@@ -73,8 +73,17 @@ class ColoniesBackend:
 
     def wait(self, processid: str, timeout: float) -> CallEnd:
         if self.strategy == "poll":
-            return poll_until_final(lambda: self.get(processid), timeout)
-        return self._wait_ws(processid, timeout)
+            end = poll_until_final(lambda: self.get(processid), timeout)
+        else:
+            end = self._wait_ws(processid, timeout)
+        # The server writes FAILED and the errors in two statements: a reader in between sees a
+        # failure without its reason. Give the second statement a moment (at most ~2 s).
+        delay = 0.005
+        while end.state is State.FAILED and not end.errors and delay < 1.0:
+            time.sleep(delay)
+            delay *= 2
+            end = self.get(processid)
+        return end
 
     def get(self, processid: str) -> CallEnd:
         return CallEnd.from_process(self.client.get_process(processid))
