@@ -1,4 +1,4 @@
-"""Vetted module proxies: what ``import math`` hands to sandboxed code.
+r"""Vetted module proxies: what ``import math`` hands to sandboxed code.
 
 Sandboxed code never receives a real module object: many harmless-looking modules expose
 ``sys``, ``os`` or ``builtins`` as plain public attributes (``json.codecs.sys``,

@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import threading
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -318,8 +319,8 @@ def drill_full_tmp(member: ColoniesClient, workdir: Path) -> Drill:
 
     The engine does not read TMPDIR: its forker runs with a clean environment and puts the
     children's work dirs under /dev/shm (else the default temp dir, /tmp). So the executor
-    runs in a private mount namespace where a 64 KiB tmpfs (64 inodes) is both /dev/shm and
-    /tmp; nothing changes for anyone else on the machine."""
+    runs in a private mount namespace where a 64 KiB tmpfs (64 inodes) is /dev/shm and /tmp;
+    nothing changes for anyone else on the machine."""
     drill = Drill("full /tmp (sandbox temp dirs)")
     kind = unique("drill-tmp-")
     echo = deploy_echo()
@@ -327,8 +328,14 @@ def drill_full_tmp(member: ColoniesClient, workdir: Path) -> Drill:
     tiny.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64,mode=1777", "tmpfs",
                     str(tiny)], check=True)
+    # /tmp is covered too, unless the checkout or its .venv lives there (they must stay visible).
+    binds = ["/dev/shm"]
+    if not any(str(p).startswith("/tmp/") for p in (Path(sys.executable).resolve(),
+                                                      Path(__file__).resolve())):
+        binds.append("/tmp")
+    mounts = " && ".join(f'mount --bind "$0" {b}' for b in binds)
     wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount --bind "$0" /dev/shm && mount --bind "$0" /tmp && exec "$@"', str(tiny)]
+            mounts + ' && exec "$@"', str(tiny)]
     ex = None
     with timed(drill):
         try:
@@ -347,7 +354,8 @@ def drill_full_tmp(member: ColoniesClient, workdir: Path) -> Drill:
             # frees one that the next fork reuses. So calls run several at once: the spare
             # takes one, the others need a new work dir and find no inode.
             started = time.monotonic()
-            batch = [submit(member, spec(echo, [i], executortype=kind, maxexectime=10))
+            nap = deploy_nap()  # 1 s calls overlap, so freed work dirs cannot be reused in time
+            batch = [submit(member, spec(nap, [i], executortype=kind, maxexectime=10))
                      for i in range(2, 8)]
             ended = wait_ended(member, batch, 20)
             slowest = time.monotonic() - started
