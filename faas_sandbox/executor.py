@@ -32,6 +32,7 @@ failed as ``interrupted``; a second request ends them at once.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -265,6 +266,9 @@ class Executor:
             budget = None
             if call.maxexectime is not None:
                 budget = call.maxexectime - (self._clock() - received) - self.close_margin
+                # Whole tenths (rounded down, so never more than is left): the sandbox caches
+                # per-call limits by this value, and raw float budgets would never hit.
+                budget = math.floor(budget * 10) / 10
                 if budget <= 0:
                     return self._failed(pid, function, "timeout", f"maxexectime of "
                                         f"{call.maxexectime}s used up before the call started",
