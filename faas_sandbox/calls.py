@@ -13,7 +13,6 @@ User failures are values (``CallResult.kind``), never exceptions.
 from __future__ import annotations
 
 import enum
-import json
 import math
 import re
 import time

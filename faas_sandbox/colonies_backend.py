@@ -29,7 +29,13 @@ from typing import Any
 import websocket
 
 from .calls import CallEnd, CallRequest, State, poll_until_final
-from .colonies import DEFAULT_EXECUTOR_TYPE, ColoniesClient, call_spec, sign
+from .colonies import (
+    DEFAULT_EXECUTOR_TYPE,
+    FAILED_SETTLE_S,
+    ColoniesClient,
+    call_spec,
+    sign,
+)
 from .errors import ColoniesRefused, ColoniesUnreachable
 
 log = logging.getLogger(__name__)
@@ -77,11 +83,10 @@ class ColoniesBackend:
         else:
             end = self._wait_ws(processid, timeout)
         # The server writes FAILED and the errors in two statements: a reader in between sees a
-        # failure without its reason. Give the second statement a moment (at most ~2 s).
-        delay = 0.005
-        while end.state is State.FAILED and not end.errors and delay < 1.0:
-            time.sleep(delay)
-            delay *= 2
+        # failure without its reason. Same settle bound as ColoniesClient.wait.
+        settle = time.monotonic() + FAILED_SETTLE_S
+        while end.state is State.FAILED and not end.errors and time.monotonic() < settle:
+            time.sleep(0.02)
             end = self.get(processid)
         return end
 

@@ -145,17 +145,22 @@ def decode_result(item: Any) -> Any:
     if not isinstance(item, str):
         return item
     try:
-        return json.loads(item, parse_constant=lambda name: name)
+        return _loads_text(item)
     except ValueError:
         return item
 
 
 def _is_json_text(text: str) -> bool:
     try:
-        json.loads(text, parse_constant=lambda name: name)
+        _loads_text(text)
     except ValueError:
         return False
     return True
+
+
+def _loads_text(text: str) -> Any:
+    """JSON text as a result string carries it; NaN/Infinity stay their names."""
+    return json.loads(text, parse_constant=lambda name: name)
 
 
 def _maxexectime(value: Any) -> int | None:
