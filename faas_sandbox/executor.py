@@ -52,8 +52,8 @@ from .errors import (
     ReplyUnreadable,
     SpecError,
 )
+from .engine.outcome import ErrorKind, Outcome
 from .liveness import Liveness
-from .outcome import ErrorKind, Outcome
 from .reply import Unreadable
 from .spec import MAX_ARGS_TEXT_BYTES, encode_result, parse_process
 from .texts import for_log, has_surrogate

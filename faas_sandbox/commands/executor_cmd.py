@@ -91,7 +91,7 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
     from ..executor import Executor
     from ..liveness import serve_http
     from ..registration import Interrupted, establish, unregister
-    from ..sandbox import Sandbox
+    from ..engine.sandbox import Sandbox
     from ..settings import KEY_VARIABLES, Settings
 
     with Sandbox(policy) as sandbox:  # the forker starts here, before any key is read
