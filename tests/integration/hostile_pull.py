@@ -121,13 +121,14 @@ def add_meta(member: ColoniesClient, name: str, *, server: str, port: int, bucke
 class LoopbackStore:
     """A loopback HTTP server standing in for S3: every GET is counted; ``drip_s`` > 0 sends
     the status line and headers, then one body byte every ``drip_s`` seconds (forever,
-    or until the client goes); otherwise it answers ``body`` at once."""
+    or until the client goes); otherwise, or for an object key in ``instant_keys``, it
+    answers ``body`` at once."""
 
     def __init__(self, body: bytes = b"STOLEN = 1\ndef convert(x):\n    return 'STOLEN'\n",
-                 drip_s: float = 0.0) -> None:
+                 drip_s: float = 0.0, instant_keys: set[str] | None = None) -> None:
         self.body, self.drip_s = body, drip_s
+        self.instant_keys = instant_keys or set()
         self.requests = 0
-        self.auth_headers = 0
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -158,9 +159,9 @@ class LoopbackStore:
             request = conn.recv(65536)
             with self._lock:
                 self.requests += 1
-                self.auth_headers += b"authorization:" in request.lower() \
-                    or b"x-amz-signature" in request.lower()
-            if self.drip_s <= 0:
+            path = request.split(b" ", 2)[1].split(b"?")[0] if b" " in request else b""
+            key = path.rsplit(b"/", 1)[-1].decode(errors="replace")
+            if self.drip_s <= 0 or key in self.instant_keys:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close"
                              b"\r\n\r\n" % len(self.body) + self.body)
                 return
