@@ -262,7 +262,12 @@ class Executor:
             with self._lock:
                 self._inflight[pid] = function
             self._warn_zero(process)
-            source = call.source if call.source is not None else self.code.get(function).source
+            if call.source is not None:
+                source = call.source
+            elif call.revision is not None:  # pinned by the submitter: exactly that revision
+                source = self.code.get_revision(function, *call.revision).source
+            else:
+                source = self.code.get(function).source
             budget = None
             if call.maxexectime is not None:
                 budget = call.maxexectime - (self._clock() - received) - self.close_margin
