@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from .devenv import load_stack_env
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> Any:
     if not (sys.argv[1:] if argv is None else argv):  # no arguments: the help, not an error
         click.echo(cli.get_help(click.Context(cli, info_name="faas-sandbox")))
         sys.exit(EXIT_OK)
+    load_stack_env(os.environ)  # a checkout's local dev stack when no COLONIES_* is set
     try:
         return cli.main(args=argv, prog_name="faas-sandbox", standalone_mode=False)
     except click.exceptions.Exit as exc:

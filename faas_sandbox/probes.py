@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import wire
+from .engine import wire
 
 
 def _probe_identity(ctx: dict[str, int]) -> dict[str, Any]:

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any, NoReturn
 
-from . import probes, wire
+from .. import probes
+from . import wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
-from .seccomp_filter import Program, set_dumpable, set_name, set_no_new_privs, \
+from ..seccomp_filter import Program, set_dumpable, set_name, set_no_new_privs, \
     set_parent_death_signal
 
 MAX_RESULT_DEPTH = 200  # nesting levels of a result (so every reader can decode it)
