@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 MIN_MAXEXECTIME = 0.001  # the policy's smallest wall limit
 MAX_MAXEXECTIME = 86_400.0
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class ErrorDetail(BaseModel):
@@ -33,7 +34,10 @@ class ConvertResponse(BaseModel):
 class CallBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     args: list[Any] = Field(default_factory=list, description="positional arguments (JSON)")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments (JSON)")
+    kwargs: dict[Identifier, Any] = Field(default_factory=dict,
+                                          description="keyword arguments (JSON); names are "
+                                                      "identifiers",
+                                          json_schema_extra={"additionalProperties": False})
     maxexectime: float | None = Field(None, ge=MIN_MAXEXECTIME, le=MAX_MAXEXECTIME,
                                       description="seconds; may lower the policy's wall limit, "
                                                   "never raise it")
