@@ -6,6 +6,8 @@
   byte-identical (RFC 6979 nonces, low s; protocol §2.4);
 - it keeps one ``requests.Session`` per thread (keep-alive), with a client timeout: connect 5 s,
   read 30 s, or the assign long-poll plus 15 s;
+- ``host`` may list the nodes of a Colonies cluster; on a node failure requests move to the
+  next node (faas_sandbox.nodes says which requests may be re-sent there);
 - it classifies failures: :class:`ColoniesUnreachable` (connection refused, reset, timed out,
   or the server answering with its *database's* connection error: safe to retry) versus
   :class:`ColoniesRefused` (the server answered with an error; its message and HTTP status are
@@ -36,7 +38,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .errors import ColoniesRefused, ColoniesUnreachable
+from .errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
+from .nodes import NodeList, never_sent, parse_nodes
+from .reply import Unreadable, backend_down, decode_reply, read_capped, salvage_list
 from .spec import encode_call_kwargs
 
 IDLE_MESSAGE = "No process available for assignment"
@@ -132,8 +136,28 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
     """pycolonies.Colonies with coincurve signing, per-thread keep-alive and classified errors."""
 
     def __init__(self, host: str, port: int, tls: bool = False) -> None:
-        super().__init__(host, port, tls)
+        """``host`` may list several nodes of one cluster (see faas_sandbox.nodes)."""
+        self.nodes = NodeList(parse_nodes(host, port))
+        first = self.nodes.nodes[0]
+        super().__init__(first.host, first.port, tls)
+        self.tls = tls
+        self._urls = tuple(node.url(tls) for node in self.nodes.nodes)
         self._local = threading.local()
+        self.aborting = False  # set at shutdown: a failed long-poll is then no node failure
+
+    def _use(self, index: int) -> None:
+        """Point pycolonies' own attributes (url, host, port) at the node in use."""
+        node = self.nodes.nodes[index]
+        self.url, self.host, self.port = self._urls[index], node.host, node.port
+
+    def pubsub_url(self) -> tuple[int, str]:
+        """(node index, WebSocket URL) of the node in use, for subscriptions."""
+        index, node = self.nodes.current()
+        return index, node.url(self.tls, "/pubsub", ws=True)
+
+    def node_failed(self, index: int, reason: str) -> None:
+        if self.nodes.failed(index, reason):
+            self._use(self.nodes.current()[0])
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -157,30 +181,42 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
         payload = base64.b64encode(json.dumps(msg, allow_nan=False).encode()).decode()
         body = json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
                            "signature": sign(payload, prvkey)})
-        # A keep-alive connection the server closed while idle fails once: retry that on a
-        # fresh connection. Not an assign: its connection is never idle, and an abort at
-        # shutdown (abort_assigns) must end it rather than start a new long-poll.
-        read, attempts = READ_TIMEOUT_S, 2
-        if msg["msgtype"] == "assignprocessmsg":
-            read, attempts = max(float(msg.get("timeout", 0)), 0.0) + LONG_POLL_SLACK_S, 1
-        elif msg["msgtype"] in _NOT_IDEMPOTENT:
-            attempts = 1  # a reset after the server took it would submit a duplicate
-        for attempt in range(1, attempts + 1):
+        # Failover (faas_sandbox.nodes): a request that never left goes to the next node; one
+        # that may have reached a server is re-sent only when repeating it is harmless: not a
+        # submit (duplicate) and not an assign (the caller handles a possibly lost assignment;
+        # an abort at shutdown must end it). One round over the nodes; a single node gets a
+        # second try, which covers a keep-alive connection the server closed while idle.
+        kind = msg["msgtype"]
+        read, resend = READ_TIMEOUT_S, kind not in _NOT_IDEMPOTENT
+        if kind == "assignprocessmsg":
+            read, resend = max(float(msg.get("timeout", 0)), 0.0) + LONG_POLL_SLACK_S, False
+        tries = max(len(self.nodes), 2)
+        for attempt in range(1, tries + 1):
+            index, _node = self.nodes.current()
+            url = self._urls[index]
             try:
-                reply = self._session().post(self.url, data=body,
+                reply = self._session().post(url, data=body, stream=True,
                                              timeout=(CONNECT_TIMEOUT_S, read))
+                content, truncated = _read(reply)  # a node failing mid-body fails over too
                 break
-            except requests.ConnectionError as exc:
-                if attempt == attempts or isinstance(exc, requests.ConnectTimeout):
-                    raise ColoniesUnreachable(f"{self.url}: {_short(exc)}") from exc
-            except requests.RequestException as exc:  # read timeout and the like
-                raise ColoniesUnreachable(f"{self.url}: {_short(exc)}") from exc
-        return _decode(reply)
-
+            except requests.RequestException as exc:
+                reason = _short(exc)
+                if self.aborting and kind == "assignprocessmsg":
+                    raise ColoniesUnreachable(f"{url}: {reason}") from exc
+                unsent = never_sent(exc)
+                self.node_failed(index, reason)
+                again = unsent or resend
+                if len(self.nodes) == 1:  # the same node again: only after a dropped keep-alive
+                    again = again and isinstance(exc, requests.ConnectionError) \
+                        and not isinstance(exc, requests.ConnectTimeout)
+                if attempt == tries or not again:
+                    raise ColoniesUnreachable(f"{url}: {reason}") from exc
+        return decode_reply(content, reply.status_code, truncated)
 
 
 _NOT_IDEMPOTENT = frozenset({"submitfuncspecmsg", "submitworkflowspecmsg", "addfilemsg"})
 IDLE_RECONNECT_S = 60.0
+READ_CHUNK = 256 * 1024
 
 _CAUSES = ("Connection refused", "Connection reset", "Read timed out", "Connection aborted",
            "Remote end closed", "Name or service not known", "No route to host", "timed out")
@@ -195,39 +231,13 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-# The server passes its database driver's error text through as the reply, with 400, 403 or
-# 500 (e.g. 403 "dial tcp 127.0.0.1:55432: connect: connection refused" from the membership
-# check of every request while PostgreSQL restarts). Those say nothing about the request: they
-# are "unreachable" (retry later), never a decision such as "removed" or "already closed".
-_BACKEND_DOWN = ("dial tcp ", "connect: connection refused", "connection reset by peer",
-                 "driver: bad connection", "sql: database is closed", "broken pipe",
-                 "pq: the database system is", "pq: terminating connection",
-                 "pq: sorry, too many clients", "server closed the connection unexpectedly",
-                 "i/o timeout", "unexpected EOF")
-
-
-def backend_down(message: str) -> bool:
-    """True when a Colonies error message is its database failing, not a refusal."""
-    return message.strip() == "EOF" or any(text in message for text in _BACKEND_DOWN)
-
-
-def _decode(reply: requests.Response) -> Any:
+def _read(reply: requests.Response) -> tuple[bytes, bool]:
+    """(body, truncated): at most reply.MAX_REPLY_BYTES of the body, read incrementally;
+    decoding is reply.py's (raw bytes in, a value or a typed error out)."""
     try:
-        envelope = json.loads(reply.content)
-        payload = json.loads(base64.b64decode(envelope["payload"]))
-        error = envelope["error"]
-    except (ValueError, KeyError, TypeError) as exc:
-        text = f"HTTP {reply.status_code}: not a Colonies reply ({_short(exc)})"
-        if reply.status_code >= 500:  # a proxy or a server that is going away
-            raise ColoniesUnreachable(text) from None
-        raise ColoniesRefused(text, reply.status_code) from None
-    if error:
-        message = payload.get("message", "") if isinstance(payload, dict) else str(payload)
-        status = payload.get("status", reply.status_code) if isinstance(payload, dict) else 0
-        if backend_down(str(message)):
-            raise ColoniesUnreachable(f"colonies server cannot reach its database: {message}")
-        raise ColoniesRefused(str(message), int(status) if isinstance(status, int) else 0)
-    return payload
+        return read_capped(reply.iter_content(READ_CHUNK))
+    finally:
+        reply.close()  # a body cut short closes the connection instead of draining it
 
 
 class ColoniesClient:
@@ -270,6 +280,7 @@ class ColoniesClient:
 
     def abort_assigns(self) -> None:
         """End every long-poll in progress now (shutdown); they raise ColoniesUnreachable."""
+        self.sdk.aborting = True
         with self._assigning_lock:
             threads = list(self._assigning)
         shutdown_connections(threads)
@@ -329,10 +340,15 @@ class ColoniesClient:
         return self.rpc("getprocessmsg", processid=processid)  # type: ignore[no-any-return]
 
     def list_processes(self, state: int, count: int = 100,
-                       executortype: str = "") -> list[dict[str, Any]]:
-        reply = self.rpc("getprocessesmsg", colonyname=self.colony, count=count, state=state,
-                         executortype=executortype)
-        return reply or []
+                       executortype: str = "") -> list[dict[str, Any] | Unreadable]:
+        """Processes in ``state``; one that cannot be read comes as an :class:`Unreadable`
+        (with its processid when that could be salvaged), not as a failed listing."""
+        try:
+            reply = self.rpc("getprocessesmsg", colonyname=self.colony, count=count,
+                             state=state, executortype=executortype)
+        except ReplyUnreadable as exc:
+            return salvage_list(exc)
+        return reply if isinstance(reply, list) else []
 
     def get_logs(self, processid: str, count: int = 100) -> list[dict[str, Any]]:
         reply = self.rpc("getlogsmsg", colonyname=self.colony, executorid="", executorname="",
