@@ -59,6 +59,7 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
         kind = msg["msgtype"]
         if kind == "assignprocessmsg" and msg["timeout"] != 7:
             if msg["timeout"] == 99:
+                state["long_poll"].set()
                 time.sleep(30)  # a long-poll that only an abort ends
             self._reply(404, "error", {"status": 404,
                                        "message": "No process available for assignment"})
@@ -97,7 +98,8 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stand_in)
     httpd.daemon_threads = True
-    httpd.state = {"peers": set(), "callers": []}  # type: ignore[attr-defined]
+    httpd.state = {"peers": set(), "callers": [],  # type: ignore[attr-defined]
+                   "long_poll": threading.Event()}
     thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield httpd
@@ -184,7 +186,7 @@ def test_connection_refused_is_unreachable():
         client.get_process("x")
 
 
-def test_abort_ends_a_long_poll_at_once(client):
+def test_abort_ends_a_long_poll_at_once(client, server):
     errors: list[BaseException] = []
 
     def poll() -> None:
@@ -195,7 +197,7 @@ def test_abort_ends_a_long_poll_at_once(client):
 
     thread = threading.Thread(target=poll)
     thread.start()
-    time.sleep(0.3)
+    assert server.state["long_poll"].wait(10)  # the server holds the request now
     started = time.monotonic()
     client.abort_assigns()
     thread.join(5)
