@@ -50,7 +50,7 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         msg = json.loads(base64.b64decode(body["payload"]))
         state = self.server.state  # type: ignore[attr-defined]
@@ -192,7 +192,7 @@ def test_abort_ends_a_long_poll_at_once(client, server):
     def poll() -> None:
         try:
             client.assign(99)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - recorded and checked by the test
             errors.append(exc)
 
     thread = threading.Thread(target=poll)

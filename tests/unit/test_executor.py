@@ -117,7 +117,7 @@ class FakeSandbox:
         exec(source, namespace)
         try:
             return Outcome(True, namespace[function](*args, **(kwargs or {})), usage=usage)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the function under test may raise anything
             return Outcome.failure(ErrorKind.RUNTIME, f"{type(exc).__name__}: {exc}", "",
                                    usage)
 
