@@ -37,6 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from pydantic import ValidationError
 
 from . import calls
+from ._version import __version__
 from .calls import Backend, CallEnd, CallRequest, CallResult
 from .errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from .front import docs, problems
@@ -132,7 +133,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
                metrics: Metrics | None = None) -> FastAPI:
     """The ASGI application; ``backend`` does the Colonies work."""
     settings = settings or ApiSettings()
-    app = FastAPI(title="faas-sandbox", version="0.2.0", docs_url=None, redoc_url=None,
+    app = FastAPI(title="faas-sandbox", version=__version__, docs_url=None, redoc_url=None,
                   description="Call sandboxed Python functions on ColonyOS over HTTP.")
     problems.install(app, settings.retry_after_seconds)
     gate = _Gate(settings.max_inflight)
@@ -396,7 +397,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
     async def healthz() -> Any:
         try:
             await blocking(backend.ping)
-        except Exception as exc:  # any failure to reach Colonies means "not ready"
+        except Exception as exc:  # noqa: BLE001 - any failure to reach Colonies: "not ready"
             raise ApiError("unreachable", f"Colonies server: {exc}", status=503) from None
         alive = await blocking(capacity.alive, True)
         return {"status": "no_executor" if alive == 0 else "ok", "executors": alive}
