@@ -25,7 +25,7 @@ class Capacity:
             if fresh or self._clock() - self._at >= self.ttl:
                 try:
                     self._value = self._fetch()
-                except Exception:  # any failure to ask means "unknown", never "none alive"
+                except Exception:  # noqa: BLE001 - failing to ask means "unknown", not "none"
                     self._value = None
                 self._at = self._clock()
             return self._value

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from faas_live import CONVERT_SOURCE, REPO, deploy, executor, frontend, run_cli, unique
 
-pytestmark = [pytest.mark.colonies, pytest.mark.slow]
+pytestmark = pytest.mark.colonies
 
 ECHO = f"fdecho_{unique('')}"
 ECHO_SOURCE = (f"def {ECHO}(a=0, b=0, *args, **kwargs):\n"
