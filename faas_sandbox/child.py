@@ -37,8 +37,8 @@ from typing import Any, NoReturn
 
 from . import probes, wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
-from .seccomp_filter import Program, set_dumpable, set_name, set_no_new_privs, \
-    set_parent_death_signal
+from .engine.isolation import Lockdown
+from .seccomp_filter import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
 
 MAX_RESULT_DEPTH = 200  # nesting levels of a result (so every reader can decode it)
 MAX_MESSAGE_CHARS = 2000  # error text sent back
@@ -75,7 +75,7 @@ class Isolation:
 
     forker_pid: int
     drop_to: tuple[int, int] | None  # (uid, gid) to become; None when not running as root
-    seccomp: Program | None
+    lockdown: Lockdown | None  # oslayer (#9): Landlock + allow-list filter, entered per call
 
 
 class _Orphaned(Exception):
@@ -95,6 +95,8 @@ def isolate(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
     if null > 2:
         os.close(null)
     low = 3
+    if iso.lockdown is not None:  # oslayer (#9): the Landlock ruleset stays open until lockdown
+        keep = (*keep, *iso.lockdown.fds)
     for fd in sorted(keep):
         os.closerange(low, fd)
         low = fd + 1
@@ -115,10 +117,7 @@ def isolate(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
     if os.getppid() != iso.forker_pid:
         raise _Orphaned
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if iso.seccomp is not None:
-        iso.seccomp.install()
-    else:
-        set_no_new_privs()
+    set_no_new_privs()
 
 
 def _lower(which: int, soft: int, hard: int | None = None) -> None:
@@ -309,6 +308,10 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str,
         # page; bytes(n) was calloc'ed from the heap and memset 256 pages on every call.
         reserve = [mmap.mmap(-1, RESERVE_BYTES)]
         apply_limits(request["limits"])
+        if iso.lockdown is not None:  # oslayer (#9): from here on no path, socket or new fd
+            code = ExitCode.SETUP
+            iso.lockdown.enter()
+            code = ExitCode.INTERNAL
         frame = with_usage(execute(request, lookup, reserve, {"result_fd": res_fd}))
         code = ExitCode.WIRE
         wire.write_all(res_fd, frame)
@@ -323,6 +326,8 @@ def selftest(iso: Isolation, res_fd: int, workdir: str) -> NoReturn:
     try:
         try:
             isolate(iso, (res_fd, res_fd), workdir)
+            if iso.lockdown is not None:  # oslayer (#9)
+                iso.lockdown.enter()
             report: dict[str, Any] = {"ok": True, "uid": os.getuid(), "gid": os.getgid()}
         except BaseException as exc:  # noqa: BLE001 - reported, not raised
             report = {"ok": False, "error": _describe(exc)}

@@ -52,6 +52,7 @@ from contextlib import suppress
 from typing import Any
 
 from . import child, guards, modules, process, seccomp_filter, wire
+from .engine import isolation
 from .outcome import ErrorKind, Outcome, Usage
 
 CACHE_SIZE = 256
@@ -89,22 +90,22 @@ class Forker:
         if os.geteuid() == 0:
             drop_to = (int(config["uid"]), int(config["gid"]))
         self.features["drop_privileges"] = drop_to is not None
-        program = None
-        if config.get("seccomp", True):
-            try:
-                program = seccomp_filter.build()
-                self.features["filter_instructions"] = program.instructions
-            except Exception as exc:  # noqa: BLE001 - libseccomp missing or broken
-                self.features["seccomp_error"] = f"cannot build the filter: {exc}"
-        self.iso = child.Isolation(os.getpid(), drop_to, program)
+        # -- oslayer (#9): namespaces, allow-list filter, Landlock ruleset (engine/isolation) --
+        lockdown, layers = isolation.prepare(bool(config.get("seccomp", True)))
+        self.iso = child.Isolation(os.getpid(), drop_to, lockdown)
         report = self._selftest()
-        if not report.get("ok") and program is not None:
-            without = child.Isolation(os.getpid(), drop_to, None)
+        if not report.get("ok") and (lockdown.program or lockdown.fds):
+            without = child.Isolation(os.getpid(), drop_to, isolation.Lockdown(None, None))
             retry = self._selftest(without)
-            if retry.get("ok"):  # only the filter failed: run without it, and say so
-                self.features["seccomp_error"] = f"kernel refused the filter: {report['error']}"
+            if retry.get("ok"):  # only the lockdown failed: run without it, and say so
+                layers["lockdown_error"] = f"kernel refused the lockdown: {report['error']}"
+                self.features["seccomp_error"] = layers["lockdown_error"]
                 self.iso, report = without, retry
-        self.features["seccomp"] = self.iso.seccomp is not None and bool(report.get("ok"))
+        isolation.confirm(layers, self.iso.lockdown, bool(report.get("ok")))
+        layers["drop_privileges"] = drop_to is not None
+        self.features["layers"] = layers
+        self.features["seccomp"] = layers["seccomp"]
+        # -- end oslayer --
         self.features["pidfd"] = _pidfd_works()
         if report.get("ok"):
             self.features["child_uid"], self.features["child_gid"] = report["uid"], report["gid"]

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import wire
+from .engine import isolation
 from .errors import EngineError
 from .outcome import ErrorKind, Outcome, Usage
 from .policy import Limits, Policy
@@ -117,9 +118,16 @@ class _Link:
             self.close("sandbox isolation failed")
             raise EngineError(f"sandbox isolation does not work here: "
                               f"{self.features['isolation_error']}")
-        if self.features.get("seccomp_error"):
-            log.warning("forker %s runs without seccomp: %s", self.pid,
-                        self.features["seccomp_error"])
+        # -- oslayer (#9): say which OS layers are on; refuse to start without a required one
+        layers = self.features.get("layers", {})
+        absent = isolation.missing(policy.require, layers)
+        if absent:
+            self.close("a required isolation layer is missing")
+            raise EngineError(f"policy {policy.name!r} requires isolation layer(s) "
+                              f"{', '.join(absent)}, not active here: "
+                              f"{isolation.describe(layers)}")
+        log.log(logging.WARNING if isolation.missing(isolation.LAYERS, layers) else logging.INFO,
+                "forker %s: %s", self.pid, isolation.describe(layers))
 
     def _read_loop(self) -> None:
         reason = "sandbox forker died"
