@@ -197,7 +197,7 @@ def _run(request: dict[str, Any], code: CodeType | None, state: RunState,
         return "runtime", f"ValueError: arguments could not be decoded: {_describe(exc)}"
     function = request["function"]
     if code is None:
-        value = probes.PROBES[request["probe"]](ctx)
+        value = probes.PROBES[request["probe"]]({**ctx, "args": kwargs})  # oslayer: kwargs
     else:
         g = make_globals(state, frozenset(request["modules"]))
         exec(code, g)

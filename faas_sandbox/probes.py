@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import wire
+from .engine.isolation import attacks
 
 
 def _is_open(fd: int) -> bool:
@@ -116,3 +117,5 @@ PROBES: dict[str, Callable[[dict[str, int]], Any]] = {
     "garbage": _probe_garbage,
     "selfkill": _probe_selfkill,
 }
+# oslayer (#9): the selftest's attacker probes (faas-sandbox selftest), as "attack:NAME"
+PROBES.update({f"attack:{name}": probe for name, probe in attacks.PROBES.items()})

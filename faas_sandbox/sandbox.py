@@ -314,11 +314,13 @@ class Sandbox:
         """The floor: fork + pipe + wait4 from the same forker, no sandbox work."""
         return self._send({"op": "bare"}, 10.0)
 
-    def _probe(self, name: str, limits: Limits | None = None) -> Outcome:
-        """Run a trusted probe (probes.PROBES) in a fully isolated child, under ``limits``."""
+    def _probe(self, name: str, limits: Limits | None = None,
+               params: Mapping[str, Any] | None = None) -> Outcome:
+        """Run a trusted probe (probes.PROBES) in a fully isolated child, under ``limits``;
+        ``params`` reach it as ``ctx["args"]``."""
         limits = limits or self.policy.limits
-        return self._send({"op": "call", "probe": name, "limits": _wire_limits(limits)},
-                          limits.wall_seconds)
+        return self._send({"op": "call", "probe": name, "limits": _wire_limits(limits),
+                           "args": json.dumps([[], dict(params or {})])}, limits.wall_seconds)
 
     def _stats(self) -> dict[str, Any]:
         """The forker's spares, running children and cache size."""
