@@ -18,7 +18,7 @@ from .errors import (
     SettingsError,
     SpecError,
 )
-from .outcome import ErrorKind, Outcome, Usage
+from .engine.outcome import ErrorKind, Outcome, Usage
 from .policy import CallPolicy, Limits, Policy
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # Sandbox pulls in the engine; load it on first use only.
     if name == "Sandbox":
-        from .sandbox import Sandbox
+        from .engine.sandbox import Sandbox
 
         return Sandbox
     raise AttributeError(name)

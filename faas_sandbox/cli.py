@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from .devenv import load_stack_env
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -73,6 +75,7 @@ def usage_error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
+    load_stack_env(os.environ)  # a checkout's local dev stack when no COLONIES_* is set
     try:
         return cli.main(args=argv, prog_name="faas-sandbox", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -6,6 +6,8 @@
   byte-identical (RFC 6979 nonces, low s; protocol §2.4);
 - it keeps one ``requests.Session`` per thread (keep-alive), with a client timeout: connect 5 s,
   read 30 s, or the assign long-poll plus 15 s;
+- ``host`` may list the nodes of a Colonies cluster; on a node failure requests move to the
+  next node (faas_sandbox.nodes says which requests may be re-sent there);
 - it classifies failures: :class:`ColoniesUnreachable` (connection refused, reset, timed out,
   or the server answering with its *database's* connection error: safe to retry) versus
   :class:`ColoniesRefused` (the server answered with an error; its message and HTTP status are
@@ -37,6 +39,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .errors import ColoniesRefused, ColoniesUnreachable
+from .nodes import NodeList, never_sent, parse_nodes
 from .spec import encode_call_kwargs
 
 IDLE_MESSAGE = "No process available for assignment"
@@ -132,8 +135,28 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
     """pycolonies.Colonies with coincurve signing, per-thread keep-alive and classified errors."""
 
     def __init__(self, host: str, port: int, tls: bool = False) -> None:
-        super().__init__(host, port, tls)
+        """``host`` may list several nodes of one cluster (see faas_sandbox.nodes)."""
+        self.nodes = NodeList(parse_nodes(host, port))
+        first = self.nodes.nodes[0]
+        super().__init__(first.host, first.port, tls)
+        self.tls = tls
+        self._urls = tuple(node.url(tls) for node in self.nodes.nodes)
         self._local = threading.local()
+        self.aborting = False  # set at shutdown: a failed long-poll is then no node failure
+
+    def _use(self, index: int) -> None:
+        """Point pycolonies' own attributes (url, host, port) at the node in use."""
+        node = self.nodes.nodes[index]
+        self.url, self.host, self.port = self._urls[index], node.host, node.port
+
+    def pubsub_url(self) -> tuple[int, str]:
+        """(node index, WebSocket URL) of the node in use, for subscriptions."""
+        index, node = self.nodes.current()
+        return index, node.url(self.tls, "/pubsub", ws=True)
+
+    def node_failed(self, index: int, reason: str) -> None:
+        if self.nodes.failed(index, reason):
+            self._use(self.nodes.current()[0])
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -157,26 +180,35 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
         payload = base64.b64encode(json.dumps(msg, allow_nan=False).encode()).decode()
         body = json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
                            "signature": sign(payload, prvkey)})
-        # A keep-alive connection the server closed while idle fails once: retry that on a
-        # fresh connection. Not an assign: its connection is never idle, and an abort at
-        # shutdown (abort_assigns) must end it rather than start a new long-poll.
-        read, attempts = READ_TIMEOUT_S, 2
-        if msg["msgtype"] == "assignprocessmsg":
-            read, attempts = max(float(msg.get("timeout", 0)), 0.0) + LONG_POLL_SLACK_S, 1
-        elif msg["msgtype"] in _NOT_IDEMPOTENT:
-            attempts = 1  # a reset after the server took it would submit a duplicate
-        for attempt in range(1, attempts + 1):
+        # Failover (faas_sandbox.nodes): a request that never left goes to the next node; one
+        # that may have reached a server is re-sent only when repeating it is harmless: not a
+        # submit (duplicate) and not an assign (the caller handles a possibly lost assignment;
+        # an abort at shutdown must end it). One round over the nodes; a single node gets a
+        # second try, which covers a keep-alive connection the server closed while idle.
+        kind = msg["msgtype"]
+        read, resend = READ_TIMEOUT_S, kind not in _NOT_IDEMPOTENT
+        if kind == "assignprocessmsg":
+            read, resend = max(float(msg.get("timeout", 0)), 0.0) + LONG_POLL_SLACK_S, False
+        tries = max(len(self.nodes), 2)
+        for attempt in range(1, tries + 1):
+            index, _node = self.nodes.current()
+            url = self._urls[index]
             try:
-                reply = self._session().post(self.url, data=body,
-                                             timeout=(CONNECT_TIMEOUT_S, read))
+                reply = self._session().post(url, data=body, timeout=(CONNECT_TIMEOUT_S, read))
                 break
-            except requests.ConnectionError as exc:
-                if attempt == attempts or isinstance(exc, requests.ConnectTimeout):
-                    raise ColoniesUnreachable(f"{self.url}: {_short(exc)}") from exc
-            except requests.RequestException as exc:  # read timeout and the like
-                raise ColoniesUnreachable(f"{self.url}: {_short(exc)}") from exc
+            except requests.RequestException as exc:
+                reason = _short(exc)
+                if self.aborting and kind == "assignprocessmsg":
+                    raise ColoniesUnreachable(f"{url}: {reason}") from exc
+                unsent = never_sent(exc)
+                self.node_failed(index, reason)
+                again = unsent or resend
+                if len(self.nodes) == 1:  # the same node again: only after a dropped keep-alive
+                    again = again and isinstance(exc, requests.ConnectionError) \
+                        and not isinstance(exc, requests.ConnectTimeout)
+                if attempt == tries or not again:
+                    raise ColoniesUnreachable(f"{url}: {reason}") from exc
         return _decode(reply)
-
 
 
 _NOT_IDEMPOTENT = frozenset({"submitfuncspecmsg", "submitworkflowspecmsg", "addfilemsg"})
@@ -270,6 +302,7 @@ class ColoniesClient:
 
     def abort_assigns(self) -> None:
         """End every long-poll in progress now (shutdown); they raise ColoniesUnreachable."""
+        self.sdk.aborting = True
         with self._assigning_lock:
             threads = list(self._assigning)
         shutdown_connections(threads)

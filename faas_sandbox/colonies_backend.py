@@ -55,9 +55,6 @@ class ColoniesBackend:
         self.client = client
         self.executor_type = executor_type
         self.strategy = strategy
-        sdk = client.sdk
-        scheme = "wss" if sdk.tls else "ws"
-        self.ws_url = f"{scheme}://{sdk.host}:{sdk.port}/pubsub"
 
     # -- Backend --------------------------------------------------------------------------------
     def submit(self, request: CallRequest) -> str:
@@ -107,12 +104,25 @@ class ColoniesBackend:
         payload = base64.b64encode(json.dumps(msg).encode()).decode()
         envelope = {"payloadtype": msg["msgtype"], "payload": payload,
                     "signature": sign(payload, self.client.prvkey)}
-        try:
-            ws = websocket.create_connection(self.ws_url, timeout=CONNECT_TIMEOUT_S)
-            ws.send(json.dumps(envelope))
-        except (OSError, websocket.WebSocketException) as exc:
-            raise ColoniesUnreachable(f"{self.ws_url}: {exc}") from exc
-        return ws
+        sdk = self.client.sdk
+        failure = ""
+        for _ in range(len(sdk.nodes)):  # a node that fails: its next one (cluster)
+            index, url = sdk.pubsub_url()
+            try:
+                ws = websocket.create_connection(url, timeout=CONNECT_TIMEOUT_S)
+            except (OSError, websocket.WebSocketException) as exc:
+                failure = f"{url}: {exc}"
+                sdk.node_failed(index, str(exc)[:200])
+                continue
+            try:
+                ws.send(json.dumps(envelope))
+            except (OSError, websocket.WebSocketException) as exc:
+                ws.close()
+                failure = f"{url}: {exc}"
+                sdk.node_failed(index, str(exc)[:200])
+                continue
+            return ws
+        raise ColoniesUnreachable(failure)
 
     def _wait_ws(self, processid: str, timeout: float,
                  clock: Callable[[], float] = time.monotonic) -> CallEnd:

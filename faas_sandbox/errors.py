@@ -1,6 +1,6 @@
 """Every exception faas_sandbox raises on purpose.
 
-User-code failures are *values* (:class:`faas_sandbox.outcome.Outcome`), never exceptions.
+User-code failures are *values* (:class:`faas_sandbox.engine.outcome.Outcome`), never exceptions.
 Exceptions are for engine and configuration faults::
 
     SandboxError                 base of everything we raise on purpose

@@ -51,7 +51,7 @@ from .errors import (
     FunctionNotFound,
     SpecError,
 )
-from .outcome import Outcome
+from .engine.outcome import Outcome
 from .spec import encode_result, parse_process
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import start_http_server as _start_http_server
 
-from .outcome import ErrorKind, Outcome
+from .engine.outcome import ErrorKind, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import wire
+from .engine import wire
 from .engine.isolation import attacks
 
 

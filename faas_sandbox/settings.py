@@ -4,6 +4,7 @@ Variable names are pycolonies' own (``colonies_client()``), unchanged, so a shel
 tutorial or the ``colonies`` CLI works as is::
 
     COLONIES_SERVER_HOST, COLONIES_SERVER_PORT, COLONIES_SERVER_TLS ("true" or not),
+        (the host may list a cluster's nodes: "a:50281,b:50282,c"; see faas_sandbox.nodes)
     COLONIES_COLONY_NAME,
     COLONIES_COLONY_PRVKEY                       colony owner key (self-registering executor)
     COLONIES_PRVKEY + COLONIES_EXECUTOR_NAME     an identity an operator registered
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import SettingsError
+from .nodes import parse_nodes
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 KEY_VARIABLES = ("COLONIES_COLONY_PRVKEY", "COLONIES_PRVKEY", "COLONIES_SERVER_PRVKEY",
@@ -92,6 +94,10 @@ class Settings:
                                 f"got {port_text!r}") from None
         if not 0 < port < 65536:
             raise SettingsError(f"COLONIES_SERVER_PORT: out of range: {port}")
+        try:
+            parse_nodes(host, port)  # one node or a cluster's nodes: "a:50281,b:50282"
+        except ValueError as exc:
+            raise SettingsError(f"COLONIES_SERVER_HOST: {exc}") from None
         colony_prvkey = _key(get("COLONIES_COLONY_PRVKEY"), "COLONIES_COLONY_PRVKEY")
         prvkey = _key(get("COLONIES_PRVKEY"), "COLONIES_PRVKEY")
         s3 = S3Settings(

@@ -10,6 +10,10 @@ skips stay skips (for example when the stack cannot be started here).
   ``importorskip``) cannot be turned into a failure without aborting the session, so it is
   listed in the summary and the exit status is set to 1.
 - Expected failures (``xfail``) are not skips and are left alone.
+
+The CLI reads the checkout's ``.dev/stack.env`` when no ``COLONIES_*`` variable is set
+(faas_sandbox/devenv.py). Tests set their settings explicitly, so the session turns that
+lookup off (``FAAS_SANDBOX_STACK_ENV=none``, inherited by every subprocess a test starts).
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ _collect_skips: list[str] = []
 
 def ci_mode() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["FAAS_SANDBOX_STACK_ENV"] = "none"
 
 
 def _reason(longrepr: Any) -> str:

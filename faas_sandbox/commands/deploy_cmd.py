@@ -46,7 +46,7 @@ def top_level_functions(tree: ast.Module) -> list[str]:
 
 def choose(path: str, source: str, wanted: tuple[str, ...]) -> list[str]:
     """The function names to deploy from ``source``; exits 1 with the reason if none can be."""
-    from ..guards import compile_source
+    from ..engine.guards import compile_source
 
     compiled = compile_source(source, filename=path)
     if compiled.code is None:

@@ -113,7 +113,7 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
     from ..colonies import ColoniesClient
     from ..executor import Executor
     from ..registration import Interrupted, establish, unregister
-    from ..sandbox import Sandbox
+    from ..engine.sandbox import Sandbox
     from ..settings import KEY_VARIABLES, Settings
 
     with Sandbox(policy) as sandbox:  # the forker starts here, before any key is read

@@ -20,6 +20,8 @@ COLONIES_MODULE = "github.com/colonyos/colonies"
 COLONIES_VERSION = "v1.9.12"
 MINIO_MODULE = "github.com/minio/minio"
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2"  # WAN latency and cuts (bench/continuum)
+TOXIPROXY_VERSION = "v2.5.0"
 PG_MAJOR = "15"
 
 # Loopback ports (docs/team-notes.md).

@@ -1,4 +1,5 @@
-"""Make sure the programs exist: PostgreSQL (apt), the Colonies server and MinIO (built with Go).
+"""Make sure the programs exist: PostgreSQL (apt), the Colonies server, MinIO and Toxiproxy
+(built with Go; Toxiproxy only for bench/continuum.py).
 
 Builds print a progress line every 30 s and log to ``$FAAS_SANDBOX_HOME/logs/*-build.log``.
 A built binary gets a ``<name>.version`` stamp next to it and is reused while the stamp shows
@@ -104,30 +105,48 @@ def _build_colonies(binary: Path, version: str) -> None:
     # `go install .../cmd@v1.9.12` fails behind the proxy here (403 on the deprecation lookup
     # via @v/list), so download the exact module and build it from a writable copy.
     say(f"building Colonies server {version}: takes about 2 minutes (first run only)")
-    log = config.LOG_DIR / "colonies-build.log"
+    ldflags = f"-s -w -X main.BuildVersion={version} -X main.BuildTime=" \
+              + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _build_module(config.COLONIES_MODULE, version, "./cmd", binary, ldflags, "colonies")
+
+
+def ensure_toxiproxy() -> Path:
+    """The Toxiproxy server (latency, cuts and resets between network hosts in the continuum)."""
+    binary = config.BIN_DIR / "toxiproxy-server"
+    version = config.TOXIPROXY_VERSION
+    if binary.exists() and _runs(binary) and _stamped(binary, version):
+        return binary
+    say(f"building Toxiproxy {version}: takes about a minute (first run only)")
+    _build_module(config.TOXIPROXY_MODULE, version, "./cmd/server", binary,
+                  f"-s -w -X github.com/Shopify/toxiproxy/v2.Version={version}", "toxiproxy")
+    return binary
+
+
+def _build_module(module: str, version: str, package: str, binary: Path, ldflags: str,
+                  name: str) -> None:
+    """Download exactly module@version from the Go proxy and build one package of it."""
+    log = config.LOG_DIR / f"{name}-build.log"
     go, env = go_binary(), _go_env()
     started = time.monotonic()
     out = subprocess.run(
-        [go, "mod", "download", "-json", f"{config.COLONIES_MODULE}@{version}"],
+        [go, "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True, text=True, env=env, timeout=900, check=False,
     )
     if out.returncode != 0:
-        raise StackError(f"go mod download {config.COLONIES_MODULE}@{version} failed:\n"
+        raise StackError(f"go mod download {module}@{version} failed:\n"
                          f"{out.stdout[-2000:]}{out.stderr[-2000:]}")
     src = Path(json.loads(out.stdout)["Dir"])
-    work = config.BUILD_DIR / f"colonies-{version}"
+    work = config.BUILD_DIR / f"{name}-{version}"
     shutil.rmtree(work, ignore_errors=True)
     work.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, work)
     for path in [work, *work.rglob("*")]:  # the module cache is read-only
         path.chmod(path.stat().st_mode | 0o200)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     tmp = binary.with_name(binary.name + ".new")
     run_logged(
-        ["nice", "-n", "10", go, "build", "-trimpath",
-         "-ldflags", f"-s -w -X main.BuildVersion={version} -X main.BuildTime={stamp}",
-         "-o", str(tmp), "./cmd"],
-        log, env=env, cwd=work, what="go build colonies",
+        ["nice", "-n", "10", go, "build", "-trimpath", "-ldflags", ldflags,
+         "-o", str(tmp), package],
+        log, env=env, cwd=work, what=f"go build {name}",
     )
     os.replace(tmp, binary)
     _stamp(binary).write_text(version + "\n")

@@ -1,10 +1,17 @@
 """Fixtures for tests against the real local stack (PostgreSQL, MinIO, Colonies server).
 
 ``stack`` (session): runs ``scripts/stack.sh up`` once per session (about a second when the
-stack already runs; it also repairs a wiped database or a reaped member executor), exports
-``.dev/stack.env`` into ``os.environ`` for the session, and yields a :class:`Stack`. If the
-stack cannot be started, every test using it is skipped with the reason, and under
-``CI=true`` that skip is a failure (tests/conftest.py).
+stack already runs; it also repairs a wiped database or a reaped member executor), then
+creates a colony of the session's own (``test-<random>``, with fresh owner and member keys,
+removed at the end), exports ``.dev/stack.env`` with that colony's name and keys into
+``os.environ`` for the session, and yields a :class:`Stack`. If the stack cannot be started,
+every test using it is skipped with the reason, and under ``CI=true`` that skip is a failure
+(tests/conftest.py).
+
+Why a colony per session: Colonies hands a process to any executor of the right type in the
+right colony. The app that ``make run`` starts serves type ``faas-executor`` in colony ``dev``,
+and the tutorial's spec must use exactly that type; in a colony of their own the tests never
+race that app, nor another test session running at the same time.
 
 ``restore_stack`` (function): for fault drills that stop or restart services. It yields the
 same ``Stack`` and runs ``scripts/stack.sh up`` afterwards, so later tests find everything
@@ -17,7 +24,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +59,8 @@ def run_stack_sh(*args: str, timeout: float = 300,
 class Stack:
     """The running stack: its client environment and service controls for fault drills."""
 
-    env: Mapping[str, str]  # everything in .dev/stack.env (COLONIES_*, AWS_S3_*)
-    env_file: Path
+    env: Mapping[str, str]  # .dev/stack.env (COLONIES_*, AWS_S3_*) with the session's colony
+    env_file: Path  # .dev/stack.env itself (colony `dev`, the one `make run` serves)
 
     @property
     def colony_name(self) -> str:
@@ -81,6 +90,38 @@ class Stack:
         run_stack_sh("up", timeout=UP_TIMEOUT_SECONDS)
 
 
+@contextmanager
+def session_colony(dev_env: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    """A fresh colony with an approved member executor; removed afterwards.
+
+    Yields ``dev_env`` with COLONIES_COLONY_NAME, COLONIES_COLONY_PRVKEY, COLONIES_PRVKEY and
+    COLONIES_EXECUTOR_NAME replaced by the new colony's. ColonyFS files are per colony too.
+    """
+    from crypto import Crypto  # pycolonies' top-level module
+    from pycolonies import Colonies
+
+    client = Colonies(dev_env["COLONIES_SERVER_HOST"], int(dev_env["COLONIES_SERVER_PORT"]),
+                      tls=dev_env.get("COLONIES_SERVER_TLS") == "true")
+    crypto = Crypto()
+    server_prvkey = dev_env["COLONIES_SERVER_PRVKEY"]
+    colony_prvkey, member_prvkey = crypto.prvkey(), crypto.prvkey()
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    member = dev_env.get("COLONIES_EXECUTOR_NAME", "dev-cli")
+    client.add_colony({"colonyid": crypto.id(colony_prvkey), "name": name}, server_prvkey)
+    try:
+        client.add_executor({"executorid": crypto.id(member_prvkey), "executorname": member,
+                             "executortype": dev_env.get("COLONIES_EXECUTOR_TYPE", "cli"),
+                             "colonyname": name}, colony_prvkey)
+        client.approve_executor(name, member, colony_prvkey)
+        yield {**dev_env, "COLONIES_COLONY_NAME": name, "COLONIES_COLONY_PRVKEY": colony_prvkey,
+               "COLONIES_PRVKEY": member_prvkey, "COLONIES_EXECUTOR_NAME": member}
+    finally:
+        try:
+            client.del_colony(name, server_prvkey)
+        except Exception as err:  # noqa: BLE001 - a leftover colony must not fail the session
+            print(f"could not remove the session colony {name}: {err}")
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     try:
@@ -89,14 +130,15 @@ def stack() -> Iterator[Stack]:
         pytest.skip(f"the local stack could not be started: {err}\n"
                     f"(try `scripts/stack.sh up` by hand; logs in ~/.cache/faas-sandbox/logs)")
     env_file = Path(run_stack_sh("env").stdout.strip())
-    env: dict[str, str] = json.loads(run_stack_sh("env", "--json").stdout)
-    patch = pytest.MonkeyPatch()
-    for key, value in env.items():
-        patch.setenv(key, value)
-    try:
-        yield Stack(env=env, env_file=env_file)
-    finally:
-        patch.undo()
+    dev_env: dict[str, str] = json.loads(run_stack_sh("env", "--json").stdout)
+    with session_colony(dev_env) as env:
+        patch = pytest.MonkeyPatch()
+        for key, value in env.items():
+            patch.setenv(key, value)
+        try:
+            yield Stack(env=env, env_file=env_file)
+        finally:
+            patch.undo()
 
 
 @pytest.fixture

@@ -466,8 +466,8 @@ def fd1_closed_in_child() -> dict[str, Any]:
     own ``execute`` (what a sandbox child runs after its isolation). Print output is
     captured in memory, never written to fd 1, so the call must still succeed with its output.
     """
-    from faas_sandbox import child, wire
-    from faas_sandbox.guards import compile_source
+    from faas_sandbox.engine import child, wire
+    from faas_sandbox.engine.guards import compile_source
     from faas_sandbox.policy import Limits
 
     source = "def chatty(n):\n    for i in range(n):\n        print('line', i)\n    return n\n"

@@ -249,7 +249,7 @@ class Executor:
     def forker(self) -> psutil.Process | None:
         with contextlib.suppress(psutil.Error):
             for child in self.ps().children():
-                if "faas_sandbox.forker" in " ".join(child.cmdline()):
+                if "faas_sandbox.engine.forker" in " ".join(child.cmdline()):
                     return child
         return None
 

@@ -180,8 +180,13 @@ def test_backend_spec_sets_every_limit_and_the_executor_can_parse_it(tutorial: b
         assert call.maxexectime == 1
 
 
-def test_backend_ws_url_follows_the_client() -> None:
-    backend = ColoniesBackend(FakeClient())  # type: ignore[arg-type]
-    assert backend.ws_url == "ws://127.0.0.1:50080/pubsub"
+def test_backend_ws_url_follows_the_clients_node() -> None:
+    from faas_sandbox.colonies import ColoniesClient
+
+    client = ColoniesClient.connect("127.0.0.1, 127.0.0.2:50081", 50080, False, "dev", "1" * 64)
+    backend = ColoniesBackend(client)
+    assert client.sdk.pubsub_url() == (0, "ws://127.0.0.1:50080/pubsub")
+    client.sdk.node_failed(0, "test")
+    assert backend.client.sdk.pubsub_url() == (1, "ws://127.0.0.2:50081/pubsub")
     with pytest.raises(ValueError, match="unknown wait strategy"):
         ColoniesBackend(FakeClient(), strategy="nap")  # type: ignore[arg-type]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from faas_sandbox import child, guards, wire
+from faas_sandbox.engine import child, guards, wire
 from faas_sandbox.policy import Limits
-from faas_sandbox.process import parse_result
+from faas_sandbox.engine.process import parse_result
 
 LIMITS = {name: getattr(Limits(), name) for name in Limits.__dataclass_fields__}
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from faas_sandbox import ErrorKind, Usage, wire
-from faas_sandbox.child import ExitCode
-from faas_sandbox.process import ExitInfo, Killed, admit, classify, parse_result, result_cap
+from faas_sandbox import ErrorKind, Usage
+from faas_sandbox.engine import wire
+from faas_sandbox.engine.child import ExitCode
+from faas_sandbox.engine.process import ExitInfo, Killed, admit, classify, parse_result, result_cap
 
 USAGE = Usage(wall_s=0.5, cpu_s=0.25, max_rss_bytes=1 << 24)
 
@@ -147,8 +148,8 @@ def test_admit_refuses_big_source_as_compile_and_big_args_as_runtime() -> None:
 
 
 def test_a_frame_with_the_childs_own_usage_is_still_one_well_formed_result() -> None:
-    from faas_sandbox.child import with_usage
-    from faas_sandbox.process import self_usage
+    from faas_sandbox.engine.child import with_usage
+    from faas_sandbox.engine.process import self_usage
 
     data = with_usage(wire.pack(b'{"ok":true,"stdout":"","value":[1,2]}'))
     frame, error = parse_result(data)
@@ -163,7 +164,7 @@ def test_a_frame_with_the_childs_own_usage_is_still_one_well_formed_result() -> 
                                    {"cpu_s": 0.1, "max_rss_bytes": 1.5},
                                    {"cpu_s": 0.1}])
 def test_malformed_self_reported_usage_is_ignored(usage: object) -> None:
-    from faas_sandbox.process import self_usage
+    from faas_sandbox.engine.process import self_usage
 
     frame = {"ok": True, "value": 1, "stdout": ""}
     if usage is not None:

@@ -13,7 +13,7 @@ import pytest
 from faas_sandbox.codestore import CodeStore
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, EngineError
 from faas_sandbox.executor import Executor
-from faas_sandbox.outcome import ErrorKind, Outcome, Usage
+from faas_sandbox.engine.outcome import ErrorKind, Outcome, Usage
 from faas_sandbox.settings import S3Settings
 from faas_sandbox.spec import encode_call_kwargs
 

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from faas_sandbox.metrics import Metrics
-from faas_sandbox.outcome import ErrorKind, Outcome
+from faas_sandbox.engine.outcome import ErrorKind, Outcome
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The restricted compiler's AST changes (faas_sandbox/transform.py), run in-process.
+"""The restricted compiler's AST changes (faas_sandbox/engine/transform.py), run in-process.
 
 Only benign snippets run here (no fork, no limits); the hostile side is in
 tests/sandbox/test_hostile.py.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from faas_sandbox.guards import RunState, compile_source, make_globals
+from faas_sandbox.engine.guards import RunState, compile_source, make_globals
 from faas_sandbox.policy import DEFAULT_MODULES
 
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from faas_sandbox import wire
+from faas_sandbox.engine import wire
 
 
 def test_frame_is_big_endian_length_then_compact_utf8_json() -> None:

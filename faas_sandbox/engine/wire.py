@@ -17,7 +17,7 @@ import os
 import struct
 from typing import Any
 
-from .errors import EngineError
+from ..errors import EngineError
 
 HEADER = struct.Struct(">I")
 # Largest frame between our own processes (parent <-> forker, forker -> child request).

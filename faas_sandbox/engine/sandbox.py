@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from . import wire
-from .engine import isolation
-from .errors import EngineError
+from ..errors import EngineError
+from . import isolation
 from .outcome import ErrorKind, Outcome, Usage
-from .policy import Limits, Policy
+from ..policy import Limits, Policy
 from .process import admit, result_cap
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 ANSWER_GRACE_S = 10.0  # beyond the wall limit, before a silent forker is declared hung
 START_TIMEOUT_S = 60.0
 _CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-_PKG_PARENT = str(Path(__file__).resolve().parent.parent)
+_PKG_PARENT = str(Path(__file__).resolve().parents[2])
 _FORKER_CMD = (f"import sys; sys.path.insert(0, {_PKG_PARENT!r}); "
-               "from faas_sandbox.forker import main; main()")
+               "from faas_sandbox.engine.forker import main; main()")
 _LOUD_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CPU, ErrorKind.MEMORY, ErrorKind.CRASH})
 
 

@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any, NoReturn
 
-from . import probes, wire
+from .. import probes
+from . import wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
-from .engine.isolation import Lockdown
-from .seccomp_filter import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
+from ..seccomp_filter import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
+from .isolation import Lockdown
 
 MAX_RESULT_DEPTH = 200  # nesting levels of a result (so every reader can decode it)
 MAX_MESSAGE_CHARS = 2000  # error text sent back

@@ -51,8 +51,8 @@ from collections import OrderedDict
 from contextlib import suppress
 from typing import Any
 
-from . import child, guards, modules, process, seccomp_filter, wire
-from .engine import isolation
+from .. import seccomp_filter
+from . import child, guards, isolation, modules, process, wire
 from .outcome import ErrorKind, Outcome, Usage
 
 CACHE_SIZE = 256
@@ -459,7 +459,7 @@ def _sweep(parent: str) -> None:
 
 
 def main() -> None:
-    """Entry point of ``python -I -c 'from faas_sandbox.forker import main; main()'``."""
+    """Entry point of ``python -I -c 'from faas_sandbox.engine.forker import main; main()'``."""
     warnings.simplefilter("ignore")  # compile warnings must never reach a pipe
     os.umask(0o022)  # work dirs must come out 0555 (nobody needs r-x to enter its cwd)
     seccomp_filter.set_name(b"faas-forker")
