@@ -21,6 +21,7 @@ refuses to start (:func:`missing`).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,9 @@ class Lockdown:
 def prepare(want_seccomp: bool, want_namespaces: bool = True) -> tuple[Lockdown, dict[str, Any]]:
     """Forker start: enter namespaces, build the filter and the ruleset; the layer report."""
     report: dict[str, Any] = {"seccomp": False, "landlock": False, "landlock_abi": 0}
+    # glibc reads /etc/localtime on the first localtime(); a locked-down child could not
+    # (no open), and would silently use UTC. Read it here, once: children inherit it.
+    time.localtime()
     if want_namespaces:
         report.update(namespaces.enter())
     program = None
