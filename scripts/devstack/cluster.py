@@ -53,6 +53,7 @@ class Cluster:
     exclusive_assign: bool = False
     db_conns: int = 20  # per node; our PostgreSQL allows 100
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None  # where node/PostgreSQL logs go (default: the temporary dir)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -60,6 +61,8 @@ class Cluster:
         self.db_password = secrets.token_hex(16)
         self.dir = Path(tempfile.mkdtemp(prefix="faas-cluster-"))
         self.dir.chmod(0o755)  # the postgres OS user must reach its data directory inside
+        self.logs = self.log_dir or self.dir
+        self.logs.mkdir(parents=True, exist_ok=True)
 
     # -- addresses ----------------------------------------------------------------------------
     def api_port(self, i: int) -> int:
@@ -152,7 +155,7 @@ class Cluster:
         return proc is not None and proc.poll() is None
 
     def log(self, i: int) -> Path:
-        return self.dir / f"node{i + 1}.log"
+        return self.logs / f"node{i + 1}.log"
 
     def sdk(self, i: int = 0) -> Any:
         """A pycolonies client of node i+1 (admin calls)."""
@@ -204,11 +207,11 @@ class Cluster:
                  str(self.ports.postgres), "-t", "1"]
         while subprocess.run(ready, check=False).returncode != 0:
             if self.procs["postgres"].poll() is not None or time.monotonic() > deadline:
-                raise StackError(f"cluster PostgreSQL did not start; see {self.dir}/postgres.log")
+                raise StackError(f"cluster PostgreSQL did not start; see {self.logs}/postgres.log")
             time.sleep(0.2)
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str], **creds: Any) -> None:
-        with open(self.dir / f"{name}.log", "ab") as log:
+        with open(self.logs / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(argv, env=dict(env), cwd="/",
                                                 stdin=subprocess.DEVNULL, stdout=log,
                                                 stderr=subprocess.STDOUT,
@@ -216,12 +219,12 @@ class Cluster:
 
     def _run(self, argv: list[str], what: str, env: Mapping[str, str] | None = None,
              **creds: Any) -> None:
-        with open(self.dir / f"{what}.log", "ab") as log:
+        with open(self.logs / f"{what}.log", "ab") as log:
             done = subprocess.run(argv, env=dict(env if env is not None else self._colonies_env()),
                                   cwd="/", stdin=subprocess.DEVNULL, stdout=log,
                                   stderr=subprocess.STDOUT, timeout=120, check=False, **creds)
         if done.returncode != 0:
-            raise StackError(f"{what} failed (exit {done.returncode}); see {self.dir}/{what}.log")
+            raise StackError(f"{what} failed (exit {done.returncode}); see {self.logs}/{what}.log")
 
     def _stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)

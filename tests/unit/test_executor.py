@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from faas_sandbox.engine.outcome import ErrorKind, Outcome, Usage
 from faas_sandbox.settings import S3Settings
 from faas_sandbox.spec import encode_call_kwargs
 
+STORE = S3Settings(endpoint="s3:1", bucket="b")
 CONVERT = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"
 
 
@@ -68,8 +70,10 @@ class FakeColonies:
     def get_file(self, label, name):
         if name not in self.files:
             raise ColoniesRefused("Failed to get file", 404)
-        return [{"fileid": name, "checksum": "", "size": 1,
-                 "ref": {"s3object": {"server": "s3", "port": 1, "object": name}}}]
+        checksum = hashlib.sha256(self.files[name].encode()).hexdigest()
+        return [{"fileid": name, "checksum": checksum, "size": 1,
+                 "ref": {"s3object": {"server": "s3", "port": 1, "bucket": "b",
+                                      "object": name}}}]
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[str, str, Any]]:
         with self.lock:
@@ -82,9 +86,8 @@ class FakeS3:
     def __init__(self, files: dict[str, str]) -> None:
         self.files = files
 
-    def get_object(self, Bucket, Key):  # noqa: N803
-        import io
-        return {"Body": io.BytesIO(self.files[Key].encode())}
+    def fetch(self, key, *, deadline, max_bytes):
+        return self.files[key].encode()
 
 
 class FakeSandbox:
@@ -118,7 +121,7 @@ class FakeSandbox:
 def setup():
     client = FakeColonies()
     sandbox = FakeSandbox()
-    code = CodeStore(client, S3Settings(), s3_factory=lambda *a: FakeS3(client.files))
+    code = CodeStore(client, STORE, reader=FakeS3(client.files))
     executor = Executor(client, sandbox, code, name="test-exec", concurrency=2, grace=5.0)
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.setdefault("status", executor.run()))
@@ -233,7 +236,7 @@ class OrphanColonies(FakeColonies):
 def test_calls_assigned_to_us_during_an_outage_are_found_and_served():
     client, sandbox = OrphanColonies(), FakeSandbox()
     client.assign_errors.append(ColoniesUnreachable("connection reset by peer"))
-    code = CodeStore(client, S3Settings(), s3_factory=lambda *a: FakeS3(client.files))
+    code = CodeStore(client, STORE, reader=FakeS3(client.files))
     executor = Executor(client, sandbox, code, name="t", concurrency=1, grace=1,
                         executor_id="me", executor_type="faas-test")
     thread = threading.Thread(target=executor.run)
@@ -263,7 +266,7 @@ def test_engine_error_fails_the_call_as_crash(setup):
 
 def run_executor(client: FakeColonies, sandbox: FakeSandbox, grace: float) -> tuple[Executor,
                                                                                     dict, Any]:
-    code = CodeStore(client, S3Settings(), s3_factory=lambda *a: FakeS3(client.files))
+    code = CodeStore(client, STORE, reader=FakeS3(client.files))
     executor = Executor(client, sandbox, code, name="t", concurrency=2, grace=grace)
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.setdefault("status", executor.run()))

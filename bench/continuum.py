@@ -1,0 +1,298 @@
+"""`make continuum`: the compute continuum on one machine, measured.
+
+A 3-node Colonies cluster (one PostgreSQL), S3 (MinIO), executors on 1, 2 and 4 separate network
+hosts (namespaces), the HTTP front end on another, and 0/25/50 ms one-way latency between every
+host and the cluster (Toxiproxy). Per row:
+
+- drain: N calls submitted at once (directly, no latency) and drained by the executors:
+  calls/s from the first submission to the last end (server clock), p50/p95 submit-to-end;
+- http: M calls through the front end by 16 concurrent clients: calls/s, p50/p95;
+- lost: calls that did not end SUCCESS with the right output (must be 0).
+
+Then drills at 25 ms with 2 executor hosts, each with its numbers: kill -9 the node the
+executors use, kill the etcd leader, cut an executor host's link for 20 s, cut it for good,
+lose 2 of 3 nodes (and recover). Root only (namespaces). Everything is torn down at the end.
+
+usage: .venv/bin/python bench/continuum.py [--quick] [--no-drills]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from _continuum import EXECUTOR_TYPE, World
+from faas_sandbox.colonies import SUCCESS, ColoniesClient, call_spec
+from faas_sandbox.errors import ColoniesError
+
+EXPECTED = [69.8]
+
+
+def client(world: World) -> ColoniesClient:
+    env = world.direct_env()
+    return ColoniesClient.connect(env["COLONIES_SERVER_HOST"], 50080, False,
+                                  env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"])
+
+
+def submit_all(member: ColoniesClient, n: int) -> list[str]:
+    spec = call_spec("convert", [21], colony=member.colony, maxexectime=5, maxretries=3,
+                     executortype=EXECUTOR_TYPE)
+
+    def one(_: int) -> str:
+        for _attempt in range(50):
+            try:
+                return str(member.submit(spec)["processid"])
+            except ColoniesError:
+                time.sleep(0.2)
+        raise RuntimeError("could not submit")
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def _t(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def wait_all(member: ColoniesClient, pids: list[str], timeout: float) -> dict[str, dict]:
+    """pid -> final process (or last seen); polls only the ones still open."""
+    seen: dict[str, dict] = {}
+    open_ = list(pids)
+    deadline = time.monotonic() + timeout
+    while open_ and time.monotonic() < deadline:
+        still = []
+        for pid in open_:
+            try:
+                seen[pid] = member.get_process(pid)
+            except ColoniesError:
+                still.append(pid)
+                continue
+            if seen[pid].get("state") not in (2, 3, 4):
+                still.append(pid)
+        open_ = still
+        if open_:
+            time.sleep(0.3)
+    return seen
+
+
+def summarize(procs: dict[str, dict]) -> dict[str, Any]:
+    done = [p for p in procs.values() if p.get("state") == SUCCESS and p.get("out") == EXPECTED]
+    lost = len(procs) - len(done)
+    if not done:
+        return {"rate": 0.0, "p50": 0.0, "p95": 0.0, "lost": lost, "retries": 0}
+    starts = [_t(p["submissiontime"]) for p in done]
+    ends = [_t(p["endtime"]) for p in done]
+    lat = sorted(e - s for s, e in zip(starts, ends, strict=True))
+    return {"rate": len(done) / max(1e-3, max(ends) - min(starts)),
+            "p50": lat[len(lat) // 2] * 1000, "p95": lat[int(len(lat) * 0.95) - 1] * 1000,
+            "lost": lost, "retries": sum(int(p.get("retries") or 0) for p in procs.values()),
+            "ends": sorted(ends)}
+
+
+def drain(world: World, n: int) -> dict[str, Any]:
+    member = client(world)
+    pids = submit_all(member, n)
+    return summarize(wait_all(member, pids, 180))
+
+
+def http_load(url: str, n: int, clients: int = 16) -> dict[str, Any]:
+    lat: list[float] = []
+    bad = 0
+    lock = threading.Lock()
+    left = iter(range(n))
+
+    def worker() -> None:
+        nonlocal bad
+        session = requests.Session()
+        session.trust_env = False
+        while True:
+            with lock:
+                if next(left, None) is None:
+                    return
+            t0 = time.monotonic()
+            try:
+                reply = session.get(f"{url}/convert", params={"celsius": "21"}, timeout=60)
+                ok = reply.status_code == 200 and reply.json() == {"fahrenheit": EXPECTED}
+                why = f"HTTP {reply.status_code}: {reply.text[:200]}"
+            except requests.RequestException as exc:
+                ok, why = False, str(exc)[:200]
+            with lock:
+                if ok:
+                    lat.append(time.monotonic() - t0)
+                else:
+                    bad += 1
+                    if bad <= 3:
+                        print(f"  http call failed: {why}", flush=True)
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.monotonic() - started
+    lat.sort()
+    if not lat:
+        return {"rate": 0.0, "p50": 0.0, "p95": 0.0, "lost": bad}
+    return {"rate": len(lat) / took, "p50": lat[len(lat) // 2] * 1000,
+            "p95": lat[int(len(lat) * 0.95) - 1] * 1000, "lost": bad}
+
+
+def rows(world: World, url: str, n_drain: int, n_http: int) -> list[str]:
+    out = ["| exec hosts | one-way ms | drain calls/s | drain p50/p95 ms | http calls/s | "
+           "http p50/p95 ms | lost | load avg |", "|---|---|---|---|---|---|---|---|"]
+    running = 0
+    for hosts in (1, 2, 4):
+        while running < hosts:
+            running += 1
+            world.start_executor(f"ex{running}")
+        for ms in (0, 25, 50):
+            world.latency(ms)
+            drain(world, 8)  # warm: code cached, connections open
+            d = drain(world, n_drain)
+            h = http_load(url, n_http)
+            line = (f"| {hosts} | {ms} | {d['rate']:.1f} | {d['p50']:.0f} / {d['p95']:.0f} | "
+                    f"{h['rate']:.1f} | {h['p50']:.0f} / {h['p95']:.0f} | "
+                    f"{d['lost'] + h['lost']} | {os.getloadavg()[0]:.1f} |")
+            print(line, flush=True)
+            out.append(line)
+    for host in range(3, running + 1):  # the drills use ex1 and ex2
+        world.stop(f"ex{host}")
+    return out
+
+
+def largest_gap(ends: list[float], after: float) -> float:
+    later = [e for e in ends if e >= after - 5]
+    gaps = [b - a for a, b in zip(later, later[1:], strict=False)]
+    return max(gaps, default=0.0)
+
+
+def successful(member: ColoniesClient) -> int:
+    for _attempt in range(100):
+        try:
+            stats = member.rpc("getcolonystatsmsg", colonyname=member.colony)
+            return int(stats.get("successfulprocesses", 0))
+        except ColoniesError:
+            time.sleep(0.1)
+    return -1
+
+
+def drill(world: World, title: str, n: int, action: Any, fraction: float = 0.33) -> str:
+    """Submit n calls, act once ``fraction`` of them are done, wait for all; one table row:
+    lost, failed, retries, the longest pause between two completions around the action
+    (how long the cluster did not complete calls), and the time from the action to the last
+    completion."""
+    member = client(world)
+    before = successful(member)
+    pids = submit_all(member, n)
+    deadline = time.monotonic() + 60
+    while successful(member) < before + n * fraction and time.monotonic() < deadline:
+        time.sleep(0.05)
+    acted = time.time()
+    note = action() or ""
+    procs = wait_all(member, pids, 240)
+    s = summarize(procs)
+    ends = s.get("ends", [])
+    all_done = (max(ends) - acted) if ends else float("nan")
+    failed = sum(1 for p in procs.values() if p.get("state") == 3)
+    line = (f"| {title} | {n} | {s['lost']} | {failed} | {s['retries']} | "
+            f"{largest_gap(ends, acted):.1f} | {all_done:.1f} | {note} |")
+    print(line, flush=True)
+    return line
+
+
+def leader(world: World) -> int:
+    """Index of the etcd leader (getclustermsg, as the server owner)."""
+    for i in range(3):
+        if not world.cluster.alive(i):
+            continue
+        sdk_client = ColoniesClient(world.cluster.sdk(i), "", world.cluster.keys["server"])
+        try:
+            name = sdk_client.rpc("getclustermsg")["leader"]["name"]
+            return int(name.removeprefix("node")) - 1
+        except (ColoniesError, KeyError, TypeError, ValueError):
+            continue
+    raise RuntimeError("no leader known")
+
+
+def drills(world: World) -> list[str]:
+    cluster = world.cluster
+    world.latency(25)
+    out = ["| drill (25 ms, 2 executor hosts) | calls | lost | failed | retries | "
+           "longest pause s | action to last call s | notes |", "|---|---|---|---|---|---|---|---|"]
+
+    def kill_node1() -> str:
+        cluster.kill(0)
+        return "node 1 (every host's first node) killed"
+    out.append(drill(world, "kill -9 the node in use", 300, kill_node1))
+    cluster.start_node(0)
+    cluster.wait_quorum()
+
+    def kill_leader() -> str:
+        victim = leader(world)
+        cluster.kill(victim)
+        kill_leader.victim = victim  # type: ignore[attr-defined]
+        return f"leader node {victim + 1} killed"
+    out.append(drill(world, "kill -9 the etcd leader", 300, kill_leader))
+    cluster.start_node(kill_leader.victim)  # type: ignore[attr-defined]
+    cluster.wait_quorum()
+
+    def cut_20s() -> str:
+        world.net.cut("ex1")
+        time.sleep(20)
+        world.net.restore("ex1")
+        return "ex1 link down 20 s, then up"
+    out.append(drill(world, "cut ex1 for 20 s", 400, cut_20s, fraction=0.2))
+
+    def cut_for_good() -> str:
+        world.net.cut("ex1")
+        return "ex1 link down for good"
+    out.append(drill(world, "cut ex1 for good", 300, cut_for_good))
+    world.stop("ex1")
+
+    def lose_two() -> str:
+        cluster.kill(1)
+        cluster.kill(2)
+        time.sleep(15)
+        done_without = successful(client(world))
+        cluster.start_node(1)
+        return f"nodes 2+3 killed; 15 s later node 2 restarted (successful count then " \
+               f"{done_without})"
+    out.append(drill(world, "lose 2 of 3 nodes, 15 s, one back", 200, lose_two))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls per row")
+    parser.add_argument("--no-drills", action="store_true")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("continuum: needs root (network namespaces)", file=sys.stderr)
+        return 2
+    n_drain, n_http = (100, 80) if args.quick else (300, 200)
+    world = World()
+    try:
+        world.open()
+        url = world.start_front_end()
+        table = rows(world, url, n_drain, n_http)
+        extra = [] if args.no_drills else drills(world)
+    finally:
+        world.close()
+    print("\n" + "\n".join(table))
+    if extra:
+        print("\n" + "\n".join(extra))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
