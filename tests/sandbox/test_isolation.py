@@ -69,8 +69,9 @@ def _outside(sb: Sandbox) -> dict[str, Any]:
             "pid": pid, "status": status, "cwd_entries": os.listdir(cwd),
             "cwd_mode": oct(cwd_stat.st_mode & 0o7777), "cwd_owner": cwd_stat.st_uid,
             "proc_owner": os.stat(f"/proc/{pid}/environ").st_uid,  # root: not dumpable
-            "comm": open(f"/proc/{pid}/comm").read().strip(),
         }
+        with open(f"/proc/{pid}/comm") as f:
+            facts["comm"] = f.read().strip()
         os.kill(pid, signal.SIGKILL)
     finally:
         worker.join(timeout=15)
