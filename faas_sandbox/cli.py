@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "http": "http_cmd:http_command",
     "logs": "logs_cmd:logs_command",
     "policy": "policy_cmd:policy_group",
+    "selftest": "selftest_cmd:selftest_command",
     "status": "status_cmd:status_command",
 }
 
