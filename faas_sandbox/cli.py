@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "logs": "logs_cmd:logs_command",
     "policy": "policy_cmd:policy_group",
     "result": "result_cmd:result_command",
+    "selftest": "selftest_cmd:selftest_command",
     "status": "status_cmd:status_command",
     "token": "token_cmd:token_group",
 }
