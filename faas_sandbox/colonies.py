@@ -40,7 +40,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 from .nodes import NodeList, never_sent, parse_nodes
-from .reply import Unreadable, backend_down, decode_reply, read_capped, salvage_list
+from .reply import backend_down  # noqa: F401 - re-exported: callers check replies with it
+from .reply import Unreadable, decode_reply, read_capped, salvage_list
 from .spec import encode_call_kwargs
 
 IDLE_MESSAGE = "No process available for assignment"

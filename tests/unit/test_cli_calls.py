@@ -12,6 +12,8 @@ import pytest
 
 from faas_sandbox.commands.call_cmd import format_value, parse_arg
 
+from .conftest import CliResult, invoke_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "a" * 64
 
@@ -22,23 +24,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def env_for(port: int | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLONIES_", "AWS_S3_"))}
+def env_for(port: int | None) -> dict[str, str | None]:
+    """No COLONIES_*/AWS_S3_* from the outer environment; with a port, a client for it."""
+    env: dict[str, str | None] = {k: None for k in os.environ
+                                  if k.startswith(("COLONIES_", "AWS_S3_"))}
     if port is not None:
         env.update(COLONIES_SERVER_HOST="127.0.0.1", COLONIES_SERVER_PORT=str(port),
                    COLONIES_COLONY_NAME="dev", COLONIES_PRVKEY=KEY)
     return env
 
 
-def run_cli(*args: str, port: int | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "faas_sandbox", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, env=env_for(port))
+def run_cli(*args: str, port: int | None = None) -> CliResult:
+    return invoke_cli(*args, env=env_for(port))
 
 
-def assert_one_line(result: subprocess.CompletedProcess[str], status: int) -> None:
+def assert_one_line(result: CliResult | subprocess.CompletedProcess[str], status: int) -> None:
     assert result.returncode == status, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_console_entry_point_gives_one_line_and_the_exit_status() -> None:
+    """One real `python -m faas_sandbox` run: what the in-process cases below stand in for."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLONIES_", "AWS_S3_"))}
+    result = subprocess.run([sys.executable, "-m", "faas_sandbox", "status"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert_one_line(result, 2)
+    assert "COLONIES_" in result.stderr
 
 
 @pytest.mark.parametrize(("text", "value"), [
@@ -76,6 +88,11 @@ def test_missing_settings_is_exit_2_in_one_line(args: tuple[str, ...]) -> None:
     (("call", "../etc", "1"), "invalid function name"),
     (("call", "f", "--policy", "/nonexistent.toml"), "no such policy file"),
     (("http", "--policy", "/nonexistent.toml"), "no such policy file"),
+    (("http", "--host", "0.0.0.0"), "not a loopback address"),
+    (("call", "f", "--maxexectime", "0.0005"), "--maxexectime"),
+    (("exec", "README.md", "--function", "f", "--maxexectime", "0.0005"), "--maxexectime"),
+    (("result", "nope"), "expected 64 hex digits"),
+    (("token", "add", "x", "--functions", "a/b", "--tokens", "/tmp/t.json"), "--functions"),
 ])
 def test_bad_usage_is_exit_2_in_one_line(args: tuple[str, ...], text: str) -> None:
     result = run_cli(*args, port=free_port())
@@ -83,7 +100,38 @@ def test_bad_usage_is_exit_2_in_one_line(args: tuple[str, ...], text: str) -> No
     assert text in result.stderr
 
 
-@pytest.mark.parametrize("name", ["call", "functions", "http", "logs", "status"])
+def test_no_arguments_prints_the_help_and_exits_0() -> None:
+    result = run_cli()
+    assert result.returncode == 0, result.stderr
+    assert "Usage: faas-sandbox" in result.stdout and "Commands:" in result.stdout
+    assert result.stderr == ""
+
+
+def test_http_cannot_listen_is_exit_1_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("http", "--port", str(port), port=free_port())
+    assert_one_line(result, 1)
+    assert "cannot listen" in result.stderr
+
+
+def test_token_add_prints_the_token_alone_then_list_and_rm(tmp_path: Path) -> None:
+    path = str(tmp_path / "tokens.json")
+    added = run_cli("token", "add", "ci", "--functions", "convert,stats*", "--tokens", path)
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.strip()
+    assert added.stdout == token + "\n" and token.startswith("fst_")
+    listed = run_cli("token", "list", "--tokens", path)
+    assert listed.stdout.startswith("ci\tconvert,stats*\t") and token not in listed.stdout
+    assert run_cli("token", "rm", "ci", "--tokens", path).returncode == 0
+    assert run_cli("token", "list", "--tokens", path).stdout == ""
+    assert_one_line(run_cli("token", "rm", "ci", "--tokens", path), 2)
+
+
+@pytest.mark.parametrize("name", ["call", "functions", "http", "logs", "status", "result",
+                                  "token"])
 def test_each_command_is_registered_and_has_help(name: str) -> None:
     result = run_cli(name, "--help")
     assert result.returncode == 0, result.stderr
