@@ -208,7 +208,17 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
                         and not isinstance(exc, requests.ConnectTimeout)
                 if attempt == tries or not again:
                     raise ColoniesUnreachable(f"{url}: {reason}") from exc
-        return _decode(reply)
+        try:
+            result = _decode(reply)
+        except ColoniesRefused:
+            self.nodes.answered()
+            raise
+        except ColoniesUnreachable as exc:
+            if NO_QUORUM in str(exc):  # this node cannot reach an etcd majority; another may
+                self.node_failed(index, "no etcd quorum")
+            raise
+        self.nodes.answered()
+        return result
 
 
 _NOT_IDEMPOTENT = frozenset({"submitfuncspecmsg", "submitworkflowspecmsg", "addfilemsg"})
@@ -231,11 +241,14 @@ def _short(exc: BaseException) -> str:
 # 500 (e.g. 403 "dial tcp 127.0.0.1:55432: connect: connection refused" from the membership
 # check of every request while PostgreSQL restarts). Those say nothing about the request: they
 # are "unreachable" (retry later), never a decision such as "removed" or "already closed".
+# A cluster node that cannot reach a majority of its etcd peers answers assigns with this
+# (v1.9.12, HTTP 500): not a verdict on the request; the client moves to another node.
+NO_QUORUM = "context deadline exceeded"
 _BACKEND_DOWN = ("dial tcp ", "connect: connection refused", "connection reset by peer",
                  "driver: bad connection", "sql: database is closed", "broken pipe",
                  "pq: the database system is", "pq: terminating connection",
                  "pq: sorry, too many clients", "server closed the connection unexpectedly",
-                 "i/o timeout", "unexpected EOF")
+                 "i/o timeout", "unexpected EOF", NO_QUORUM)
 
 
 def backend_down(message: str) -> bool:

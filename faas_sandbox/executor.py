@@ -24,6 +24,13 @@ maxexectime expired. So after any assign that failed as unreachable, the first s
 assign triggers one look at the oldest RUNNING processes of our type (``getprocessesmsg``, at
 most 100) and serves those assigned to us that we neither run nor have just run.
 
+Latency: each worker thread waits one round trip for its assign and one for its close, so over
+a WAN link a thread per sandbox slot leaves the slots idle most of the time. ``ahead`` more
+threads keep assigns in flight: a call they get waits for a free sandbox slot (a semaphore of
+``concurrency``), and that wait counts against its maxexectime budget like any other. They
+pause while calls take longer than ``AHEAD_MAX_CALL_S`` on average, so a call is never held
+back behind slow ones that another executor could have run.
+
 Lifecycle: :meth:`Executor.request_stop` (what signal handlers call: it only bumps a counter)
 stops assigning and ends long-polls at once; in-flight calls get ``grace`` seconds, then they are
 failed as ``interrupted``; a second request ends them at once.
@@ -60,6 +67,7 @@ MAX_REASON_CHARS = 4000
 _MIB = 1024 * 1024
 _RUNNING = 1  # process state
 _RECENT = 1024  # process ids remembered as served (so a stale listing cannot adopt them)
+AHEAD_MAX_CALL_S = 0.5  # assign ahead only while calls take less than this on average
 
 
 class SandboxLike(Protocol):
@@ -84,9 +92,12 @@ class Executor:
                  name: str, concurrency: int, assign_timeout: int = 10, grace: float = 10.0,
                  close_margin: float = 0.25, metrics: Any = None,
                  clock: Callable[[], float] = time.monotonic, executor_id: str | None = None,
-                 executor_type: str | None = None) -> None:
+                 executor_type: str | None = None, ahead: int | None = None) -> None:
         self.client, self.sandbox, self.code = client, sandbox, code
         self.name, self.concurrency = name, max(1, concurrency)
+        self.ahead = 2 * self.concurrency + 2 if ahead is None else max(0, ahead)
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._call_s = 0.0  # moving average of sandbox call wall time
         self.executor_id, self.executor_type = executor_id, executor_type  # for adoption
         self.assign_timeout, self.grace, self.close_margin = assign_timeout, grace, close_margin
         self.metrics = metrics
@@ -114,11 +125,13 @@ class Executor:
     def run(self) -> int:
         retrier = threading.Thread(target=self.outbox.run, name="faas-outbox", daemon=True)
         retrier.start()
-        workers = [threading.Thread(target=self._worker, name=f"faas-worker-{i}", daemon=True)
-                   for i in range(self.concurrency)]
+        workers = [threading.Thread(target=self._worker, args=(i >= self.concurrency,),
+                                    name=f"faas-worker-{i}", daemon=True)
+                   for i in range(self.concurrency + self.ahead)]
         for worker in workers:
             worker.start()
-        log.info("executor %s serving (%d in flight at most)", self.name, self.concurrency)
+        log.info("executor %s serving (%d in flight at most, %d more assigned ahead)",
+                 self.name, self.concurrency, self.ahead)
         stop_at: float | None = None
         while True:
             time.sleep(0.05)
@@ -158,9 +171,12 @@ class Executor:
         self.outbox.flush(1.0 if self._signals < 2 else 0.0)
 
     # -- worker threads -----------------------------------------------------------------------
-    def _worker(self) -> None:
+    def _worker(self, ahead: bool = False) -> None:
         backoff = Backoff(initial=0.5, maximum=5.0)
         while not self._stopping.is_set():
+            if ahead and self._call_s > AHEAD_MAX_CALL_S:
+                self._stopping.wait(0.2)  # slow calls: a call assigned now would wait long
+                continue
             try:
                 process = self.client.assign(self.assign_timeout)
             except ColoniesUnreachable as exc:
@@ -263,23 +279,26 @@ class Executor:
                 self._inflight[pid] = function
             self._warn_zero(process)
             source = call.source if call.source is not None else self.code.get(function).source
-            budget = None
-            if call.maxexectime is not None:
-                budget = call.maxexectime - (self._clock() - received) - self.close_margin
-                # Whole tenths (rounded down, so never more than is left): the sandbox caches
-                # per-call limits by this value, and raw float budgets would never hit.
-                budget = math.floor(budget * 10) / 10
-                if budget <= 0:
-                    return self._failed(pid, function, "timeout", f"maxexectime of "
-                                        f"{call.maxexectime}s used up before the call started",
-                                        received)
-            if self.metrics is not None:
-                with self.metrics.inflight():
+            with self._slots:  # calls assigned ahead wait here; the wait counts (received)
+                budget = None
+                if call.maxexectime is not None:
+                    budget = call.maxexectime - (self._clock() - received) - self.close_margin
+                    # Whole tenths (rounded down, so never more than is left): the sandbox
+                    # caches per-call limits by this value; raw float budgets would never hit.
+                    budget = math.floor(budget * 10) / 10
+                    if budget <= 0:
+                        return self._failed(pid, function, "timeout", f"maxexectime of "
+                                            f"{call.maxexectime}s used up before the call "
+                                            f"started", received)
+                started = time.monotonic()
+                if self.metrics is not None:
+                    with self.metrics.inflight():
+                        outcome = self.sandbox.call(source, function, call.args, call.kwargs,
+                                                    maxexectime=budget)
+                else:
                     outcome = self.sandbox.call(source, function, call.args, call.kwargs,
                                                 maxexectime=budget)
-            else:
-                outcome = self.sandbox.call(source, function, call.args, call.kwargs,
-                                            maxexectime=budget)
+                self._call_s = 0.8 * self._call_s + 0.2 * (time.monotonic() - started)
             self._engine_errors = 0
         except SpecError as exc:
             return self._failed(pid, function, "spec", str(exc), received)

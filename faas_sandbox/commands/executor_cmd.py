@@ -58,11 +58,15 @@ class _Signals:
               help="Seconds in-flight calls get to finish after the first stop signal.")
 @click.option("--assign-timeout", type=click.IntRange(1, 300), default=10, show_default=True,
               help="Seconds per assign long-poll (each one refreshes the executor's liveness).")
+@click.option("--ahead", type=click.IntRange(0, 1024), default=None,
+              help="Assigns kept in flight beyond --concurrency, so calls queue locally while "
+                   "round trips to Colonies are under way (WAN links) "
+                   "[default: 2 x concurrency + 2].")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: off; the team uses 9108).")
 def executor_command(concurrency: int | None, policy_path: str | None, executor_type: str,
                      name: str | None, identity: str, grace: float, assign_timeout: int,
-                     metrics_port: int) -> None:
+                     ahead: int | None, metrics_port: int) -> None:
     """Serve FaaS calls from Colonies in sandboxed children until stopped."""
     configure_logging()
     try:
@@ -73,12 +77,12 @@ def executor_command(concurrency: int | None, policy_path: str | None, executor_
     signal.signal(signal.SIGINT, signals.handler)
     signal.signal(signal.SIGTERM, signals.handler)
     sys.exit(_serve(policy, concurrency or os.cpu_count() or 1, executor_type, name, identity,
-                    grace, assign_timeout, metrics_port, signals))
+                    grace, assign_timeout, metrics_port, signals, ahead))
 
 
 def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | None,
            mode: str, grace: float, assign_timeout: int, metrics_port: int,
-           signals: _Signals) -> int:
+           signals: _Signals, ahead: int | None = None) -> int:
     from .. import metrics
     from ..codestore import CodeStore
     from ..colonies import ColoniesClient
@@ -116,7 +120,8 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
         executor = Executor(client, sandbox, code, name=me.name, concurrency=concurrency,
                             assign_timeout=assign_timeout, grace=grace,
                             metrics=metrics.default() if metrics_port else None,
-                            executor_id=me.executor_id, executor_type=executor_type)
+                            executor_id=me.executor_id, executor_type=executor_type,
+                            ahead=ahead)
         signals.target = executor
         for _ in range(signals.count):  # signals that came while registering
             executor.request_stop()
