@@ -12,24 +12,36 @@ STACK := scripts/stack.sh
 # Default: all of tests/. With CI=true (as in .ci/run) a skipped test fails the run.
 PYTEST_ARGS ?=
 
-.PHONY: help install test run stop status bench bench-e2e bench-wait soak continuum clean wipe
+.PHONY: help install check lint typecheck test test-fast run stop status bench bench-e2e \
+	bench-wait soak continuum clean wipe
 
 help: ## List the targets
 	@echo "usage: make TARGET"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' \
 		$(MAKEFILE_LIST)
 
-install: $(VENV)/.install-stamp ## Create .venv if missing and pip install -e '.[test]'
+install: $(VENV)/.install-stamp ## Create .venv if missing and pip install -e '.[test,lint]'
 
 $(VENV)/.install-stamp: pyproject.toml
 	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
-	@echo "==> $(BIN)/pip install -e '.[test]'"
-	@$(BIN)/python -m pip install --quiet --editable '.[test]'
+	@echo "==> $(BIN)/pip install -e '.[test,lint]'"
+	@$(BIN)/python -m pip install --quiet --editable '.[test,lint]'
 	@touch $@
 
-test: install ## Start the stack, run the tests (PYTEST_ARGS='tests/unit -x' narrows them)
+check: lint ## What must pass before a change lands (CI runs it first): lint
+
+lint: install ## ruff check (rules in pyproject.toml)
+	$(BIN)/ruff check faas_sandbox tests scripts bench
+
+typecheck: install ## mypy on the package; reports the errors left (not yet part of `check`)
+	-$(BIN)/mypy faas_sandbox
+
+test: install ## Start the stack, run all tests (PYTEST_ARGS='tests/unit -x' narrows them)
 	@$(STACK) up
 	$(BIN)/pytest -q $(or $(PYTEST_ARGS),tests/)
+
+test-fast: install ## Unit and sandbox tests only: no stack, under a minute (the edit loop)
+	$(BIN)/pytest -q -m "not colonies" tests/unit tests/sandbox
 
 run: install ## Start the stack, executor and HTTP front end (port 8000) in the background
 	@$(STACK) up

@@ -93,7 +93,7 @@ class Watcher:
                     continue
             try:
                 frame = ws.recv()
-            except Exception as exc:  # closed by stop(), or by the server
+            except Exception as exc:  # noqa: BLE001 - closed by stop(), or by the server
                 if not self._closing:
                     self.errors.append(f"subscription dropped, resubscribing: {exc!r}"[:200])
                 ws = None

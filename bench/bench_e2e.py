@@ -45,11 +45,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     EXPECTED, READY, REPO, CpuMeter, ExecutorProc, RssPeak, cleanup, format_cpu, load_stack_env,
     pct, registered, stack_pids, tree_rss, tutorial_spec,
 )
-from _load import LoadgenColonies, LoadResult, LoadRun, Watcher  # noqa: E402
+from _load import LoadgenColonies, LoadResult, LoadRun, Watcher
 
 MIB = 1024 * 1024
 PY = str(REPO / ".venv" / "bin" / "python")

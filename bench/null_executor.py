@@ -21,11 +21,11 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import EXPECTED, READY, load_stack_env, register_executor  # noqa: E402
+from _common import EXPECTED, READY, load_stack_env, register_executor
 
-from faas_sandbox.colonies import ColoniesClient  # noqa: E402
-from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable  # noqa: E402
-from faas_sandbox.settings import Settings  # noqa: E402
+from faas_sandbox.colonies import ColoniesClient
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+from faas_sandbox.settings import Settings
 
 
 def serve(client: ColoniesClient, stop: threading.Event, counts: list[int]) -> None:

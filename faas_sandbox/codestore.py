@@ -10,8 +10,14 @@ Reading (the executor's hot path):
   trip. Unknown names are remembered for the same time, so bad callers cannot turn every call
   into a lookup; at most 4096 names are remembered (found or not), least recently checked
   dropped first, so they cannot grow the executor's memory either.
-- Content comes from S3 with ONE long-lived boto3 client per endpoint, credentials from the
-  settings (never from file metadata), and is checked against its SHA-256 checksum.
+- Content comes only from the store the operator configured (``AWS_S3_ENDPOINT`` +
+  ``AWS_S3_BUCKET``), through one :class:`~faas_sandbox.s3fetch.S3Reader`, with credentials from
+  the settings. Metadata naming any other server, port, TLS mode or bucket, or carrying no
+  SHA-256 checksum, is refused (``not_found`` with the reason) without contacting anything;
+  the content must match the checksum, and an error never quotes bytes of a file that failed.
+- A fetch is bounded by the call's deadline (connect, each read, the whole body) and by the
+  source size limit; a call waiting for another call's fetch of the same function waits at
+  most until its own deadline. Past it: ``unavailable``.
 - When Colonies or S3 is down: a cached revision keeps being served (logged once per outage);
   with nothing cached, :class:`CodeUnavailable`.
 
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 import uuid
@@ -31,13 +38,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import CodeUnavailable, ColoniesRefused, ColoniesUnreachable, FunctionNotFound
+from .errors import (
+    CodeUnavailable,
+    ColoniesRefused,
+    ColoniesUnreachable,
+    FunctionNotFound,
+    ReplyUnreadable,
+)
+from .s3fetch import S3Reader
 from .settings import S3Settings
 from .spec import check_function_name
+from .texts import for_log
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +58,8 @@ LABEL = "/faas"
 RECHECK_S = 2.0
 _MAX_CACHED_SOURCES = 512
 _MAX_ENTRIES = 4096  # function names remembered, found or not
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+FETCH_S = 10.0  # deadline of a fetch whose caller gave none
 
 
 class FileClient(Protocol):
@@ -76,27 +91,27 @@ class CodeStore:
 
     def __init__(self, client: FileClient, s3: S3Settings, *, max_bytes: int = 1 << 20,
                  recheck_s: float = RECHECK_S, clock: Callable[[], float] = time.monotonic,
-                 label: str = LABEL, pool_size: int = 10,
-                 s3_factory: Callable[[str, bool, str], Any] | None = None) -> None:
+                 label: str = LABEL, pool_size: int = 10, reader: Any = None) -> None:
         self._client = client
         self._s3 = s3
         self.max_bytes = max_bytes
         self.recheck_s = recheck_s
         self._clock = clock
         self.label = label
-        self._pool_size = pool_size
-        self._s3_factory = s3_factory or self._boto3_client
+        self._reader = reader or S3Reader(s3, pool_size=pool_size, clock=clock)
         self._entries: dict[str, _Entry] = {}
         self._sources: dict[tuple[str, str], str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._s3_clients: dict[tuple[str, str, bool], Any] = {}
         self._down: set[str] = set()  # "ColonyFS" and/or "S3" while they fail
 
     # -- reading --------------------------------------------------------------------------------
-    def get(self, name: str) -> Code:
-        """The function's current source; FunctionNotFound, or CodeUnavailable when down."""
+    def get(self, name: str, deadline: float | None = None) -> Code:
+        """The function's current source; FunctionNotFound, or CodeUnavailable when down or
+        not fetched by ``deadline`` (a ``clock`` time; default: FETCH_S from now)."""
         check_function_name(name)
+        if deadline is None:
+            deadline = self._clock() + FETCH_S
         entry = self._entries.get(name)
         if entry is not None and self._clock() - entry.checked_at < self.recheck_s:
             return _found(name, entry)
@@ -105,21 +120,25 @@ class CodeStore:
         if entry is not None and entry.code is not None:
             if not lock.acquire(blocking=False):
                 return entry.code  # another thread is refreshing it; the cached one will do
-        else:
-            lock.acquire()
+        elif not lock.acquire(timeout=max(0.0, deadline - self._clock())):
+            raise CodeUnavailable(f"function {name!r} is still being fetched for another call "
+                                  f"at this call's deadline")
         try:
             entry = self._entries.get(name)
             if entry is not None and self._clock() - entry.checked_at < self.recheck_s:
                 return _found(name, entry)
-            entry = self._refresh(name, entry)
+            entry = self._refresh(name, entry, deadline)
             return _found(name, entry)
         finally:
             lock.release()
 
-    def _refresh(self, name: str, old: _Entry | None) -> _Entry:
+    def _refresh(self, name: str, old: _Entry | None, deadline: float) -> _Entry:
         now = self._clock()
         try:
             meta = self._latest(name)
+        except FunctionNotFound as exc:
+            self._remember(name, _Entry(None, now, str(exc)))
+            raise
         except (ColoniesUnreachable, CodeUnavailable) as exc:
             self._mark("ColonyFS", exc)
             return self._stale(name, old, now, exc)
@@ -132,7 +151,7 @@ class CodeStore:
             source = self._sources.get(key)
             if source is None:
                 try:
-                    source = self._download(name, meta)
+                    source = self._download(name, meta, deadline)
                 except CodeUnavailable as exc:
                     self._mark("S3", exc)
                     return self._stale(name, old, now, exc)
@@ -168,7 +187,7 @@ class CodeStore:
         if exc is not None and part not in self._down:
             self._down.add(part)
             log.warning("code store: %s failing (%s); serving cached code where there is some",
-                        part, exc)
+                        part, for_log(exc))
         elif exc is None and part in self._down:
             self._down.discard(part)
             log.warning("code store: %s working again", part)
@@ -182,73 +201,70 @@ class CodeStore:
         return entry
 
     def _latest(self, name: str) -> dict[str, Any] | None:
+        """The latest metadata of ``name`` if it names our store; None if there is none."""
         try:
             files = self._client.get_file(self.label, name)
         except ColoniesRefused as exc:
             if exc.status == 404:
                 return None
             raise CodeUnavailable(f"ColonyFS refused the lookup: {exc}") from None
+        except ReplyUnreadable as exc:
+            raise FunctionNotFound(f"/faas/{name}: its metadata cannot be read ({exc})") \
+                from None
         if not files:
             return None
         meta = files[0]
-        ref = meta.get("ref") if isinstance(meta, dict) else None
-        if not isinstance(ref, dict) or not isinstance(ref.get("s3object"), dict):
-            raise CodeUnavailable(f"ColonyFS metadata of {name!r} has no S3 reference")
+        if not isinstance(meta, dict):
+            raise FunctionNotFound(f"/faas/{name}: its metadata is not an object")
+        self._check_meta(name, meta)
         return meta
 
-    def _download(self, name: str, meta: dict[str, Any]) -> str:
-        obj = meta["ref"]["s3object"]
+    def _check_meta(self, name: str, meta: dict[str, Any]) -> None:
+        """FunctionNotFound unless the metadata names the configured store and a SHA-256."""
+        ref = meta.get("ref")
+        obj = ref.get("s3object") if isinstance(ref, dict) else None
+        if not isinstance(obj, dict):
+            raise FunctionNotFound(f"/faas/{name}: its metadata has no S3 reference")
+        s3 = self._s3
+        if not s3.endpoint or not s3.bucket:
+            raise FunctionNotFound(f"/faas/{name}: this executor has no code store configured "
+                                   f"(AWS_S3_ENDPOINT and AWS_S3_BUCKET)")
+        named = f"{obj.get('server')}:{obj.get('port')}"
+        if named != s3.endpoint or obj.get("bucket") != s3.bucket \
+                or bool(obj.get("tls")) != s3.tls:
+            where = f"{'https' if obj.get('tls') else 'http'}://{named}/{obj.get('bucket')}"
+            raise FunctionNotFound(f"/faas/{name}: its metadata names the store "
+                                   f"{where[:160]!r}, not this executor's code store; refused "
+                                   f"without contacting it")
+        key = obj.get("object")
+        if not isinstance(key, str) or not 0 < len(key) <= 1024:
+            raise FunctionNotFound(f"/faas/{name}: its metadata names no valid object key")
+        checksum, alg = meta.get("checksum"), meta.get("checksumalg")
+        if not isinstance(checksum, str) or not _SHA256.fullmatch(checksum) \
+                or str(alg or "SHA256").upper() != "SHA256":
+            raise FunctionNotFound(f"/faas/{name}: its metadata carries no SHA-256 checksum, "
+                                   f"so its content cannot be verified")
+
+    def _download(self, name: str, meta: dict[str, Any], deadline: float) -> str:
         size = meta.get("size")
         if isinstance(size, int) and size > self.max_bytes:
             raise FunctionNotFound(f"/faas/{name} is {size} bytes, over the "
                                    f"{self.max_bytes}-byte source limit")
-        endpoint = f"{obj.get('server', '')}:{obj.get('port', '')}"
         try:
-            s3 = self._s3_client(endpoint, bool(obj.get("tls")), str(obj.get("region") or ""))
-            body = s3.get_object(Bucket=obj.get("bucket", ""), Key=obj.get("object", ""))["Body"]
-            try:
-                data = body.read(self.max_bytes + 1)
-            finally:
-                body.close()
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404"):
-                raise FunctionNotFound(f"/faas/{name}: its content is gone from S3") from None
-            raise CodeUnavailable(f"S3: {code or exc}") from None
-        except (BotoCoreError, OSError, ValueError) as exc:
-            raise CodeUnavailable(f"S3 {endpoint}: {exc}") from None
-        if len(data) > self.max_bytes:
-            raise FunctionNotFound(f"/faas/{name} is over the {self.max_bytes}-byte source limit")
+            data = self._reader.fetch(meta["ref"]["s3object"]["object"], deadline=deadline,
+                                      max_bytes=self.max_bytes)
+        except FunctionNotFound as exc:
+            raise FunctionNotFound(f"/faas/{name}: {exc}") from None
+        except (BotoCoreError, ClientError, ValueError) as exc:  # presigning (local)
+            raise CodeUnavailable(f"S3: {type(exc).__name__}") from None
+        if hashlib.sha256(data).hexdigest() != str(meta["checksum"]).lower():
+            raise CodeUnavailable(f"/faas/{name}: content does not match its checksum")
         if not data.strip():
             raise FunctionNotFound(f"/faas/{name} is empty")
-        checksum = str(meta.get("checksum", ""))
-        if checksum and hashlib.sha256(data).hexdigest() != checksum.lower():
-            raise CodeUnavailable(f"/faas/{name}: content does not match its checksum")
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             raise FunctionNotFound(f"/faas/{name} is not UTF-8 text") from None
-
-    def _s3_client(self, endpoint: str, tls: bool, region: str) -> Any:
-        key = (endpoint, region, tls)
-        client = self._s3_clients.get(key)
-        if client is None:
-            with self._lock:  # creating boto3 clients is not thread-safe; using them is
-                client = self._s3_clients.get(key)
-                if client is None:
-                    client = self._s3_factory(endpoint, tls, region)
-                    self._s3_clients[key] = client
-        return client
-
-    def _boto3_client(self, endpoint: str, tls: bool, region: str) -> Any:
-        return boto3.session.Session().client(
-            "s3", endpoint_url=f"http{'s' if tls else ''}://{endpoint}",
-            aws_access_key_id=self._s3.access_key or None,
-            aws_secret_access_key=self._s3.secret_key or None,
-            region_name=region or None, use_ssl=tls, verify=not self._s3.skip_verify,
-            config=Config(connect_timeout=2, read_timeout=10,
-                          retries={"max_attempts": 2, "mode": "standard"},
-                          max_pool_connections=self._pool_size))
 
     # -- writing --------------------------------------------------------------------------------
     def upload(self, name: str, data: bytes) -> tuple[dict[str, Any], bool]:
@@ -257,13 +273,13 @@ class CodeStore:
         checksum = hashlib.sha256(data).hexdigest()
         try:
             latest = self._latest(name)
-        except CodeUnavailable:
+        except (CodeUnavailable, FunctionNotFound):  # unusable metadata: upload a good one
             latest = None
         if latest is not None and latest.get("checksum") == checksum:
             return latest, False
         self._s3.require_upload()
         server, port = self._s3.endpoint.split(":")
-        s3 = self._s3_client(self._s3.endpoint, self._s3.tls, self._s3.region)
+        s3 = self._reader.client
         obj_key = hashlib.sha256(str(uuid.uuid4()).encode()).hexdigest()
         try:
             try:

@@ -38,8 +38,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .errors import ColoniesRefused, ColoniesUnreachable
+from .errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 from .nodes import NodeList, never_sent, parse_nodes
+from .reply import backend_down  # noqa: F401 - re-exported: callers check replies with it
+from .reply import NO_QUORUM, Unreadable, decode_reply, read_capped, salvage_list
 from .spec import encode_call_kwargs
 
 IDLE_MESSAGE = "No process available for assignment"
@@ -194,7 +196,9 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
             index, _node = self.nodes.current()
             url = self._urls[index]
             try:
-                reply = self._session().post(url, data=body, timeout=(CONNECT_TIMEOUT_S, read))
+                reply = self._session().post(url, data=body, stream=True,
+                                             timeout=(CONNECT_TIMEOUT_S, read))
+                content, truncated = _read(reply)  # a node failing mid-body fails over too
                 break
             except requests.RequestException as exc:
                 reason = _short(exc)
@@ -209,7 +213,7 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
                 if attempt == tries or not again:
                     raise ColoniesUnreachable(f"{url}: {reason}") from exc
         try:
-            result = _decode(reply)
+            result = decode_reply(content, reply.status_code, truncated)
         except ColoniesRefused:
             self.nodes.answered()
             raise
@@ -223,6 +227,7 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
 
 _NOT_IDEMPOTENT = frozenset({"submitfuncspecmsg", "submitworkflowspecmsg", "addfilemsg"})
 IDLE_RECONNECT_S = 60.0
+READ_CHUNK = 256 * 1024
 
 _CAUSES = ("Connection refused", "Connection reset", "Read timed out", "Connection aborted",
            "Remote end closed", "Name or service not known", "No route to host", "timed out")
@@ -237,42 +242,13 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-# The server passes its database driver's error text through as the reply, with 400, 403 or
-# 500 (e.g. 403 "dial tcp 127.0.0.1:55432: connect: connection refused" from the membership
-# check of every request while PostgreSQL restarts). Those say nothing about the request: they
-# are "unreachable" (retry later), never a decision such as "removed" or "already closed".
-# A cluster node that cannot reach a majority of its etcd peers answers assigns with this
-# (v1.9.12, HTTP 500): not a verdict on the request; the client moves to another node.
-NO_QUORUM = "context deadline exceeded"
-_BACKEND_DOWN = ("dial tcp ", "connect: connection refused", "connection reset by peer",
-                 "driver: bad connection", "sql: database is closed", "broken pipe",
-                 "pq: the database system is", "pq: terminating connection",
-                 "pq: sorry, too many clients", "server closed the connection unexpectedly",
-                 "i/o timeout", "unexpected EOF", NO_QUORUM)
-
-
-def backend_down(message: str) -> bool:
-    """True when a Colonies error message is its database failing, not a refusal."""
-    return message.strip() == "EOF" or any(text in message for text in _BACKEND_DOWN)
-
-
-def _decode(reply: requests.Response) -> Any:
+def _read(reply: requests.Response) -> tuple[bytes, bool]:
+    """(body, truncated): at most reply.MAX_REPLY_BYTES of the body, read incrementally;
+    decoding is reply.py's (raw bytes in, a value or a typed error out)."""
     try:
-        envelope = json.loads(reply.content)
-        payload = json.loads(base64.b64decode(envelope["payload"]))
-        error = envelope["error"]
-    except (ValueError, KeyError, TypeError) as exc:
-        text = f"HTTP {reply.status_code}: not a Colonies reply ({_short(exc)})"
-        if reply.status_code >= 500:  # a proxy or a server that is going away
-            raise ColoniesUnreachable(text) from None
-        raise ColoniesRefused(text, reply.status_code) from None
-    if error:
-        message = payload.get("message", "") if isinstance(payload, dict) else str(payload)
-        status = payload.get("status", reply.status_code) if isinstance(payload, dict) else 0
-        if backend_down(str(message)):
-            raise ColoniesUnreachable(f"colonies server cannot reach its database: {message}")
-        raise ColoniesRefused(str(message), int(status) if isinstance(status, int) else 0)
-    return payload
+        return read_capped(reply.iter_content(READ_CHUNK))
+    finally:
+        reply.close()  # a body cut short closes the connection instead of draining it
 
 
 class ColoniesClient:
@@ -375,10 +351,15 @@ class ColoniesClient:
         return self.rpc("getprocessmsg", processid=processid)  # type: ignore[no-any-return]
 
     def list_processes(self, state: int, count: int = 100,
-                       executortype: str = "") -> list[dict[str, Any]]:
-        reply = self.rpc("getprocessesmsg", colonyname=self.colony, count=count, state=state,
-                         executortype=executortype)
-        return reply or []
+                       executortype: str = "") -> list[dict[str, Any] | Unreadable]:
+        """Processes in ``state``; one that cannot be read comes as an :class:`Unreadable`
+        (with its processid when that could be salvaged), not as a failed listing."""
+        try:
+            reply = self.rpc("getprocessesmsg", colonyname=self.colony, count=count,
+                             state=state, executortype=executortype)
+        except ReplyUnreadable as exc:
+            return salvage_list(exc)
+        return reply if isinstance(reply, list) else []
 
     def get_logs(self, processid: str, count: int = 100) -> list[dict[str, Any]]:
         reply = self.rpc("getlogsmsg", colonyname=self.colony, executorid="", executorname="",

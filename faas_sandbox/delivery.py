@@ -2,6 +2,9 @@
 
 Rules (protocol §6.3):
 
+- Every text sent (log, errors) passes :func:`~faas_sandbox.texts.for_server` first: NUL and
+  lone surrogates escaped visibly, so the server never refuses a reason (v1.9.12 refuses a
+  NUL only after it has set the state, leaving a failure without its reason).
 - The process log (``add_log``) goes first: the server takes logs only while the process is
   RUNNING, so a log after close is refused.
 - Refused by the server (403/400/500 with a message): the server has moved on (requeued after
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import ColoniesRefused, ColoniesUnreachable
+from .texts import for_log, for_server
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +137,14 @@ class Outbox:
         try:
             if report.log_text is not None:
                 try:
-                    self._client.add_log(pid, report.log_text)
+                    self._client.add_log(pid, for_server(report.log_text))
                 except ColoniesRefused as exc:
-                    log.warning("call %s: log refused by the server (%s)", pid, exc)
+                    log.warning("call %s: log refused by the server (%s)", pid, for_log(exc))
                 report.log_text = None  # sent or refused: never again
             if report.ok:
                 self._client.close(pid, report.out)
             else:
-                self._client.fail(pid, report.errors)
+                self._client.fail(pid, [for_server(e) for e in report.errors])
         except ColoniesUnreachable as exc:
             self.reach.down(exc)
             return False
@@ -148,7 +152,7 @@ class Outbox:
             self.reach.up()
             self.dropped += 1
             log.warning("call %s: %s refused by the server, dropped (%s)", pid,
-                        "close" if report.ok else "fail", exc)
+                        "close" if report.ok else "fail", for_log(exc))
             return True
         self.reach.up()
         self.delivered += 1

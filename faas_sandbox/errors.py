@@ -9,6 +9,7 @@ Exceptions are for engine and configuration faults::
     +- ColoniesError             server unreachable or refused (pycolonies error kept as __cause__)
     |  +- ColoniesUnreachable    the request never reached the server (safe to retry)
     |  +- ColoniesRefused        the server answered with an error (never retry blindly)
+    |  +- ReplyUnreadable        the server answered, but the reply is too large, deep or malformed
     +- SpecError                 a Colonies process spec we cannot serve (becomes a failed process)
     +- FunctionNotFound          no such (usable) function in ColonyFS /faas
     +- CodeUnavailable           ColonyFS or S3 unreachable and the code is not cached
@@ -44,6 +45,17 @@ class ColoniesRefused(ColoniesError):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ReplyUnreadable(ColoniesError):
+    """Raised when a Colonies reply exceeds our limits or is not JSON; ``.fields`` holds the
+    top-level string fields salvaged from its raw bytes (e.g. ``processid``), maybe none."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None,
+                 raw: bytes = b"") -> None:
+        super().__init__(message)
+        self.fields = dict(fields or {})
+        self.raw = raw  # the payload bytes (or the prefix read), for salvaging a listing
 
 
 class SpecError(SandboxError):

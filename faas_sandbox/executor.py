@@ -56,10 +56,14 @@ from .errors import (
     ColoniesUnreachable,
     EngineError,
     FunctionNotFound,
+    ReplyUnreadable,
     SpecError,
 )
-from .engine.outcome import Outcome
-from .spec import encode_result, parse_process
+from .engine.outcome import ErrorKind, Outcome
+from .liveness import Liveness
+from .reply import Unreadable
+from .spec import MAX_ARGS_TEXT_BYTES, encode_result, parse_process
+from .texts import for_log, has_surrogate
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,9 @@ _MIB = 1024 * 1024
 _RUNNING = 1  # process state
 _RECENT = 1024  # process ids remembered as served (so a stale listing cannot adopt them)
 AHEAD_MAX_CALL_S = 0.5  # assign ahead only while calls take less than this on average
+FETCH_BUDGET_S = 10.0  # code fetch deadline of a call without maxexectime
+MAX_RESTARTS = 5  # worker deaths within RESTART_WINDOW_S before the executor gives up
+RESTART_WINDOW_S = 60.0
 
 
 class SandboxLike(Protocol):
@@ -82,7 +89,8 @@ class ExecutorClient(Protocol):
     def fail(self, processid: str, errors: list[str]) -> None: ...
     def add_log(self, processid: str, message: str) -> None: ...
     def list_processes(self, state: int, count: int = 100,
-                       executortype: str = "") -> list[dict[str, Any]]: ...
+                       executortype: str = "") -> list[dict[str, Any] | Unreadable]: ...
+    def get_process(self, processid: str) -> dict[str, Any]: ...
 
 
 class Executor:
@@ -92,7 +100,8 @@ class Executor:
                  name: str, concurrency: int, assign_timeout: int = 10, grace: float = 10.0,
                  close_margin: float = 0.25, metrics: Any = None,
                  clock: Callable[[], float] = time.monotonic, executor_id: str | None = None,
-                 executor_type: str | None = None, ahead: int | None = None) -> None:
+                 executor_type: str | None = None, max_args_bytes: int = MAX_ARGS_TEXT_BYTES,
+                 max_call_s: float = 3600.0, ahead: int | None = None) -> None:
         self.client, self.sandbox, self.code = client, sandbox, code
         self.name, self.concurrency = name, max(1, concurrency)
         self.ahead = 2 * self.concurrency + 2 if ahead is None else max(0, ahead)
@@ -115,7 +124,11 @@ class Executor:
         self._abandoned: set[str] = set()
         self._engine_errors = 0
         self._warned_zero = False
+        self._restarts: list[float] = []
+        self.max_args_bytes = max_args_bytes
         self.served = 0
+        self.liveness = Liveness(self.concurrency + self.ahead, poll_s=assign_timeout + 20.0,
+                                 call_s=max_call_s, clock=clock)
 
     def request_stop(self) -> None:
         """First call: drain then stop; second: stop now. Safe in a signal handler."""
@@ -125,7 +138,7 @@ class Executor:
     def run(self) -> int:
         retrier = threading.Thread(target=self.outbox.run, name="faas-outbox", daemon=True)
         retrier.start()
-        workers = [threading.Thread(target=self._worker, args=(i >= self.concurrency,),
+        workers = [threading.Thread(target=self._supervised, args=(i,),
                                     name=f"faas-worker-{i}", daemon=True)
                    for i in range(self.concurrency + self.ahead)]
         for worker in workers:
@@ -139,6 +152,7 @@ class Executor:
             if stop_at is None and (self._signals or self._fatal):
                 stop_at = now + self.grace
                 self._stopping.set()
+                self.liveness.stopping(self._fatal or "stop requested")
                 log.info("stopping: no new calls; %d in flight get up to %gs (signal again to "
                          "stop at once)", len(self._inflight), self.grace)
             if stop_at is None:
@@ -171,18 +185,52 @@ class Executor:
         self.outbox.flush(1.0 if self._signals < 2 else 0.0)
 
     # -- worker threads -----------------------------------------------------------------------
-    def _worker(self, ahead: bool = False) -> None:
-        backoff = Backoff(initial=0.5, maximum=5.0)
+    def _supervised(self, index: int) -> None:
+        """Run worker ``index``; an unexpected exception is logged once and the worker
+        restarted; more than MAX_RESTARTS deaths in RESTART_WINDOW_S stop the executor."""
         while not self._stopping.is_set():
-            if ahead and self._call_s > AHEAD_MAX_CALL_S:
-                self._stopping.wait(0.2)  # slow calls: a call assigned now would wait long
+            try:
+                self._worker(index)
+                return
+            except BaseException as exc:  # noqa: BLE001 - a worker must never die silently
+                if self._stopping.is_set():
+                    return
+                now = self._clock()
+                with self._lock:
+                    self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW_S]
+                    self._restarts.append(now)
+                    deaths = len(self._restarts)
+                log.error("worker %d died (%s: %s); restarting it (%d death(s) in %gs)", index,
+                          type(exc).__name__, for_log(exc), deaths, RESTART_WINDOW_S,
+                          exc_info=True)
+                if deaths > MAX_RESTARTS:
+                    self._fatal = f"workers died {deaths} times in {RESTART_WINDOW_S:g}s"
+                    log.error("executor %s cannot recover: %s; stopping", self.name,
+                              self._fatal)
+                    return
+                self._stopping.wait(0.5)
+
+    def _worker(self, index: int = 0) -> None:
+        backoff = Backoff(initial=0.5, maximum=5.0)
+        beat = self.liveness.beat
+        while not self._stopping.is_set():
+            beat(index, "assigning")
+            if index >= self.concurrency and self._call_s > AHEAD_MAX_CALL_S:
+                self._stopping.wait(0.2)  # slow calls: a call assigned ahead would wait long
                 continue
             try:
                 process = self.client.assign(self.assign_timeout)
+            except ReplyUnreadable as exc:
+                self.reach.up()
+                backoff.reset()
+                beat(index, "serving")
+                self._unreadable(exc.fields.get("processid"), str(exc), "assign")
+                continue
             except ColoniesUnreachable as exc:
                 if self._stopping.is_set():
                     return
                 self.reach.down(exc)
+                self.liveness.reachable(False)
                 self._suspect = True
                 self._stopping.wait(backoff.next())
                 continue
@@ -207,10 +255,13 @@ class Executor:
                 self._stopping.wait(backoff.next())
                 continue
             self.reach.up()
+            self.liveness.reachable(True)
             backoff.reset()
             if process is not None:
+                beat(index, "serving")
                 self._serve(process)
             if self._suspect and self._take_suspicion():
+                beat(index, "serving")
                 self._adopt_orphans()
 
     def _take_suspicion(self) -> bool:
@@ -231,16 +282,46 @@ class Executor:
             return
         now = time.time()
         for process in running:
-            pid = process.get("processid") if isinstance(process, dict) else None
-            if not isinstance(pid, str) or process.get("assignedexecutorid") != self.executor_id:
+            fields = process.fields if isinstance(process, Unreadable) else process
+            pid = fields.get("processid") if isinstance(fields, dict) else None
+            if not isinstance(pid, str) or not pid or self._stopping.is_set():
                 continue
             with self._lock:
                 known = pid in self._inflight or pid in self._recent
-            if known or pid in self.outbox.pending_ids() or self._stopping.is_set():
+            if known or pid in self.outbox.pending_ids():
+                continue
+            if isinstance(process, Unreadable):  # e.g. cut short by the listing's size cap
+                try:
+                    process = self.client.get_process(pid)
+                except ReplyUnreadable as exc:
+                    if exc.fields.get("assignedexecutorid", self.executor_id) == \
+                            self.executor_id:
+                        self._unreadable(pid, str(exc), "listing")
+                    continue
+                except ColoniesError as exc:
+                    log.warning("call %s: could not read it (%s)", pid, exc)
+                    continue
+                if not isinstance(process, dict) or process.get("state") != _RUNNING:
+                    continue
+            if process.get("assignedexecutorid") != self.executor_id:
                 continue
             log.warning("call %s: assigned to us while colonies was failing, but its assign "
                         "reply never came; serving it now", pid)
             self._serve(process, self._clock() - _started_ago(process, now))
+
+    def _unreadable(self, pid: str | None, reason: str, where: str) -> None:
+        """Fail a process we cannot read (spec too deep, too large, not JSON) at once."""
+        if not pid or not isinstance(pid, str):
+            log.error("%s reply unreadable (%s) and no process id could be read from it; the "
+                      "server requeues that process after its maxexectime", where, reason)
+            return
+        with self._lock:
+            if pid in self._inflight or pid in self._recent:
+                return
+            self._remember(pid)
+        report = self._failed(pid, "?", "spec", f"process cannot be read: {reason}",
+                              self._clock())
+        self.outbox.deliver(report)
 
     def _serve(self, process: dict[str, Any], received: float | None = None) -> None:
         received = self._clock() if received is None else received
@@ -266,19 +347,28 @@ class Executor:
         finally:
             with self._lock:
                 self._inflight.pop(pid, None)
-                self._recent[pid] = None
-                if len(self._recent) > _RECENT:
-                    self._recent.popitem(last=False)
+                self._remember(pid)
+
+    def _remember(self, pid: str) -> None:
+        """Note ``pid`` as served lately (call with the lock held)."""
+        self._recent[pid] = None
+        if len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
 
     def _run(self, pid: str, process: dict[str, Any], received: float) -> Report:
         function = "?"
         try:
-            call = parse_process(process)
+            call = parse_process(process, self.max_args_bytes)
             function = call.function
             with self._lock:
                 self._inflight[pid] = function
             self._warn_zero(process)
-            source = call.source if call.source is not None else self.code.get(function).source
+            if call.source is not None:
+                source = call.source
+            else:
+                limit = call.maxexectime - self.close_margin if call.maxexectime \
+                    else FETCH_BUDGET_S
+                source = self.code.get(function, deadline=received + limit).source
             with self._slots:  # calls assigned ahead wait here; the wait counts (received)
                 budget = None
                 if call.maxexectime is not None:
@@ -316,13 +406,19 @@ class Executor:
         except Exception as exc:
             log.exception("call %s: internal error", pid)
             return self._failed(pid, function, "crash",
-                                f"internal executor error: {type(exc).__name__}: {exc}", received)
+                                f"internal executor error: {type(exc).__name__}: "
+                                f"{for_log(exc)}", received)
         return self._report(pid, function, outcome)
 
     def _report(self, pid: str, function: str, outcome: Outcome) -> Report:
         usage = outcome.usage
         text = (f"in {usage.wall_s:.3f}s cpu={usage.cpu_s:.3f}s "
                 f"rss={usage.max_rss_bytes / _MIB:.1f}MiB")
+        out = encode_result(outcome.value) if outcome.ok else None
+        if isinstance(out, str) and has_surrogate(out):  # the server would make it U+FFFD
+            outcome = Outcome.failure(ErrorKind.OUTPUT, "result is a string holding a lone "
+                                      "surrogate (not valid Unicode text), which cannot be "
+                                      "delivered unchanged", outcome.stdout, usage)
         if self.metrics is not None:
             self.metrics.observe(outcome, usage.wall_s)
         if outcome.ok:
@@ -330,10 +426,10 @@ class Executor:
             note = None
             if outcome.stdout:
                 note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} ok {text}"
-            return Report(pid, True, [encode_result(outcome.value)], [], note)
+            return Report(pid, True, [out], [], note)
         reason = _clip(outcome.reason)
-        log.info("call %s: %s failed %s: %s", pid, function, text, reason)  # on kills the
-        # sandbox has logged a WARNING already
+        log.info("call %s: %s failed %s: %s", pid, function, text, for_log(reason))  # on kills
+        # the sandbox has logged a WARNING already
         note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} failed {text}: " \
                f"{reason}"
         return Report(pid, False, [], [reason], note)
@@ -342,13 +438,14 @@ class Executor:
                 received: float) -> Report:
         reason = _clip(f"{kind}: {message}")
         log.info("call %s: %s failed in %.3fs: %s", pid, function, self._clock() - received,
-                 reason)
+                 for_log(reason))
         if self.metrics is not None:
             self.metrics.observe_kind(kind, self._clock() - received)
         return Report(pid, False, [], [reason], f"[faas-sandbox] {function} failed: {reason}")
 
     def _warn_zero(self, process: dict[str, Any]) -> None:
-        if not self._warned_zero and process.get("spec", {}).get("maxexectime") == 0:
+        spec = process.get("spec")
+        if not self._warned_zero and isinstance(spec, dict) and spec.get("maxexectime") == 0:
             self._warned_zero = True
             log.warning("process %s has maxexectime 0: the server fails or requeues such "
                         "processes about 1 s after assignment; submitters should send -1 or a "

@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from . import calls
+from ._version import __version__
 from .calls import Backend, CallRequest, CallResult
 from .metrics import Metrics
 from .metrics import default as default_metrics
@@ -120,7 +121,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
                metrics: Metrics | None = None) -> FastAPI:
     """The FastAPI application; ``backend`` does the Colonies work."""
     settings = settings or ApiSettings()
-    app = FastAPI(title="faas-sandbox", version="0.1.0",
+    app = FastAPI(title="faas-sandbox", version=__version__,
                   description="Call sandboxed Python functions on ColonyOS over HTTP.")
     gate = _Gate(settings.max_inflight)
     # Each call holds one thread while it waits; health and logs get a little headroom.
@@ -208,7 +209,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
     async def healthz() -> Any:
         try:
             await anyio.to_thread.run_sync(backend.ping, limiter=limiter)
-        except Exception as exc:  # any failure to reach Colonies means "not ready"
+        except Exception as exc:  # noqa: BLE001 - any failure to reach Colonies: "not ready"
             return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503,
                                 headers={"Retry-After": str(settings.retry_after_seconds)})
         return {"status": "ok"}

@@ -97,7 +97,7 @@ def _probe_flood(ctx: dict[str, int]) -> None:
 
 
 def _probe_garbage(ctx: dict[str, int]) -> None:
-    os.write(ctx["result_fd"], wire.pack(b'{"ok": "maybe"}'))
+    os.write(ctx["result_fd"], wire.frame(wire.RESULT, b'{"ok": "maybe"}'))
     os._exit(0)
 
 

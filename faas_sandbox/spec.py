@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SpecError
+from .reply import MAX_DEPTH, DecodeError, loads
 
 EXECUTE = "execute"  # the one function a faas executor registers (tutorial)
 ENV_ATTRIBUTE = 3  # Colonies attribute type of spec.env entries
@@ -60,8 +61,14 @@ def check_function_name(name: object) -> str:
     return name
 
 
-def parse_process(process: Mapping[str, Any]) -> Call:
-    """The call a process (assign reply, as JSON) asks for; SpecError says why not."""
+MAX_ARGS_TEXT_BYTES = 1 << 20  # default cap on kwargs.args/kwargs.kwargs text (policy's)
+
+
+def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEXT_BYTES) -> Call:
+    """The call a process (assign reply, as JSON) asks for; SpecError says why not.
+
+    JSON text in ``kwargs.args``/``kwargs.kwargs`` is size-checked (``max_args_bytes``) and
+    depth-checked before it is parsed."""
     pid = process.get("processid")
     if not isinstance(pid, str) or not pid:
         raise SpecError("process has no processid")
@@ -101,8 +108,10 @@ def parse_process(process: Mapping[str, Any]) -> Call:
     if "args" in kwargs:
         if args:
             raise SpecError("give positional arguments in spec.args or kwargs.args, not both")
-        positional = _json_value(kwargs["args"], list, "kwargs.args", "an array")
-    keywords = _json_value(kwargs.get("kwargs", "{}"), dict, "kwargs.kwargs", "an object")
+        positional = _json_value(kwargs["args"], list, "kwargs.args", "an array",
+                                 max_args_bytes)
+    keywords = _json_value(kwargs.get("kwargs", "{}"), dict, "kwargs.kwargs", "an object",
+                           max_args_bytes)
     return Call(pid, function, tuple(positional), _keywords(keywords), None, maxexectime, "json")
 
 
@@ -203,19 +212,17 @@ def _tutorial_arg(arg: Any) -> float:
     return value
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _json_value(text: Any, kind: type, where: str, what: str) -> Any:
+def _json_value(text: Any, kind: type, where: str, what: str, max_bytes: int) -> Any:
     if isinstance(text, kind):  # a Go or raw-HTTP client may send real JSON, not text
         return text
     if not isinstance(text, str):
         raise SpecError(f"{where} must be JSON text of {what}, got {type(text).__name__}")
+    if len(text) > max_bytes:  # characters <= bytes: a cheap first cut before encoding
+        raise SpecError(f"{where} is over the limit of {max_bytes} bytes (max_args_bytes)")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise SpecError(f"{where} is not valid JSON: {str(exc)[:120]}") from None
+        value = loads(text, max_bytes=max_bytes, max_depth=MAX_DEPTH)
+    except DecodeError as exc:
+        raise SpecError(f"{where} is {exc}") from None
     if not isinstance(value, kind):
         raise SpecError(f"{where} must be JSON text of {what}, got {type(value).__name__}")
     return value

@@ -1,8 +1,11 @@
 """``faas-sandbox executor``: serve FaaS calls from Colonies until SIGINT/SIGTERM.
 
-Order matters for secrets: the Sandbox (and so the forker every user call is forked from) starts
-first, before any key is read; then the settings are read and the key variables are removed from
-this process's environment. First signal: stop taking calls and let in-flight ones finish within
+Order matters for secrets: when key variables are in the environment, the command first
+re-executes itself (same pid) with them removed from the environment and handed over through an
+inherited pipe instead, so they never show in ``/proc/<pid>/environ`` (removing them from
+``os.environ`` does not change that file). Then the Sandbox (and so the forker every user call
+is forked from) starts, before any key is read; then the keys are read from the pipe. First
+signal: stop taking calls and let in-flight ones finish within
 ``--grace`` seconds; second signal: fail them at once. Exit status: 0 stopped cleanly, 1 stopped
 on a fault (e.g. removed by the colony owner), 2 bad flags/settings/policy, 3 Colonies unreachable
 while starting.
@@ -19,6 +22,7 @@ from typing import Any
 import click
 
 from ..cli import EXIT_UNREACHABLE, EXIT_USAGE, configure_logging, usage_error
+from ..secrets import reexec_without_keys, take_keys
 from ..colonies import DEFAULT_EXECUTOR_TYPE
 from ..errors import PolicyError, SettingsError
 from ..policy import Policy
@@ -63,11 +67,13 @@ class _Signals:
                    "round trips to Colonies are under way (WAN links) "
                    "[default: 2 x concurrency + 2].")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
-              help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: off; the team uses 9108).")
+              help="Serve Prometheus /metrics and the liveness check /healthz (200 when taking "
+                   "work, else 503) on 127.0.0.1:PORT (0: off; the team uses 9108).")
 def executor_command(concurrency: int | None, policy_path: str | None, executor_type: str,
                      name: str | None, identity: str, grace: float, assign_timeout: int,
                      ahead: int | None, metrics_port: int) -> None:
     """Serve FaaS calls from Colonies in sandboxed children until stopped."""
+    reexec_without_keys()  # returns only when no key variable is in the environment
     configure_logging()
     try:
         policy = Policy.load(policy_path) if policy_path else Policy()
@@ -87,13 +93,14 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
     from ..codestore import CodeStore
     from ..colonies import ColoniesClient
     from ..executor import Executor
+    from ..liveness import serve_http
     from ..registration import Interrupted, establish, unregister
     from ..engine.sandbox import Sandbox
     from ..settings import KEY_VARIABLES, Settings
 
     with Sandbox(policy) as sandbox:  # the forker starts here, before any key is read
         try:
-            settings = Settings.from_env(os.environ)
+            settings = Settings.from_env({**os.environ, **take_keys()})
         except SettingsError as exc:
             click.echo(f"faas-sandbox: error: {exc}", err=True)
             return EXIT_USAGE
@@ -111,17 +118,18 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
             click.echo(f"faas-sandbox: {exc}", err=True)
             return EXIT_UNREACHABLE
         client = client.with_key(me.prvkey)
-        sizes = [policy.for_function(f).limits.max_source_bytes for f in policy.functions]
-        code = CodeStore(client, settings.s3, max_bytes=max([policy.limits.max_source_bytes,
-                                                             *sizes]),
+        every = [policy.limits, *(policy.for_function(f).limits for f in policy.functions)]
+        code = CodeStore(client, settings.s3, max_bytes=max(x.max_source_bytes for x in every),
                          pool_size=concurrency + 2)
-        if metrics_port:
-            metrics.start_metrics_server(metrics_port)
         executor = Executor(client, sandbox, code, name=me.name, concurrency=concurrency,
                             assign_timeout=assign_timeout, grace=grace,
                             metrics=metrics.default() if metrics_port else None,
                             executor_id=me.executor_id, executor_type=executor_type,
-                            ahead=ahead)
+                            max_args_bytes=max(x.max_args_bytes for x in every),
+                            max_call_s=max(x.wall_seconds for x in every) + 30.0, ahead=ahead)
+        if metrics_port:
+            metrics.default()
+            serve_http(metrics_port, executor.liveness.verdict)
         signals.target = executor
         for _ in range(signals.count):  # signals that came while registering
             executor.request_stop()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -39,16 +40,68 @@ class Usage:
         }
 
 
-@dataclass(frozen=True, slots=True)
+_UNSET: Any = object()
+
+
 class Outcome:
-    """How a call ended. ``ok`` calls carry ``value``; failed ones ``error_kind`` and ``message``."""
+    """How a call ended. ``ok`` calls carry ``value``; failed ones ``error_kind`` and ``message``.
+
+    A value that came from a child is kept as the JSON bytes the child encoded
+    (``value_json``) and decoded only if someone reads ``value``: the engine itself never
+    decodes what a function returned. Immutable.
+    """
+
+    __slots__ = ("ok", "error_kind", "message", "stdout", "usage", "_value", "_json")
 
     ok: bool
-    value: Any = None
-    error_kind: ErrorKind | None = None
-    message: str = ""
-    stdout: str = ""
-    usage: Usage = field(default_factory=Usage)
+    error_kind: ErrorKind | None
+    message: str
+    stdout: str
+    usage: Usage
+
+    def __init__(self, ok: bool, value: Any = _UNSET, error_kind: ErrorKind | None = None,
+                 message: str = "", stdout: str = "", usage: Usage | None = None, *,
+                 value_json: bytes | None = None) -> None:
+        if value is _UNSET and value_json is None:
+            value = None
+        for name, item in (("ok", ok), ("error_kind", error_kind), ("message", message),
+                           ("stdout", stdout), ("usage", usage or Usage()), ("_value", value),
+                           ("_json", value_json)):
+            object.__setattr__(self, name, item)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Outcome is immutable")
+
+    @property
+    def value(self) -> Any:
+        """The return value (decoded from ``value_json`` on first use)."""
+        if self._value is _UNSET:
+            object.__setattr__(self, "_value", json.loads(self._json))
+        return self._value
+
+    @property
+    def value_json(self) -> bytes:
+        """The return value as compact UTF-8 JSON (what the child sent, untouched)."""
+        if self._json is None:
+            object.__setattr__(self, "_json", json.dumps(
+                self._value, ensure_ascii=False, allow_nan=False,
+                separators=(",", ":")).encode("utf-8", "surrogatepass"))
+        return self._json
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.ok, self.value, self.error_kind, self.message, self.stdout, self.usage)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        value = self._value if self._value is not _UNSET else self._json
+        return (f"Outcome(ok={self.ok!r}, value={value!r}, error_kind={self.error_kind!r}, "
+                f"message={self.message!r}, stdout={self.stdout!r}, usage={self.usage!r})")
 
     @classmethod
     def failure(

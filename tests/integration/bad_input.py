@@ -95,7 +95,7 @@ def bad_specs(kind: str, echo: str) -> dict[str, tuple[dict[str, Any], str, str]
                         "runtime", "TypeError"),
         "bad keyword name": (raw_spec({"function": echo, "kwargs": "{\"a-b\": 1}"},
                                       executortype=kind), "spec", "not an identifier"),
-        "huge args": (raw_spec({"function": echo, "args": big}, executortype=kind), "runtime",
+        "huge args": (raw_spec({"function": echo, "args": big}, executortype=kind), "spec",
                       "over the limit"),
         "lone surrogate in args": (raw_spec({"function": echo, "args": "[\"\\ud800\"]"},
                                             executortype=kind), "*", ""),

@@ -15,7 +15,6 @@ Needs root: the full-/tmp drill mounts a tmpfs in a private mount namespace of o
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -466,16 +465,11 @@ def fd1_closed_in_child() -> dict[str, Any]:
     own ``execute`` (what a sandbox child runs after its isolation). Print output is
     captured in memory, never written to fd 1, so the call must still succeed with its output.
     """
-    from faas_sandbox.engine import child, wire
-    from faas_sandbox.engine.guards import compile_source
+    from faas_sandbox.engine import run, wire
     from faas_sandbox.policy import Limits
 
-    source = "def chatty(n):\n    for i in range(n):\n        print('line', i)\n    return n\n"
-    compiled = compile_source(source)
-    request = {"sha": "x", "function": "chatty", "args": "[[3],{}]",
-               "modules": [], "limits": {k: getattr(Limits(), k) for k in (
-                   "wall_seconds", "cpu_seconds", "memory_mb", "max_result_bytes",
-                   "max_stdout_bytes", "max_open_files", "max_processes", "file_size_bytes")}}
+    source = b"def chatty(n):\n    for i in range(n):\n        print('line', i)\n    return n\n"
+    request = wire.Request(wire.SOURCE, "chatty", frozenset(), Limits(), source, b"[[3],{}]")
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
@@ -484,7 +478,7 @@ def fd1_closed_in_child() -> dict[str, Any]:
             os.close(read_fd)
             os.close(1)
             os.close(2)
-            frame = child.execute(request, lambda sha: compiled.code, [b""])
+            frame = run.execute(request, [b""], lambda code: None)
             wire.write_all(write_fd, frame)
             code = 0
         finally:
@@ -495,9 +489,9 @@ def fd1_closed_in_child() -> dict[str, Any]:
         data += chunk
     os.close(read_fd)
     _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or len(data) < 4:
+    if os.waitstatus_to_exitcode(status) != 0 or len(data) < wire.FRAME.size:
         return {"ok": False, "status": status, "bytes": len(data)}
-    frame = json.loads(data[4:])
-    ok = frame.get("ok") is True and frame.get("value") == 3 and \
-        frame.get("stdout") == "line 0\nline 1\nline 2\n"
-    return {"ok": ok, "frame": frame}
+    res = wire.decode_result(data[wire.FRAME.size:])
+    ok = res.kind == "ok" and res.value == b"3" and res.stdout == "line 0\nline 1\nline 2\n"
+    return {"ok": ok, "frame": {"kind": res.kind, "value": res.value.decode(),
+                                "stdout": res.stdout}}

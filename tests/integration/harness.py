@@ -207,7 +207,7 @@ class Executor:
         ``name`` (registered with :func:`register_operator`; never unregistered by itself)."""
         self.name = name or unique(f"{executor_type}-")
         self.type, self.log_path = executor_type, log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()/kill()
+        self._log = open(log_path, "wb")  # closed in stop()/kill()
         env = {**os.environ, "FAAS_SANDBOX_LOG_LEVEL": "INFO"}
         identity = "self"
         if operator_key is not None:

@@ -19,7 +19,7 @@ from faas_sandbox.colonies import FAILED, SUCCESS, ColoniesClient, call_spec
 from faas_sandbox.errors import ColoniesUnreachable
 
 sys.path.insert(0, str(harness.REPO / "scripts"))
-from devstack.cluster import Cluster  # noqa: E402
+from devstack.cluster import Cluster
 
 pytestmark = pytest.mark.colonies
 

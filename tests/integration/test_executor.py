@@ -40,7 +40,7 @@ class ExecutorProcess:
 
     def __init__(self, log_path: Path, name: str, executor_type: str, *flags: str) -> None:
         self.name, self.log_path = name, log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop/kill)
+        self._log = open(log_path, "wb")  # closed in stop()/kill()
         env = {**os.environ, "FAAS_SANDBOX_LOG_LEVEL": "INFO"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "faas_sandbox", "executor", "--identity", "self",
@@ -190,7 +190,7 @@ def test_hostile_and_broken_functions_fail_with_their_kind(executor, member, tmp
         f"boom_{SUFFIX}": "def boom_{s}(x):\n    print('about to fail', x)\n"
                           "    raise ValueError('bad input')\n",
     }
-    for name, template in fns.items():
+    for template in fns.values():
         done = deploy(tmp_path, template.format(s=SUFFIX))
         assert done.returncode == 0, done.stderr
     convert = subprocess.run([sys.executable, "-m", "faas_sandbox", "deploy",

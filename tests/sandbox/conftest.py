@@ -1,7 +1,7 @@
 """Shared fixtures for tests that fork real sandbox children, and the fork-hygiene guard.
 
 Every test here gets :func:`fork_hygiene` (autouse): after the test, the pytest process
-must have the same pid, no new fds except the pipes of a live forker, no zombie
+must have the same pid, no new fds except those a live Sandbox holds, no zombie
 descendants, no direct child but forkers, and no sandbox child still running a call
 (process names: ``faas-forker``, ``faas-spare`` idle spare, ``faas-call`` / ``faas-bare``
 running). Module-scoped Sandboxes are fine: their forker and spares are expected.
@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from faas_sandbox import Limits, Policy, Sandbox
+from faas_sandbox.engine.sandbox import held_fds
 
 FAST = Limits(wall_seconds=2.0, cpu_seconds=1, memory_mb=128, max_stdout_bytes=4096,
               max_result_bytes=65536)
@@ -83,19 +84,6 @@ def _fds() -> dict[int, str]:
     return out
 
 
-def _forker_pipes(forkers: list[psutil.Process]) -> set[str]:
-    pipes: set[str] = set()
-    for proc in forkers:
-        try:
-            for name in os.listdir(f"/proc/{proc.pid}/fd"):
-                target = os.readlink(f"/proc/{proc.pid}/fd/{name}")
-                if target.startswith("pipe:"):
-                    pipes.add(target)
-        except OSError:
-            continue
-    return pipes
-
-
 def _name(proc: psutil.Process) -> str:
     try:
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -108,12 +96,9 @@ def _name(proc: psutil.Process) -> str:
 def hygiene_problems(fds_before: dict[int, str], kids_before: set[int]) -> list[str]:
     me = psutil.Process()
     problems = []
-    forkers = []
     for kid in me.children():
         name = _name(kid)
-        if name == "faas-forker":
-            forkers.append(kid)
-        elif name != "<gone>" and kid.pid not in kids_before:
+        if name not in ("faas-forker", "<gone>") and kid.pid not in kids_before:
             problems.append(f"unexpected child {kid.pid} ({name})")
     for proc in me.children(recursive=True):
         name = _name(proc)
@@ -121,9 +106,9 @@ def hygiene_problems(fds_before: dict[int, str], kids_before: set[int]) -> list[
             problems.append(f"zombie {proc.pid}")
         elif name in _RUNNING:
             problems.append(f"sandbox child {proc.pid} still running ({name})")
-    live_pipes = _forker_pipes(forkers)
+    held = held_fds()
     for fd, target in _fds().items():
-        if fds_before.get(fd) != target and target not in live_pipes:
+        if fds_before.get(fd) != target and fd not in held:
             problems.append(f"leaked fd {fd} -> {target}")
     return problems
 

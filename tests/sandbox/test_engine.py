@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from faas_sandbox import ErrorKind, Limits, Policy, Sandbox
+from faas_sandbox import ErrorKind, Limits, Policy, Sandbox, Usage
 
 from .conftest import FAST
 
@@ -74,10 +74,14 @@ def test_recursion_is_runtime(engine: Sandbox) -> None:
     assert out.error_kind is ErrorKind.RUNTIME and out.message.startswith("RecursionError")
 
 
-def test_syntax_error_is_compile_without_a_child(engine: Sandbox) -> None:
-    out = engine.call("def f(:\n    pass\n", "f")
-    assert out.error_kind is ErrorKind.COMPILE and "SyntaxError" in out.message
-    assert out.usage.cpu_s == 0  # answered by the forker, nothing forked
+def test_syntax_error_is_compile_and_its_resubmission_costs_no_child(engine: Sandbox) -> None:
+    source = "def f(:\n    pass\n"
+    first = engine.call(source, "f")
+    assert first.error_kind is ErrorKind.COMPILE and "SyntaxError" in first.message
+    assert first.usage.cpu_s > 0  # compiled in a child, under the call's limits
+    again = engine.call(source, "f")
+    assert (again.error_kind, again.message) == (ErrorKind.COMPILE, first.message)
+    assert again.usage == Usage()  # replayed from the refused-compile cache, nothing forked
 
 
 def test_restricted_compiler_refusal_is_compile(engine: Sandbox) -> None:

@@ -12,6 +12,8 @@ import pytest
 
 from faas_sandbox.commands.call_cmd import format_value, parse_arg
 
+from .conftest import CliResult, invoke_cli
+
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "a" * 64
 
@@ -22,23 +24,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def env_for(port: int | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLONIES_", "AWS_S3_"))}
+def env_for(port: int | None) -> dict[str, str | None]:
+    """No COLONIES_*/AWS_S3_* from the outer environment; with a port, a client for it."""
+    env: dict[str, str | None] = {k: None for k in os.environ
+                                  if k.startswith(("COLONIES_", "AWS_S3_"))}
     if port is not None:
         env.update(COLONIES_SERVER_HOST="127.0.0.1", COLONIES_SERVER_PORT=str(port),
                    COLONIES_COLONY_NAME="dev", COLONIES_PRVKEY=KEY)
     return env
 
 
-def run_cli(*args: str, port: int | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "faas_sandbox", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, env=env_for(port))
+def run_cli(*args: str, port: int | None = None) -> CliResult:
+    return invoke_cli(*args, env=env_for(port))
 
 
-def assert_one_line(result: subprocess.CompletedProcess[str], status: int) -> None:
+def assert_one_line(result: CliResult | subprocess.CompletedProcess[str], status: int) -> None:
     assert result.returncode == status, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_console_entry_point_gives_one_line_and_the_exit_status() -> None:
+    """One real `python -m faas_sandbox` run: what the in-process cases below stand in for."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLONIES_", "AWS_S3_"))}
+    result = subprocess.run([sys.executable, "-m", "faas_sandbox", "status"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert_one_line(result, 2)
+    assert "COLONIES_" in result.stderr
 
 
 @pytest.mark.parametrize(("text", "value"), [

@@ -1,16 +1,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+
+from .conftest import CliResult, invoke_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "faas_sandbox", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+@pytest.fixture(autouse=True)
+def _in_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # the shipped policies are named relative to the checkout
+
+
+def run_cli(*args: str) -> CliResult:
+    return invoke_cli(*args)
 
 
 def test_policy_check_accepts_shipped_policy() -> None:

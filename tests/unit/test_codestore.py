@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
 
 from faas_sandbox.codestore import CodeStore
 from faas_sandbox.errors import (
@@ -36,16 +34,20 @@ class FakeClock:
 class FakeS3:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.deadlines: list[float] = []
         self.gets = 0
         self.down = False
 
-    def get_object(self, Bucket, Key):  # noqa: N803 (boto3's names)
+    def fetch(self, key, *, deadline, max_bytes):  # S3Reader.fetch
         self.gets += 1
+        self.deadlines.append(deadline)
         if self.down:
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9000")
-        if Key not in self.objects:
-            raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
-        return {"Body": io.BytesIO(self.objects[Key])}
+            raise CodeUnavailable("S3 127.0.0.1:9000: ConnectionRefusedError")
+        if key not in self.objects:
+            raise FunctionNotFound("its content is gone from S3")
+        if len(self.objects[key]) > max_bytes:
+            raise FunctionNotFound(f"it is over the {max_bytes}-byte limit")
+        return self.objects[key]
 
 
 class FakeFiles:
@@ -89,25 +91,20 @@ def world():
     s3 = FakeS3()
     files = FakeFiles(s3)
     clock = FakeClock()
-    factories = []
-
-    def factory(endpoint, tls, region):
-        factories.append((endpoint, tls, region))
-        return s3
-
-    store = CodeStore(files, S3Settings(), clock=clock, s3_factory=factory, max_bytes=1000)
-    return store, files, s3, clock, factories
+    store = CodeStore(files, S3Settings(endpoint="127.0.0.1:9000", bucket="faas"), clock=clock,
+                      reader=s3, max_bytes=1000)
+    return store, files, s3, clock, None
 
 
 def test_code_is_fetched_once_and_served_from_cache_within_the_recheck_delay(world):
-    store, files, s3, clock, factories = world
+    store, files, s3, clock, _ = world
     files.deploy("convert", SRC)
     for _ in range(50):
         code = store.get("convert")
         clock.advance(0.01)
     assert code.source == SRC.decode()
     assert (files.lookups, s3.gets) == (1, 1)
-    assert factories == [("127.0.0.1:9000", False, "")]  # one S3 client, reused
+    assert s3.deadlines == [100.0 + 10.0]  # no deadline given: FETCH_S from now
 
 
 def test_same_revision_rechecks_metadata_but_does_not_download_again(world):
@@ -259,3 +256,60 @@ def test_concurrent_first_calls_fetch_once(world):
         t.join()
     assert results == [SRC.decode()] * 8
     assert s3.gets == 1
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"server": "evil.example"}, "names the store 'http://evil.example:9000/faas'"),
+    ({"port": 9001}, "names the store"),
+    ({"bucket": "other"}, "names the store 'http://127.0.0.1:9000/other'"),
+    ({"tls": True}, "names the store 'https://"),
+    ({"object": ""}, "no valid object key"),
+])
+def test_metadata_naming_another_store_is_refused_without_contacting_it(world, change, reason):
+    store, files, s3, _, _ = world
+    files.deploy("convert", SRC)
+    files.files["convert"]["ref"]["s3object"].update(change)
+    with pytest.raises(FunctionNotFound, match=reason):
+        store.get("convert")
+    assert s3.gets == 0
+
+
+@pytest.mark.parametrize("meta", [{"checksum": ""}, {"checksum": "abc"},
+                                  {"checksumalg": "MD5"}, {"checksum": None}])
+def test_metadata_without_a_sha256_checksum_is_refused(world, meta):
+    store, files, s3, _, _ = world
+    files.deploy("convert", SRC)
+    files.files["convert"].update(meta)
+    with pytest.raises(FunctionNotFound, match="no SHA-256 checksum"):
+        store.get("convert")
+    assert s3.gets == 0
+
+
+def test_checksum_failure_never_quotes_the_content(world):
+    store, files, s3, _, _ = world
+    files.deploy("convert", b"STOLEN-SECRET-\xff", checksum="1" * 64)
+    with pytest.raises(CodeUnavailable) as info:
+        store.get("convert")
+    assert "STOLEN" not in str(info.value) and "checksum" in str(info.value)
+
+
+def test_no_configured_store_refuses_every_function():
+    s3 = FakeS3()
+    files = FakeFiles(s3)
+    files.deploy("convert", SRC)
+    store = CodeStore(files, S3Settings(), reader=s3)
+    with pytest.raises(FunctionNotFound, match="no code store configured"):
+        store.get("convert")
+
+
+def test_a_caller_waiting_for_another_fetch_gives_up_at_its_own_deadline(world):
+    store, files, s3, clock, _ = world
+    files.deploy("convert", SRC)
+    lock = store._locks.setdefault("convert", threading.Lock())
+    lock.acquire()  # another call's fetch in progress (a slow store)
+    try:
+        with pytest.raises(CodeUnavailable, match="still being fetched"):
+            store.get("convert", deadline=clock.now + 0.05)
+    finally:
+        lock.release()
+    assert store.get("convert").source == SRC.decode()

@@ -50,7 +50,7 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         msg = json.loads(base64.b64decode(body["payload"]))
         state = self.server.state  # type: ignore[attr-defined]
@@ -59,6 +59,7 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
         kind = msg["msgtype"]
         if kind == "assignprocessmsg" and msg["timeout"] != 7:
             if msg["timeout"] == 99:
+                state["long_poll"].set()
                 time.sleep(30)  # a long-poll that only an abort ends
             self._reply(404, "error", {"status": 404,
                                        "message": "No process available for assignment"})
@@ -97,7 +98,8 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stand_in)
     httpd.daemon_threads = True
-    httpd.state = {"peers": set(), "callers": []}  # type: ignore[attr-defined]
+    httpd.state = {"peers": set(), "callers": [],  # type: ignore[attr-defined]
+                   "long_poll": threading.Event()}
     thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield httpd
@@ -184,18 +186,18 @@ def test_connection_refused_is_unreachable():
         client.get_process("x")
 
 
-def test_abort_ends_a_long_poll_at_once(client):
+def test_abort_ends_a_long_poll_at_once(client, server):
     errors: list[BaseException] = []
 
     def poll() -> None:
         try:
             client.assign(99)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - recorded and checked by the test
             errors.append(exc)
 
     thread = threading.Thread(target=poll)
     thread.start()
-    time.sleep(0.3)
+    assert server.state["long_poll"].wait(10)  # the server holds the request now
     started = time.monotonic()
     client.abort_assigns()
     thread.join(5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from faas_sandbox.engine.outcome import ErrorKind, Outcome, Usage
 from faas_sandbox.settings import S3Settings
 from faas_sandbox.spec import encode_call_kwargs
 
+STORE = S3Settings(endpoint="s3:1", bucket="b")
 CONVERT = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"
 
 
@@ -33,6 +35,7 @@ class FakeColonies:
         self.assign_errors: list[Exception] = []
         self.lock = threading.Lock()
         self.done = threading.Condition(self.lock)
+        self.aborts = 0
 
     def submit(self, pid: str, kwargs: dict | None = None, **spec: Any) -> None:
         with self.lock:
@@ -49,7 +52,14 @@ class FakeColonies:
         return None
 
     def abort_assigns(self) -> None:
-        pass
+        """The executor calls this on every turn of its stop loop: a count the tests wait on."""
+        with self.lock:
+            self.aborts += 1
+            self.done.notify_all()
+
+    def wait_aborts(self, count: int, timeout: float = 5.0) -> bool:
+        with self.lock:
+            return self.done.wait_for(lambda: self.aborts >= count, timeout)
 
     def _record(self, *call: Any) -> None:
         with self.lock:
@@ -68,8 +78,10 @@ class FakeColonies:
     def get_file(self, label, name):
         if name not in self.files:
             raise ColoniesRefused("Failed to get file", 404)
-        return [{"fileid": name, "checksum": "", "size": 1,
-                 "ref": {"s3object": {"server": "s3", "port": 1, "object": name}}}]
+        checksum = hashlib.sha256(self.files[name].encode()).hexdigest()
+        return [{"fileid": name, "checksum": checksum, "size": 1,
+                 "ref": {"s3object": {"server": "s3", "port": 1, "bucket": "b",
+                                      "object": name}}}]
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[str, str, Any]]:
         with self.lock:
@@ -82,9 +94,8 @@ class FakeS3:
     def __init__(self, files: dict[str, str]) -> None:
         self.files = files
 
-    def get_object(self, Bucket, Key):  # noqa: N803
-        import io
-        return {"Body": io.BytesIO(self.files[Key].encode())}
+    def fetch(self, key, *, deadline, max_bytes):
+        return self.files[key].encode()
 
 
 class FakeSandbox:
@@ -109,7 +120,7 @@ class FakeSandbox:
         exec(source, namespace)
         try:
             return Outcome(True, namespace[function](*args, **(kwargs or {})), usage=usage)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the function under test may raise anything
             return Outcome.failure(ErrorKind.RUNTIME, f"{type(exc).__name__}: {exc}", "",
                                    usage)
 
@@ -118,7 +129,7 @@ class FakeSandbox:
 def setup():
     client = FakeColonies()
     sandbox = FakeSandbox()
-    code = CodeStore(client, S3Settings(), s3_factory=lambda *a: FakeS3(client.files))
+    code = CodeStore(client, STORE, reader=FakeS3(client.files))
     executor = Executor(client, sandbox, code, name="test-exec", concurrency=2, grace=5.0)
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.setdefault("status", executor.run()))
@@ -233,7 +244,7 @@ class OrphanColonies(FakeColonies):
 def test_calls_assigned_to_us_during_an_outage_are_found_and_served():
     client, sandbox = OrphanColonies(), FakeSandbox()
     client.assign_errors.append(ColoniesUnreachable("connection reset by peer"))
-    code = CodeStore(client, S3Settings(), s3_factory=lambda *a: FakeS3(client.files))
+    code = CodeStore(client, STORE, reader=FakeS3(client.files))
     executor = Executor(client, sandbox, code, name="t", concurrency=1, grace=1,
                         executor_id="me", executor_type="faas-test")
     thread = threading.Thread(target=executor.run)
@@ -243,10 +254,10 @@ def test_calls_assigned_to_us_during_an_outage_are_found_and_served():
         assert calls == [("close", "p-orphan", [212.0])]
         client.submit("p1", {"function": "convert", "arg": "0"})
         client.wait_for(2, timeout=10)
-        time.sleep(0.2)
     finally:
         executor.request_stop()
         thread.join(5)
+    assert not thread.is_alive()  # run() returns after its workers: nothing can follow
     closed = [c[1] for c in client.calls if c[0] == "close"]
     assert closed == ["p-orphan", "p1"]  # adopted once; never someone else's
     assert client.listings == 1  # one look after the outage, not on every assign
@@ -261,30 +272,33 @@ def test_engine_error_fails_the_call_as_crash(setup):
     assert calls == [("fail", "p1", ["crash: sandbox engine failed: forker died"])]
 
 
-def run_executor(client: FakeColonies, sandbox: FakeSandbox, grace: float) -> tuple[Executor,
-                                                                                    dict, Any]:
-    code = CodeStore(client, S3Settings(), s3_factory=lambda *a: FakeS3(client.files))
-    executor = Executor(client, sandbox, code, name="t", concurrency=2, grace=grace)
+def run_executor(client: FakeColonies, sandbox: FakeSandbox, grace: float,
+                 clock: Any = time.monotonic) -> tuple[Executor, dict, Any]:
+    code = CodeStore(client, STORE, reader=FakeS3(client.files))
+    executor = Executor(client, sandbox, code, name="t", concurrency=2, grace=grace,
+                        clock=clock)
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.setdefault("status", executor.run()))
     thread.start()
     return executor, result, thread
 
 
-def wait_inflight(executor: Executor) -> None:
+def wait_inflight(executor: Executor, busy: bool = True) -> None:
     deadline = time.monotonic() + 5
-    while not executor._inflight and time.monotonic() < deadline:
+    while bool(executor._inflight) != busy and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert executor._inflight
+    assert bool(executor._inflight) == busy
 
 
 def test_first_stop_lets_the_call_in_flight_finish():
     client, sandbox = FakeColonies(), FakeSandbox()
-    executor, result, thread = run_executor(client, sandbox, grace=5.0)
+    executor, result, thread = run_executor(client, sandbox, grace=5.0, clock=lambda: 100.0)
     client.submit("p1", {"function": "block"})
     wait_inflight(executor)
     executor.request_stop()
-    time.sleep(0.2)
+    # The stop loop calls abort_assigns on every turn; a second turn means the first one saw
+    # p1 in flight and kept waiting (the frozen clock never lets the grace period run out).
+    assert client.wait_aborts(2)
     assert thread.is_alive()  # still waiting for p1
     sandbox.release.set()
     thread.join(5)
@@ -303,8 +317,9 @@ def test_grace_expiry_fails_the_call_in_flight_with_a_reason():
     assert client.calls == [("fail", "p1", ["interrupted: executor t stopped before the call "
                                             "finished (the 0.3s grace period)"])]
     sandbox.release.set()
-    time.sleep(0.1)
+    wait_inflight(executor, busy=False)  # the worker has finished with p1
     assert len(client.calls) == 1  # the late result is not delivered
+    assert executor.served == 0 and executor.outbox.pending() == 0
 
 
 def test_second_stop_ends_the_call_at_once():

@@ -79,7 +79,7 @@ class Node_(BaseHTTPRequestHandler):  # noqa: N801
     def log_message(self, *args: object) -> None:
         pass
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         msg = json.loads(base64.b64decode(body["payload"]))
         state = self.server.state  # type: ignore[attr-defined]

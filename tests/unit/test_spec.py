@@ -99,8 +99,16 @@ def test_args_in_two_places_is_refused():
 
 def test_deeply_nested_args_are_a_spec_error_not_a_crash():
     deep = "[" * 100_000 + "]" * 100_000
-    with pytest.raises(SpecError, match="not valid JSON"):
+    with pytest.raises(SpecError, match="nested deeper than 64 levels"):
         parse_process(execute({"function": "f", "args": deep}))
+
+
+def test_args_text_over_the_size_cap_is_refused_before_parsing():
+    big = "[" + "1," * 600 + "1]"
+    with pytest.raises(SpecError, match="over the limit of 1000 bytes"):
+        parse_process(execute({"function": "f", "args": big}), max_args_bytes=1000)
+    assert parse_process(execute({"function": "f", "args": "[1]"}), max_args_bytes=1000).args \
+        == (1,)
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", "a/b", "a.b", "", "1abc", "x" * 129,

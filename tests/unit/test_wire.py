@@ -1,4 +1,4 @@
-"""Length-prefixed JSON frames: exact bytes, caps on every read, strict decoding."""
+"""The typed frames: exact bytes, lengths checked against the limits they travel with."""
 
 from __future__ import annotations
 
@@ -6,74 +6,68 @@ import os
 
 import pytest
 
+from faas_sandbox import Limits
 from faas_sandbox.engine import wire
 
 
-def test_frame_is_big_endian_length_then_compact_utf8_json() -> None:
-    assert wire.encode({"a": [1, "é"]}) == b'\x00\x00\x00\x0e{"a":[1,"\xc3\xa9"]}'
+def _request(kind: int = wire.SOURCE, function: bytes = b"f", body: bytes = b"def f(): pass",
+             args: bytes = b"[[1],{}]", limits: Limits = Limits()) -> bytes:
+    return wire.encode_request(kind, function, wire.module_mask(frozenset({"math", "json"})),
+                               wire.pack_limits(limits), body, args)
 
 
-def test_lone_surrogates_fall_back_to_ascii_escapes() -> None:
-    body = wire.dumps("\ud800")
-    assert body == b'"\\ud800"' and wire.loads(body) == "\ud800"
+def test_frame_is_big_endian_length_then_type_then_payload() -> None:
+    assert wire.frame(wire.CODE, b"ab") == b"\x00\x00\x00\x03\x02ab"
 
 
-@pytest.mark.parametrize("body", [b"NaN", b"[Infinity]", b"-Infinity", b"\xff", b"{", b""])
-def test_loads_refuses_non_strict_json(body: bytes) -> None:
-    with pytest.raises(wire.WireError):
-        wire.loads(body)
-
-
-def test_loads_turns_deep_nesting_into_a_wire_error() -> None:
-    with pytest.raises(wire.WireError, match="RecursionError"):
-        wire.loads(b"[" * 100_000 + b"]" * 100_000)
-
-
-def test_dumps_refuses_nan() -> None:
-    with pytest.raises(ValueError):
-        wire.dumps(float("nan"))
-
-
-def test_frame_buffer_reassembles_frames_split_anywhere() -> None:
-    data = wire.encode({"id": 1}) + wire.encode([2, 3]) + wire.encode("x" * 300)
-    buf = wire.FrameBuffer(1024)
-    bodies = []
-    for i in range(len(data)):
-        bodies += buf.feed(data[i:i + 1])
-    assert [wire.loads(b) for b in bodies] == [{"id": 1}, [2, 3], "x" * 300]
-    assert len(buf) == 0
-
-
-def test_frame_buffer_refuses_oversize_header_before_the_body_arrives() -> None:
-    buf = wire.FrameBuffer(10)
-    with pytest.raises(wire.WireError, match="over the cap of 10"):
-        buf.feed(wire.HEADER.pack(11))
-
-
-def test_read_frame_over_a_pipe() -> None:
+def test_a_request_round_trips_over_a_pipe_with_its_args_bytes_untouched() -> None:
+    limits = Limits(wall_seconds=1.5, cpu_seconds=2, memory_mb=64)
+    args = '[["é", 1.0],{"k":null}]'.encode()
     r, w = os.pipe()
     try:
-        wire.write_frame(w, {"ok": True})
-        wire.write_all(w, wire.HEADER.pack(100) + b"{}")
+        wire.write_all(w, _request(args=args, limits=limits))
         os.close(w)
         w = -1
-        assert wire.read_frame(r, 64) == {"ok": True}
-        with pytest.raises(wire.WireError, match="over the cap"):
-            wire.read_frame(r, 64)
+        request = wire.read_request(r)
+        assert request == wire.Request(wire.SOURCE, "f", frozenset({"math", "json"}), limits,
+                                       b"def f(): pass", args)
+        assert wire.read_request(r) is None  # clean EOF: no request
     finally:
         os.close(r)
         if w >= 0:
             os.close(w)
 
 
-def test_read_frame_eof_before_header_is_none_and_inside_a_frame_is_an_error() -> None:
+@pytest.mark.parametrize(("data", "why"), [
+    (_request(body=b"x" * 101, limits=Limits(max_source_bytes=100)), "malformed"),
+    (_request(args=b"[" * 65, limits=Limits(max_args_bytes=64)), "malformed"),
+    (_request(kind=wire.PROBE, body=b"x"), "malformed"),
+    (_request(kind=9), "malformed"),
+    (_request(function=b"f" * (wire.MAX_FUNCTION_BYTES + 1)), "malformed"),
+])
+def test_request_lengths_are_checked_against_their_limits(data: bytes, why: str) -> None:
+    with pytest.raises(wire.WireError, match=why):
+        wire.decode_request_head(data[:wire.REQUEST_HEAD_BYTES])
+
+
+def test_a_request_cut_short_is_an_error_not_a_request() -> None:
     r, w = os.pipe()
-    os.close(w)
-    assert wire.read_frame(r, 64) is None
-    os.close(r)
-    r, w = os.pipe()
-    wire.write_all(w, wire.HEADER.pack(10) + b"{}")
-    os.close(w)
-    with pytest.raises(wire.WireError, match="ended inside a frame"):
-        wire.read_frame(r, 64)
-    os.close(r)
+    try:
+        os.write(w, _request()[:-3])
+        os.close(w)
+        with pytest.raises(wire.WireError, match="ended"):
+            wire.read_request(r)
+    finally:
+        os.close(r)
+
+
+def test_module_masks_round_trip() -> None:
+    for modules in (frozenset(), frozenset({"math"}), frozenset(wire.MODULE_ORDER)):
+        assert wire.mask_modules(wire.module_mask(modules)) == modules
+
+
+def test_result_cap_covers_a_full_result_stdout_and_a_capped_message() -> None:
+    biggest = wire.encode_result(5, 0, 1.0, 1, b"", b"s" * 10, "é".encode() * 2000)
+    assert len(biggest) - 4 <= wire.result_cap(0, 10)
+    ok = wire.encode_result(0, 0, 1.0, 1, b"v" * 100, b"s" * 10, b"")
+    assert len(ok) - 4 <= wire.result_cap(100, 10)

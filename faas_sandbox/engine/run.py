@@ -1,0 +1,191 @@
+"""One call inside a child, after its rlimits: load the code, run, encode the result once.
+
+Everything here runs under the call's limits, so every untrusted step is paid by that call
+alone: compiling the source (or unmarshalling the code the caller cached from an earlier
+child), decoding the caller's JSON arguments, running the function and JSON-encoding its
+return value. In-process (unit tests) it runs benign code only.
+
+Compile: the errors are capped (:data:`MAX_ERRORS`, :data:`MAX_MESSAGE_CHARS`); a compile
+that runs out of memory is ``compile`` with the COMPILE_LIMIT flag (the caller then caches
+the refusal per memory limit). A successful compile sends a CODE frame *before* any user
+code runs (NOCODE when over :data:`wire.MAX_CODE_BYTES`), so whatever the function does
+later cannot change what is cached for its source.
+
+The result is encoded exactly once (``ensure_ascii=False``); lone surrogates, which UTF-8
+cannot carry, are then escaped in the text (``\\udXXX``, inside JSON strings the only place
+they can be). Whatever user code does during encoding (hooks raising, recursion, answering
+differently twice) ends as ``output``, ``runtime``, ``forbidden`` or ``memory``.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import re
+import resource
+import sys
+from collections.abc import Callable
+from types import CodeType
+from typing import Any
+
+from .. import probes
+from . import wire
+from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
+
+MAX_RESULT_DEPTH = 200  # nesting levels of a result
+MAX_MESSAGE_CHARS = 2000  # error text sent back
+MAX_ERRORS = 20  # compile errors sent back
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_KIND = {name: i for i, name in enumerate(wire.RESULT_KINDS)}
+
+
+class _Refused(Exception):
+    """The return value cannot be sent back (kind ``output``)."""
+
+
+class _CompileFailed(Exception):
+    def __init__(self, message: str, flags: int = 0) -> None:
+        super().__init__(message)
+        self.flags = flags
+
+
+def describe(exc: BaseException) -> str:
+    """``"TypeName: text"``; runs user code (``__str__``), so it must not raise."""
+    try:
+        name = type(exc).__name__
+        text = str(exc)
+    except BaseException:  # noqa: BLE001 - a hostile __str__
+        return f"{type(exc).__name__}: <unprintable exception>"
+    return cap(f"{name}: {text}" if text else name)
+
+
+def cap(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "..."
+
+
+def compile_errors(errors: tuple[str, ...]) -> str:
+    """The first MAX_ERRORS errors, at most MAX_MESSAGE_CHARS characters."""
+    text = "; ".join(errors[:MAX_ERRORS])
+    if len(errors) > MAX_ERRORS:
+        text += f"; ... and {len(errors) - MAX_ERRORS} more errors"
+    return cap(text)
+
+
+def stack_depth() -> int:
+    frame, depth = sys._getframe(), 0
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back  # type: ignore[assignment]
+    return depth
+
+
+def encode_value(value: Any, max_bytes: int) -> bytes:
+    """The JSON of a return value, encoded once; :class:`_Refused` says why not."""
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(stack_depth() + MAX_RESULT_DEPTH + 10)
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except RecursionError:
+        raise _Refused(f"result nests deeper than {MAX_RESULT_DEPTH} levels "
+                       "(or is cyclic)") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _Refused(f"result is not JSON-serialisable: {describe(exc)}") from None
+    finally:
+        sys.setrecursionlimit(old_limit)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
+    if len(data) > max_bytes:
+        raise _Refused(f"result is {len(data)} bytes of JSON, over the limit of "
+                       f"{max_bytes} (max_result_bytes)")
+    return data
+
+
+def load_code(request: wire.Request, reserve: list[Any],
+              emit: Callable[[bytes], None]) -> CodeType:
+    """The call's code object: unmarshal the caller's copy, or compile and emit it."""
+    if request.kind == wire.CODE_BODY:
+        code = marshal.loads(request.body)
+        if not isinstance(code, CodeType):
+            raise _CompileFailed("cached code is not a code object")
+        return code
+    try:
+        compiled = compile_source(request.body.decode("utf-8", "surrogatepass"))
+    except MemoryError:
+        reserve.clear()
+        raise _CompileFailed(f"compile exceeded its memory limit (memory_mb="
+                             f"{request.limits.memory_mb})", wire.COMPILE_LIMIT) from None
+    if compiled.code is None:
+        if compiled.errors and compiled.errors[0].startswith("source too large"):
+            raise _CompileFailed(f"compile exceeded its memory limit (memory_mb="
+                                 f"{request.limits.memory_mb})", wire.COMPILE_LIMIT)
+        raise _CompileFailed(compile_errors(compiled.errors))
+    blob = marshal.dumps(compiled.code)
+    emit(wire.frame(wire.CODE, blob) if len(blob) <= wire.MAX_CODE_BYTES
+         else wire.frame(wire.NOCODE, b""))
+    return compiled.code
+
+
+def _call(request: wire.Request, state: RunState, reserve: list[Any],
+          emit: Callable[[bytes], None], ctx: dict[str, int]) -> bytes | tuple[str, str]:
+    """Run the function; the encoded result or ``(kind, message)``."""
+    code = None if request.kind == wire.PROBE else load_code(request, reserve, emit)
+    try:
+        args, kwargs = json.loads(request.args)
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise ValueError("expected [args, kwargs]")
+    except (ValueError, TypeError, RecursionError) as exc:
+        return "runtime", f"ValueError: arguments could not be decoded: {describe(exc)}"
+    if code is None:
+        value = probes.PROBES[request.function](ctx)
+    else:
+        g = make_globals(state, request.modules)
+        exec(code, g)
+        f = g.get(request.function)
+        if f is None or not callable(f):
+            return "runtime", f"NameError: source defines no function {request.function!r}"
+        value = f(*args, **kwargs)
+    return encode_value(value, request.limits.max_result_bytes)
+
+
+def execute(request: wire.Request, reserve: list[Any], emit: Callable[[bytes], None],
+            ctx: dict[str, int] | None = None) -> bytes:
+    """Run one call and return its complete RESULT frame (the child's own usage included)."""
+    state = RunState(request.limits.max_stdout_bytes)
+    memory_text = f"memory limit exceeded (memory_mb={request.limits.memory_mb})"
+    fallback = wire.encode_result(_KIND["memory"], 0, 0.0, 0, b"", b"", memory_text.encode())
+    flags = 0
+    try:
+        try:
+            result = _call(request, state, reserve, emit, ctx or {})
+        except _CompileFailed as exc:
+            result, flags = ("compile", str(exc)), exc.flags
+        except _Refused as exc:
+            result = ("output", str(exc))
+        except MemoryError:
+            reserve.clear()
+            result = ("memory", memory_text)
+        except GuardViolation as exc:
+            result = ("forbidden", str(exc))
+        except OutputOverflow as exc:
+            result = ("output", str(exc))
+        except BaseException as exc:  # noqa: BLE001 - user code may raise anything
+            result = ("runtime", describe(exc))
+        # Sticky facts win: a refusal or a flood that user code caught still ends the call.
+        if state.violations:
+            result = ("forbidden", cap(state.violations[0]))
+        elif state.stdout_overflow:
+            result = ("output", f"print output passed its cap of {state.max_stdout_bytes} "
+                                "bytes (max_stdout_bytes)")
+        stdout = state.stdout().encode("utf-8", "replace")
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        cpu, rss = ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024
+        if isinstance(result, bytes):
+            return wire.encode_result(0, 0, cpu, rss, result, stdout, b"")
+        kind, message = result
+        return wire.encode_result(_KIND[kind], flags, cpu, rss, b"", stdout,
+                                  message.encode("utf-8", "replace"))
+    except MemoryError:
+        reserve.clear()
+        return fallback

@@ -1,0 +1,199 @@
+"""The executor against hostile input from the server: unreadable processes, dying workers,
+texts the server would refuse, results it would alter (fake client and sandbox)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from faas_sandbox.codestore import CodeStore
+from faas_sandbox.delivery import Outbox, Report
+from faas_sandbox.errors import ReplyUnreadable
+from faas_sandbox.executor import Executor
+from faas_sandbox.engine.outcome import Outcome, Usage
+from faas_sandbox.reply import Unreadable
+
+from .test_executor import STORE, FakeColonies, FakeS3, FakeSandbox
+
+
+def start(client: Any, sandbox: Any = None, **options: Any) -> tuple[Executor, threading.Thread,
+                                                                     dict[str, int]]:
+    code = CodeStore(client, STORE, reader=FakeS3(client.files))
+    executor = Executor(client, sandbox or FakeSandbox(), code, name="t", concurrency=2,
+                        grace=1, **options)
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("status", executor.run()))
+    thread.start()
+    return executor, thread, result
+
+
+def stop(executor: Executor, thread: threading.Thread) -> None:
+    executor.request_stop()
+    executor.request_stop()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_an_unreadable_assign_is_failed_as_spec_at_once_by_its_id():
+    client = FakeColonies()
+    client.assign_errors.append(ReplyUnreadable("not valid JSON within limits: nested deeper "
+                                                "than 64 levels", {"processid": "p-deep"}))
+    executor, thread, _ = start(client)
+    try:
+        calls = [c for c in client.wait_for(1) if c[0] != "add_log"]
+        client.submit("p1", {"function": "convert", "arg": "21"})
+        client.wait_for(2)
+    finally:
+        stop(executor, thread)
+    assert calls == [("fail", "p-deep", ["spec: process cannot be read: not valid JSON within "
+                                          "limits: nested deeper than 64 levels"])]
+    assert ("close", "p1", [69.8]) in client.calls  # and the executor serves on
+
+
+def test_an_unreadable_assign_without_an_id_is_logged_and_skipped(caplog):
+    client = FakeColonies()
+    client.assign_errors.append(ReplyUnreadable("assignprocessmsg reply over 16 bytes", {}))
+    executor, thread, _ = start(client)
+    try:
+        client.submit("p1", {"function": "convert", "arg": "21"})
+        client.wait_for(1)
+    finally:
+        stop(executor, thread)
+    assert "no process id could be read" in caplog.text
+    assert [c[0] for c in client.calls if c[0] != "add_log"] == ["close"]
+
+
+class DyingColonies(FakeColonies):
+    """assign hands out processes; add_log raises something no handler expects, N times."""
+
+    def __init__(self, deaths: int) -> None:
+        super().__init__()
+        self.deaths = deaths
+
+    def add_log(self, processid: str, message: str) -> None:
+        if self.deaths > 0:
+            self.deaths -= 1
+            raise RecursionError("something nobody expected")
+        super().add_log(processid, message)
+
+
+def test_a_worker_that_dies_is_logged_once_and_restarted(caplog):
+    client = DyingColonies(deaths=1)
+    sandbox = FakeSandbox()
+    executor, thread, result = start(client, sandbox)
+    try:
+        client.submit("p1", {"function": "nothing_here"})  # fails: has a log -> dies
+        deadline = time.monotonic() + 5
+        while "restarting it" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for i in range(4):  # both worker slots serve again
+            client.submit(f"q{i}", {"function": "convert", "arg": "0"})
+        calls = client.wait_for(4)
+    finally:
+        stop(executor, thread)
+    assert caplog.text.count("worker 0 died") + caplog.text.count("worker 1 died") == 1
+    assert sum(1 for c in calls if c[0] == "close") == 4
+    assert result["status"] == 0
+
+
+def test_workers_that_keep_dying_stop_the_executor_non_zero(caplog):
+    client = DyingColonies(deaths=10_000)
+    executor, thread, result = start(client)
+    try:
+        for i in range(40):
+            client.submit(f"p{i}", {"function": "nothing_here"})
+        thread.join(30)
+    finally:
+        stop(executor, thread)
+    assert result["status"] == 1
+    assert "cannot recover" in caplog.text
+    ok, details = executor.liveness.verdict()
+    assert not ok and any("workers died" in p for p in details["problems"])
+
+
+def test_liveness_names_a_stale_worker_and_an_outage():
+    clock = [100.0]
+    from faas_sandbox.liveness import Liveness
+
+    live = Liveness(2, poll_s=30, call_s=60, clock=lambda: clock[0])
+    live.beat(0, "assigning")
+    live.beat(1, "serving")
+    assert live.verdict()[0]
+    clock[0] += 45
+    ok, details = live.verdict()
+    assert not ok and details["problems"] == ["worker 0 assigning for 45s"]
+    live.beat(0, "assigning")
+    live.reachable(False)
+    assert live.verdict()[1]["problems"] == ["colonies unreachable"]
+
+
+class ListingColonies(FakeColonies):
+    """After an outage the listing holds an unreadable process assigned to us."""
+
+    def __init__(self, readable: bool) -> None:
+        super().__init__()
+        self.readable = readable
+
+    def list_processes(self, state, count=100, executortype=""):
+        return [Unreadable("cut short", {"processid": "p-big"})]
+
+    def get_process(self, processid):
+        if self.readable:
+            return {"processid": processid, "assignedexecutorid": "me", "state": 1,
+                    "spec": {"funcname": "execute",
+                             "kwargs": {"function": "convert", "arg": "100"}}}
+        raise ReplyUnreadable("not valid JSON within limits: nested deeper than 64 levels",
+                              {"processid": processid, "assignedexecutorid": "me"})
+
+
+@pytest.mark.parametrize(("readable", "expected"), [
+    (True, ("close", "p-big", [212.0])),
+    (False, ("fail", "p-big", ["spec: process cannot be read: not valid JSON within limits: "
+                               "nested deeper than 64 levels"])),
+])
+def test_orphan_adoption_reads_unreadable_listings_one_by_one(readable, expected):
+    from faas_sandbox.errors import ColoniesUnreachable
+
+    client = ListingColonies(readable)
+    client.assign_errors.append(ColoniesUnreachable("connection reset by peer"))
+    executor, thread, _ = start(client, executor_id="me", executor_type="faas-test")
+    try:
+        calls = [c for c in client.wait_for(1, timeout=10) if c[0] != "add_log"]
+    finally:
+        stop(executor, thread)
+    assert calls == [expected]
+
+
+class SurrogateSandbox(FakeSandbox):
+    def call(self, source, function, args=(), kwargs=None, maxexectime=None) -> Outcome:
+        usage = Usage(0.002, 0.001, 1)
+        if function == "convert":
+            return Outcome(True, "bad \udc80 text", usage=usage)
+        return Outcome(True, ["lossless \udc80 in JSON text"], usage=usage)
+
+
+def test_a_string_result_with_a_lone_surrogate_fails_output():
+    client = FakeColonies()
+    executor, thread, _ = start(client, SurrogateSandbox())
+    try:
+        client.submit("p1", {"function": "convert", "arg": "1"})
+        client.submit("p2", {"function": "chatty"})
+        calls = client.wait_for(2)
+    finally:
+        stop(executor, thread)
+    ends = {c[1]: c for c in calls if c[0] != "add_log"}
+    assert ends["p1"][0] == "fail" and ends["p1"][2][0].startswith("output: result is a string "
+                                                                   "holding a lone surrogate")
+    assert ends["p2"] == ("close", "p2", ['["lossless \\udc80 in JSON text"]'])
+
+
+def test_texts_sent_to_the_server_have_nul_and_surrogates_escaped():
+    client = FakeColonies()
+    outbox = Outbox(client)
+    outbox.deliver(Report("p1", False, [], ["runtime: ValueError: a\x00b\ud800"],
+                          "printed \x00 here\n"))
+    assert client.calls == [("add_log", "p1", "printed \\x00 here\n"),
+                            ("fail", "p1", ["runtime: ValueError: a\\x00b\\ud800"])]
