@@ -357,6 +357,7 @@ class Executor:
 
     def _run(self, pid: str, process: dict[str, Any], received: float) -> Report:
         function = "?"
+        slot = False
         try:
             call = parse_process(process, self.max_args_bytes)
             function = call.function
@@ -368,27 +369,31 @@ class Executor:
             else:
                 limit = call.maxexectime - self.close_margin if call.maxexectime \
                     else FETCH_BUDGET_S
-                source = self.code.get(function, deadline=received + limit).source
-            with self._slots:  # calls assigned ahead wait here; the wait counts (received)
-                budget = None
-                if call.maxexectime is not None:
-                    budget = call.maxexectime - (self._clock() - received) - self.close_margin
-                    # Whole tenths (rounded down, so never more than is left): the sandbox
-                    # caches per-call limits by this value; raw float budgets would never hit.
-                    budget = math.floor(budget * 10) / 10
-                    if budget <= 0:
-                        return self._failed(pid, function, "timeout", f"maxexectime of "
-                                            f"{call.maxexectime}s used up before the call "
-                                            f"started", received)
-                started = time.monotonic()
-                if self.metrics is not None:
-                    with self.metrics.inflight():
-                        outcome = self.sandbox.call(source, function, call.args, call.kwargs,
-                                                    maxexectime=budget)
+                if call.revision is not None:  # pinned by the submitter: exactly that revision
+                    source = self.code.get_revision(function, *call.revision,
+                                                    deadline=received + limit).source
                 else:
+                    source = self.code.get(function, deadline=received + limit).source
+            slot = self._slots.acquire()  # calls assigned ahead wait here (their budget runs)
+            budget = None
+            if call.maxexectime is not None:
+                budget = call.maxexectime - (self._clock() - received) - self.close_margin
+                # Whole tenths (rounded down, so never more than is left): the sandbox caches
+                # per-call limits by this value, and raw float budgets would never hit.
+                budget = math.floor(budget * 10) / 10
+                if budget <= 0:
+                    return self._failed(pid, function, "timeout", f"maxexectime of "
+                                        f"{call.maxexectime}s used up before the call started",
+                                        received)
+            started = time.monotonic()
+            if self.metrics is not None:
+                with self.metrics.inflight():
                     outcome = self.sandbox.call(source, function, call.args, call.kwargs,
                                                 maxexectime=budget)
-                self._call_s = 0.8 * self._call_s + 0.2 * (time.monotonic() - started)
+            else:
+                outcome = self.sandbox.call(source, function, call.args, call.kwargs,
+                                            maxexectime=budget)
+            self._call_s = 0.8 * self._call_s + 0.2 * (time.monotonic() - started)
             self._engine_errors = 0
         except SpecError as exc:
             return self._failed(pid, function, "spec", str(exc), received)
@@ -408,6 +413,9 @@ class Executor:
             return self._failed(pid, function, "crash",
                                 f"internal executor error: {type(exc).__name__}: "
                                 f"{for_log(exc)}", received)
+        finally:
+            if slot:
+                self._slots.release()
         return self._report(pid, function, outcome)
 
     def _report(self, pid: str, function: str, outcome: Outcome) -> Report:

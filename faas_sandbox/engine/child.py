@@ -6,13 +6,14 @@ for exactly one call:
 1. :func:`isolate_child`: own session, fds 0-2 on /dev/null and every other inherited fd
    closed but its two pipes, empty environment, an empty cwd, supplementary groups dropped
    and the sandbox uid/gid taken (when root), not dumpable, SIGKILL on forker death (set
-   *after* the uid change, which clears it), RLIMIT_CORE 0, no_new_privs and the seccomp
-   filter. OS-level confinement steps slot in here, in this one function.
+   *after* the uid change, which clears it), RLIMIT_CORE 0, no_new_privs.
 2. Warm up while idle (:func:`warm_up`), then block reading one REQUEST frame, written by
    the calling thread of the parent directly (the forker handed it our pipe ends).
 3. :func:`apply_limits`: RLIMIT_CPU (soft n, hard n+1 so SIGXCPU comes first), RLIMIT_AS
    (current size + memory_mb), RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC. Lowering a limit
    never needs privilege, so a spare can apply the limits of whichever call it gets.
+   Then the lockdown (:mod:`faas_sandbox.engine.isolation`): Landlock and the allow-list
+   seccomp filter; from here on the child can open nothing and create no socket or process.
 4. :func:`faas_sandbox.engine.run.execute`: compile the source (or unmarshal the cached
    code), run, encode the result once -- all under those limits.
 5. Write the frames on the result pipe and leave through ``os._exit`` in ``finally``.
@@ -33,9 +34,9 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..policy import Limits
-from ..seccomp_filter import Program, set_dumpable, set_name, set_no_new_privs, \
-    set_parent_death_signal
+from ..seccomp_filter import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
 from . import run, wire
+from .isolation import Lockdown
 from .verdict import ExitCode
 
 RESERVE_BYTES = 1 << 20  # address space freed on MemoryError so the child can still report
@@ -57,7 +58,7 @@ class Isolation:
 
     forker_pid: int
     drop_to: tuple[int, int] | None  # (uid, gid) to become; None when not running as root
-    seccomp: Program | None
+    lockdown: Lockdown | None  # oslayer (#9): Landlock + allow-list filter, entered per call
 
 
 class _Orphaned(Exception):
@@ -73,6 +74,8 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
     if null > 2:
         os.close(null)
     low = 3
+    if iso.lockdown is not None:  # oslayer (#9): the Landlock ruleset stays open until lockdown
+        keep = (*keep, *iso.lockdown.fds)
     for fd in sorted(keep):
         os.closerange(low, fd)
         low = fd + 1
@@ -93,10 +96,7 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
     if os.getppid() != iso.forker_pid:
         raise _Orphaned
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if iso.seccomp is not None:
-        iso.seccomp.install()
-    else:
-        set_no_new_privs()
+    set_no_new_privs()  # the filter and Landlock come after the request (Lockdown.enter)
 
 
 def _lower(which: int, soft: int, hard: int | None = None) -> None:
@@ -158,6 +158,10 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         # page; it is freed on MemoryError so that the child can still report.
         reserve: list[Any] = [mmap.mmap(-1, RESERVE_BYTES)]
         apply_limits(request.limits)
+        if iso.lockdown is not None:  # oslayer (#9): from here on no path, socket or new fd
+            code = ExitCode.SETUP
+            iso.lockdown.enter()
+            code = ExitCode.INTERNAL
         frame = run.execute(request, reserve, lambda data: wire.write_all(res_fd, data),
                             {"result_fd": res_fd})
         code = ExitCode.WIRE
@@ -174,6 +178,8 @@ def selftest(iso: Isolation, res_fd: int, workdir: str) -> NoReturn:
     try:
         try:
             isolate_child(iso, (res_fd, res_fd), workdir)
+            if iso.lockdown is not None:  # oslayer (#9)
+                iso.lockdown.enter()
             report = b"\x01%d %d" % (os.getuid(), os.getgid())
         except BaseException as exc:  # noqa: BLE001 - reported, not raised
             report = b"\x00" + run.describe(exc).encode("utf-8", "replace")
