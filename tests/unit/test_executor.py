@@ -383,7 +383,7 @@ class AssignRecorder(FakeColonies):
 
 
 def _ahead_executor(client: FakeColonies, sandbox: FakeSandbox, slow: bool) -> tuple[Any, Any]:
-    code = CodeStore(client, S3Settings(), s3_factory=lambda *a: FakeS3(client.files))
+    code = CodeStore(client, STORE, reader=FakeS3(client.files))
     executor = Executor(client, sandbox, code, name="t", concurrency=1, ahead=2, grace=1)
     if slow:
         executor._call_s = 1.0  # as after calls that took a second each
