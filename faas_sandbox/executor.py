@@ -353,7 +353,11 @@ class Executor:
             else:
                 limit = call.maxexectime - self.close_margin if call.maxexectime \
                     else FETCH_BUDGET_S
-                source = self.code.get(function, deadline=received + limit).source
+                if call.revision is not None:  # pinned by the submitter: exactly that revision
+                    source = self.code.get_revision(function, *call.revision,
+                                                    deadline=received + limit).source
+                else:
+                    source = self.code.get(function, deadline=received + limit).source
             budget = None
             if call.maxexectime is not None:
                 budget = call.maxexectime - (self._clock() - received) - self.close_margin
