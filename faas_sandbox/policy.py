@@ -94,7 +94,7 @@ class Policy:
     run_as_uid: int = _NOBODY  # used only when the engine runs as root
     run_as_gid: int = _NOBODY
     seccomp: bool = True
-    prefork: int = 1  # children forked ahead and waiting; 0 forks on demand
+    prefork: int = 2  # children forked ahead and waiting (one per core here); 0: on demand
     require: frozenset[str] = frozenset()  # isolation layers without which the Sandbox won't start
     source: str = "<built-in>"
 
@@ -156,7 +156,7 @@ class Policy:
             run_as_uid=_int(sandbox, "run_as_uid", _NOBODY, source),
             run_as_gid=_int(sandbox, "run_as_gid", _NOBODY, source),
             seccomp=_bool(sandbox, "seccomp", True, source),
-            prefork=_int(sandbox, "prefork", 1, source),
+            prefork=_int(sandbox, "prefork", 2, source),
             require=_layers(sandbox.get("require", []), source),
             source=source,
         )

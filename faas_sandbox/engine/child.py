@@ -25,6 +25,7 @@ never logs; every fact goes back in its result frame or its exit code (:class:`E
 
 from __future__ import annotations
 
+import marshal
 import mmap
 import os
 import resource
@@ -36,6 +37,7 @@ from typing import Any, NoReturn
 from ..policy import Limits
 from ..seccomp_filter import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
 from . import run, wire
+from .guards import compile_source
 from .isolation import Lockdown
 from .verdict import ExitCode
 
@@ -44,12 +46,17 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MAX_FD = max(os.sysconf("SC_OPEN_MAX"), 1024)
 _WARM_LIMITS = Limits(wall_seconds=1.0, cpu_seconds=1, memory_mb=64, max_result_bytes=1024,
                       max_stdout_bytes=1024)
-# A trusted call an idle spare runs once before it waits: it compiles, emits, runs and
-# encodes, so the ~150 copy-on-write faults a real call takes are paid while idle.
+# A trusted call an idle spare runs once before it waits: it unmarshals code (compiled once,
+# here, in the forker), runs and encodes, so the copy-on-write faults a real call takes on
+# those paths are paid while idle. Compiling is left out: it is slow and most calls do not.
 _WARM_REQUEST = wire.Request(
-    wire.SOURCE, "f", frozenset({"math", "json"}), _WARM_LIMITS,
-    b"def f(x, y=1):\n    s = [x, y]\n    print(x)\n    return {'v': s}\n",
+    wire.CODE_BODY, "f", frozenset({"math", "json"}), _WARM_LIMITS, marshal.dumps(
+        compile_source("def f(x, y=1):\n    s = [x, y]\n    print(x)\n    return {'v': s}\n").code),
     b'[[1.5],{"y":2}]')
+
+_WARM_FRAME = wire.encode_request(wire.CODE_BODY, b"f", wire.module_mask(_WARM_REQUEST.modules),
+                                  wire.pack_limits(_WARM_LIMITS), _WARM_REQUEST.body,
+                                  _WARM_REQUEST.args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +130,8 @@ def apply_limits(limits: Limits) -> None:
 
 
 def warm_up() -> None:
-    """Run the warm-up call and read /proc/self/statm once; results are discarded."""
+    """Decode a request, run the warm-up call, read /proc/self/statm; results discarded."""
+    wire.decode_request_head(_WARM_FRAME)
     run.execute(_WARM_REQUEST, [b""], lambda frame: None)
     fd = os.open("/proc/self/statm", os.O_RDONLY)
     os.read(fd, 128)
