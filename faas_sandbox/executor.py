@@ -359,7 +359,7 @@ class Executor:
         function = "?"
         slot = False
         try:
-            call = parse_process(process, self.max_args_bytes)
+            call = self._parse(pid, process)
             function = call.function
             with self._lock:
                 self._inflight[pid] = function
@@ -417,6 +417,31 @@ class Executor:
             if slot:
                 self._slots.release()
         return self._report(pid, function, outcome)
+
+    def _parse(self, pid: str, process: dict[str, Any]) -> Any:
+        """parse_process, re-reading a process whose env attributes may not be written yet.
+
+        Colonies v1.9.12 inserts a process row (assignable at once) and only then, in other
+        statements, its env attributes: an assign in between sees inline code without its
+        ``env.code``. Such a process (not ``execute``, no env, no attributes) is re-read a
+        few times over ~0.35 s before it is failed as ``spec``."""
+        try:
+            return parse_process(process, self.max_args_bytes)
+        except SpecError:
+            spec = process.get("spec")
+            if not isinstance(spec, dict) or spec.get("funcname") == "execute" \
+                    or spec.get("env") or process.get("attributes"):
+                raise
+        for delay in (0.05, 0.1, 0.2):
+            self._stopping.wait(delay)
+            try:
+                again = self.client.get_process(pid)
+            except ColoniesError:
+                break
+            if isinstance(again, dict) and (again.get("attributes") or
+                                            (again.get("spec") or {}).get("env")):
+                return parse_process(again, self.max_args_bytes)
+        return parse_process(process, self.max_args_bytes)
 
     def _report(self, pid: str, function: str, outcome: Outcome) -> Report:
         usage = outcome.usage
