@@ -353,7 +353,8 @@ class Executor:
                 limit = call.maxexectime - self.close_margin if call.maxexectime \
                     else FETCH_BUDGET_S
                 if call.revision is not None:  # pinned by the submitter: exactly that revision
-                    source = self.code.get_revision(function, *call.revision,
+                    fileid, checksum = call.revision
+                    source = self.code.get_revision(function, fileid, checksum,
                                                     deadline=received + limit).source
                 else:
                     source = self.code.get(function, deadline=received + limit).source
