@@ -62,6 +62,10 @@ class _Signals:
               help="Seconds in-flight calls get to finish after the first stop signal.")
 @click.option("--assign-timeout", type=click.IntRange(1, 300), default=10, show_default=True,
               help="Seconds per assign long-poll (each one refreshes the executor's liveness).")
+@click.option("--ahead", type=click.IntRange(0, 1024), default=None,
+              help="Assigns kept in flight beyond --concurrency, so calls queue locally while "
+                   "round trips to Colonies are under way (WAN links) "
+                   "[default: 2 x concurrency + 2].")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Serve Prometheus /metrics and the liveness check /healthz (200 when taking "
                    "work, else 503) on 127.0.0.1:PORT (0: off; the team uses 9108).")
@@ -70,7 +74,7 @@ class _Signals:
                    "serve (exit 1) if a required layer is missing or any probe is not denied.")
 def executor_command(concurrency: int | None, policy_path: str | None, executor_type: str,
                      name: str | None, identity: str, grace: float, assign_timeout: int,
-                     metrics_port: int, run_selftest: bool) -> None:
+                     ahead: int | None, metrics_port: int, run_selftest: bool) -> None:
     """Serve FaaS calls from Colonies in sandboxed children until stopped."""
     reexec_without_keys()  # returns only when no key variable is in the environment
     configure_logging()
@@ -84,7 +88,7 @@ def executor_command(concurrency: int | None, policy_path: str | None, executor_
     signal.signal(signal.SIGINT, signals.handler)
     signal.signal(signal.SIGTERM, signals.handler)
     sys.exit(_serve(policy, concurrency or os.cpu_count() or 1, executor_type, name, identity,
-                    grace, assign_timeout, metrics_port, signals))
+                    grace, assign_timeout, metrics_port, signals, ahead))
 
 
 def _selftest_passes(policy: Policy) -> bool:
@@ -113,7 +117,7 @@ def _selftest_passes(policy: Policy) -> bool:
 
 def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | None,
            mode: str, grace: float, assign_timeout: int, metrics_port: int,
-           signals: _Signals) -> int:
+           signals: _Signals, ahead: int | None = None) -> int:
     from .. import metrics
     from ..codestore import CodeStore
     from ..colonies import ColoniesClient
@@ -151,7 +155,7 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
                             metrics=metrics.default() if metrics_port else None,
                             executor_id=me.executor_id, executor_type=executor_type,
                             max_args_bytes=max(x.max_args_bytes for x in every),
-                            max_call_s=max(x.wall_seconds for x in every) + 30.0)
+                            max_call_s=max(x.wall_seconds for x in every) + 30.0, ahead=ahead)
         if metrics_port:
             metrics.default()
             serve_http(metrics_port, executor.liveness.verdict)
