@@ -13,7 +13,7 @@ STACK := scripts/stack.sh
 PYTEST_ARGS ?=
 
 .PHONY: help install check lint typecheck test test-fast run stop status bench bench-e2e \
-	bench-wait soak clean wipe
+	bench-wait soak continuum clean wipe
 
 help: ## List the targets
 	@echo "usage: make TARGET"
@@ -68,6 +68,10 @@ bench-wait: install ## How fast the front end sees a call end (WebSocket vs poll
 soak: install ## Soak + fault drills on the stack: thousands of mixed calls, 1/2/4 executors (SOAK_ARGS=--quick)
 	@$(STACK) up
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+continuum: install ## 3-node Colonies cluster, executors on network-namespace hosts, WAN latency, drills (root; CONTINUUM_ARGS=--quick)
+	@$(STACK) up
+	cd bench && ../$(BIN)/python continuum.py $(CONTINUUM_ARGS)
 
 clean: ## Remove Python caches and test leftovers (keeps the stack, its data and .venv)
 	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

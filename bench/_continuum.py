@@ -80,7 +80,7 @@ class World:
         return self
 
     def close(self) -> None:
-        for name in list(self.procs):
+        for name in reversed(list(self.procs)):  # executors and front end first
             self.stop(name)
         with suppress(Exception):
             self.net.teardown()
@@ -111,11 +111,11 @@ class World:
                 self.toxi.latency(f"{host}-{n}", one_way_ms)
 
     # -- processes -------------------------------------------------------------------------------
-    def start_executor(self, host: str) -> None:
+    def start_executor(self, host: str, *flags: str) -> None:
         exe = str(REPO / ".venv" / "bin" / "faas-sandbox")
         self._spawn(host, [exe, "executor", "--identity", "self", "--name", f"cont-{host}",
                            "--executor-type", EXECUTOR_TYPE,
-                           "--concurrency", str(self.concurrency), "--grace", "5"],
+                           "--concurrency", str(self.concurrency), "--grace", "5", *flags],
                     self.host_env(host), netns=host, ready="serving")
 
     def start_front_end(self) -> str:
@@ -131,6 +131,12 @@ class World:
                 raise RuntimeError(f"front end not healthy; see {self.log('fe')}")
             time.sleep(0.2)
         return url
+
+    def pause_executors(self, paused: bool) -> None:
+        """SIGSTOP/SIGCONT the executor processes, so a batch can be queued before the drain."""
+        for name, proc in self.procs.items():
+            if name.startswith("ex") and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGSTOP if paused else signal.SIGCONT)
 
     def log(self, name: str) -> Path:
         return LOG_DIR / f"{name}.log"

@@ -4,8 +4,8 @@ A 3-node Colonies cluster (one PostgreSQL), S3 (MinIO), executors on 1, 2 and 4 
 hosts (namespaces), the HTTP front end on another, and 0/25/50 ms one-way latency between every
 host and the cluster (Toxiproxy). Per row:
 
-- drain: N calls submitted at once (directly, no latency) and drained by the executors:
-  calls/s from the first submission to the last end (server clock), p50/p95 submit-to-end;
+- drain: N calls queued (directly, no latency) while the executors are stopped (SIGSTOP),
+  then drained: calls/s from the release to the last end (server clock);
 - http: M calls through the front end by 16 concurrent clients: calls/s, p50/p95;
 - lost: calls that did not end SUCCESS with the right output (must be 0).
 
@@ -98,9 +98,19 @@ def summarize(procs: dict[str, dict]) -> dict[str, Any]:
 
 
 def drain(world: World, n: int) -> dict[str, Any]:
+    """Queue n calls while the executors are stopped (SIGSTOP), then let them drain: calls/s
+    from the release to the last end."""
     member = client(world)
-    pids = submit_all(member, n)
-    return summarize(wait_all(member, pids, 180))
+    world.pause_executors(True)
+    try:
+        pids = submit_all(member, n)
+    finally:
+        released = time.time()
+        world.pause_executors(False)
+    result = summarize(wait_all(member, pids, 180))
+    if result.get("ends"):
+        result["rate"] = (n - result["lost"]) / max(1e-3, max(result["ends"]) - released)
+    return result
 
 
 def http_load(url: str, n: int, clients: int = 16) -> dict[str, Any]:
@@ -146,9 +156,29 @@ def http_load(url: str, n: int, clients: int = 16) -> dict[str, Any]:
             "p95": lat[int(len(lat) * 0.95) - 1] * 1000, "lost": bad}
 
 
+def latency_tolerance(world: World, n: int) -> list[str]:
+    """One executor host, assigning ahead or not (--ahead 0: one assign per sandbox slot):
+    drain rate at 0 and 25 ms one way, and their ratio, measured back to back."""
+    out = ["| executor (1 host, concurrency 2) | 0 ms calls/s | 25 ms calls/s | 25/0 ratio |",
+           "|---|---|---|---|"]
+    for label, flags in (("--ahead 0 (a thread per slot)", ("--ahead", "0")),
+                         ("default (assigns ahead)", ())):
+        world.start_executor("ex1", *flags)
+        rates = []
+        for ms in (0, 25):
+            world.latency(ms)
+            drain(world, 8)
+            rates.append(drain(world, n)["rate"])
+        world.stop("ex1")
+        line = f"| {label} | {rates[0]:.1f} | {rates[1]:.1f} | {rates[1] / rates[0]:.2f} |"
+        print(line, flush=True)
+        out.append(line)
+    return out
+
+
 def rows(world: World, url: str, n_drain: int, n_http: int) -> list[str]:
-    out = ["| exec hosts | one-way ms | drain calls/s | drain p50/p95 ms | http calls/s | "
-           "http p50/p95 ms | lost | load avg |", "|---|---|---|---|---|---|---|---|"]
+    out = ["| exec hosts | one-way ms | drain calls/s | http calls/s | http p50/p95 ms | lost | "
+           "load avg |", "|---|---|---|---|---|---|---|"]
     running = 0
     for hosts in (1, 2, 4):
         while running < hosts:
@@ -159,7 +189,7 @@ def rows(world: World, url: str, n_drain: int, n_http: int) -> list[str]:
             drain(world, 8)  # warm: code cached, connections open
             d = drain(world, n_drain)
             h = http_load(url, n_http)
-            line = (f"| {hosts} | {ms} | {d['rate']:.1f} | {d['p50']:.0f} / {d['p95']:.0f} | "
+            line = (f"| {hosts} | {ms} | {d['rate']:.1f} | "
                     f"{h['rate']:.1f} | {h['p50']:.0f} / {h['p95']:.0f} | "
                     f"{d['lost'] + h['lost']} | {os.getloadavg()[0]:.1f} |")
             print(line, flush=True)
@@ -185,14 +215,19 @@ def successful(member: ColoniesClient) -> int:
     return -1
 
 
-def drill(world: World, title: str, n: int, action: Any, fraction: float = 0.33) -> str:
+def drill(world: World, title: str, n: int, action: Any, fraction: float = 0.33,
+          pause: bool = True) -> str:
     """Submit n calls, act once ``fraction`` of them are done, wait for all; one table row:
     lost, failed, retries, the longest pause between two completions around the action
     (how long the cluster did not complete calls), and the time from the action to the last
     completion."""
     member = client(world)
     before = successful(member)
-    pids = submit_all(member, n)
+    world.pause_executors(pause)
+    try:
+        pids = submit_all(member, n)
+    finally:
+        world.pause_executors(False)
     deadline = time.monotonic() + 60
     while successful(member) < before + n * fraction and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -201,6 +236,8 @@ def drill(world: World, title: str, n: int, action: Any, fraction: float = 0.33)
     procs = wait_all(member, pids, 240)
     s = summarize(procs)
     ends = s.get("ends", [])
+    if callable(note):  # a note that needs the completion times
+        note = note(ends)
     all_done = (max(ends) - acted) if ends else float("nan")
     failed = sum(1 for p in procs.values() if p.get("state") == 3)
     line = (f"| {title} | {n} | {s['lost']} | {failed} | {s['retries']} | "
@@ -245,12 +282,22 @@ def drills(world: World) -> list[str]:
     cluster.start_node(kill_leader.victim)  # type: ignore[attr-defined]
     cluster.wait_quorum()
 
-    def cut_20s() -> str:
+    def cut_20s() -> Any:
+        offset = world.log("ex1").stat().st_size
         world.net.cut("ex1")
         time.sleep(20)
         world.net.restore("ex1")
-        return "ex1 link down 20 s, then up"
-    out.append(drill(world, "cut ex1 for 20 s", 400, cut_20s, fraction=0.2))
+        restored = time.time()
+
+        def note(ends: list[float]) -> str:
+            text = world.log("ex1").read_text(errors="replace")[offset:]
+            after = sum(1 for e in ends if e > restored)
+            return (f"ex1 link down 20 s, then up; {after} calls ended after the restore; ex1 "
+                    f"log: {text.count('delivered late')} 'delivered late' line(s), "
+                    f"{text.count('refused by the server, dropped')} late close(s) refused "
+                    f"(requeued meanwhile)")
+        return note
+    out.append(drill(world, "cut ex1 for 20 s", 1200, cut_20s, fraction=0.1, pause=False))
 
     def cut_for_good() -> str:
         world.net.cut("ex1")
@@ -258,14 +305,25 @@ def drills(world: World) -> list[str]:
     out.append(drill(world, "cut ex1 for good", 300, cut_for_good))
     world.stop("ex1")
 
-    def lose_two() -> str:
+    def lose_two() -> Any:
+        before = successful(client(world))
         cluster.kill(1)
         cluster.kill(2)
+        killed = time.time()
         time.sleep(15)
-        done_without = successful(client(world))
+        done_without = successful(client(world)) - before
+        restart = time.time()
         cluster.start_node(1)
-        return f"nodes 2+3 killed; 15 s later node 2 restarted (successful count then " \
-               f"{done_without})"
+        healthy = time.time()
+
+        def note(ends: list[float]) -> str:
+            during = sum(1 for e in ends if killed + 2 < e < restart)
+            first = min((e for e in ends if e > restart), default=float("nan"))
+            return (f"nodes 2+3 killed: {during} calls ended 2-15 s after; node 2 restarted "
+                    f"(healthy in {healthy - restart:.1f} s): first call ended "
+                    f"{first - restart:.1f} s after the restart began ({done_without} done "
+                    f"in the 15 s)")
+        return note
     out.append(drill(world, "lose 2 of 3 nodes, 15 s, one back", 200, lose_two))
     return out
 
@@ -283,7 +341,8 @@ def main() -> int:
     try:
         world.open()
         url = world.start_front_end()
-        table = rows(world, url, n_drain, n_http)
+        tolerance = latency_tolerance(world, n_drain)
+        table = tolerance + [""] + rows(world, url, n_drain, n_http)
         extra = [] if args.no_drills else drills(world)
     finally:
         world.close()

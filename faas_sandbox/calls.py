@@ -15,12 +15,13 @@ from __future__ import annotations
 import enum
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import ColoniesRefused, ColoniesUnreachable
+from .errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from .policy import Policy
 from .spec import decode_result
 
@@ -33,6 +34,7 @@ UNREACHABLE = "unreachable"  # the Colonies server could not be reached
 REFUSED = "refused"  # the Colonies server refused our request (key, colony, ...)
 CANCELLED = "cancelled"
 FAILED = "failed"  # a failure text we do not recognise
+MIN_MAXEXECTIME = 0.001  # the policy's smallest wall limit (Limits' wall_seconds minimum)
 
 WAIT_LIMIT_TEXT = "Maximum waiting time limit exceeded"
 EXEC_LIMIT_TEXT = "Maximum execution time limit exceeded"
@@ -55,6 +57,10 @@ class State(enum.IntEnum):
         return self >= State.SUCCESS
 
 
+STATE_NAMES = {State.WAITING: "waiting", State.RUNNING: "running", State.SUCCESS: "successful",
+               State.FAILED: "failed", State.CANCELLED: "cancelled"}
+
+
 @dataclass(frozen=True, slots=True)
 class CallRequest:
     """One call to submit. ``tutorial`` selects the tutorial's spec form (one string ``arg``)."""
@@ -66,6 +72,7 @@ class CallRequest:
     maxwaittime: int = 10  # seconds a call may wait for an executor
     maxretries: int = 0  # exec-timeout requeues; 0: the first expiry fails the call
     tutorial: bool = False
+    pin: tuple[str, str] | None = None  # (file id, sha256) of the revision to run
 
     @property
     def maxexectime(self) -> int:
@@ -82,7 +89,16 @@ def make_request(policy: Policy, function: str, args: tuple[Any, ...] = (),
                  kwargs: Mapping[str, Any] | None = None, maxexectime: float | None = None,
                  *, maxwaittime: int = 10, maxretries: int = 0,
                  tutorial: bool = False) -> CallRequest:
-    """A request whose limits come from ``policy.for_call(function, maxexectime)``."""
+    """A request whose limits come from ``policy.for_call(function, maxexectime)``.
+
+    SpecError if ``maxexectime`` is not a finite number of at least 1 ms.
+    """
+    if maxexectime is not None and (isinstance(maxexectime, bool)
+                                    or not isinstance(maxexectime, (int, float))
+                                    or not math.isfinite(maxexectime)
+                                    or maxexectime < MIN_MAXEXECTIME):
+        raise SpecError(f"maxexectime must be a number of seconds >= {MIN_MAXEXECTIME:g}, "
+                        f"got {maxexectime!r}")
     wall = policy.for_call(function, maxexectime).limits.wall_seconds
     return CallRequest(function, tuple(args), dict(kwargs or {}), wall, max(1, maxwaittime),
                        maxretries, tutorial)
@@ -96,12 +112,24 @@ class CallEnd:
     state: State
     output: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    function: str = ""  # spec.kwargs.function, when the process says
+    tutorial: bool = False  # the tutorial's spec form (kwargs.arg): output is not re-decoded
+    revision: str = ""  # the pinned file id, when the spec carries one
 
     @classmethod
     def from_process(cls, process: Mapping[str, Any]) -> CallEnd:
         """From a Colonies process JSON object (a dict, as the wire carries it)."""
-        return cls(str(process.get("processid", "")), State(int(process.get("state", 0))),
-                   list(process.get("out") or []), [str(e) for e in process.get("errors") or []])
+        spec = process.get("spec")
+        kwargs = spec.get("kwargs") if isinstance(spec, Mapping) else None
+        kwargs = kwargs if isinstance(kwargs, Mapping) else {}
+        try:
+            state = State(int(process.get("state", 0)))
+        except (TypeError, ValueError):
+            state = State.WAITING
+        return cls(str(process.get("processid", "")), state,
+                   list(process.get("out") or []), [str(e) for e in process.get("errors") or []],
+                   str(kwargs.get("function", ""))[:128], "arg" in kwargs,
+                   str(kwargs.get("revision", ""))[:128])
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +158,13 @@ class Backend(Protocol):
         """Submit the call; return its process id."""
         ...
 
-    def wait(self, processid: str, timeout: float) -> CallEnd:
-        """Return as soon as the process is final, or its last state after ``timeout`` s."""
+    def wait(self, processid: str, timeout: float,
+             cancel: threading.Event | None = None) -> CallEnd:
+        """Return as soon as the process is final, ``cancel`` is set, or after ``timeout`` s."""
+        ...
+
+    def remove(self, processid: str) -> None:
+        """Remove a process that is still waiting (the server refuses a running one)."""
         ...
 
     def logs(self, processid: str) -> list[str]:
@@ -178,11 +211,22 @@ def classify(end: CallEnd, request: CallRequest) -> CallResult:
     return CallResult(TIMEOUT, [], f"no result within {request.deadline_seconds:g} s", pid)
 
 
-def run_call(backend: Backend, request: CallRequest) -> CallResult:
-    """Submit, wait up to the request's deadline, classify. Never raises for Colonies faults."""
+def run_call(backend: Backend, request: CallRequest,
+             cancel: threading.Event | None = None) -> CallResult:
+    """Submit, wait up to the request's deadline, classify. Never raises for Colonies faults.
+
+    ``cancel`` set (the HTTP client hung up) ends the wait early; a call still waiting in the
+    queue is then removed, so no executor runs it for nobody.
+    """
     try:
         processid = backend.submit(request)
-        end = backend.wait(processid, request.deadline_seconds)
+        end = backend.wait(processid, request.deadline_seconds, cancel)
+        if cancel is not None and cancel.is_set() and end.state is State.WAITING:
+            try:
+                backend.remove(processid)
+            except (ColoniesUnreachable, ColoniesRefused):
+                pass  # assigned in the meantime (or the server is gone): it just runs
+            return CallResult(CANCELLED, [], "the client went away", processid)
     except ColoniesUnreachable as exc:
         return CallResult(UNREACHABLE, [], f"Colonies server unreachable: {exc}")
     except ColoniesRefused as exc:
@@ -193,14 +237,15 @@ def run_call(backend: Backend, request: CallRequest) -> CallResult:
 def poll_until_final(fetch: Callable[[], CallEnd], timeout: float, *,
                      clock: Callable[[], float] = time.monotonic,
                      sleep: Callable[[float], None] = time.sleep,
-                     first: float = 0.005, cap: float = 0.1) -> CallEnd:
+                     first: float = 0.005, cap: float = 0.1,
+                     cancel: threading.Event | None = None) -> CallEnd:
     """Call ``fetch`` until the state is final or ``timeout`` passes; back off 5 ms -> 100 ms."""
     deadline = clock() + timeout
     delay = first
     while True:
         end = fetch()
         left = deadline - clock()
-        if end.state.final or left <= 0:
+        if end.state.final or left <= 0 or (cancel is not None and cancel.is_set()):
             return end
         sleep(min(delay, left))
         delay = min(cap, delay * 2)

@@ -33,7 +33,10 @@ COMMANDS: dict[str, str] = {
     "http": "http_cmd:http_command",
     "logs": "logs_cmd:logs_command",
     "policy": "policy_cmd:policy_group",
+    "result": "result_cmd:result_command",
+    "selftest": "selftest_cmd:selftest_command",
     "status": "status_cmd:status_command",
+    "token": "token_cmd:token_group",
 }
 
 
@@ -74,6 +77,9 @@ def usage_error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
+    if not (sys.argv[1:] if argv is None else argv):  # no arguments: the help, not an error
+        click.echo(cli.get_help(click.Context(cli, info_name="faas-sandbox")))
+        sys.exit(EXIT_OK)
     load_stack_env(os.environ)  # a checkout's local dev stack when no COLONIES_* is set
     try:
         return cli.main(args=argv, prog_name="faas-sandbox", standalone_mode=False)

@@ -101,6 +101,7 @@ class CodeStore:
         self._reader = reader or S3Reader(s3, pool_size=pool_size, clock=clock)
         self._entries: dict[str, _Entry] = {}
         self._sources: dict[tuple[str, str], str] = {}
+        self._pinned: dict[str, str] = {}  # file id -> function name, of pinned revisions
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._down: set[str] = set()  # "ColonyFS" and/or "S3" while they fail
@@ -131,6 +132,52 @@ class CodeStore:
             return _found(name, entry)
         finally:
             lock.release()
+
+    def get_revision(self, name: str, fileid: str, checksum: str,
+                     deadline: float | None = None) -> Code:
+        """Exactly revision ``fileid`` of ``name`` (a call pinned by its submitter).
+
+        Cached by the immutable (file id, checksum), so a cached revision costs no lookup; on
+        a miss one ``getfilemsg`` by id. FunctionNotFound if the id is not a revision of
+        ``name`` or its checksum is not ``checksum``; CodeUnavailable when ColonyFS/S3 is down.
+        """
+        check_function_name(name)
+        key = (fileid, checksum.lower())
+        source = self._sources.get(key)
+        if source is not None and self._pinned.get(fileid) == name:
+            return Code(name, source, fileid, key[1])
+        try:
+            files = self._client.rpc("getfilemsg", colonyname=self._client.colony,  # type: ignore[attr-defined]
+                                     fileid=fileid, label="", name="", latest=False)
+        except ColoniesRefused as exc:
+            if exc.status == 404:
+                raise FunctionNotFound(f"revision {fileid[:16]} of {name!r} does not exist "
+                                       f"(removed?)") from None
+            raise CodeUnavailable(f"ColonyFS refused the lookup: {exc}") from None
+        except ColoniesUnreachable as exc:
+            raise CodeUnavailable(f"cannot fetch revision {fileid[:16]} of {name!r}: {exc}") \
+                from None
+        meta = files[0] if isinstance(files, list) and files else None
+        if (not isinstance(meta, dict) or meta.get("name") != name
+                or meta.get("label") != self.label):
+            raise FunctionNotFound(f"{fileid[:16]} is not a revision of {self.label}/{name}")
+        if str(meta.get("checksum", "")).lower() != key[1]:
+            raise FunctionNotFound(f"revision {fileid[:16]} of {name!r} does not have the "
+                                   f"pinned sha256")
+        if not isinstance(meta.get("ref"), dict) or not isinstance(meta["ref"].get("s3object"),
+                                                                   dict):
+            raise CodeUnavailable(f"ColonyFS metadata of {name!r} has no S3 reference")
+        if deadline is None:
+            deadline = self._clock() + FETCH_S
+        source = self._download(name, meta, deadline)
+        with self._lock:
+            if len(self._sources) >= _MAX_CACHED_SOURCES:
+                self._sources.pop(next(iter(self._sources)))
+            self._sources[key] = source
+            if len(self._pinned) >= _MAX_CACHED_SOURCES:
+                self._pinned.pop(next(iter(self._pinned)))
+            self._pinned[fileid] = name
+        return Code(name, source, fileid, key[1])
 
     def _refresh(self, name: str, old: _Entry | None, deadline: float) -> _Entry:
         now = self._clock()

@@ -41,7 +41,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from .errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 from .nodes import NodeList, never_sent, parse_nodes
 from .reply import backend_down  # noqa: F401 - re-exported: callers check replies with it
-from .reply import Unreadable, decode_reply, read_capped, salvage_list
+from .reply import NO_QUORUM, Unreadable, decode_reply, read_capped, salvage_list
 from .spec import encode_call_kwargs
 
 IDLE_MESSAGE = "No process available for assignment"
@@ -212,7 +212,17 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
                         and not isinstance(exc, requests.ConnectTimeout)
                 if attempt == tries or not again:
                     raise ColoniesUnreachable(f"{url}: {reason}") from exc
-        return decode_reply(content, reply.status_code, truncated)
+        try:
+            result = decode_reply(content, reply.status_code, truncated)
+        except ColoniesRefused:
+            self.nodes.answered()
+            raise
+        except ColoniesUnreachable as exc:
+            if NO_QUORUM in str(exc):  # this node cannot reach an etcd majority; another may
+                self.node_failed(index, "no etcd quorum")
+            raise
+        self.nodes.answered()
+        return result
 
 
 _NOT_IDEMPOTENT = frozenset({"submitfuncspecmsg", "submitworkflowspecmsg", "addfilemsg"})

@@ -21,9 +21,12 @@ import base64
 import json
 import logging
 import math
+import re
 import select
+import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import websocket
@@ -37,12 +40,18 @@ from .colonies import (
     sign,
 )
 from .errors import ColoniesRefused, ColoniesUnreachable
+from .lifecycle import Revision, current, history
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("ws", "poll")
 SAFETY_POLL_S = 1.0
+CANCEL_POLL_S = 0.2  # how soon a cancelled wait notices
 CONNECT_TIMEOUT_S = 5.0
+# An executor long-polls assign (each attempt refreshes lastheardfromtime); one that has not
+# been heard of for this long is taken for dead. Generous: a busy executor does not assign.
+ALIVE_S = 120.0
+_FRACTION = re.compile(r"(\.\d{1,6})\d*")
 
 
 class ColoniesBackend:
@@ -72,13 +81,16 @@ class ColoniesBackend:
                          executortype=self.executor_type)
         if request.tutorial:  # the tutorial's form: one number as text in kwargs.arg
             spec["kwargs"] = {"function": request.function, "arg": str(request.kwargs["arg"])}
+        if request.pin is not None:
+            spec["kwargs"]["revision"], spec["kwargs"]["sha256"] = request.pin
         return spec
 
-    def wait(self, processid: str, timeout: float) -> CallEnd:
+    def wait(self, processid: str, timeout: float,
+             cancel: threading.Event | None = None) -> CallEnd:
         if self.strategy == "poll":
-            end = poll_until_final(lambda: self.get(processid), timeout)
+            end = poll_until_final(lambda: self.get(processid), timeout, cancel=cancel)
         else:
-            end = self._wait_ws(processid, timeout)
+            end = self._wait_ws(processid, timeout, cancel=cancel)
         # The server writes FAILED and the errors in two statements: a reader in between sees a
         # failure without its reason. Same settle bound as ColoniesClient.wait.
         settle = time.monotonic() + FAILED_SETTLE_S
@@ -90,11 +102,39 @@ class ColoniesBackend:
     def get(self, processid: str) -> CallEnd:
         return CallEnd.from_process(self.client.get_process(processid))
 
+    def remove(self, processid: str) -> None:
+        self.client.rpc("removeprocessmsg", processid=processid, all=False)
+
     def logs(self, processid: str) -> list[str]:
         return [str(entry.get("message", "")) for entry in self.client.get_logs(processid, 500)]
 
     def ping(self) -> None:
         self.client.rpc("getcolonymsg", colonyname=self.client.colony)
+
+    def alive_executors(self, now: datetime | None = None) -> int:
+        """Approved executors of our type heard from (assign) within ``ALIVE_S``."""
+        rows = self.client.rpc("getexecutorsmsg", colonyname=self.client.colony) or []
+        now = now or datetime.now(UTC)
+        alive = 0
+        for row in rows:
+            if (not isinstance(row, dict) or row.get("executortype") != self.executor_type
+                    or row.get("state") != 1):
+                continue
+            heard = _parse_time(row.get("lastheardfromtime"))
+            if heard is not None and (now - heard).total_seconds() < ALIVE_S:
+                alive += 1
+        return alive
+
+    def functions(self) -> list[dict[str, Any]]:
+        from .inventory import list_functions
+
+        return [f.to_json() for f in list_functions(self.client)]
+
+    def history(self, name: str) -> list[Revision]:
+        return history(self.client, name)
+
+    def current(self, name: str) -> Revision | None:
+        return current(self.client, name)
 
     # -- WebSocket watch ----------------------------------------------------------------------
     def _subscribe(self, processid: str, state: State, timeout: float) -> websocket.WebSocket:
@@ -125,20 +165,26 @@ class ColoniesBackend:
         raise ColoniesUnreachable(failure)
 
     def _wait_ws(self, processid: str, timeout: float,
-                 clock: Callable[[], float] = time.monotonic) -> CallEnd:
+                 clock: Callable[[], float] = time.monotonic,
+                 cancel: threading.Event | None = None) -> CallEnd:
         deadline = clock() + timeout
         sockets = [self._subscribe(processid, state, timeout + 1)
                    for state in (State.SUCCESS, State.FAILED)]
+        tick = SAFETY_POLL_S if cancel is None else CANCEL_POLL_S
+        last_get = clock()
         try:
             while True:
                 left = deadline - clock()
-                if left <= 0:
+                if left <= 0 or (cancel is not None and cancel.is_set()):
                     return self.get(processid)
                 if not sockets:  # the server dropped both: fall back to polling
-                    return poll_until_final(lambda: self.get(processid), left)
+                    return poll_until_final(lambda: self.get(processid), left, cancel=cancel)
                 readable, _, _ = select.select([ws.sock for ws in sockets], [], [],
-                                               min(left, SAFETY_POLL_S))
+                                               min(left, tick))
+                if not readable and clock() - last_get < SAFETY_POLL_S:
+                    continue
                 if not readable:
+                    last_get = clock()
                     end = self.get(processid)
                     if end.state.final:
                         return end
@@ -174,6 +220,17 @@ class ColoniesBackend:
             raise ColoniesRefused(str(message), int(payload.get("status", 0) or 0)
                                   if isinstance(payload, dict) else 0)
         return CallEnd.from_process(payload)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time from Go (nanoseconds allowed); None for the zero time or garbage."""
+    if not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    try:
+        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value[:64]).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def connect(host: str, port: int, tls: bool, colony: str, prvkey: str,

@@ -24,6 +24,13 @@ maxexectime expired. So after any assign that failed as unreachable, the first s
 assign triggers one look at the oldest RUNNING processes of our type (``getprocessesmsg``, at
 most 100) and serves those assigned to us that we neither run nor have just run.
 
+Latency: each worker thread waits one round trip for its assign and one for its close, so over
+a WAN link a thread per sandbox slot leaves the slots idle most of the time. ``ahead`` more
+threads keep assigns in flight: a call they get waits for a free sandbox slot (a semaphore of
+``concurrency``), and that wait counts against its maxexectime budget like any other. They
+pause while calls take longer than ``AHEAD_MAX_CALL_S`` on average, so a call is never held
+back behind slow ones that another executor could have run.
+
 Lifecycle: :meth:`Executor.request_stop` (what signal handlers call: it only bumps a counter)
 stops assigning and ends long-polls at once; in-flight calls get ``grace`` seconds, then they are
 failed as ``interrupted``; a second request ends them at once.
@@ -64,6 +71,7 @@ MAX_REASON_CHARS = 4000
 _MIB = 1024 * 1024
 _RUNNING = 1  # process state
 _RECENT = 1024  # process ids remembered as served (so a stale listing cannot adopt them)
+AHEAD_MAX_CALL_S = 0.5  # assign ahead only while calls take less than this on average
 FETCH_BUDGET_S = 10.0  # code fetch deadline of a call without maxexectime
 MAX_RESTARTS = 5  # worker deaths within RESTART_WINDOW_S before the executor gives up
 RESTART_WINDOW_S = 60.0
@@ -93,9 +101,12 @@ class Executor:
                  close_margin: float = 0.25, metrics: Any = None,
                  clock: Callable[[], float] = time.monotonic, executor_id: str | None = None,
                  executor_type: str | None = None, max_args_bytes: int = MAX_ARGS_TEXT_BYTES,
-                 max_call_s: float = 3600.0) -> None:
+                 max_call_s: float = 3600.0, ahead: int | None = None) -> None:
         self.client, self.sandbox, self.code = client, sandbox, code
         self.name, self.concurrency = name, max(1, concurrency)
+        self.ahead = 2 * self.concurrency + 2 if ahead is None else max(0, ahead)
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._call_s = 0.0  # moving average of sandbox call wall time
         self.executor_id, self.executor_type = executor_id, executor_type  # for adoption
         self.assign_timeout, self.grace, self.close_margin = assign_timeout, grace, close_margin
         self.metrics = metrics
@@ -116,7 +127,7 @@ class Executor:
         self._restarts: list[float] = []
         self.max_args_bytes = max_args_bytes
         self.served = 0
-        self.liveness = Liveness(self.concurrency, poll_s=assign_timeout + 20.0,
+        self.liveness = Liveness(self.concurrency + self.ahead, poll_s=assign_timeout + 20.0,
                                  call_s=max_call_s, clock=clock)
 
     def request_stop(self) -> None:
@@ -129,10 +140,11 @@ class Executor:
         retrier.start()
         workers = [threading.Thread(target=self._supervised, args=(i,),
                                     name=f"faas-worker-{i}", daemon=True)
-                   for i in range(self.concurrency)]
+                   for i in range(self.concurrency + self.ahead)]
         for worker in workers:
             worker.start()
-        log.info("executor %s serving (%d in flight at most)", self.name, self.concurrency)
+        log.info("executor %s serving (%d in flight at most, %d more assigned ahead)",
+                 self.name, self.concurrency, self.ahead)
         stop_at: float | None = None
         while True:
             time.sleep(0.05)
@@ -203,6 +215,9 @@ class Executor:
         beat = self.liveness.beat
         while not self._stopping.is_set():
             beat(index, "assigning")
+            if index >= self.concurrency and self._call_s > AHEAD_MAX_CALL_S:
+                self._stopping.wait(0.2)  # slow calls: a call assigned ahead would wait long
+                continue
             try:
                 process = self.client.assign(self.assign_timeout)
             except ReplyUnreadable as exc:
@@ -342,8 +357,9 @@ class Executor:
 
     def _run(self, pid: str, process: dict[str, Any], received: float) -> Report:
         function = "?"
+        slot = False
         try:
-            call = parse_process(process, self.max_args_bytes)
+            call = self._parse(pid, process)
             function = call.function
             with self._lock:
                 self._inflight[pid] = function
@@ -353,7 +369,12 @@ class Executor:
             else:
                 limit = call.maxexectime - self.close_margin if call.maxexectime \
                     else FETCH_BUDGET_S
-                source = self.code.get(function, deadline=received + limit).source
+                if call.revision is not None:  # pinned by the submitter: exactly that revision
+                    source = self.code.get_revision(function, *call.revision,
+                                                    deadline=received + limit).source
+                else:
+                    source = self.code.get(function, deadline=received + limit).source
+            slot = self._slots.acquire()  # calls assigned ahead wait here (their budget runs)
             budget = None
             if call.maxexectime is not None:
                 budget = call.maxexectime - (self._clock() - received) - self.close_margin
@@ -364,6 +385,7 @@ class Executor:
                     return self._failed(pid, function, "timeout", f"maxexectime of "
                                         f"{call.maxexectime}s used up before the call started",
                                         received)
+            started = time.monotonic()
             if self.metrics is not None:
                 with self.metrics.inflight():
                     outcome = self.sandbox.call(source, function, call.args, call.kwargs,
@@ -371,6 +393,7 @@ class Executor:
             else:
                 outcome = self.sandbox.call(source, function, call.args, call.kwargs,
                                             maxexectime=budget)
+            self._call_s = 0.8 * self._call_s + 0.2 * (time.monotonic() - started)
             self._engine_errors = 0
         except SpecError as exc:
             return self._failed(pid, function, "spec", str(exc), received)
@@ -390,7 +413,35 @@ class Executor:
             return self._failed(pid, function, "crash",
                                 f"internal executor error: {type(exc).__name__}: "
                                 f"{for_log(exc)}", received)
+        finally:
+            if slot:
+                self._slots.release()
         return self._report(pid, function, outcome)
+
+    def _parse(self, pid: str, process: dict[str, Any]) -> Any:
+        """parse_process, re-reading a process whose env attributes may not be written yet.
+
+        Colonies v1.9.12 inserts a process row (assignable at once) and only then, in other
+        statements, its env attributes: an assign in between sees inline code without its
+        ``env.code``. Such a process (not ``execute``, no env, no attributes) is re-read a
+        few times over ~0.35 s before it is failed as ``spec``."""
+        try:
+            return parse_process(process, self.max_args_bytes)
+        except SpecError:
+            spec = process.get("spec")
+            if not isinstance(spec, dict) or spec.get("funcname") == "execute" \
+                    or spec.get("env") or process.get("attributes"):
+                raise
+        for delay in (0.05, 0.1, 0.2):
+            self._stopping.wait(delay)
+            try:
+                again = self.client.get_process(pid)
+            except ColoniesError:
+                break
+            if isinstance(again, dict) and (again.get("attributes") or
+                                            (again.get("spec") or {}).get("env")):
+                return parse_process(again, self.max_args_bytes)
+        return parse_process(process, self.max_args_bytes)
 
     def _report(self, pid: str, function: str, outcome: Outcome) -> Report:
         usage = outcome.usage

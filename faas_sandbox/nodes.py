@@ -18,7 +18,9 @@ What a failure allows (:func:`never_sent`):
   run twice), and neither is a long-poll assign: its caller decides (the executor looks for
   calls assigned to it whose reply was lost).
 
-Every switch is one WARNING line: ``colonies node A failed (reason); switching to B``.
+A switch is one WARNING line, ``colonies node A failed (reason); switching to B``; while no
+node answers at all (the whole cluster down, or this host cut off) further switches are only
+counted, and the first answer after them says how many there were.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class NodeList:
         self._index = 0
         self._lock = threading.Lock()
         self.switches = 0
+        self._answered = True  # a node answered since the last switch
+        self._quiet = 0  # switches not logged because no node answered in between
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -102,10 +106,21 @@ class NodeList:
         index = self._index
         return index, self.nodes[index]
 
+    def answered(self) -> None:
+        """A request got an answer from the node in use (called on every reply: cheap)."""
+        if not self._answered:
+            with self._lock:
+                quiet, self._quiet, self._answered = self._quiet, 0, True
+                node = self.nodes[self._index]
+            if quiet:
+                log.warning("colonies node %s answers (after %d more switches while no node "
+                            "answered)", node, quiet)
+
     def failed(self, index: int, reason: str) -> bool:
         """The node at ``index`` failed: move to the next one unless another thread already
-        did (one switch, one log line, per failure of the node in use). True when the node in
-        use is now another one than ``index``."""
+        did (one switch per failure of the node in use). One log line per switch after a node
+        answered; while none answers (all down, or this host cut off), switches are counted,
+        not logged. True when the node in use is now another one than ``index``."""
         if len(self.nodes) == 1:
             return False
         with self._lock:
@@ -114,8 +129,12 @@ class NodeList:
             self._index = (index + 1) % len(self.nodes)
             self.switches += 1
             new = self.nodes[self._index]
-        log.warning("colonies node %s failed (%s); switching to %s", self.nodes[index], reason,
-                    new)
+            loud, self._answered = self._answered, False
+            if not loud:
+                self._quiet += 1
+        if loud:
+            log.warning("colonies node %s failed (%s); switching to %s", self.nodes[index],
+                        reason, new)
         return True
 
 

@@ -16,6 +16,9 @@ from .errors import PolicyError
 from .engine.modules import MODULE_NAMES
 
 _NOBODY = 65534
+# the OS isolation layers a policy may require (faas_sandbox.engine.isolation.LAYERS)
+LAYER_NAMES = frozenset({"seccomp", "landlock", "net_namespace", "ipc_namespace",
+                         "drop_privileges"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +94,15 @@ class Policy:
     run_as_uid: int = _NOBODY  # used only when the engine runs as root
     run_as_gid: int = _NOBODY
     seccomp: bool = True
-    prefork: int = 1  # children forked ahead and waiting; 0 forks on demand
+    prefork: int = 2  # children forked ahead and waiting (one per core here); 0: on demand
+    require: frozenset[str] = frozenset()  # isolation layers without which the Sandbox won't start
     source: str = "<built-in>"
 
     def __post_init__(self) -> None:
+        bad = self.require - LAYER_NAMES
+        if bad:
+            raise PolicyError(f"{self.source}: sandbox.require: unknown layer(s) {sorted(bad)}; "
+                              f"available: {sorted(LAYER_NAMES)}")
         unknown = self.allowed_modules - MODULE_NAMES
         if unknown:
             raise PolicyError(
@@ -126,7 +134,8 @@ class Policy:
         allowed = _modules(imports.get("allowed", sorted(DEFAULT_MODULES)), source,
                            "imports.allowed")
         sandbox = _table(data, "sandbox", source)
-        _check_keys(sandbox, {"run_as_uid", "run_as_gid", "seccomp", "prefork"}, source, "sandbox")
+        _check_keys(sandbox, {"run_as_uid", "run_as_gid", "seccomp", "prefork", "require"},
+                    source, "sandbox")
         functions = _table(data, "functions", source)
         for fname, override in functions.items():
             key = f"functions.{fname}"
@@ -147,7 +156,8 @@ class Policy:
             run_as_uid=_int(sandbox, "run_as_uid", _NOBODY, source),
             run_as_gid=_int(sandbox, "run_as_gid", _NOBODY, source),
             seccomp=_bool(sandbox, "seccomp", True, source),
-            prefork=_int(sandbox, "prefork", 1, source),
+            prefork=_int(sandbox, "prefork", 2, source),
+            require=_layers(sandbox.get("require", []), source),
             source=source,
         )
 
@@ -174,7 +184,8 @@ class Policy:
         out["limits"] = {f.name: getattr(call.limits, f.name) for f in fields(Limits)}
         out["imports"] = {"allowed": sorted(call.allowed_modules)}
         out["sandbox"] = {"run_as_uid": self.run_as_uid, "run_as_gid": self.run_as_gid,
-                          "seccomp": self.seccomp, "prefork": self.prefork}
+                          "seccomp": self.seccomp, "prefork": self.prefork,
+                          "require": sorted(self.require)}
         if not function:
             out["functions"] = sorted(self.functions)
         return out
@@ -210,6 +221,13 @@ def _modules(value: Any, source: str, where: str) -> frozenset[str]:
     if unknown:
         raise PolicyError(f"{source}: {where}: unknown module(s) {sorted(unknown)}; "
                           f"available: {sorted(MODULE_NAMES)}")
+    return frozenset(value)
+
+
+def _layers(value: Any, source: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{source}: sandbox.require: expected a list of layer names "
+                          f"({', '.join(sorted(LAYER_NAMES))})")
     return frozenset(value)
 
 

@@ -1,35 +1,17 @@
-"""The syscall filter and the prctl calls a child makes, through ctypes over libc.
+"""The prctl calls a child makes, and the raw seccomp program it loads, through ctypes.
 
-The filter is built once, in the forker, with libseccomp (``pyseccomp``) and exported as a raw
-classic-BPF program. Building it costs about a millisecond; loading the exported program is two
-prctl calls, so each child only does :meth:`Program.install`:
-``prctl(PR_SET_NO_NEW_PRIVS, 1)`` then ``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)``.
-
-Default action ALLOW; every syscall in :data:`DENIED` fails with EPERM (clear errors beat a
-dead child); ``prlimit64`` fails with EPERM unless it targets the calling process (pid 0), so
-the child can still lower its own limits. Foreign ABIs (i386, x32) kill the process.
+The filter itself (an allow-list, default EPERM) is the table in
+:mod:`faas_sandbox.engine.isolation.syscalls`, built once in the forker by
+:mod:`faas_sandbox.engine.isolation.seccomp` and kept here as a :class:`Program`, so each child
+only does :meth:`Program.install`: ``prctl(PR_SET_NO_NEW_PRIVS, 1)`` then
+``prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)``.
 """
 
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import signal
-
-# Process creation, network, namespaces/mounts, debugging other processes, kernel attack
-# surface, signals to other processes. Names unknown to this libseccomp are skipped.
-DENIED: tuple[str, ...] = (
-    "fork", "vfork", "clone", "clone3", "execve", "execveat",
-    "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
-    "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "kcmp",
-    "mount", "umount2", "unshare", "setns", "pivot_root", "chroot",
-    "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
-    "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
-    "io_uring_setup", "io_uring_enter", "io_uring_register", "personality",
-    "kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
-    "pidfd_open", "pidfd_send_signal", "pidfd_getfd",
-)
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -94,35 +76,3 @@ class Program:
         """Install the filter on the calling process (sets no_new_privs first)."""
         set_no_new_privs()
         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._prog))
-
-
-def build(denied: tuple[str, ...] = DENIED) -> Program:
-    """Build the filter with libseccomp and export it as raw BPF (forker only)."""
-    import pyseccomp as seccomp  # imported here: the forker is the only builder
-
-    filt = seccomp.SyscallFilter(seccomp.ALLOW)
-    filt.set_attr(seccomp.Attr.ACT_BADARCH, seccomp.KILL_PROCESS)
-    eperm = seccomp.ERRNO(errno.EPERM)
-    for name in denied:
-        try:
-            filt.add_rule(eperm, name)
-        except (OSError, ValueError):
-            continue  # syscall unknown on this architecture
-    filt.add_rule(eperm, "prlimit64", seccomp.Arg(0, seccomp.NE, 0))
-    read_fd, write_fd = os.pipe()
-    try:
-        class _Sink:
-            def fileno(self) -> int:
-                return write_fd
-
-        filt.export_bpf(_Sink())
-        os.close(write_fd)
-        write_fd = -1
-        chunks = []
-        while chunk := os.read(read_fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        if write_fd >= 0:
-            os.close(write_fd)
-    return Program(b"".join(chunks))

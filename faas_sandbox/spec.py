@@ -35,7 +35,9 @@ from .reply import MAX_DEPTH, DecodeError, loads
 EXECUTE = "execute"  # the one function a faas executor registers (tutorial)
 ENV_ATTRIBUTE = 3  # Colonies attribute type of spec.env entries
 FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-EXECUTE_KEYS = frozenset({"function", "arg", "args", "kwargs"})
+EXECUTE_KEYS = frozenset({"function", "arg", "args", "kwargs", "revision", "sha256"})
+_FILEID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _MAX_SAFE_INT = 2**53  # larger ints lose precision in the server's float64 JSON
 
 
@@ -50,6 +52,7 @@ class Call:
     source: str | None = None  # inline code; None means ColonyFS /faas/<function>
     maxexectime: int | None = None  # seconds; None means the policy default
     form: str = "json"  # "tutorial", "json" or "inline", for logs
+    revision: tuple[str, str] | None = None  # pinned (file id, sha256); None: the latest
 
 
 def check_function_name(name: object) -> str:
@@ -99,11 +102,12 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
     if "function" not in kwargs:
         raise SpecError("kwargs.function is missing: name the function to call")
     function = check_function_name(kwargs["function"])
+    revision = _revision(kwargs)
     if "arg" in kwargs:
         if "args" in kwargs or "kwargs" in kwargs or args:
             raise SpecError("kwargs.arg cannot be combined with args or kwargs")
         return Call(pid, function, (_tutorial_arg(kwargs["arg"]),), {}, None, maxexectime,
-                    "tutorial")
+                    "tutorial", revision)
     positional: list[Any] = list(args)
     if "args" in kwargs:
         if args:
@@ -112,7 +116,20 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
                                  max_args_bytes)
     keywords = _json_value(kwargs.get("kwargs", "{}"), dict, "kwargs.kwargs", "an object",
                            max_args_bytes)
-    return Call(pid, function, tuple(positional), _keywords(keywords), None, maxexectime, "json")
+    return Call(pid, function, tuple(positional), _keywords(keywords), None, maxexectime, "json",
+                revision)
+
+
+def _revision(kwargs: Mapping[str, Any]) -> tuple[str, str] | None:
+    """kwargs.revision (a ColonyFS file id) and kwargs.sha256 pin the code to run, together."""
+    if "revision" not in kwargs and "sha256" not in kwargs:
+        return None
+    fileid, sha = kwargs.get("revision"), kwargs.get("sha256")
+    if not isinstance(fileid, str) or not _FILEID.fullmatch(fileid):
+        raise SpecError("kwargs.revision must be a ColonyFS file id (with kwargs.sha256)")
+    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        raise SpecError("kwargs.sha256 must be 64 hex digits (with kwargs.revision)")
+    return fileid, sha.lower()
 
 
 def encode_call_kwargs(function: str, args: Sequence[Any] = (),

@@ -12,6 +12,7 @@ Exit status: 0 ok, 1 the call failed (reason on stderr), 2 usage, 3 Colonies unr
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import click
@@ -41,7 +42,7 @@ def format_value(value: Any) -> str:
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for the result, or print the process id and return at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@click.option("--maxexectime", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--maxexectime", type=click.FloatRange(min=0.001), default=None,
               metavar="S", help="Seconds; may lower the policy's wall limit, never raise it.")
 @click.option("--maxwaittime", type=click.IntRange(min=1), default=10, show_default=True,
               metavar="S", help="Seconds the call may wait for an executor.")
@@ -73,9 +74,18 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
     except SpecError as exc:
         usage_error(str(exc))
     policy = load_policy(policy_path)
-    request = make_request(policy, name, tuple(parse_arg(a) for a in args), kwargs, maxexectime,
-                           maxwaittime=maxwaittime)
+    try:
+        request = make_request(policy, name, tuple(parse_arg(a) for a in args), kwargs,
+                               maxexectime, maxwaittime=maxwaittime)
+    except SpecError as exc:
+        usage_error(str(exc))
     backend = ColoniesBackend(connect(), executor_type, wait_strategy)
+    with colonies_errors(f"call {name}"):
+        revision = backend.current(name)  # pin: exactly the code deployed now runs
+    if revision is None:
+        fail(f"call {name} failed: not_found: no function {name!r} is deployed")
+        return
+    request = replace(request, pin=(revision.fileid, revision.sha256))
 
     if not wait:
         with colonies_errors(f"call {name}"):
@@ -90,7 +100,7 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
     except ValueError as exc:  # arguments JSON cannot carry (NaN, ...)
         usage_error(str(exc))
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        click.echo(json.dumps({**result.to_json(), "revision": revision.to_json()}))
     elif result.ok:
         for value in result.output:
             click.echo(format_value(value))

@@ -63,8 +63,8 @@ def exec_command(path: str, function: str, args_json: str | None, kwargs_json: s
     source = _read_source(path)
     args = _json_arg(args_json, "--args", list)
     kwargs = _json_arg(kwargs_json, "--kwargs", dict)
-    if maxexectime is not None and not maxexectime > 0:
-        usage_error(f"--maxexectime: must be a positive number of seconds, got {maxexectime}")
+    if maxexectime is not None and not maxexectime >= 0.001:  # the policy's smallest limit
+        usage_error(f"--maxexectime: must be at least 0.001 seconds, got {maxexectime}")
     policy = Policy()
     if policy_path is not None:
         try:

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from ..cli import EXIT_UNREACHABLE, EXIT_USAGE, configure_logging, usage_error
+from ..cli import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, configure_logging, usage_error
 from ..secrets import reexec_without_keys, take_keys
 from ..colonies import DEFAULT_EXECUTOR_TYPE
 from ..errors import PolicyError, SettingsError
@@ -62,12 +62,19 @@ class _Signals:
               help="Seconds in-flight calls get to finish after the first stop signal.")
 @click.option("--assign-timeout", type=click.IntRange(1, 300), default=10, show_default=True,
               help="Seconds per assign long-poll (each one refreshes the executor's liveness).")
+@click.option("--ahead", type=click.IntRange(0, 1024), default=None,
+              help="Assigns kept in flight beyond --concurrency, so calls queue locally while "
+                   "round trips to Colonies are under way (WAN links) "
+                   "[default: 2 x concurrency + 2].")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Serve Prometheus /metrics and the liveness check /healthz (200 when taking "
                    "work, else 503) on 127.0.0.1:PORT (0: off; the team uses 9108).")
+@click.option("--selftest", "run_selftest", is_flag=True,
+              help="Before serving, run `faas-sandbox selftest` under the policy; refuse to "
+                   "serve (exit 1) if a required layer is missing or any probe is not denied.")
 def executor_command(concurrency: int | None, policy_path: str | None, executor_type: str,
                      name: str | None, identity: str, grace: float, assign_timeout: int,
-                     metrics_port: int) -> None:
+                     ahead: int | None, metrics_port: int, run_selftest: bool) -> None:
     """Serve FaaS calls from Colonies in sandboxed children until stopped."""
     reexec_without_keys()  # returns only when no key variable is in the environment
     configure_logging()
@@ -75,16 +82,42 @@ def executor_command(concurrency: int | None, policy_path: str | None, executor_
         policy = Policy.load(policy_path) if policy_path else Policy()
     except PolicyError as exc:
         usage_error(str(exc))
+    if run_selftest and not _selftest_passes(policy):  # oslayer (#9)
+        sys.exit(EXIT_FAILED)
     signals = _Signals()
     signal.signal(signal.SIGINT, signals.handler)
     signal.signal(signal.SIGTERM, signals.handler)
     sys.exit(_serve(policy, concurrency or os.cpu_count() or 1, executor_type, name, identity,
-                    grace, assign_timeout, metrics_port, signals))
+                    grace, assign_timeout, metrics_port, signals, ahead))
+
+
+def _selftest_passes(policy: Policy) -> bool:
+    """Run the OS-layer selftest (no key has been read yet); log every probe that got out."""
+    import logging
+
+    from ..engine.isolation import describe
+    from ..engine.isolation.selftest import passed, run
+    from ..errors import EngineError
+
+    log = logging.getLogger(__name__)
+    try:
+        report = run(policy)
+    except EngineError as exc:
+        log.error("selftest: the sandbox did not start: %s; not serving", exc)
+        return False
+    for probe in report["probes"]:
+        if not probe["denied"]:
+            log.error("selftest: probe %s was NOT denied: %s", probe["name"], probe["detail"])
+    ok = passed(report)
+    log.log(logging.INFO if ok else logging.ERROR, "selftest: %d/%d probes denied; %s%s",
+            sum(p["denied"] for p in report["probes"]), len(report["probes"]),
+            describe(report["layers"]), "" if ok else "; not serving")
+    return ok
 
 
 def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | None,
            mode: str, grace: float, assign_timeout: int, metrics_port: int,
-           signals: _Signals) -> int:
+           signals: _Signals, ahead: int | None = None) -> int:
     from .. import metrics
     from ..codestore import CodeStore
     from ..colonies import ColoniesClient
@@ -122,7 +155,7 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
                             metrics=metrics.default() if metrics_port else None,
                             executor_id=me.executor_id, executor_type=executor_type,
                             max_args_bytes=max(x.max_args_bytes for x in every),
-                            max_call_s=max(x.wall_seconds for x in every) + 30.0)
+                            max_call_s=max(x.wall_seconds for x in every) + 30.0, ahead=ahead)
         if metrics_port:
             metrics.default()
             serve_http(metrics_port, executor.liveness.verdict)

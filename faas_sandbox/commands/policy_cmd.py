@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..cli import EXIT_USAGE, usage_error
+from ..cli import EXIT_FAILED, EXIT_USAGE, usage_error
 from ..errors import PolicyError
 from ..policy import Policy
 
@@ -27,8 +27,12 @@ def _load(path: str) -> Policy:
 @policy_group.command("check")
 @click.argument("path")
 def check(path: str) -> None:
-    """Exit 0 if PATH is a valid policy; else print the file and key at fault and exit 2."""
-    policy = _load(path)
+    """Exit 0 if PATH is a valid policy; else print the file and key at fault and exit 1."""
+    try:
+        policy = Policy.load(path)
+    except PolicyError as exc:
+        click.echo(f"faas-sandbox: error: {exc}", err=True)
+        raise SystemExit(EXIT_FAILED) from None
     click.echo(f"{path}: ok (policy {policy.name!r}, {len(policy.functions)} function override(s))")
 
 

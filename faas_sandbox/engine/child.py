@@ -6,13 +6,14 @@ for exactly one call:
 1. :func:`isolate_child`: own session, fds 0-2 on /dev/null and every other inherited fd
    closed but its two pipes, empty environment, an empty cwd, supplementary groups dropped
    and the sandbox uid/gid taken (when root), not dumpable, SIGKILL on forker death (set
-   *after* the uid change, which clears it), RLIMIT_CORE 0, no_new_privs and the seccomp
-   filter. OS-level confinement steps slot in here, in this one function.
+   *after* the uid change, which clears it), RLIMIT_CORE 0, no_new_privs.
 2. Warm up while idle (:func:`warm_up`), then block reading one REQUEST frame, written by
    the calling thread of the parent directly (the forker handed it our pipe ends).
 3. :func:`apply_limits`: RLIMIT_CPU (soft n, hard n+1 so SIGXCPU comes first), RLIMIT_AS
    (current size + memory_mb), RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC. Lowering a limit
    never needs privilege, so a spare can apply the limits of whichever call it gets.
+   Then the lockdown (:mod:`faas_sandbox.engine.isolation`): Landlock and the allow-list
+   seccomp filter; from here on the child can open nothing and create no socket or process.
 4. :func:`faas_sandbox.engine.run.execute`: compile the source (or unmarshal the cached
    code), run, encode the result once -- all under those limits.
 5. Write the frames on the result pipe and leave through ``os._exit`` in ``finally``.
@@ -24,6 +25,7 @@ never logs; every fact goes back in its result frame or its exit code (:class:`E
 
 from __future__ import annotations
 
+import marshal
 import mmap
 import os
 import resource
@@ -33,9 +35,10 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..policy import Limits
-from ..seccomp_filter import Program, set_dumpable, set_name, set_no_new_privs, \
-    set_parent_death_signal
+from ..seccomp_filter import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
 from . import run, wire
+from .guards import compile_source
+from .isolation import Lockdown
 from .verdict import ExitCode
 
 RESERVE_BYTES = 1 << 20  # address space freed on MemoryError so the child can still report
@@ -43,12 +46,17 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MAX_FD = max(os.sysconf("SC_OPEN_MAX"), 1024)
 _WARM_LIMITS = Limits(wall_seconds=1.0, cpu_seconds=1, memory_mb=64, max_result_bytes=1024,
                       max_stdout_bytes=1024)
-# A trusted call an idle spare runs once before it waits: it compiles, emits, runs and
-# encodes, so the ~150 copy-on-write faults a real call takes are paid while idle.
+# A trusted call an idle spare runs once before it waits: it unmarshals code (compiled once,
+# here, in the forker), runs and encodes, so the copy-on-write faults a real call takes on
+# those paths are paid while idle. Compiling is left out: it is slow and most calls do not.
 _WARM_REQUEST = wire.Request(
-    wire.SOURCE, "f", frozenset({"math", "json"}), _WARM_LIMITS,
-    b"def f(x, y=1):\n    s = [x, y]\n    print(x)\n    return {'v': s}\n",
+    wire.CODE_BODY, "f", frozenset({"math", "json"}), _WARM_LIMITS, marshal.dumps(
+        compile_source("def f(x, y=1):\n    s = [x, y]\n    print(x)\n    return {'v': s}\n").code),
     b'[[1.5],{"y":2}]')
+
+_WARM_FRAME = wire.encode_request(wire.CODE_BODY, b"f", wire.module_mask(_WARM_REQUEST.modules),
+                                  wire.pack_limits(_WARM_LIMITS), _WARM_REQUEST.body,
+                                  _WARM_REQUEST.args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +65,7 @@ class Isolation:
 
     forker_pid: int
     drop_to: tuple[int, int] | None  # (uid, gid) to become; None when not running as root
-    seccomp: Program | None
+    lockdown: Lockdown | None  # oslayer (#9): Landlock + allow-list filter, entered per call
 
 
 class _Orphaned(Exception):
@@ -73,6 +81,8 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
     if null > 2:
         os.close(null)
     low = 3
+    if iso.lockdown is not None:  # oslayer (#9): the Landlock ruleset stays open until lockdown
+        keep = (*keep, *iso.lockdown.fds)
     for fd in sorted(keep):
         os.closerange(low, fd)
         low = fd + 1
@@ -93,10 +103,7 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
     if os.getppid() != iso.forker_pid:
         raise _Orphaned
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if iso.seccomp is not None:
-        iso.seccomp.install()
-    else:
-        set_no_new_privs()
+    set_no_new_privs()  # the filter and Landlock come after the request (Lockdown.enter)
 
 
 def _lower(which: int, soft: int, hard: int | None = None) -> None:
@@ -123,7 +130,8 @@ def apply_limits(limits: Limits) -> None:
 
 
 def warm_up() -> None:
-    """Run the warm-up call and read /proc/self/statm once; results are discarded."""
+    """Decode a request, run the warm-up call, read /proc/self/statm; results discarded."""
+    wire.decode_request_head(_WARM_FRAME)
     run.execute(_WARM_REQUEST, [b""], lambda frame: None)
     fd = os.open("/proc/self/statm", os.O_RDONLY)
     os.read(fd, 128)
@@ -158,6 +166,10 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         # page; it is freed on MemoryError so that the child can still report.
         reserve: list[Any] = [mmap.mmap(-1, RESERVE_BYTES)]
         apply_limits(request.limits)
+        if iso.lockdown is not None:  # oslayer (#9): from here on no path, socket or new fd
+            code = ExitCode.SETUP
+            iso.lockdown.enter()
+            code = ExitCode.INTERNAL
         frame = run.execute(request, reserve, lambda data: wire.write_all(res_fd, data),
                             {"result_fd": res_fd})
         code = ExitCode.WIRE
@@ -174,6 +186,8 @@ def selftest(iso: Isolation, res_fd: int, workdir: str) -> NoReturn:
     try:
         try:
             isolate_child(iso, (res_fd, res_fd), workdir)
+            if iso.lockdown is not None:  # oslayer (#9)
+                iso.lockdown.enter()
             report = b"\x01%d %d" % (os.getuid(), os.getgid())
         except BaseException as exc:  # noqa: BLE001 - reported, not raised
             report = b"\x00" + run.describe(exc).encode("utf-8", "replace")

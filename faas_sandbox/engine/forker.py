@@ -40,6 +40,7 @@ from contextlib import suppress
 from typing import Any
 
 from .. import seccomp_filter
+from . import isolation  # oslayer (#9)
 from . import child, control, modules
 
 OWN_HEADROOM = 256 << 20  # RLIMIT_AS soft limit of the forker over its size at start
@@ -71,22 +72,21 @@ class Forker:
         if os.geteuid() == 0:
             drop_to = (int(config["uid"]), int(config["gid"]))
         self.features["drop_privileges"] = drop_to is not None
-        program = None
-        if config.get("seccomp", True):
-            try:
-                program = seccomp_filter.build()
-                self.features["filter_instructions"] = program.instructions
-            except Exception as exc:  # noqa: BLE001 - libseccomp missing or broken
-                self.features["seccomp_error"] = f"cannot build the filter: {exc}"
-        self.iso = child.Isolation(os.getpid(), drop_to, program)
+        # -- oslayer (#9): namespaces, allow-list filter, Landlock ruleset (engine/isolation) --
+        lockdown, layers = isolation.prepare(bool(config.get("seccomp", True)))
+        self.iso = child.Isolation(os.getpid(), drop_to, lockdown)
         ok, report = self._selftest()
-        if not ok and program is not None:
-            without = child.Isolation(os.getpid(), drop_to, None)
+        if not ok and (lockdown.program or lockdown.fds):
+            without = child.Isolation(os.getpid(), drop_to, isolation.Lockdown(None, None))
             ok_without, retry = self._selftest(without)
-            if ok_without:  # only the filter failed: run without it, and say so
-                self.features["seccomp_error"] = f"kernel refused the filter: {report}"
+            if ok_without:  # only the lockdown failed: run without it, and say so
+                layers["lockdown_error"] = f"kernel refused the lockdown: {report}"
                 self.iso, ok, report = without, True, retry
-        self.features["seccomp"] = self.iso.seccomp is not None and ok
+        isolation.confirm(layers, self.iso.lockdown, ok)
+        layers["drop_privileges"] = drop_to is not None
+        self.features["layers"] = layers
+        self.features["seccomp"] = layers["seccomp"]
+        # -- end oslayer --
         self.features["pidfd"] = _pidfd_works()
         if ok:
             uid, gid = report.split()

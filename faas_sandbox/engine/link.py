@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import EngineError
 from ..policy import Policy
-from . import control
+from . import control, isolation
 
 log = logging.getLogger("faas_sandbox.engine")
 
@@ -112,9 +112,16 @@ class Link:
             self.close("sandbox isolation failed")
             raise EngineError(f"sandbox isolation does not work here: "
                               f"{self.features['isolation_error']}")
-        if self.features.get("seccomp_error"):
-            log.warning("forker %s runs without seccomp: %s", self.pid,
-                        self.features["seccomp_error"])
+        # -- oslayer (#9): say which OS layers are on; refuse to start without a required one
+        layers = self.features.get("layers", {})
+        absent = isolation.missing(policy.require, layers)
+        if absent:
+            self.close("a required isolation layer is missing")
+            raise EngineError(f"policy {policy.name!r} requires isolation layer(s) "
+                              f"{', '.join(absent)}, not active here: "
+                              f"{isolation.describe(layers)}")
+        log.log(logging.WARNING if isolation.missing(isolation.LAYERS, layers) else logging.INFO,
+                "forker %s: %s", self.pid, isolation.describe(layers))
         if self.prefork:
             self._credit(self.prefork)
 

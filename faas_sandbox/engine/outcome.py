@@ -58,6 +58,8 @@ class Outcome:
     message: str
     stdout: str
     usage: Usage
+    _value: Any
+    _json: bytes | None
 
     def __init__(self, ok: bool, value: Any = _UNSET, error_kind: ErrorKind | None = None,
                  message: str = "", stdout: str = "", usage: Usage | None = None, *,

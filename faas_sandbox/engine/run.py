@@ -138,7 +138,7 @@ def _call(request: wire.Request, state: RunState, reserve: list[Any],
     except (ValueError, TypeError, RecursionError) as exc:
         return "runtime", f"ValueError: arguments could not be decoded: {describe(exc)}"
     if code is None:
-        value = probes.PROBES[request.function](ctx)
+        value = probes.PROBES[request.function]({**ctx, "args": kwargs})  # oslayer: params
     else:
         g = make_globals(state, request.modules)
         exec(code, g)

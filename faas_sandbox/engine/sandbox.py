@@ -208,11 +208,14 @@ class Sandbox:
         return classify(seen, usage, limits), seen, heard.code
 
     # -- private hooks for tests and the benchmark ------------------------------------------
-    def _probe(self, name: str, limits: Limits | None = None) -> Outcome:
-        """Run a trusted probe (probes.PROBES) in a fully isolated child, under ``limits``."""
+    def _probe(self, name: str, limits: Limits | None = None,
+               params: Mapping[str, Any] | None = None) -> Outcome:
+        """Run a trusted probe (probes.PROBES) in a fully isolated child, under ``limits``;
+        ``params`` reach it as ``ctx["args"]``."""
         limits = limits or self.policy.limits
+        args = _NO_ARGS if params is None else json.dumps([[], dict(params)]).encode()
         request = wire.encode_request(wire.PROBE, name.encode(), 0, _wire_limits(limits), b"",
-                                      _NO_ARGS)
+                                      args)
         return self._run(request, limits, False)[0]
 
     def _stats(self) -> dict[str, Any]:

@@ -1,11 +1,18 @@
 """What a child looks like from inside, proven with trusted probes (probes.PROBES), and how
-real deaths are classified. Probes run in place of user code in a fully isolated child."""
+real deaths are classified. Probes run in place of user code in a fully isolated child.
+
+A locked-down child can open nothing, /proc included, so what only /proc shows (seccomp
+mode, capabilities, cwd, name, dumpable) is read from outside while a probe sleeps in it."""
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from typing import Any
 
+import pyseccomp
 import pytest
 
 from faas_sandbox import ErrorKind, Limits, Policy, Sandbox
@@ -21,20 +28,73 @@ def _probe(sb: Sandbox, name: str, limits: Limits | None = None) -> Any:
     return out.value
 
 
+def _wait_for(predicate: Any, timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+_NANOSLEEP = str(pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, "clock_nanosleep"))
+
+
+def _sleeping_in(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            return f.read().split()[0] == _NANOSLEEP
+    except (OSError, IndexError):
+        return False
+
+
+def _outside(sb: Sandbox) -> dict[str, Any]:
+    """/proc facts of a child that is running a call (the ``sleep`` probe: it is past its
+    lockdown once it sleeps), read from outside (root: the child is not dumpable)."""
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(sb._probe("sleep")))
+    worker.start()
+    try:
+        pid = _wait_for(lambda: sb._stats()["running"])[0]
+        _wait_for(lambda: _sleeping_in(pid))
+        status = {}
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                status[key] = value.strip()
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        cwd_stat = os.stat(cwd)
+        facts = {
+            "pid": pid, "status": status, "cwd_entries": os.listdir(cwd),
+            "cwd_mode": oct(cwd_stat.st_mode & 0o7777), "cwd_owner": cwd_stat.st_uid,
+            "proc_owner": os.stat(f"/proc/{pid}/environ").st_uid,  # root: not dumpable
+        }
+        with open(f"/proc/{pid}/comm") as f:
+            facts["comm"] = f.read().strip()
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        worker.join(timeout=15)
+    assert done and not done[0].ok  # killed above
+    return facts
+
+
 @root_only
 def test_child_runs_as_nobody_with_nothing_inherited(engine: Sandbox) -> None:
     me = _probe(engine, "identity")
     assert me["uid"] == [65534, 65534, 65534] and me["gid"] == [65534, 65534, 65534]
     assert me["groups"] == []
     assert me["env"] == {}
-    assert me["status"]["CapEff"] == me["status"]["CapPrm"] == "0000000000000000"
-    # own session and process group; parent is the forker
+    # own session and process group
     assert me["pid"] == me["pgid"] == me["sid"]
-    assert me["ppid"] == engine.features["forker_pid"]
+    out = _outside(engine)
+    assert out["status"]["CapEff"] == out["status"]["CapPrm"] == "0000000000000000"
+    assert out["status"]["PPid"] == str(engine.features["forker_pid"])
+    assert out["status"]["Uid"].split() == ["65534"] * 4
     # an empty, root-owned, read-only cwd
-    assert me["cwd_entries"] == [] and me["cwd_mode"] == "0o555" and me["cwd_owner"] == 0
-    assert me["dumpable"] == 0
-    assert me["comm"] == "faas-call"
+    assert out["cwd_entries"] == [] and out["cwd_mode"] == "0o555" and out["cwd_owner"] == 0
+    assert out["proc_owner"] == 0  # not dumpable
+    assert out["comm"] == "faas-call"
 
 
 def test_child_keeps_only_its_pipes_and_dev_null(engine: Sandbox) -> None:
@@ -44,11 +104,12 @@ def test_child_keeps_only_its_pipes_and_dev_null(engine: Sandbox) -> None:
     assert me["result_fd"] in me["open_fds"]
 
 
+@root_only
 def test_child_has_no_new_privs_and_a_seccomp_filter(engine: Sandbox) -> None:
     assert engine.features["seccomp"] is True, engine.features
-    me = _probe(engine, "identity")
-    assert me["status"]["NoNewPrivs"] == "1"
-    assert me["status"]["Seccomp"] == "2" and me["status"]["Seccomp_filters"] == "1"
+    status = _outside(engine)["status"]
+    assert status["NoNewPrivs"] == "1"
+    assert status["Seccomp"] == "2" and status["Seccomp_filters"] == "1"
 
 
 def test_child_rlimits_follow_the_call(engine: Sandbox) -> None:
@@ -66,11 +127,9 @@ def test_seccomp_denies_process_network_and_signal_syscalls(engine: Sandbox) -> 
     tried = _probe(engine, "syscalls")
     denied = "Operation not permitted"
     for name in ("fork", "execv", "socket", "socket_unix", "kill_forker", "prlimit_other",
-                 "setuid_root"):
+                 "setuid_root", "write_cwd"):
         assert tried[name] == denied, (name, tried[name])
     assert tried["raise_nofile"].startswith("ValueError")  # hard limit already lowered
-    if os.geteuid() == 0:
-        assert tried["write_cwd"] == "Permission denied"
 
 
 @root_only
@@ -125,7 +184,9 @@ def test_sigkill_we_did_not_send_is_reported_as_likely_oom(make_sandbox: Any) ->
                            "(likely the kernel OOM killer)")
 
 
+@root_only
 def test_policy_can_turn_seccomp_off(make_sandbox: Any) -> None:
     sb = make_sandbox(Policy(limits=FAST, seccomp=False))
-    assert _probe(sb, "identity")["status"]["Seccomp"] == "0"
-    assert _probe(sb, "identity")["status"]["NoNewPrivs"] == "1"  # still set without it
+    status = _outside(sb)["status"]
+    assert status["Seccomp"] == "0"
+    assert status["NoNewPrivs"] == "1"  # still set without it

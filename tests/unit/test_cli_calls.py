@@ -88,6 +88,11 @@ def test_missing_settings_is_exit_2_in_one_line(args: tuple[str, ...]) -> None:
     (("call", "../etc", "1"), "invalid function name"),
     (("call", "f", "--policy", "/nonexistent.toml"), "no such policy file"),
     (("http", "--policy", "/nonexistent.toml"), "no such policy file"),
+    (("http", "--host", "0.0.0.0"), "not a loopback address"),
+    (("call", "f", "--maxexectime", "0.0005"), "--maxexectime"),
+    (("exec", "README.md", "--function", "f", "--maxexectime", "0.0005"), "--maxexectime"),
+    (("result", "nope"), "expected 64 hex digits"),
+    (("token", "add", "x", "--functions", "a/b", "--tokens", "/tmp/t.json"), "--functions"),
 ])
 def test_bad_usage_is_exit_2_in_one_line(args: tuple[str, ...], text: str) -> None:
     result = run_cli(*args, port=free_port())
@@ -95,7 +100,38 @@ def test_bad_usage_is_exit_2_in_one_line(args: tuple[str, ...], text: str) -> No
     assert text in result.stderr
 
 
-@pytest.mark.parametrize("name", ["call", "functions", "http", "logs", "status"])
+def test_no_arguments_prints_the_help_and_exits_0() -> None:
+    result = run_cli()
+    assert result.returncode == 0, result.stderr
+    assert "Usage: faas-sandbox" in result.stdout and "Commands:" in result.stdout
+    assert result.stderr == ""
+
+
+def test_http_cannot_listen_is_exit_1_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("http", "--port", str(port), port=free_port())
+    assert_one_line(result, 1)
+    assert "cannot listen" in result.stderr
+
+
+def test_token_add_prints_the_token_alone_then_list_and_rm(tmp_path: Path) -> None:
+    path = str(tmp_path / "tokens.json")
+    added = run_cli("token", "add", "ci", "--functions", "convert,stats*", "--tokens", path)
+    assert added.returncode == 0, added.stderr
+    token = added.stdout.strip()
+    assert added.stdout == token + "\n" and token.startswith("fst_")
+    listed = run_cli("token", "list", "--tokens", path)
+    assert listed.stdout.startswith("ci\tconvert,stats*\t") and token not in listed.stdout
+    assert run_cli("token", "rm", "ci", "--tokens", path).returncode == 0
+    assert run_cli("token", "list", "--tokens", path).stdout == ""
+    assert_one_line(run_cli("token", "rm", "ci", "--tokens", path), 2)
+
+
+@pytest.mark.parametrize("name", ["call", "functions", "http", "logs", "status", "result",
+                                  "token"])
 def test_each_command_is_registered_and_has_help(name: str) -> None:
     result = run_cli(name, "--help")
     assert result.returncode == 0, result.stderr

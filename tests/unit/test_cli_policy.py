@@ -25,11 +25,11 @@ def test_policy_check_accepts_shipped_policy() -> None:
     assert "ok (policy 'strict'" in result.stdout
 
 
-def test_policy_check_rejects_bad_key_with_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_policy_check_rejects_bad_key_with_one_line_and_exit_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[limits]\nwall = 3\n")
     result = run_cli("policy", "check", str(bad))
-    assert result.returncode == 2
+    assert result.returncode == 1  # the check failed (README's exit codes)
     assert result.stderr.count("\n") == 1
     assert f"{bad}: limits.wall: unknown key" in result.stderr
     assert "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from faas_sandbox.calls import EXEC_LIMIT_TEXT, WAIT_LIMIT_TEXT, CallEnd, CallRequest, State
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
 from faas_sandbox.http_api import ApiSettings, create_app
+from faas_sandbox.lifecycle import Revision
 from faas_sandbox.metrics import Metrics
 from faas_sandbox.policy import Limits, Policy
 
@@ -23,39 +25,86 @@ def failed(*errors: str) -> tuple[State, list[Any], list[str]]:
     return State.FAILED, [], list(errors)
 
 
+def pid(function: str) -> str:
+    return hashlib.sha256(function.encode()).hexdigest()
+
+
+def revision(name: str, number: int = 1) -> Revision:
+    fileid = hashlib.sha256(f"{name}-{number}".encode()).hexdigest()
+    return Revision(number, fileid, hashlib.sha256(name.encode()).hexdigest(), 42,
+                    "2026-12-06T00:00:00Z", {})
+
+
 class FakeBackend:
     """Answers by function name; records every request it was given."""
 
-    def __init__(self, ends: dict[str, tuple[State, list[Any], list[str]]] | None = None) -> None:
+    def __init__(self, ends: dict[str, tuple[State, list[Any], list[str]]] | None = None,
+                 alive: int | None = 1) -> None:
         self.ends = ends or {}
         self.requests: list[CallRequest] = []
         self.waits: list[float] = []
+        self.removed: list[str] = []
         self.unreachable = False
+        self.alive = alive
         self.release: threading.Event | None = None  # set: wait() blocks until released
         self.submitted = threading.Event()
+        self.wait_ended = threading.Event()
+        self.names = {pid(name): name for name in self.ends}
 
     def submit(self, request: CallRequest) -> str:
         if self.unreachable:
             raise ColoniesUnreachable("connection refused")
         self.requests.append(request)
         self.submitted.set()
-        return f"pid-{request.function}"
+        return pid(request.function)
 
-    def wait(self, processid: str, timeout: float) -> CallEnd:
+    def wait(self, processid: str, timeout: float,
+             cancel: threading.Event | None = None) -> CallEnd:
         self.waits.append(timeout)
-        if self.release is not None:
-            assert self.release.wait(10)
-        state, out, errors = self.ends[processid.removeprefix("pid-")]
-        return CallEnd(processid, state, out, errors)
+        try:
+            if self.release is not None:
+                while not self.release.wait(0.01):
+                    if cancel is not None and cancel.is_set():
+                        return CallEnd(processid, State.WAITING)
+            return self.get(processid)
+        finally:
+            self.wait_ended.set()
+
+    def get(self, processid: str) -> CallEnd:
+        if processid not in self.names:
+            raise ColoniesRefused("Failed to get process", 404)
+        name = self.names[processid]
+        state, out, errors = self.ends[name]
+        return CallEnd(processid, state, out, errors, name, name == "convert")
+
+    def remove(self, processid: str) -> None:
+        self.removed.append(processid)
 
     def logs(self, processid: str) -> list[str]:
-        if processid == "unknown":
+        if processid not in self.names:
             raise ColoniesRefused("Failed to get logs, process does not exist")
         return ["hello\n", "world\n"]
 
     def ping(self) -> None:
         if self.unreachable:
             raise ColoniesUnreachable("connection refused")
+
+    def alive_executors(self) -> int:
+        if self.alive is None:
+            raise ColoniesUnreachable("connection refused")
+        return self.alive
+
+    def current(self, name: str) -> Revision | None:
+        if self.unreachable:
+            raise ColoniesUnreachable("connection refused")
+        return revision(name) if name in self.ends else None
+
+    def history(self, name: str) -> list[Revision]:
+        return [revision(name, 1), revision(name, 2)] if name in self.ends else []
+
+    def functions(self) -> list[dict[str, Any]]:
+        return [{"name": n, "size": 42, "revisions": 2, "deployed_at": "t", "fileid": "x"}
+                for n in sorted(self.ends)]
 
 
 POLICY = Policy(limits=Limits(wall_seconds=10.0),
@@ -85,6 +134,8 @@ def test_every_submit_sets_maxexectime_from_the_policy_and_waits_and_retries() -
     client.post("/functions/f/call", json={"maxexectime": 2.2})
     client.post("/functions/f/call", json={"maxexectime": 99})
     client.post("/functions/f/call", json={"maxexectime": 0.01})
+    assert [r.pin for r in backend.requests] == [
+        (revision(n).fileid, revision(n).sha256) for n in ("convert", "f", "f", "f")]
     assert [r.maxexectime for r in backend.requests] == [5, 3, 10, 1]
     assert {(r.maxwaittime, r.maxretries) for r in backend.requests} == {(7, 0)}
     # our own deadline covers waiting, running and the server checker's lag
@@ -97,7 +148,9 @@ def test_call_returns_decoded_output_and_processid() -> None:
     response = client_for(backend).post("/functions/add/call",
                                         json={"args": [1, 2], "kwargs": {"x": [1]}})
     assert response.status_code == 200
-    assert response.json() == {"output": [{"sum": 3}], "processid": "pid-add"}
+    assert response.json() == {"output": [{"sum": 3}], "processid": pid("add"),
+                               "revision": revision("add").to_json()}
+    assert response.headers["X-Process-Id"] == pid("add")
     assert backend.requests[0].args == (1, 2)
     assert backend.requests[0].kwargs == {"x": [1]}
 
@@ -110,7 +163,7 @@ def test_call_returns_decoded_output_and_processid() -> None:
     ("not_found: no function 'nope' in /faas", 404, "not_found"),
     ("timeout: wall limit 1 s exceeded", 504, "timeout"),
     (EXEC_LIMIT_TEXT, 504, "timeout"),
-    (WAIT_LIMIT_TEXT, 503, "no_executor"),
+    (WAIT_LIMIT_TEXT, 429, "busy"),  # executors alive but none took it: saturated
 ])
 def test_failures_map_to_status_and_kind(error: str, status: int, kind: str) -> None:
     backend = FakeBackend({"f": failed(error)})
@@ -118,22 +171,42 @@ def test_failures_map_to_status_and_kind(error: str, status: int, kind: str) -> 
     assert response.status_code == status
     detail = response.json()["detail"]
     assert detail["kind"] == kind
-    assert detail["processid"] == "pid-f"
+    assert detail["processid"] == pid("f")
+    assert response.headers["X-Process-Id"] == pid("f")
     assert detail["message"]
 
 
-def test_no_executor_is_503_with_retry_after() -> None:
-    backend = FakeBackend({"convert": failed(WAIT_LIMIT_TEXT)})
+def test_no_executor_alive_is_503_at_once_without_submitting() -> None:
+    backend = FakeBackend({"convert": (State.SUCCESS, [1], [])}, alive=0)
     response = client_for(backend, retry_after_seconds=7).get("/convert?celsius=3")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "7"
     assert response.json()["detail"]["kind"] == "no_executor"
+    assert backend.requests == []
 
 
-def test_still_waiting_at_our_own_deadline_is_503() -> None:
+def test_executors_gone_while_the_call_waited_is_503() -> None:
+    backend = FakeBackend({"convert": failed(WAIT_LIMIT_TEXT)}, alive=1)
+    client = client_for(backend, capacity_ttl=0.0)
+    backend.submitted.clear()
+
+    def vanish() -> None:  # the executor dies once the call is in the queue
+        backend.submitted.wait(5)
+        backend.alive = 0
+
+    threading.Thread(target=vanish).start()
+    backend.release = threading.Event()
+    threading.Timer(0.2, backend.release.set).start()
+    response = client.get("/convert?celsius=3")
+    assert response.status_code == 503
+    assert response.json()["detail"]["kind"] == "no_executor"
+
+
+def test_still_waiting_at_our_own_deadline_with_executors_alive_is_429() -> None:
     backend = FakeBackend({"f": (State.WAITING, [], [])})
     response = client_for(backend).post("/functions/f/call", json={})
-    assert response.status_code == 503
+    assert response.status_code == 429
+    assert response.json()["detail"]["kind"] == "busy"
     assert "Retry-After" in response.headers
 
 
@@ -144,22 +217,25 @@ def test_still_running_at_our_own_deadline_is_504() -> None:
     assert response.json()["detail"]["kind"] == "timeout"
 
 
-def test_unknown_or_malformed_function_name_is_404_without_submitting() -> None:
+def test_malformed_function_name_is_400_and_unknown_is_404_without_submitting() -> None:
     backend = FakeBackend()
     response = client_for(backend).post("/functions/bad%20name!/call", json={})
+    assert response.status_code == 400
+    assert response.json()["detail"]["kind"] == "spec"
+    response = client_for(backend).post("/functions/nope/call", json={})
     assert response.status_code == 404
-    assert response.json()["detail"]["kind"] == "not_found"
+    assert response.json()["detail"] == {"kind": "not_found",
+                                         "message": "no function 'nope' is deployed"}
     assert backend.requests == []
 
 
 def test_colonies_unreachable_is_502() -> None:
-    backend = FakeBackend()
+    backend = FakeBackend({"f": (State.SUCCESS, [1], [])}, alive=None)
     backend.unreachable = True
     response = client_for(backend).post("/functions/f/call", json={})
     assert response.status_code == 502
     assert response.json()["detail"] == {
-        "kind": "unreachable", "processid": None,
-        "message": "Colonies server unreachable: connection refused"}
+        "kind": "unreachable", "message": "Colonies server unreachable: connection refused"}
 
 
 def test_too_many_calls_in_flight_is_429_and_the_slot_frees_up() -> None:
@@ -200,23 +276,30 @@ def test_too_many_calls_in_flight_is_429_and_the_slot_frees_up() -> None:
 def test_healthz_is_200_when_colonies_answers_and_503_when_not() -> None:
     backend = FakeBackend()
     client = client_for(backend)
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "executors": 1}
+    backend.alive = 0
+    assert client.get("/healthz").json() == {"status": "no_executor", "executors": 0}
     backend.unreachable = True
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json()["status"] == "unavailable"
+    assert response.json()["detail"]["kind"] == "unreachable"
 
 
 def test_logs_endpoint_returns_lines_and_404_for_unknown_process() -> None:
-    client = client_for(FakeBackend())
-    assert client.get("/calls/p1/logs").json() == {"processid": "p1",
-                                                   "logs": ["hello\n", "world\n"]}
-    assert client.get("/calls/unknown/logs").status_code == 404
+    client = client_for(FakeBackend({"f": (State.SUCCESS, [1], [])}))
+    assert client.get(f"/calls/{pid('f')}/logs").json() == {"processid": pid("f"),
+                                                            "logs": ["hello\n", "world\n"]}
+    response = client.get(f"/calls/{pid('unknown')}/logs")
+    assert response.status_code == 404
+    assert response.json()["detail"]["kind"] == "not_found"
 
 
 def test_openapi_docs_list_the_endpoints() -> None:
     client = client_for(FakeBackend())
-    assert client.get("/docs").status_code == 200
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/functions/{name}/call" in page.text
+    assert "<script" not in page.text and "cdn" not in page.text.lower()
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/convert", "/functions/{name}/call", "/healthz"} <= set(paths)
 

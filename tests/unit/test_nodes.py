@@ -84,6 +84,15 @@ class Node_(BaseHTTPRequestHandler):  # noqa: N801
         msg = json.loads(base64.b64decode(body["payload"]))
         state = self.server.state  # type: ignore[attr-defined]
         state["seen"].append(msg["msgtype"])
+        if msg["msgtype"] in state.get("no_quorum", ()):
+            data = json.dumps({"payloadtype": "error", "error": True, "payload": base64.b64encode(
+                json.dumps({"status": 500, "message": "context deadline exceeded"}).encode()
+            ).decode()})
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data.encode())
+            return
         if msg["msgtype"] in state["drop"]:
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
@@ -169,3 +178,30 @@ def test_every_node_down_is_unreachable_after_one_round(cluster):
     with pytest.raises(ColoniesUnreachable, match="connection refused"):
         client.get_process("p")
     assert client.sdk.nodes.switches == 2  # one round: each node tried once
+
+
+def test_while_no_node_answers_switches_are_counted_not_logged(caplog):
+    nodes = NodeList([Node("a", 1), Node("b", 2)])
+    caplog.set_level(logging.WARNING, logger="faas_sandbox.nodes")
+    for _ in range(5):  # all down: round and round
+        nodes.failed(nodes.current()[0], "refused")
+    nodes.answered()
+    nodes.answered()
+    assert [r.getMessage() for r in caplog.records] == [
+        "colonies node a:1 failed (refused); switching to b:2",
+        "colonies node b:2 answers (after 4 more switches while no node answered)"]
+    assert nodes.switches == 5
+
+
+def test_a_node_without_etcd_quorum_is_unreachable_and_left(cluster, caplog):
+    """A node cut off from its etcd majority answers assigns with "context deadline
+    exceeded": not a verdict (retry later), and the next node may have a majority."""
+    first, second = cluster
+    first.state["no_quorum"] = {"assignprocessmsg"}
+    caplog.set_level(logging.WARNING, logger="faas_sandbox.nodes")
+    client = _client(first.server_address[1], second.server_address[1])
+    with pytest.raises(ColoniesUnreachable, match="context deadline exceeded"):
+        client.assign(1)
+    assert second.state["seen"] == []  # not re-sent: the caller retries
+    assert client.assign(1) == {"node": "n2"}
+    assert "failed (no etcd quorum); switching to" in caplog.text

@@ -23,7 +23,9 @@ print(json.dumps({"keys": keys, "leak": b"0123456789abcdef" in environ, "pid": o
 
 def test_keys_are_handed_over_and_gone_from_the_environ_file():
     key = "0123456789abcdef" * 4
-    env = {**os.environ, "COLONIES_PRVKEY": key, "AWS_S3_SECRETKEY": "0123456789abcdef-s3",
+    # start from an environment without keys: other tests (the stack fixture) may have set some
+    clean = {k: v for k, v in os.environ.items() if "PRVKEY" not in k and "SECRET" not in k}
+    env = {**clean, "COLONIES_PRVKEY": key, "AWS_S3_SECRETKEY": "0123456789abcdef-s3",
            "KEEP": "yes"}
     done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                           text=True, timeout=60, check=True)

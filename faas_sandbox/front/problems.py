@@ -1,0 +1,122 @@
+"""One error body for every answer that is not 2xx: ``{"detail": {"kind", "message", ...}}``.
+
+Request errors (our checks, FastAPI's validation, unknown routes and methods) and call
+failures all leave through :func:`problem`, so a client parses one shape. Status by kind:
+
+    400 spec            the request is malformed (bad JSON, unknown field, bad id, ...)
+    401 unauthorized    no or unknown bearer token            (WWW-Authenticate: Bearer)
+    403 denied          the token may not call this function
+    404 not_found       no such function, process or route
+    405 method          method not allowed on this path        (Allow)
+    413 too_large       body over the front end's cap
+    415 media_type      body is not application/json
+    422 <sandbox kind>  the function failed: compile, forbidden, runtime, memory, ...
+    429 busy            too many calls in flight, executors saturated, or token over its
+                        rate (Retry-After)
+    502 unreachable     the Colonies server cannot be reached or refused us
+    503 no_executor     no executor of the type is alive; unavailable: code store down
+                        (Retry-After)
+    504 timeout         no result within the call's limits
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+SPEC = "spec"
+STATUS: dict[str, int] = {
+    "ok": 200,
+    SPEC: 400,
+    "unauthorized": 401,
+    "denied": 403,
+    "not_found": 404,
+    "method": 405,
+    "too_large": 413,
+    "media_type": 415,
+    "busy": 429,
+    "unreachable": 502,
+    "refused": 502,
+    "no_executor": 503,
+    "unavailable": 503,  # the executor could not fetch the code (ColonyFS/S3 down)
+    "timeout": 504,
+}
+FUNCTION_FAILED = 422  # every other kind: the sandbox's compile, forbidden, runtime, ...
+
+
+class ApiError(Exception):
+    """Raised inside a route to answer with :func:`problem`."""
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.kind, self.message = kind, message
+        self.status = status or status_for(kind)
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def status_for(kind: str) -> int:
+    return STATUS.get(kind, FUNCTION_FAILED)
+
+
+def problem(kind: str, message: str, *, status: int | None = None,
+            headers: dict[str, str] | None = None, retry_after: int = 5,
+            **extra: Any) -> JSONResponse:
+    """The error answer. 429/503 carry Retry-After; extra keys (processid, ...) join detail."""
+    status = status or status_for(kind)
+    headers = dict(headers or {})
+    if status == 429:
+        headers.setdefault("Retry-After", "1")
+    elif status == 503:
+        headers.setdefault("Retry-After", str(retry_after))
+    elif status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    detail: dict[str, Any] = {"kind": kind, "message": message}
+    detail.update({k: v for k, v in extra.items() if v is not None})
+    if "processid" in detail:
+        headers.setdefault("X-Process-Id", str(detail["processid"]))
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where
+                     else str(error.get("msg", "invalid")))
+    return "; ".join(parts)[:500] or "invalid request"
+
+
+def install(app: FastAPI, retry_after: int) -> None:
+    """Route FastAPI's own errors (validation, 404 route, 405 method) into the one shape."""
+
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return problem(exc.kind, exc.message, status=exc.status, headers=exc.headers,
+                       retry_after=retry_after, **exc.extra)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem(SPEC, _validation_message(exc))
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 404:
+            return problem("not_found", f"no route {request.url.path[:200]}")
+        if exc.status_code == 405:
+            return problem("method", f"method {request.method} not allowed here",
+                           status=405, headers=headers)
+        return problem(SPEC, str(exc.detail)[:300], status=exc.status_code, headers=headers)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)

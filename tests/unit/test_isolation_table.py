@@ -1,0 +1,53 @@
+"""The syscall allow-list table and the policy key that requires layers (no fork)."""
+
+from __future__ import annotations
+
+import pytest
+
+from faas_sandbox.engine.isolation import LAYERS, missing, seccomp, syscalls
+from faas_sandbox.errors import PolicyError
+from faas_sandbox.policy import LAYER_NAMES, Policy
+
+
+def test_every_allowed_syscall_has_a_reason_and_appears_once() -> None:
+    names = [rule.name for rule in syscalls.ALLOWED]
+    assert len(names) == len(set(names))
+    assert all(rule.reason.strip() for rule in syscalls.ALLOWED)
+
+
+def test_no_syscall_that_reaches_outside_is_allowed() -> None:
+    outside = {"open", "openat", "openat2", "creat", "stat", "newfstatat", "statx", "access",
+               "socket", "socketpair", "connect", "clone", "clone3", "fork", "vfork", "execve",
+               "execveat", "prctl", "kill", "tgkill", "ptrace", "process_vm_readv", "unshare",
+               "setns", "mount", "chroot", "bpf", "io_uring_setup", "memfd_create",
+               "getdents64", "getppid", "setrlimit", "setuid", "capset", "landlock_restrict_self"}
+    assert not outside & syscalls.ALLOWED_NAMES
+
+
+def test_memory_syscalls_cannot_make_executable_memory() -> None:
+    rules = {rule.name: rule for rule in syscalls.ALLOWED}
+    for name in ("mmap", "mprotect"):
+        assert rules[name].conds == (syscalls.Cond(2, 0, syscalls.PROT_EXEC),)
+    assert "pkey_mprotect" not in rules
+
+
+def test_the_table_compiles_on_this_architecture() -> None:
+    program, unknown = seccomp.build()
+    assert unknown == () and program.instructions > len(syscalls.ALLOWED)
+
+
+def test_policy_require_names_layers() -> None:
+    assert set(LAYERS) == LAYER_NAMES
+    policy = Policy.from_dict({"sandbox": {"require": ["seccomp", "landlock"]}})
+    assert policy.require == {"seccomp", "landlock"}
+    assert policy.describe()["sandbox"]["require"] == ["landlock", "seccomp"]
+    with pytest.raises(PolicyError, match="sandbox.require: unknown layer"):
+        Policy.from_dict({"sandbox": {"require": ["selinux"]}}, source="p.toml")
+    with pytest.raises(PolicyError, match="sandbox.require: expected a list"):
+        Policy.from_dict({"sandbox": {"require": "seccomp"}}, source="p.toml")
+
+
+def test_missing_lists_required_layers_that_are_off() -> None:
+    layers = {"seccomp": True, "landlock": False, "net_namespace": True}
+    assert missing(frozenset({"seccomp", "landlock", "ipc_namespace"}), layers) == [
+        "ipc_namespace", "landlock"]
