@@ -44,8 +44,8 @@ class Lockdown:
         return () if self.ruleset_fd is None else (self.ruleset_fd,)
 
     def enter(self) -> None:
-        """no_new_privs, Landlock, then the filter; raises OSError if a layer fails."""
-        seccomp_filter.set_no_new_privs()
+        """Landlock, then the filter; raises OSError if a layer fails. no_new_privs is set
+        already (the child sets it while isolating; both layers require it)."""
         if self.ruleset_fd is not None:
             landlock.restrict_self(self.ruleset_fd)
             os.close(self.ruleset_fd)
