@@ -127,6 +127,16 @@ def test_oversized_bodies_are_413_unread_and_memory_stays_flat(live: tuple[str, 
     assert after - before < 16 * 2**20
 
 
+@pytest.mark.parametrize("path", ["/calls/%00/logs", "/calls/%00", "/calls/" + "a" * 5000])
+def test_malformed_process_ids_are_400_without_database_text(live: tuple[str, str],
+                                                            path: str) -> None:
+    url, _ = live
+    response = httpx.get(f"{url}{path}", timeout=10)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail["kind"] == "spec" and "pq:" not in detail["message"]
+
+
 def test_a_chunked_body_over_the_cap_is_413(live: tuple[str, str]) -> None:
     url, _ = live
 
