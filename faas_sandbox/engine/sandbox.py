@@ -141,7 +141,11 @@ class Sandbox:
             raise TypeError("source and function must be str")
         policy = self._for_call(function, maxexectime)
         limits = policy.limits
-        if args_json is None:
+        if args_json is not None:
+            if not isinstance(args_json, (bytes, bytearray)):
+                raise TypeError("args_json must be bytes (the JSON text of [args, kwargs])")
+            args_json = bytes(args_json)
+        else:
             try:
                 args_json = _args_json(args, kwargs)
             except (TypeError, ValueError, RecursionError) as exc:

@@ -4,6 +4,7 @@ keys in /proc/<pid>/environ. Each test uses this module's own executor types and
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -176,3 +177,20 @@ def test_keys_are_not_in_the_executors_proc_environ(ex):
         value = os.environ.get(name, "")
         assert value and value.encode() not in environ, name
         assert f"{name}=".encode() not in environ
+
+
+def test_a_spec_over_the_reply_cap_is_failed_as_spec_by_its_salvaged_id(member, ex):
+    """A 20 MB kwargs.args: the assign reply is cut at 16 MiB, never parsed, and the process
+    is failed by the id read from the reply's first bytes."""
+    before = ex.usage()[0]
+    spec = harness.raw_spec({"function": "convert", "args": "[\"" + "x" * 20_000_000 + "\"]"},
+                            executortype=TYPE, maxexectime=60)
+    pid = hp.submit_payload(member, json.dumps({"msgtype": "submitfuncspecmsg",
+                                                "spec": spec}).encode())
+    ok = benign(member)
+    ended = {pid: hp.wait_huge(member, pid, 60), **harness.wait_ended(member, [ok], 60)}
+    assert ended[pid]["state"] == FAILED, ended[pid]["state"]
+    assert ended[pid]["errors"][0].startswith("spec: process cannot be read: assignprocessmsg "
+                                              "reply over 16777216 bytes"), ended[pid]["errors"]
+    assert ended[ok]["out"] == [69.8]
+    assert ex.usage()[0] - before < 64 * 2**20  # no copy of the 20 MB kept
