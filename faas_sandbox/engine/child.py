@@ -104,6 +104,8 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
         raise _Orphaned
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     set_no_new_privs()  # the filter and Landlock come after the request (Lockdown.enter)
+    if iso.lockdown is not None:  # oslayer (#9): fault in the lockdown's code path while idle
+        iso.lockdown.warm()
 
 
 def _lower(which: int, soft: int, hard: int | None = None) -> None:

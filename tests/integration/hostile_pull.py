@@ -114,14 +114,15 @@ def inline_spec(source: str, function: str, args: list[Any], *, executortype: st
 
 
 def add_meta(member: ColoniesClient, name: str, *, server: str, port: int, bucket: str,
-             obj: str, checksum: str, tls: bool = False, size: int = 100) -> dict[str, Any]:
+             obj: str, checksum: str, tls: bool = False, size: int = 100,
+             region: str = "") -> dict[str, Any]:
     """ColonyFS /faas/NAME metadata as any member may write it (addfilemsg, no S3 needed)."""
     return member.add_file({
         "fileid": "", "colonyname": member.colony, "label": harness.LABEL, "name": name,
         "size": size, "sequencenr": 1, "checksum": checksum, "checksumalg": "SHA256",
         "ref": {"protocol": "s3", "s3object": {
             "server": server, "port": port, "tls": tls, "accesskey": "", "secretkey": "",
-            "region": "", "encryptionkey": "", "encryptionalg": "", "object": obj,
+            "region": region, "encryptionkey": "", "encryptionalg": "", "object": obj,
             "bucket": bucket}}})
 
 

@@ -194,3 +194,30 @@ def test_a_spec_over_the_reply_cap_is_failed_as_spec_by_its_salvaged_id(member, 
                                               "reply over 16777216 bytes"), ended[pid]["errors"]
     assert ended[ok]["out"] == [69.8]
     assert ex.usage()[0] - before < 64 * 2**20  # no copy of the 20 MB kept
+
+
+def test_metadata_naming_many_endpoints_and_regions_costs_no_memory(member, ex):
+    """Finding: one boto3 client per metadata-chosen endpoint/region (~12.8 MB each). Now the
+    executor has one reader for its configured store; the rest is refused before any client
+    or connection is made."""
+    s3_host, s3_port = os.environ["AWS_S3_ENDPOINT"].split(":")
+    before = ex.usage()[0]
+    pids = {}
+    for i in range(30):
+        name = f"region{i}_{SUFFIX}"
+        if i % 2:  # another endpoint each time
+            hp.add_meta(member, name, server=f"10.255.{i}.1", port=9000 + i, bucket="faas",
+                        obj="x", checksum=hp.sha256(b"x"), region=f"region-{i}")
+        else:  # our store, another region each time: the configured region is used
+            hp.add_meta(member, name, server=s3_host, port=int(s3_port),
+                        bucket=os.environ["AWS_S3_BUCKET"], obj=f"missing-{SUFFIX}",
+                        checksum=hp.sha256(b"x"), region=f"region-{i}")
+        pids[i] = submit(member, harness.spec(name, [1], executortype=TYPE))
+    ended = harness.wait_ended(member, list(pids.values()), 60)
+    for i, pid in pids.items():
+        error = ended[pid]["errors"][0]
+        if i % 2:
+            assert error.startswith("not_found:") and "refused without contacting it" in error
+        else:
+            assert error.startswith("not_found:") and "gone from S3" in error, error
+    assert ex.usage()[0] - before < 16 * 2**20
