@@ -400,6 +400,8 @@ class Executor:
         finally:
             if slot:
                 self._slots.release()
+        if call.revision is not None:  # a pinned call: logs say which revision ran
+            function = f"{function}@{call.revision[0][:12]}"
         return self._report(pid, function, outcome)
 
     def _parse(self, pid: str, process: dict[str, Any]) -> Any:

@@ -62,6 +62,15 @@ def test_a_call_after_deploy_returned_runs_the_new_revision_and_says_which(
     assert [r["number"] for r in detail["revisions"]] == [1, 2]
     status = httpx.get(f"{url}/calls/{second['processid']}", timeout=10).json()
     assert status["revision"] == second["revision"]["fileid"]
+    assert httpx.get(f"{url}/calls/{second['processid']}/logs", timeout=10).json()["logs"] == []
+    printed = call(url, ECHO, {"args": ["x"]}).json()  # echo prints nothing: log via a failure
+    failed = call(url, ECHO, {"args": [1, 2]})  # too many arguments -> runtime, logged
+    assert failed.status_code == 422
+    logs = httpx.get(f"{url}/calls/{failed.json()['detail']['processid']}/logs",
+                     timeout=10).json()["logs"]
+    echo_revision = httpx.get(f"{url}/functions/{ECHO}", timeout=10).json()["current"]
+    assert any(f"{ECHO}@{echo_revision['fileid'][:12]} failed" in line for line in logs), logs
+    assert printed["revision"]["fileid"] == echo_revision["fileid"]
 
 
 def test_async_call_then_status_and_cli_result(live: tuple[str, str]) -> None:
