@@ -136,7 +136,7 @@ def salvage(data: bytes, names: Iterable[str] = ("processid",),
             key, expect_value = None, False
         elif depth == 1:
             if expect_value:
-                if key in wanted:
+                if isinstance(key, str) and key in wanted:
                     try:
                         value = json.loads(token)
                     except ValueError:

@@ -12,7 +12,10 @@ inline code; each hostile kind has one closed-loop submitter:
   no request at all);
 - ``slow``: metadata naming the configured store, whose object drips (expect ``unavailable``
   at the call's 2 s deadline);
-- ``nul``: inline code printing and raising text with NUL (expect ``runtime`` with ``\\x00``).
+- ``nul``: inline code printing and raising text with NUL (expect ``runtime`` with ``\\x00``);
+- ``extra`` (a control, not hostile): benign inline calls from such a submitter, so a run with
+  ``extra,extra,extra,extra`` shows what the same number of extra submitters costs the benign
+  calls on a shared machine.
 
 Every submitted call must end with its expected kind ("nothing lost"); benign latency is
 measured submit -> end seen (20 ms polls; a deep call is polled every 2 s, since the server
@@ -167,10 +170,14 @@ def run(log_path: Path, seconds: float = 20.0, benign_threads: int = 2,
                 pid = harness.submit(member, harness.spec(slow, [1], executortype=kind,
                                                           maxexectime=2))
                 expect = "unavailable"
-            else:
+            elif label == "nul":
                 pid = harness.submit(member, hp.inline_spec(NUL, "nul", [],
                                                             executortype=kind))
                 expect = "runtime"
+            else:  # "extra": a control, benign load from a hostile submitter's slot
+                pid = harness.submit(member, hp.inline_spec(GOOD.decode(), "convert", [1],
+                                                            executortype=kind))
+                expect = "ok"
             finish(pid, label, expect, started, 60)
 
     with hp.executor(log_path, kind, "--metrics-port", str(port), env=env,

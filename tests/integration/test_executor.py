@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from faas_live import deploy as upload_data
 
 from faas_sandbox.colonies import (
     FAILED,
@@ -195,7 +196,10 @@ def test_hostile_and_broken_functions_fail_with_their_kind(executor, member, tmp
         f"boom_{SUFFIX}": "def boom_{s}(x):\n    print('about to fail', x)\n"
                           "    raise ValueError('bad input')\n",
     }
-    for template in fns.values():
+    for name, template in fns.items():
+        if name.startswith("escape_"):  # `deploy` refuses it (import os): upload as the tutorial
+            upload_data(name, template.format(s=SUFFIX))  # does; the executor must refuse it
+            continue
         done = deploy(tmp_path, template.format(s=SUFFIX))
         assert done.returncode == 0, done.stderr
     convert = subprocess.run([sys.executable, "-m", "faas_sandbox", "deploy",

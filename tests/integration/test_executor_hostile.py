@@ -4,6 +4,7 @@ keys in /proc/<pid>/environ. Each test uses this module's own executor types and
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -176,3 +177,47 @@ def test_keys_are_not_in_the_executors_proc_environ(ex):
         value = os.environ.get(name, "")
         assert value and value.encode() not in environ, name
         assert f"{name}=".encode() not in environ
+
+
+def test_a_spec_over_the_reply_cap_is_failed_as_spec_by_its_salvaged_id(member, ex):
+    """A 20 MB kwargs.args: the assign reply is cut at 16 MiB, never parsed, and the process
+    is failed by the id read from the reply's first bytes."""
+    before = ex.usage()[0]
+    spec = harness.raw_spec({"function": "convert", "args": "[\"" + "x" * 20_000_000 + "\"]"},
+                            executortype=TYPE, maxexectime=60)
+    pid = hp.submit_payload(member, json.dumps({"msgtype": "submitfuncspecmsg",
+                                                "spec": spec}).encode())
+    ok = benign(member)
+    ended = {pid: hp.wait_huge(member, pid, 60), **harness.wait_ended(member, [ok], 60)}
+    assert ended[pid]["state"] == FAILED, ended[pid]["state"]
+    assert ended[pid]["errors"][0].startswith("spec: process cannot be read: assignprocessmsg "
+                                              "reply over 16777216 bytes"), ended[pid]["errors"]
+    assert ended[ok]["out"] == [69.8]
+    assert ex.usage()[0] - before < 64 * 2**20  # no copy of the 20 MB kept
+
+
+def test_metadata_naming_many_endpoints_and_regions_costs_no_memory(member, ex):
+    """Finding: one boto3 client per metadata-chosen endpoint/region (~12.8 MB each). Now the
+    executor has one reader for its configured store; the rest is refused before any client
+    or connection is made."""
+    s3_host, s3_port = os.environ["AWS_S3_ENDPOINT"].split(":")
+    before = ex.usage()[0]
+    pids = {}
+    for i in range(30):
+        name = f"region{i}_{SUFFIX}"
+        if i % 2:  # another endpoint each time
+            hp.add_meta(member, name, server=f"10.255.{i}.1", port=9000 + i, bucket="faas",
+                        obj="x", checksum=hp.sha256(b"x"), region=f"region-{i}")
+        else:  # our store, another region each time: the configured region is used
+            hp.add_meta(member, name, server=s3_host, port=int(s3_port),
+                        bucket=os.environ["AWS_S3_BUCKET"], obj=f"missing-{SUFFIX}",
+                        checksum=hp.sha256(b"x"), region=f"region-{i}")
+        pids[i] = submit(member, harness.spec(name, [1], executortype=TYPE))
+    ended = harness.wait_ended(member, list(pids.values()), 60)
+    for i, pid in pids.items():
+        error = ended[pid]["errors"][0]
+        if i % 2:
+            assert error.startswith("not_found:") and "refused without contacting it" in error
+        else:
+            assert error.startswith("not_found:") and "gone from S3" in error, error
+    assert ex.usage()[0] - before < 16 * 2**20

@@ -7,8 +7,8 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,10 +22,8 @@ pytestmark = pytest.mark.colonies
 
 SUFFIX = unique("")
 VER = f"ver_{SUFFIX}"
-HOLD = f"hold_{SUFFIX}"
 ECHO = f"echo_{SUFFIX}"
 SOURCES = {
-    HOLD: f"import time\n\ndef {HOLD}(s):\n    time.sleep(s)\n    return s\n",
     ECHO: f"def {ECHO}(x=None):\n    return x\n",
 }
 
@@ -64,6 +62,15 @@ def test_a_call_after_deploy_returned_runs_the_new_revision_and_says_which(
     assert [r["number"] for r in detail["revisions"]] == [1, 2]
     status = httpx.get(f"{url}/calls/{second['processid']}", timeout=10).json()
     assert status["revision"] == second["revision"]["fileid"]
+    assert httpx.get(f"{url}/calls/{second['processid']}/logs", timeout=10).json()["logs"] == []
+    printed = call(url, ECHO, {"args": ["x"]}).json()  # echo prints nothing: log via a failure
+    failed = call(url, ECHO, {"args": [1, 2]})  # too many arguments -> runtime, logged
+    assert failed.status_code == 422
+    logs = httpx.get(f"{url}/calls/{failed.json()['detail']['processid']}/logs",
+                     timeout=10).json()["logs"]
+    echo_revision = httpx.get(f"{url}/functions/{ECHO}", timeout=10).json()["current"]
+    assert any(f"{ECHO}@{echo_revision['fileid'][:12]} failed" in line for line in logs), logs
+    assert printed["revision"]["fileid"] == echo_revision["fileid"]
 
 
 def test_async_call_then_status_and_cli_result(live: tuple[str, str]) -> None:
@@ -129,6 +136,16 @@ def test_oversized_bodies_are_413_unread_and_memory_stays_flat(live: tuple[str, 
     assert after - before < 16 * 2**20
 
 
+@pytest.mark.parametrize("path", ["/calls/%00/logs", "/calls/%00", "/calls/" + "a" * 5000])
+def test_malformed_process_ids_are_400_without_database_text(live: tuple[str, str],
+                                                            path: str) -> None:
+    url, _ = live
+    response = httpx.get(f"{url}{path}", timeout=10)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail["kind"] == "spec" and "pq:" not in detail["message"]
+
+
 def test_a_chunked_body_over_the_cap_is_413(live: tuple[str, str]) -> None:
     url, _ = live
 
@@ -143,33 +160,36 @@ def test_a_chunked_body_over_the_cap_is_413(live: tuple[str, str]) -> None:
 
 
 def test_clients_that_hang_up_free_their_slots_and_their_queued_calls_never_run(
-        live: tuple[str, str]) -> None:
-    url, etype = live
+        tmp_path: Path) -> None:
     marker = unique("m")
-    # Given both executor slots busy for 4 s (async: holds no front-end slot)
-    for _ in range(2):
-        assert call(url, HOLD, {"args": [4]}, params={"mode": "async"}).status_code == 202
-    # When two clients call and hang up after 0.5 s (their calls wait in the queue)
-    for _ in range(2):
-        with pytest.raises(httpx.TimeoutException):
-            httpx.post(f"{url}/functions/{ECHO}/call", json={"args": [marker]}, timeout=0.5)
-    # Then the front end's two slots are free again at once
-    started = time.monotonic()
-    answer = call(url, ECHO, {"args": ["after"]})
-    assert answer.status_code == 200, answer.text
-    assert time.monotonic() - started < 15
-    # And the front end saw both go (metrics), and removed their calls from the queue:
-    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    etype = unique("faas-gone-")
+    # Given an executor type whose only executor was killed: it still counts as alive (it was
+    # heard from moments ago), but nobody takes calls, so they stay waiting in the queue
+    with executor(etype, tmp_path / "executor.log") as proc:
+        proc.kill()
+        proc.wait(10)
+    with frontend(etype, tmp_path / "http.log", "--max-inflight", "2",
+                  "--maxwaittime", "1") as url:
+        # When two clients call and hang up after 0.5 s
+        for _ in range(2):
+            with pytest.raises(httpx.TimeoutException):
+                httpx.post(f"{url}/functions/{ECHO}/call", json={"args": [marker]}, timeout=0.5)
+        # Then the front end's two slots are free again at once: the next call is admitted
+        # (and, nobody taking it, ends as "executors busy" after its 1 s maxwaittime)
+        answer = call(url, ECHO, {"args": ["after"]})
+        assert answer.status_code == 429, answer.text
+        assert "every executor was busy" in answer.json()["detail"]["message"]
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    # the front end saw both clients go, and removed their calls from the queue
     assert f'faas_http_calls_total{{function="{ECHO}",kind="cancelled"}} 2.0' in metrics
-    # none of them ever ran
     env = os.environ
     client = ColoniesClient.connect(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
                                     env.get("COLONIES_SERVER_TLS") == "true",
                                     env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"])
-    ran = [p for state in (0, 1, 2, 3)
-           for p in client.list_processes(state, 100, executortype=etype)
-           if isinstance(p, dict) and marker in json.dumps(p.get("spec", {}))]
-    assert ran == []
+    left = [p for state in (0, 1, 2, 3)
+            for p in client.list_processes(state, 100, executortype=etype)
+            if isinstance(p, dict) and marker in json.dumps(p.get("spec", {}))]
+    assert [(p["processid"], p["state"], p.get("errors")) for p in left] == []
 
 
 def test_function_lifecycle_through_the_cli(live: tuple[str, str]) -> None:

@@ -233,3 +233,23 @@ def test_inline_code_assigned_before_its_env_is_written_is_read_again():
     assert client.reads == 2
     assert any(c[:2] == ("fail", "p-wrong") and c[2][0].startswith("spec: unknown funcname")
                for c in calls)
+
+
+class UnreadableCloser(FakeColonies):
+    """The server answers the log and the fail with bytes we cannot read."""
+
+    def add_log(self, processid, message):
+        super().add_log(processid, message)
+        raise ReplyUnreadable("not valid JSON within limits: nested deeper than 64 levels")
+
+    def fail(self, processid, errors):
+        super().fail(processid, errors)
+        raise ReplyUnreadable("not valid JSON within limits: nested deeper than 64 levels")
+
+
+def test_an_unreadable_answer_to_a_log_or_fail_still_ends_the_delivery():
+    client = UnreadableCloser()
+    outbox = Outbox(client)
+    assert outbox.deliver(Report("p1", False, [], ["runtime: x"], "printed\n")) is True
+    assert [c[0] for c in client.calls] == ["add_log", "fail"]  # the fail went out too
+    assert outbox.pending() == 0

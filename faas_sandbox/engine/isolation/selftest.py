@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...policy import Policy
-from ... import Sandbox
+from ..sandbox import Sandbox
 from . import attacks
 
 PROBE_NAMES = tuple(attacks.PROBES)
