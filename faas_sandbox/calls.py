@@ -13,6 +13,7 @@ User failures are values (``CallResult.kind``), never exceptions.
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import re
 import threading
@@ -24,6 +25,8 @@ from typing import Any, Protocol
 from .errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from .policy import Policy
 from .spec import decode_result
+
+log = logging.getLogger(__name__)
 
 # Result kinds besides the sandbox's ErrorKind values and the executor's spec/not_found.
 OK = "ok"
@@ -224,8 +227,8 @@ def run_call(backend: Backend, request: CallRequest,
         if cancel is not None and cancel.is_set() and end.state is State.WAITING:
             try:
                 backend.remove(processid)
-            except (ColoniesUnreachable, ColoniesRefused):
-                pass  # assigned in the meantime (or the server is gone): it just runs
+            except (ColoniesUnreachable, ColoniesRefused) as exc:  # assigned meanwhile: it runs
+                log.info("call %s: client gone, not removed from the queue: %s", processid, exc)
             return CallResult(CANCELLED, [], "the client went away", processid)
     except ColoniesUnreachable as exc:
         return CallResult(UNREACHABLE, [], f"Colonies server unreachable: {exc}")

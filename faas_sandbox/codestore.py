@@ -157,6 +157,9 @@ class CodeStore:
         except ColoniesUnreachable as exc:
             raise CodeUnavailable(f"cannot fetch revision {fileid[:16]} of {name!r}: {exc}") \
                 from None
+        except ReplyUnreadable as exc:
+            raise FunctionNotFound(f"revision {fileid[:16]} of {name!r}: its metadata cannot "
+                                   f"be read ({exc})") from None
         meta = files[0] if isinstance(files, list) and files else None
         if (not isinstance(meta, dict) or meta.get("name") != name
                 or meta.get("label") != self.label):
@@ -164,9 +167,7 @@ class CodeStore:
         if str(meta.get("checksum", "")).lower() != key[1]:
             raise FunctionNotFound(f"revision {fileid[:16]} of {name!r} does not have the "
                                    f"pinned sha256")
-        if not isinstance(meta.get("ref"), dict) or not isinstance(meta["ref"].get("s3object"),
-                                                                   dict):
-            raise CodeUnavailable(f"ColonyFS metadata of {name!r} has no S3 reference")
+        self._check_meta(name, meta)  # our store only, a SHA-256 present
         if deadline is None:
             deadline = self._clock() + FETCH_S
         source = self._download(name, meta, deadline)

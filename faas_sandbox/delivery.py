@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .errors import ColoniesRefused, ColoniesUnreachable
+from .errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 from .texts import for_log, for_server
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class Outbox:
             if report.log_text is not None:
                 try:
                     self._client.add_log(pid, for_server(report.log_text))
-                except ColoniesRefused as exc:
+                except (ColoniesRefused, ReplyUnreadable) as exc:
                     log.warning("call %s: log refused by the server (%s)", pid, for_log(exc))
                 report.log_text = None  # sent or refused: never again
             if report.ok:
@@ -148,6 +148,12 @@ class Outbox:
         except ColoniesUnreachable as exc:
             self.reach.down(exc)
             return False
+        except ReplyUnreadable as exc:  # it answered, with something we cannot read: done
+            self.reach.up()
+            self.delivered += 1
+            log.warning("call %s: the server's answer to the %s is unreadable (%s)", pid,
+                        "close" if report.ok else "fail", exc)
+            return True
         except ColoniesRefused as exc:
             self.reach.up()
             self.dropped += 1

@@ -17,12 +17,11 @@ gets what is left of it at start, minus ``close_margin`` seconds for the close, 
 policy (``Policy.for_call``). A sandbox timeout is a ``fail()``, which is terminal: maxretries
 only count server requeues, which happen when an executor dies or hangs past maxexectime.
 
-After an outage: Colonies v1.9.12 commits an assignment (one UPDATE) before the rest of the
-assign request runs; when that rest fails (its database going away), the executor gets an
-error while the server has the process RUNNING on it, and nobody would run it until its
-maxexectime expired. So after any assign that failed as unreachable, the first successful
-assign triggers one look at the oldest RUNNING processes of our type (``getprocessesmsg``, at
-most 100) and serves those assigned to us that we neither run nor have just run.
+After an outage, the first successful assign triggers one look for assignments whose reply was
+lost (intake.orphans). A process the executor cannot read (reply.py's limits) is failed as
+``spec`` at once, by the id salvaged from its raw bytes. Worker threads are supervised: one that
+dies is logged and restarted; too many deaths stop the executor with status 1. ``liveness``
+says whether it takes work (``/healthz``). See docs/executor.md.
 
 Latency: each worker thread waits one round trip for its assign and one for its close, so over
 a WAN link a thread per sandbox slot leaves the slots idle most of the time. ``ahead`` more
@@ -44,7 +43,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, Protocol
 
 from .codestore import CodeStore
@@ -59,17 +57,16 @@ from .errors import (
     ReplyUnreadable,
     SpecError,
 )
-from .engine.outcome import ErrorKind, Outcome
+from .engine.outcome import Outcome
+from .intake import lacks_env, orphans, reread_env, started_ago
 from .liveness import Liveness
 from .reply import Unreadable
-from .spec import MAX_ARGS_TEXT_BYTES, encode_result, parse_process
-from .texts import for_log, has_surrogate
+from .reports import failed_report, outcome_report
+from .spec import MAX_ARGS_TEXT_BYTES, parse_process
+from .texts import for_log
 
 log = logging.getLogger(__name__)
 
-MAX_REASON_CHARS = 4000
-_MIB = 1024 * 1024
-_RUNNING = 1  # process state
 _RECENT = 1024  # process ids remembered as served (so a stale listing cannot adopt them)
 AHEAD_MAX_CALL_S = 0.5  # assign ahead only while calls take less than this on average
 FETCH_BUDGET_S = 10.0  # code fetch deadline of a call without maxexectime
@@ -270,44 +267,30 @@ class Executor:
         return suspect
 
     def _adopt_orphans(self) -> None:
-        """Serve processes assigned to us whose assign reply never arrived (module docstring)."""
+        """Serve processes assigned to us whose assign reply never arrived (intake.py)."""
         if not self.executor_id or not self.executor_type:
             return
+        now = time.time()
         try:
-            running = self.client.list_processes(_RUNNING, 100, self.executor_type)
+            for pid, process, reason in orphans(self.client, self.executor_id,
+                                                self.executor_type, self._known):
+                if self._stopping.is_set():
+                    return
+                if process is None:
+                    self._unreadable(pid, reason, "listing")
+                    continue
+                log.warning("call %s: assigned to us while colonies was failing, but its "
+                            "assign reply never came; serving it now", pid)
+                self._serve(process, self._clock() - started_ago(process, now))
         except ColoniesError as exc:
             if isinstance(exc, ColoniesUnreachable):
                 self._suspect = True  # look again after the next successful assign
             log.warning("could not look for calls assigned to us during the outage (%s)", exc)
-            return
-        now = time.time()
-        for process in running:
-            fields = process.fields if isinstance(process, Unreadable) else process
-            pid = fields.get("processid") if isinstance(fields, dict) else None
-            if not isinstance(pid, str) or not pid or self._stopping.is_set():
-                continue
-            with self._lock:
-                known = pid in self._inflight or pid in self._recent
-            if known or pid in self.outbox.pending_ids():
-                continue
-            if isinstance(process, Unreadable):  # e.g. cut short by the listing's size cap
-                try:
-                    process = self.client.get_process(pid)
-                except ReplyUnreadable as exc:
-                    if exc.fields.get("assignedexecutorid", self.executor_id) == \
-                            self.executor_id:
-                        self._unreadable(pid, str(exc), "listing")
-                    continue
-                except ColoniesError as exc:
-                    log.warning("call %s: could not read it (%s)", pid, exc)
-                    continue
-                if not isinstance(process, dict) or process.get("state") != _RUNNING:
-                    continue
-            if process.get("assignedexecutorid") != self.executor_id:
-                continue
-            log.warning("call %s: assigned to us while colonies was failing, but its assign "
-                        "reply never came; serving it now", pid)
-            self._serve(process, self._clock() - _started_ago(process, now))
+
+    def _known(self, pid: str) -> bool:
+        with self._lock:
+            known = pid in self._inflight or pid in self._recent
+        return known or pid in self.outbox.pending_ids()
 
     def _unreadable(self, pid: str | None, reason: str, where: str) -> None:
         """Fail a process we cannot read (spec too deep, too large, not JSON) at once."""
@@ -359,7 +342,7 @@ class Executor:
         function = "?"
         slot = False
         try:
-            call = parse_process(process, self.max_args_bytes)
+            call = self._parse(pid, process)
             function = call.function
             with self._lock:
                 self._inflight[pid] = function
@@ -370,7 +353,8 @@ class Executor:
                 limit = call.maxexectime - self.close_margin if call.maxexectime \
                     else FETCH_BUDGET_S
                 if call.revision is not None:  # pinned by the submitter: exactly that revision
-                    source = self.code.get_revision(function, *call.revision,
+                    fileid, checksum = call.revision
+                    source = self.code.get_revision(function, fileid, checksum,
                                                     deadline=received + limit).source
                 else:
                     source = self.code.get(function, deadline=received + limit).source
@@ -416,40 +400,27 @@ class Executor:
         finally:
             if slot:
                 self._slots.release()
+        if call.revision is not None:  # a pinned call: logs say which revision ran
+            function = f"{function}@{call.revision[0][:12]}"
         return self._report(pid, function, outcome)
 
+    def _parse(self, pid: str, process: dict[str, Any]) -> Any:
+        """parse_process; inline code seen before its env was written is read again."""
+        try:
+            return parse_process(process, self.max_args_bytes)
+        except SpecError:
+            if not lacks_env(process):
+                raise
+        again = reread_env(self.client, pid, self._stopping.wait)
+        return parse_process(again or process, self.max_args_bytes)
+
     def _report(self, pid: str, function: str, outcome: Outcome) -> Report:
-        usage = outcome.usage
-        text = (f"in {usage.wall_s:.3f}s cpu={usage.cpu_s:.3f}s "
-                f"rss={usage.max_rss_bytes / _MIB:.1f}MiB")
-        out = encode_result(outcome.value) if outcome.ok else None
-        if isinstance(out, str) and has_surrogate(out):  # the server would make it U+FFFD
-            outcome = Outcome.failure(ErrorKind.OUTPUT, "result is a string holding a lone "
-                                      "surrogate (not valid Unicode text), which cannot be "
-                                      "delivered unchanged", outcome.stdout, usage)
-        if self.metrics is not None:
-            self.metrics.observe(outcome, usage.wall_s)
-        if outcome.ok:
-            log.info("call %s: %s ok %s", pid, function, text)
-            note = None
-            if outcome.stdout:
-                note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} ok {text}"
-            return Report(pid, True, [out], [], note)
-        reason = _clip(outcome.reason)
-        log.info("call %s: %s failed %s: %s", pid, function, text, for_log(reason))  # on kills
-        # the sandbox has logged a WARNING already
-        note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} failed {text}: " \
-               f"{reason}"
-        return Report(pid, False, [], [reason], note)
+        return outcome_report(pid, function, outcome, self.metrics)
 
     def _failed(self, pid: str, function: str, kind: str, message: str,
                 received: float) -> Report:
-        reason = _clip(f"{kind}: {message}")
-        log.info("call %s: %s failed in %.3fs: %s", pid, function, self._clock() - received,
-                 for_log(reason))
-        if self.metrics is not None:
-            self.metrics.observe_kind(kind, self._clock() - received)
-        return Report(pid, False, [], [reason], f"[faas-sandbox] {function} failed: {reason}")
+        return failed_report(pid, function, kind, message, self._clock() - received,
+                             self.metrics)
 
     def _warn_zero(self, process: dict[str, Any]) -> None:
         spec = process.get("spec")
@@ -460,27 +431,7 @@ class Executor:
                         "positive number (logged once)", process.get("processid"))
 
 
-def _started_ago(process: dict[str, Any], now: float) -> float:
-    """Seconds since the server started the process (0 when unknown), at most maxexectime."""
-    try:
-        started = datetime.fromisoformat(str(process["starttime"])).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return 0.0
-    spec = process.get("spec")
-    limit = spec.get("maxexectime") if isinstance(spec, dict) else None
-    ceiling = float(limit) if isinstance(limit, (int, float)) and limit > 0 else 3600.0
-    return min(max(0.0, now - started), ceiling)
-
-
 def _denied(message: str) -> bool:
     """Whether a 403 on assign is the server's verdict on this executor (removed, not approved,
     colony gone), as its membership check words it; only that stops the executor."""
     return "Access denied" in message or "does not exist" in message
-
-
-def _nl(text: str) -> str:
-    return "" if not text or text.endswith("\n") else "\n"
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."

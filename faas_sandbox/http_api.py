@@ -416,11 +416,17 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
+            error_ref = {"content": {"application/json": {"schema": {
+                "$ref": "#/components/schemas/ErrorResponse"}}}}
             for operations in schema.get("paths", {}).values():
                 for op in operations.values():
-                    response = op.get("responses", {}).get("422", {})
-                    if "HTTPValidationError" in json.dumps(response):
-                        del op["responses"]["422"]
+                    responses = op.setdefault("responses", {})
+                    if "HTTPValidationError" in json.dumps(responses.get("422", {})):
+                        del responses["422"]
+                    # the body cap and Content-Length check answer before any route runs
+                    for code in ("400", "413"):
+                        responses.setdefault(code, {"description": _DESCRIPTIONS[int(code)],
+                                                    **error_ref})
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PolicyError
-from .engine.modules import MODULE_NAMES
+from .engine.module_names import MODULE_NAMES
 
 _NOBODY = 65534
 # the OS isolation layers a policy may require (faas_sandbox.engine.isolation.LAYERS)

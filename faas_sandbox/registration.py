@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from .colonies import APPROVED, ColoniesClient, key_id, new_prvkey
 from .delivery import Backoff, Reachability
-from .errors import ColoniesRefused, ColoniesUnreachable, SettingsError
+from .errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable, SettingsError
 from .settings import Settings
 from .spec import EXECUTE
 
@@ -157,7 +157,7 @@ def unregister(client: ColoniesClient, identity: Identity, colony_prvkey: str | 
     except Interrupted:
         log.error("executor %s not unregistered: colonies unreachable", identity.name)
         return
-    except ColoniesRefused as exc:
+    except (ColoniesRefused, ReplyUnreadable) as exc:
         log.warning("executor %s: unregister refused (%s)", identity.name, exc)
         return
     log.info("executor %s unregistered", identity.name)

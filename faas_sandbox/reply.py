@@ -40,6 +40,7 @@ SALVAGE_BYTES = 64 * 1024  # of a payload searched for top-level fields when unr
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}:,]')
 _STRUCTURE = b"[]{},"
+_ESCAPED_SPACE = (b"\\ ", b"\\\t", b"\\\r", b"\\\n")
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in _STRUCTURE)
 _PAYLOADTYPE = re.compile(rb'^\s*\{\s*"payloadtype"\s*:\s*"([a-z]{1,64})"')
 _PAYLOAD = re.compile(rb'"payload"\s*:\s*"([A-Za-z0-9+/=]*)')
@@ -67,6 +68,14 @@ def check_shape(data: bytes, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX
 
     Iterative and linear: strings are dropped (their brackets do not count), then only
     ``[]{},`` are kept. Unbalanced input is left for the JSON parser to refuse."""
+    opens = data.count(b"[") + data.count(b"{")
+    if opens <= max_depth and 2 * opens + data.count(b",") <= max_nodes:
+        return  # cannot nest deeper or have more values than allowed
+    if b"\\" not in data or not any(escaped in data for escaped in _ESCAPED_SPACE):
+        # Whitespace outside strings is padding (the server pretty-prints: most of a deep
+        # reply is indentation) and inside strings irrelevant to the shape, unless it follows
+        # a backslash (then removing it would change what is escaped): drop it first, in C.
+        data = data.translate(None, b" \t\r\n")
     structure = _STRING.sub(b"", data).translate(None, _NOT_STRUCTURE)
     if len(structure) > max_nodes:
         raise DecodeError(f"not valid JSON within limits: more than {max_nodes} values")
@@ -127,7 +136,7 @@ def salvage(data: bytes, names: Iterable[str] = ("processid",),
             key, expect_value = None, False
         elif depth == 1:
             if expect_value:
-                if key in wanted:
+                if isinstance(key, str) and key in wanted:
                     try:
                         value = json.loads(token)
                     except ValueError:

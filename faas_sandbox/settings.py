@@ -9,7 +9,8 @@ tutorial or the ``colonies`` CLI works as is::
     COLONIES_COLONY_PRVKEY                       colony owner key (self-registering executor)
     COLONIES_PRVKEY + COLONIES_EXECUTOR_NAME     an identity an operator registered
     AWS_S3_ENDPOINT (host:port), AWS_S3_ACCESSKEY, AWS_S3_SECRETKEY, AWS_S3_REGION,
-    AWS_S3_TLS, AWS_S3_SKIPVERIFY, AWS_S3_BUCKET  ColonyFS content (MinIO/S3)
+    AWS_S3_TLS, AWS_S3_SKIPVERIFY, AWS_S3_BUCKET  ColonyFS content (MinIO/S3): the ONLY store
+                                                 an executor reads function code from
 
 Keys are kept out of ``repr`` so a logged Settings never shows one.
 """

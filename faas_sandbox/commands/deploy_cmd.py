@@ -81,11 +81,21 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
         source = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         _fail(f"{path}: not UTF-8 text ({exc})")
+    from ..sourcecheck import problems
+
+    largest = max([policy.limits.max_source_bytes,
+                   *(policy.for_function(f).limits.max_source_bytes for f in policy.functions)])
+    if len(data) > largest:  # before compiling or parsing anything
+        _fail(f"{path}: {len(data)} bytes, over every function's max_source_bytes "
+              f"(at most {largest})")
     names = choose(path, source, functions)
     for name in names:
-        limit = policy.for_function(name).limits.max_source_bytes
-        if len(data) > limit:
-            _fail(f"{path}: {len(data)} bytes, over {name}'s max_source_bytes of {limit}")
+        found = problems(data, policy, name, filename=path)
+        for problem in found:
+            click.echo(f"{path}: {problem}", err=True)
+        if found:
+            _fail(f"{path}: {name} can never run under policy {policy.name!r}; nothing "
+                  f"deployed")
 
     from ..codestore import CodeStore
     from ..colonies import ColoniesClient

@@ -24,7 +24,7 @@ import click
 from ..cli import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, configure_logging, usage_error
 from ..secrets import reexec_without_keys, take_keys
 from ..colonies import DEFAULT_EXECUTOR_TYPE
-from ..errors import PolicyError, SettingsError
+from ..errors import PolicyError, ReplyUnreadable, SettingsError
 from ..policy import Policy
 from ..registration import MODES
 
@@ -145,6 +145,10 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
             return EXIT_USAGE
         except Interrupted as exc:
             click.echo(f"faas-sandbox: {exc}", err=True)
+            return EXIT_UNREACHABLE
+        except ReplyUnreadable as exc:
+            click.echo(f"faas-sandbox: error: colonies sent a reply we cannot read while "
+                       f"registering: {exc}", err=True)
             return EXIT_UNREACHABLE
         client = client.with_key(me.prvkey)
         every = [policy.limits, *(policy.for_function(f).limits for f in policy.functions)]

@@ -104,6 +104,8 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
         raise _Orphaned
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     set_no_new_privs()  # the filter and Landlock come after the request (Lockdown.enter)
+    if iso.lockdown is not None:  # oslayer (#9): fault in the lockdown's code path while idle
+        iso.lockdown.warm()
 
 
 def _lower(which: int, soft: int, hard: int | None = None) -> None:
@@ -115,13 +117,17 @@ def _lower(which: int, soft: int, hard: int | None = None) -> None:
     resource.setrlimit(which, (soft, hard))
 
 
-def apply_limits(limits: Limits) -> None:
-    """Per-call rlimits; RLIMIT_AS is headroom over the size of this process right now."""
+def vm_size() -> int:
+    """This process's address-space size now (what RLIMIT_AS counts)."""
     fd = os.open("/proc/self/statm", os.O_RDONLY)
     try:
-        vm_bytes = int(os.read(fd, 128).split()[0]) * _PAGE
+        return int(os.read(fd, 128).split()[0]) * _PAGE
     finally:
         os.close(fd)
+
+
+def apply_limits(limits: Limits, vm_bytes: int) -> None:
+    """Per-call rlimits; RLIMIT_AS is ``memory_mb`` of headroom over ``vm_bytes``."""
     _lower(resource.RLIMIT_AS, vm_bytes + (limits.memory_mb << 20))
     _lower(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1)
     _lower(resource.RLIMIT_FSIZE, limits.file_size_bytes)
@@ -129,14 +135,18 @@ def apply_limits(limits: Limits) -> None:
     _lower(resource.RLIMIT_NOFILE, limits.max_open_files)
 
 
+_LIMITED = (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC,
+            resource.RLIMIT_NOFILE)
+
+
 def warm_up() -> None:
-    """Decode a request, run the warm-up call, read /proc/self/statm; results discarded."""
+    """Decode a request, run the warm-up call, set every limit to what it is (a no-op that
+    touches the code path); results are discarded."""
     wire.decode_request_head(_WARM_FRAME)
     run.execute(_WARM_REQUEST, [b""], lambda frame: None)
-    fd = os.open("/proc/self/statm", os.O_RDONLY)
-    os.read(fd, 128)
-    os.close(fd)
-    resource.getrlimit(resource.RLIMIT_AS)
+    for which in _LIMITED:
+        soft, hard = resource.getrlimit(which)
+        _lower(which, soft, hard)
 
 
 def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
@@ -154,6 +164,11 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         set_name(b"faas-spare")
         if not select.select([req_fd], [], [], 0)[0]:
             warm_up()  # only while idle: a child whose request is waiting goes straight on
+        # Taken while idle: the reserve is an anonymous mapping (address space, which RLIMIT_AS
+        # counts, without touching a page), freed on MemoryError so the child can still
+        # report; the size is read now, the request's bytes are added to it below.
+        reserve: list[Any] = [mmap.mmap(-1, RESERVE_BYTES)]
+        vm_bytes = vm_size()
         code = ExitCode.WIRE
         request = wire.read_request(req_fd)
         if request is None:
@@ -162,10 +177,7 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         os.close(req_fd)
         set_name(b"faas-call")
         code = ExitCode.INTERNAL
-        # An anonymous mapping takes address space (what RLIMIT_AS counts) without touching a
-        # page; it is freed on MemoryError so that the child can still report.
-        reserve: list[Any] = [mmap.mmap(-1, RESERVE_BYTES)]
-        apply_limits(request.limits)
+        apply_limits(request.limits, vm_bytes + request.size)
         if iso.lockdown is not None:  # oslayer (#9): from here on no path, socket or new fd
             code = ExitCode.SETUP
             iso.lockdown.enter()

@@ -44,7 +44,7 @@ log = logging.getLogger("faas_sandbox.engine")
 
 REPORT_WAIT_S = 5.0  # for the forker's word on a child that died without a RESULT
 TIMEOUT_REPORT_WAIT_S = 0.5  # after our own kill, only for the usage figures
-TAKE_TIMEOUT_S = 30.0  # for a child to become ready when the pool is empty
+TAKE_GRACE_S = 2.0  # a call waits at most its wall limit + this for a ready child
 _LOUD_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CPU, ErrorKind.MEMORY, ErrorKind.CRASH})
 _NO_ARGS = b"[[],{}]"
 _LIVE: weakref.WeakSet[Sandbox] = weakref.WeakSet()
@@ -141,7 +141,11 @@ class Sandbox:
             raise TypeError("source and function must be str")
         policy = self._for_call(function, maxexectime)
         limits = policy.limits
-        if args_json is None:
+        if args_json is not None:
+            if not isinstance(args_json, (bytes, bytearray)):
+                raise TypeError("args_json must be bytes (the JSON text of [args, kwargs])")
+            args_json = bytes(args_json)
+        else:
             try:
                 args_json = _args_json(args, kwargs)
             except (TypeError, ValueError, RecursionError) as exc:
@@ -180,7 +184,7 @@ class Sandbox:
     def _run(self, request: bytes, limits: Limits,
              expect_code: bool) -> tuple[Outcome, Seen, bytes | None]:
         link = self._current()
-        handle = link.take(TAKE_TIMEOUT_S)
+        handle = link.take(limits.wall_seconds + TAKE_GRACE_S)
         if isinstance(handle, str):
             return Outcome.failure(ErrorKind.CRASH, handle), Seen(gone=handle), None
         started = time.monotonic()

@@ -86,6 +86,11 @@ class Request:
     body: bytes
     args: bytes
 
+    @property
+    def size(self) -> int:
+        """Bytes this request occupies in the child (plus a page of slack)."""
+        return len(self.function) * 4 + len(self.body) + len(self.args) + 4096
+
 
 def decode_request_head(data: bytes) -> tuple[int, int, int, int, int, Limits]:
     """``(kind, modules, function_len, body_len, args_len, limits)``, lengths checked

@@ -24,16 +24,20 @@ TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2"  # WAN latency and cuts (be
 TOXIPROXY_VERSION = "v2.5.0"
 PG_MAJOR = "15"
 
-# Loopback ports (docs/team-notes.md).
+# Ports (docs/team-notes.md). FAAS_SANDBOX_PORT_OFFSET shifts every one of them, for a second
+# stack on the same machine (with a checkout and FAAS_SANDBOX_HOME of its own): e.g. 100.
 HOST = "127.0.0.1"
-PG_PORT = 55432
-COLONIES_PORT = 50080
-ETCD_CLIENT_PORT = 23790
-ETCD_PEER_PORT = 23800
-RELAY_PORT = 23810
-MINIO_PORT = 9000
-MINIO_CONSOLE_PORT = 9001
-HTTP_PORT = 8000
+PORT_OFFSET = int(os.environ.get("FAAS_SANDBOX_PORT_OFFSET", "0") or "0")
+if not 0 <= PORT_OFFSET <= 65535 - 55432:
+    raise SystemExit(f"FAAS_SANDBOX_PORT_OFFSET={PORT_OFFSET}: expected 0..{65535 - 55432}")
+PG_PORT = 55432 + PORT_OFFSET
+COLONIES_PORT = 50080 + PORT_OFFSET
+ETCD_CLIENT_PORT = 23790 + PORT_OFFSET
+ETCD_PEER_PORT = 23800 + PORT_OFFSET
+RELAY_PORT = 23810 + PORT_OFFSET
+MINIO_PORT = 9000 + PORT_OFFSET
+MINIO_CONSOLE_PORT = 9001 + PORT_OFFSET
+HTTP_PORT = 8000 + PORT_OFFSET
 
 COLONY_NAME = "dev"
 MEMBER_EXECUTOR_NAME = "dev-cli"  # the shared member identity (COLONIES_PRVKEY)

@@ -11,7 +11,9 @@ every test using it is skipped with the reason, and under ``CI=true`` that skip 
 Why a colony per session: Colonies hands a process to any executor of the right type in the
 right colony. The app that ``make run`` starts serves type ``faas-executor`` in colony ``dev``,
 and the tutorial's spec must use exactly that type; in a colony of their own the tests never
-race that app, nor another test session running at the same time.
+race that app, nor another test session running at the same time. (The server's wake-up of a
+waiting assign is per executor type across colonies, so a test that shares a type with the
+app polls with a short ``--assign-timeout``: see test_tutorial_flow_end_to_end.)
 
 ``restore_stack`` (function): for fault drills that stop or restart services. It yields the
 same ``Stack`` and runs ``scripts/stack.sh up`` afterwards, so later tests find everything

@@ -51,7 +51,8 @@ class Services(Protocol):
 
 STATE_DIR = Path(os.environ.get("FAAS_SANDBOX_HOME", "~/.cache/faas-sandbox")).expanduser() / \
     "state"
-PORTS = {"colonies": 50080, "postgres": 55432, "minio": 9000}  # docs/team-notes.md
+_OFFSET = int(os.environ.get("FAAS_SANDBOX_PORT_OFFSET", "0") or "0")  # see devstack/config.py
+PORTS = {"colonies": 50080 + _OFFSET, "postgres": 55432 + _OFFSET, "minio": 9000 + _OFFSET}
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]
 CONVERT_SOURCE = b"def convert(celsius):\n    return (celsius * 9/5) + 32\n"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+MINIO_PORT = 9000 + int(os.environ.get("FAAS_SANDBOX_PORT_OFFSET", "0") or "0")
 
 
 def _client() -> tuple:  # (Colonies, colonyname, colony_prvkey, executorname, prvkey)
@@ -47,7 +48,7 @@ def test_env_file_is_private_and_complete(stack: Stack) -> None:
     for key in ("COLONIES_COLONY_PRVKEY", "COLONIES_PRVKEY", "COLONIES_SERVER_PRVKEY"):
         assert HEX64.match(stack.env[key]), key
     assert stack.env["COLONIES_SERVER_TLS"] == "false"
-    assert stack.env["AWS_S3_ENDPOINT"] == "127.0.0.1:9000"  # host:port, no scheme
+    assert stack.env["AWS_S3_ENDPOINT"] == f"127.0.0.1:{MINIO_PORT}"  # host:port, no scheme
     assert os.environ["COLONIES_PRVKEY"] == stack.env["COLONIES_PRVKEY"]  # exported for tests
 
 
@@ -75,7 +76,7 @@ def stack_env_file_values(stack: Stack) -> dict[str, str]:
 @pytest.mark.colonies
 def test_services_answer_health_checks(stack: Stack) -> None:
     assert _get(f"{stack.colonies_url}/health") == 200
-    assert _get("http://127.0.0.1:9000/minio/health/live") == 200
+    assert _get(f"http://127.0.0.1:{MINIO_PORT}/minio/health/live") == 200
     status = stack.sh("status").stdout
     for service in ("postgres", "minio", "colonies"):
         assert re.search(rf"^{service} +running pid \d+, healthy$", status, re.M), status

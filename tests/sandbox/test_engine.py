@@ -45,6 +45,17 @@ def test_kwargs_tuples_and_stdout(engine: Sandbox) -> None:
     assert out.stdout == "a 1|z\n"
 
 
+def test_callers_json_args_reach_the_child_untouched(engine: Sandbox) -> None:
+    out = engine.call("def f(a, b=2, *, c):\n    return [a, b, c]\n", "f",
+                      args_json=b'[[1.0],{"c":"\\u00e9"}]')
+    assert out.ok and out.value == [1.0, 2, "é"] and out.value_json == '[1.0,2,"é"]'.encode()
+    bad = engine.call("def f():\n    return 1\n", "f", args_json=b'{"not": "a list"}')
+    assert bad.error_kind is ErrorKind.RUNTIME
+    assert bad.message.startswith("ValueError: arguments could not be decoded")
+    with pytest.raises(TypeError):
+        engine.call("def f():\n    return 1\n", "f", args_json="[[],{}]")  # type: ignore[arg-type]
+
+
 def test_runtime_error_carries_type_and_text(engine: Sandbox) -> None:
     out = engine.call("def f(x):\n    return 1 / x\n", "f", [0])
     assert out.error_kind is ErrorKind.RUNTIME

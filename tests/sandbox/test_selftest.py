@@ -89,3 +89,14 @@ def test_cli_prints_the_report_and_exits_by_it(tmp_path: Any) -> None:
     assert all(set(p) == {"name", "denied", "detail"} for p in out["probes"])
     assert done.returncode == (0 if all(p["denied"] for p in out["probes"]) else 1)
     assert ISSUE_PROBES <= {p["name"] for p in out["probes"]}
+
+
+def test_executor_selftest_refuses_to_serve_without_a_required_layer(tmp_path: Any) -> None:
+    """It stops before reading any setting or key: no Colonies server is needed to see it."""
+    policy = tmp_path / "needs-seccomp.toml"
+    policy.write_text('[sandbox]\nseccomp = false\nrequire = ["seccomp"]\n')
+    done = subprocess.run([sys.executable, "-m", "faas_sandbox", "executor", "--selftest",
+                           "--policy", str(policy)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "requires isolation layer(s) seccomp" in done.stderr
+    assert "not serving" in done.stderr

@@ -5,6 +5,7 @@ paying for a new interpreter per case."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -35,3 +36,13 @@ def invoke_cli(*args: str, env: Mapping[str, str | None] | None = None) -> CliRe
 @pytest.fixture
 def run_cli() -> Callable[..., CliResult]:
     return invoke_cli
+
+
+@pytest.fixture(autouse=True)
+def _no_stack_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests see no COLONIES_*/AWS_S3_* settings: the integration tests' session fixture
+    exports the stack's (keys included) for the rest of the run, and tests/integration is
+    collected before tests/unit."""
+    for key in list(os.environ):
+        if key.startswith(("COLONIES_", "AWS_S3_")):
+            monkeypatch.delenv(key)

@@ -313,3 +313,14 @@ def test_a_caller_waiting_for_another_fetch_gives_up_at_its_own_deadline(world):
     finally:
         lock.release()
     assert store.get("convert").source == SRC.decode()
+
+
+def test_a_pinned_revision_naming_another_store_is_refused_too(world):
+    store, files, s3, _, _ = world
+    fileid = files.deploy("convert", SRC)
+    meta = files.files["convert"]
+    meta["ref"]["s3object"]["server"] = "evil.example"
+    files.rpc = lambda msgtype, **fields: [meta] if fields.get("fileid") == fileid else []
+    with pytest.raises(FunctionNotFound, match="names the store 'http://evil.example"):
+        store.get_revision("convert", fileid, meta["checksum"])
+    assert s3.gets == 0

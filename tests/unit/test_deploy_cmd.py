@@ -57,3 +57,37 @@ def test_valid_code_then_needs_the_colonies_settings(run):
     assert result.exit_code == 2
     assert "missing environment variable(s): COLONIES_SERVER_HOST" in result.output
     assert "Traceback" not in result.output
+
+
+def test_imports_the_policy_does_not_allow_are_refused_with_line_numbers(run):
+    result = run("import math\n\ndef f():\n    import os\n    return os.getcwd()\n")
+    assert result.exit_code == 1
+    assert "line 4: import of 'os' is not allowed for f by policy 'default'" in result.output
+    assert "can never run under policy 'default'; nothing deployed" in result.output
+
+
+def test_relative_and_submodule_imports_are_checked(run):
+    assert "relative imports" in run("from . import x\n\ndef f():\n    return 1\n").output
+    assert "'os.path'" in run("from os.path import join\n\ndef f():\n    return 1\n").output
+
+
+def test_over_the_size_cap_is_refused_before_parsing(run, tmp_path):
+    policy = tmp_path / "small.toml"
+    policy.write_text("[limits]\nmax_source_bytes = 64\n")
+    result = run("def f():\n    return 1\n" + "# padding\n" * 20, "--policy", str(policy))
+    assert result.exit_code == 1
+    assert "over every function's max_source_bytes (at most 64)" in result.output
+
+
+def test_the_check_uses_no_engine() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from faas_sandbox.sourcecheck import problems; "
+            "from faas_sandbox.policy import Policy; "
+            "assert problems(b'import os\\ndef f(): pass\\n', Policy(), 'f'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('RestrictedPython', "
+            "'faas_sandbox.engine.modules', 'faas_sandbox.engine.guards'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -197,3 +197,59 @@ def test_texts_sent_to_the_server_have_nul_and_surrogates_escaped():
                           "printed \x00 here\n"))
     assert client.calls == [("add_log", "p1", "printed \\x00 here\n"),
                             ("fail", "p1", ["runtime: ValueError: a\\x00b\\ud800"])]
+
+
+class RacingColonies(FakeColonies):
+    """Assigns inline code before the server has written its env attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get_process(self, processid):
+        import base64
+
+        self.reads += 1
+        code = base64.b64encode(b"def convert(celsius):\n    return celsius + 1\n").decode()
+        attributes = [{"key": "code", "value": code, "attributetype": 3}] \
+            if self.reads >= 2 else []
+        return {"processid": processid, "attributes": attributes,
+                "spec": {"funcname": "convert", "args": [1], "env": None}}
+
+
+def test_inline_code_assigned_before_its_env_is_written_is_read_again():
+    client = RacingColonies()
+    executor, thread, _ = start(client)
+    try:
+        with client.lock:
+            client.queue.append({"processid": "p-race", "attributes": [],
+                                 "spec": {"funcname": "convert", "args": [1], "env": None}})
+            client.queue.append({"processid": "p-wrong", "attributes": [{"key": "x"}],
+                                 "spec": {"funcname": "nope", "env": None}})
+        calls = [c for c in client.wait_for(2) if c[0] != "add_log"]
+    finally:
+        stop(executor, thread)
+    assert ("close", "p-race", [2]) in calls
+    assert client.reads == 2
+    assert any(c[:2] == ("fail", "p-wrong") and c[2][0].startswith("spec: unknown funcname")
+               for c in calls)
+
+
+class UnreadableCloser(FakeColonies):
+    """The server answers the log and the fail with bytes we cannot read."""
+
+    def add_log(self, processid, message):
+        super().add_log(processid, message)
+        raise ReplyUnreadable("not valid JSON within limits: nested deeper than 64 levels")
+
+    def fail(self, processid, errors):
+        super().fail(processid, errors)
+        raise ReplyUnreadable("not valid JSON within limits: nested deeper than 64 levels")
+
+
+def test_an_unreadable_answer_to_a_log_or_fail_still_ends_the_delivery():
+    client = UnreadableCloser()
+    outbox = Outbox(client)
+    assert outbox.deliver(Report("p1", False, [], ["runtime: x"], "printed\n")) is True
+    assert [c[0] for c in client.calls] == ["add_log", "fail"]  # the fail went out too
+    assert outbox.pending() == 0

@@ -87,6 +87,12 @@ def test_no_body_and_charset_json_are_accepted() -> None:
                        ).status_code == 200
 
 
+def test_a_body_over_the_cap_is_413_on_any_route() -> None:
+    client = client_for(FakeBackend(), max_body_bytes=1000)
+    response = client.request("GET", "/healthz", content=b"x" * 2000)
+    assert_problem(response, 413, "too_large")
+
+
 def test_body_over_the_cap_is_413_before_any_byte_is_read() -> None:
     backend = FakeBackend({"f": OK})
     app = create_app(backend, ApiSettings(policy=POLICY, max_body_bytes=1000),
@@ -267,8 +273,8 @@ def test_openapi_documents_the_one_error_shape_and_no_validation_422() -> None:
     assert "401" not in call["responses"]  # no tokens: no auth answers
     for path, operations in schema["paths"].items():
         for op in operations.values():
-            if op.get("parameters"):
-                assert "400" in op["responses"], path
+            assert {"400", "413"} <= set(op["responses"]), path
+    assert "ErrorResponse" in schema["components"]["schemas"]
 
 
 # -- tokens -------------------------------------------------------------------------------------

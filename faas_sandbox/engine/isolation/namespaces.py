@@ -9,7 +9,7 @@ A pid namespace would hide the forker's pid too, but needs an extra process leve
 child becomes its init); the allow-list already denies every syscall that takes another pid,
 and Landlock hides /proc, so it is not used.
 
-Raw ``unshare``/``capset`` through ctypes (``os.unshare`` arrived in Python 3.12).
+``unshare``/``capset`` through ctypes and glibc (``os.unshare`` arrived in Python 3.12).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
-_SYS_CAPSET = 126  # x86_64
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -54,7 +53,7 @@ def drop_capabilities() -> None:
     """Empty effective, permitted and inheritable sets of the calling process."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    if _libc.syscall(ctypes.c_long(_SYS_CAPSET), ctypes.byref(header), data) != 0:
+    if _libc.capset(ctypes.byref(header), data) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"capset: {os.strerror(err)}")
 

@@ -20,25 +20,29 @@ from pathlib import Path
 from typing import Any
 
 from ...policy import Policy
-from ... import Sandbox
+from ..sandbox import Sandbox
 from . import attacks
 
 PROBE_NAMES = tuple(attacks.PROBES)
 
 
-def _forker_ranges(pid: int) -> list[list[int]]:
-    """Writable private ranges of the forker (a child's memory is a copy of them)."""
-    ranges = []
+def _forker_map(pid: int) -> tuple[list[list[int]], list[str]]:
+    """The forker's writable ranges (a child's memory is a copy of them), and any mapping a
+    child would inherit that is executable and writable, or executable and not a file."""
+    ranges, exec_data = [], []
     with open(f"/proc/{pid}/maps") as f:
         for line in f:
             fields = line.split()
             span, perms = fields[0], fields[1]
             name = fields[5] if len(fields) > 5 else ""
+            if "x" in perms and ("w" in perms or not name.startswith("/")) and name not in (
+                    "[vdso]", "[vsyscall]"):
+                exec_data.append(line.strip())
             if perms[:2] != "rw" or name in ("[vvar]", "[vsyscall]", "[vvar_vclock]"):
                 continue
             start, end = (int(x, 16) for x in span.split("-"))
             ranges.append([start, end])
-    return ranges
+    return ranges, exec_data
 
 
 class _Listeners:
@@ -101,8 +105,8 @@ def run(policy: Policy) -> dict[str, Any]:
                 "abstract_name": listeners.abstract_name, "tmp_paths": tmp_paths,
                 "cwd_name": f"faas-selftest-{tag}", "marker_hex": marker.encode().hex(),
                 "package_file": str(Path(attacks.__file__).resolve().parents[2] / "__init__.py"),
-                "ranges": _forker_ranges(forker_pid),
             }
+            params["ranges"], exec_data = _forker_map(forker_pid)
             for name in PROBE_NAMES:
                 out = sb._probe(f"attack:{name}", limits, params)
                 if out.ok and isinstance(out.value, dict):
@@ -112,6 +116,10 @@ def run(policy: Policy) -> dict[str, Any]:
                     entry = {"name": name, "denied": False,
                              "detail": f"probe ended without a report: {out.reason}"}
                 results.append(entry)
+            if exec_data:  # a child would inherit memory it can write and run
+                _by_name(results, "map_executable_memory").update(
+                    denied=False, detail=f"the forker has writable or anonymous executable "
+                    f"mappings: {'; '.join(exec_data)}")
             if not deployed.ok or deployed.value != marker:
                 _by_name(results, "other_function_code_in_memory").update(
                     denied=False, detail=f"could not deploy the marker function: {deployed.reason}")
