@@ -40,7 +40,7 @@ test: install ## Start the stack, run all tests (PYTEST_ARGS='tests/unit -x' nar
 	@$(STACK) up
 	$(BIN)/pytest -q $(or $(PYTEST_ARGS),tests/)
 
-test-fast: install ## Unit and sandbox tests only: no stack, under a minute (the edit loop)
+test-fast: install ## Unit and sandbox tests only, no stack: the edit loop (about a minute)
 	$(BIN)/pytest -q -m "not colonies" tests/unit tests/sandbox
 
 run: install ## Start the stack, executor and HTTP front end (port 8000) in the background

@@ -48,7 +48,7 @@ class World:
         tools.ensure_toxiproxy()
         for old in LOG_DIR.glob("*.log"):
             old.unlink()
-        self.cluster = Cluster(size=3, ports=PORTS, log_dir=LOG_DIR)
+        self.cluster = Cluster(size=3, ports=PORTS, log_dir=LOG_DIR, db_conns=30)
         self.cluster.start()
         self.net.up()
         gw = self.net.gateway
@@ -60,7 +60,7 @@ class World:
                     {**self.minio_creds, "MINIO_UPDATE": "off", "PATH": os.environ["PATH"]})
         self._spawn("toxiproxy", [str(config.BIN_DIR / "toxiproxy-server"), "-host",
                                   "127.0.0.1", "-port", str(TOXI_API_PORT)],
-                    {"PATH": os.environ["PATH"]})
+                    {"PATH": os.environ["PATH"], "LOG_LEVEL": "warn"})
         self.toxi = Toxiproxy(f"http://127.0.0.1:{TOXI_API_PORT}")
         self.toxi.wait()
         self.hosts = ["fe"] + [f"ex{i + 1}" for i in range(self.executor_hosts)]
@@ -94,10 +94,17 @@ class World:
                 "AWS_S3_SECRETKEY": self.minio_creds["MINIO_ROOT_PASSWORD"],
                 "AWS_S3_REGION": "", "AWS_S3_TLS": "false", "AWS_S3_BUCKET": "faas"}
 
+    def first_node(self, host: str) -> int:
+        """The node ``host`` talks to first: ex1 and the front end node 1, ex2 node 2, ex3
+        node 3, ex4 node 1 (lists in different orders spread hosts over the cluster)."""
+        return max(0, self.hosts.index(host) - 1) % 3
+
     def host_env(self, host: str) -> dict[str, str]:
-        """A client on ``host``: the three nodes through that host's proxies, node 1 first."""
-        h = self.hosts.index(host)
-        nodes = ",".join(f"{self.net.gateway}:{PROXY_BASE + 10 * h + n}" for n in range(3))
+        """A client on ``host``: the three nodes through that host's proxies, its first node
+        (first_node) first."""
+        h, first = self.hosts.index(host), self.first_node(host)
+        nodes = ",".join(f"{self.net.gateway}:{PROXY_BASE + 10 * h + (first + n) % 3}"
+                         for n in range(3))
         return {**os.environ, **self.cluster.client_env(nodes), **self.s3_env(),
                 "FAAS_SANDBOX_LOG_LEVEL": "INFO"}
 
@@ -122,7 +129,8 @@ class World:
         exe = str(REPO / ".venv" / "bin" / "faas-sandbox")
         address = self.net.hosts["fe"]
         self._spawn("fe", [exe, "http", "--host", address, "--port", "8000",
-                           "--executor-type", EXECUTOR_TYPE, "--max-inflight", "64"],
+                           "--executor-type", EXECUTOR_TYPE, "--max-inflight", "64",
+                           "--no-auth"],  # private namespaces; the bench is the only client
                     self.host_env("fe"), netns="fe")
         url = f"http://{address}:8000"
         deadline = time.monotonic() + 60
@@ -131,12 +139,6 @@ class World:
                 raise RuntimeError(f"front end not healthy; see {self.log('fe')}")
             time.sleep(0.2)
         return url
-
-    def pause_executors(self, paused: bool) -> None:
-        """SIGSTOP/SIGCONT the executor processes, so a batch can be queued before the drain."""
-        for name, proc in self.procs.items():
-            if name.startswith("ex") and proc.poll() is None:
-                os.kill(proc.pid, signal.SIGSTOP if paused else signal.SIGCONT)
 
     def log(self, name: str) -> Path:
         return LOG_DIR / f"{name}.log"

@@ -43,6 +43,10 @@ WAIT_LIMIT_TEXT = "Maximum waiting time limit exceeded"
 EXEC_LIMIT_TEXT = "Maximum execution time limit exceeded"
 # The server's checker runs once a second on whole seconds: a limit fires 1-2 s late.
 GRACE_SECONDS = 3.0
+# Colonies' maxexectime is the wall limit plus this, so the executor (which closes a call
+# before the server's deadline) can still grant the whole limit; the spec's kwargs.wall says
+# the exact limit.
+EXEC_MARGIN_S = 1.0
 _KIND = re.compile(r"^([a-z][a-z_]{1,30}): (.*)$", re.DOTALL)
 
 
@@ -79,8 +83,8 @@ class CallRequest:
 
     @property
     def maxexectime(self) -> int:
-        """Whole seconds for Colonies: the policy's wall limit rounded up, at least 1."""
-        return max(1, math.ceil(self.wall_seconds))
+        """Whole seconds for Colonies: the wall limit plus EXEC_MARGIN_S, rounded up."""
+        return max(1, math.ceil(self.wall_seconds + EXEC_MARGIN_S))
 
     @property
     def deadline_seconds(self) -> float:

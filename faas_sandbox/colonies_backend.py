@@ -83,6 +83,7 @@ class ColoniesBackend:
             spec["kwargs"] = {"function": request.function, "arg": str(request.kwargs["arg"])}
         if request.pin is not None:
             spec["kwargs"]["revision"], spec["kwargs"]["sha256"] = request.pin
+        spec["kwargs"]["wall"] = repr(float(request.wall_seconds))  # the exact limit
         return spec
 
     def wait(self, processid: str, timeout: float,

@@ -139,6 +139,10 @@ class Sandbox:
         """
         if not isinstance(source, str) or not isinstance(function, str):
             raise TypeError("source and function must be str")
+        fname = function.encode("utf-8", "surrogatepass")
+        if len(fname) > wire.MAX_FUNCTION_BYTES:  # before it can become a cache key
+            return Outcome.failure(ErrorKind.RUNTIME, f"NameError: function name is over "
+                                   f"{wire.MAX_FUNCTION_BYTES} bytes")
         policy = self._for_call(function, maxexectime)
         limits = policy.limits
         if args_json is not None:
@@ -165,10 +169,6 @@ class Sandbox:
         refused = admit(size, len(args_json), limits.max_source_bytes, limits.max_args_bytes)
         if refused is not None:
             return refused
-        fname = function.encode("utf-8", "surrogatepass")
-        if len(fname) > wire.MAX_FUNCTION_BYTES:
-            return Outcome.failure(ErrorKind.RUNTIME, f"NameError: function name is over "
-                                   f"{wire.MAX_FUNCTION_BYTES} bytes")
         request = wire.encode_request(kind, fname, _wire_modules(policy.allowed_modules),
                                       _wire_limits(limits), body, args_json)
         outcome, seen, code = self._run(request, limits, kind == wire.SOURCE)

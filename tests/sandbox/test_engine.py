@@ -56,6 +56,13 @@ def test_callers_json_args_reach_the_child_untouched(engine: Sandbox) -> None:
         engine.call("def f():\n    return 1\n", "f", args_json="[[],{}]")  # type: ignore[arg-type]
 
 
+def test_an_overlong_function_name_is_refused_before_anything_runs(engine: Sandbox) -> None:
+    out = engine.call(CONVERT, "f" * 1025, [1])
+    assert (out.error_kind, out.message) == (ErrorKind.RUNTIME,
+                                             "NameError: function name is over 1024 bytes")
+    assert out.usage == Usage()
+
+
 def test_runtime_error_carries_type_and_text(engine: Sandbox) -> None:
     out = engine.call("def f(x):\n    return 1 / x\n", "f", [0])
     assert out.error_kind is ErrorKind.RUNTIME

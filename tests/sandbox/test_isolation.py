@@ -53,7 +53,8 @@ def _outside(sb: Sandbox) -> dict[str, Any]:
     """/proc facts of a child that is running a call (the ``sleep`` probe: it is past its
     lockdown once it sleeps), read from outside (root: the child is not dumpable)."""
     done: list[Any] = []
-    worker = threading.Thread(target=lambda: done.append(sb._probe("sleep")))
+    hold = Limits(wall_seconds=60.0, cpu_seconds=1, memory_mb=128)  # killed below, not timed out
+    worker = threading.Thread(target=lambda: done.append(sb._probe("sleep", hold)))
     worker.start()
     try:
         pid = _wait_for(lambda: sb._stats()["running"])[0]

@@ -51,3 +51,22 @@ def test_missing_lists_required_layers_that_are_off() -> None:
     layers = {"seccomp": True, "landlock": False, "net_namespace": True}
     assert missing(frozenset({"seccomp", "landlock", "ipc_namespace"}), layers) == [
         "ipc_namespace", "landlock"]
+
+
+def test_landlock_handles_every_right_its_abi_knows() -> None:
+    from faas_sandbox.engine.isolation import landlock
+
+    assert landlock.handled(1) == ((1 << 13) - 1, 0, 0)
+    fs, net, scoped = landlock.handled(7)
+    assert fs == (1 << 16) - 1  # through IOCTL_DEV (ABI 5)
+    assert net == 0b11 and scoped == 0b11  # TCP bind+connect (ABI 4); unix + signal (ABI 6)
+    assert landlock.handled(3)[0] == (1 << 15) - 1 and landlock.handled(3)[1:] == (0, 0)
+
+
+def test_describe_names_what_is_off_and_why() -> None:
+    from faas_sandbox.engine.isolation import describe
+
+    text = describe({"seccomp": True, "landlock": False, "landlock_error": "no Landlock",
+                     "net_namespace": True, "ipc_namespace": True, "drop_privileges": True})
+    assert text == ("isolation layers on: seccomp, net_namespace, ipc_namespace, "
+                    "drop_privileges; off: landlock (landlock_error=no Landlock)")
