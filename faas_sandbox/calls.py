@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import ColoniesRefused, ColoniesUnreachable, SpecError
+from .lifecycle import Revision
 from .policy import Policy
 from .spec import decode_result
 
@@ -43,6 +44,10 @@ WAIT_LIMIT_TEXT = "Maximum waiting time limit exceeded"
 EXEC_LIMIT_TEXT = "Maximum execution time limit exceeded"
 # The server's checker runs once a second on whole seconds: a limit fires 1-2 s late.
 GRACE_SECONDS = 3.0
+# Colonies' maxexectime is the wall limit plus this, so the executor (which closes a call
+# before the server's deadline) can still grant the whole limit; the spec's kwargs.wall says
+# the exact limit.
+EXEC_MARGIN_S = 1.0
 _KIND = re.compile(r"^([a-z][a-z_]{1,30}): (.*)$", re.DOTALL)
 
 
@@ -79,8 +84,8 @@ class CallRequest:
 
     @property
     def maxexectime(self) -> int:
-        """Whole seconds for Colonies: the policy's wall limit rounded up, at least 1."""
-        return max(1, math.ceil(self.wall_seconds))
+        """Whole seconds for Colonies: the wall limit plus EXEC_MARGIN_S, rounded up."""
+        return max(1, math.ceil(self.wall_seconds + EXEC_MARGIN_S))
 
     @property
     def deadline_seconds(self) -> float:
@@ -168,6 +173,26 @@ class Backend(Protocol):
 
     def remove(self, processid: str) -> None:
         """Remove a process that is still waiting (the server refuses a running one)."""
+        ...
+
+    def get(self, processid: str) -> CallEnd:
+        """The process as it is now."""
+        ...
+
+    def alive_executors(self) -> int:
+        """Executors of the backend's type seen alive (the server's executor list)."""
+        ...
+
+    def current(self, name: str) -> Revision | None:
+        """The function's newest revision (to pin a call to), or None if not deployed."""
+        ...
+
+    def history(self, name: str) -> list[Revision]:
+        """The function's revisions, oldest first; [] if never deployed."""
+        ...
+
+    def functions(self) -> list[dict[str, Any]]:
+        """Every deployed function (name, size, revisions, deployed_at, fileid)."""
         ...
 
     def logs(self, processid: str) -> list[str]:

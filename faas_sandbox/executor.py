@@ -369,6 +369,8 @@ class Executor:
                     return self._failed(pid, function, "timeout", f"maxexectime of "
                                         f"{call.maxexectime}s used up before the call started",
                                         received)
+            if call.wall is not None:  # the submitter's own limit (maxexectime leaves room)
+                budget = call.wall if budget is None else min(budget, call.wall)
             started = time.monotonic()
             if self.metrics is not None:
                 with self.metrics.inflight():

@@ -1,4 +1,5 @@
-"""Keys out of ``/proc/<pid>/environ``: a clean re-exec, the keys handed over through a pipe.
+"""Process hygiene at executor start: keys out of ``/proc/<pid>/environ`` (a clean re-exec,
+the keys handed over through a pipe) and a fixed malloc mmap threshold.
 
 ``/proc/<pid>/environ`` shows the environment block the process was started with; popping a
 variable from ``os.environ`` does not change it, so anyone who may read that file (same uid,
@@ -10,6 +11,7 @@ reads them back (once) into ordinary memory.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sys
@@ -62,3 +64,20 @@ def take_keys() -> dict[str, str]:
     except ValueError:
         raise SettingsError("keys handed over by the re-exec are not readable") from None
     return {k: v for k, v in keys.items() if k in KEY_VARIABLES and isinstance(v, str)}
+
+
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def fixed_mmap_threshold(size: int = 128 * 1024) -> bool:
+    """Allocations of ``size`` bytes or more get their own mapping, returned to the system
+    when freed (glibc ``mallopt``; False where there is none).
+
+    glibc raises this threshold after freeing a large mapped block, after which replies of
+    several MB (a hostile spec is written out as ~8 MB) come from the heap arenas of the
+    threads that read them and stay in the executor's RSS. A fixed threshold keeps it flat."""
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, size))
+    except (OSError, AttributeError):
+        return False

@@ -35,7 +35,8 @@ from .reply import MAX_DEPTH, DecodeError, loads
 EXECUTE = "execute"  # the one function a faas executor registers (tutorial)
 ENV_ATTRIBUTE = 3  # Colonies attribute type of spec.env entries
 FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-EXECUTE_KEYS = frozenset({"function", "arg", "args", "kwargs", "revision", "sha256"})
+EXECUTE_KEYS = frozenset({"function", "arg", "args", "kwargs", "revision", "sha256", "wall"})
+MAX_WALL_SECONDS = 86_400.0
 _FILEID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _MAX_SAFE_INT = 2**53  # larger ints lose precision in the server's float64 JSON
@@ -53,6 +54,7 @@ class Call:
     maxexectime: int | None = None  # seconds; None means the policy default
     form: str = "json"  # "tutorial", "json" or "inline", for logs
     revision: tuple[str, str] | None = None  # pinned (file id, sha256); None: the latest
+    wall: float | None = None  # seconds the submitter asked for (kwargs.wall); None: policy's
 
 
 def check_function_name(name: object) -> str:
@@ -107,7 +109,7 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
         if "args" in kwargs or "kwargs" in kwargs or args:
             raise SpecError("kwargs.arg cannot be combined with args or kwargs")
         return Call(pid, function, (_tutorial_arg(kwargs["arg"]),), {}, None, maxexectime,
-                    "tutorial", revision)
+                    "tutorial", revision, _wall(kwargs))
     positional: list[Any] = list(args)
     if "args" in kwargs:
         if args:
@@ -117,7 +119,26 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
     keywords = _json_value(kwargs.get("kwargs", "{}"), dict, "kwargs.kwargs", "an object",
                            max_args_bytes)
     return Call(pid, function, tuple(positional), _keywords(keywords), None, maxexectime, "json",
-                revision)
+                revision, _wall(kwargs))
+
+
+def _wall(kwargs: Mapping[str, Any]) -> float | None:
+    """kwargs.wall: the wall-clock limit the submitter asked for, in seconds (number or text).
+
+    Colonies' maxexectime is whole seconds and must leave room to close the call, so a
+    submitter that wants exactly 1 s sets maxexectime 2 and wall "1"."""
+    if "wall" not in kwargs:
+        return None
+    value = kwargs["wall"]
+    try:
+        wall = float(value) if isinstance(value, (str, int, float)) \
+            and not isinstance(value, bool) and len(str(value)) <= 32 else math.nan
+    except ValueError:
+        wall = math.nan
+    if not 0.001 <= wall <= MAX_WALL_SECONDS:  # NaN fails this too
+        raise SpecError(f"kwargs.wall must be seconds from 0.001 to {MAX_WALL_SECONDS:g}, "
+                        f"got {str(value)[:40]!r}")
+    return wall
 
 
 def _revision(kwargs: Mapping[str, Any]) -> tuple[str, str] | None:

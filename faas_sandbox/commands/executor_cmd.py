@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from ..cli import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, configure_logging, usage_error
-from ..secrets import reexec_without_keys, take_keys
+from ..secrets import fixed_mmap_threshold, reexec_without_keys, take_keys
 from ..colonies import DEFAULT_EXECUTOR_TYPE
 from ..errors import PolicyError, ReplyUnreadable, SettingsError
 from ..policy import Policy
@@ -77,6 +77,7 @@ def executor_command(concurrency: int | None, policy_path: str | None, executor_
                      ahead: int | None, metrics_port: int, run_selftest: bool) -> None:
     """Serve FaaS calls from Colonies in sandboxed children until stopped."""
     reexec_without_keys()  # returns only when no key variable is in the environment
+    fixed_mmap_threshold()
     configure_logging()
     try:
         policy = Policy.load(policy_path) if policy_path else Policy()

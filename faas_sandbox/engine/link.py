@@ -5,9 +5,10 @@ One reader thread receives control messages: CHILD (a ready child's pipe ends an
 into the pool, or straight to a waiting caller), EXIT (a reaped child's status, kept until
 its caller takes it, or dropped when the caller already had its RESULT frame), NOFORK and
 LOG. Callers never wait on the forker on the happy path: they take a child from the pool
-and the forker learns by one CREDIT message that it should fork a replacement (sent after
-the call, so replacing never competes with the call itself, or at once when the pool is
-empty).
+and, after the call, top the pool up with one CREDIT message (so replacing never competes
+with the call itself; a caller that finds the pool empty asks at once). Topping up counts
+the children asked for and not yet received, so a fork that failed or a spare that died
+unused is made up by the next call, and the pool never stays short.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from . import control, isolation
 log = logging.getLogger("faas_sandbox.engine")
 
 START_TIMEOUT_S = 60.0
-SPARE_BACKOFF_S = 1.0  # after a spare dies unused, at most one replacement per this long
 _CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 _PKG_PARENT = str(Path(__file__).resolve().parents[2])
 _FORKER_CMD = (f"import sys; sys.path.insert(0, {_PKG_PARENT!r}); "
@@ -43,14 +43,13 @@ Report = tuple[int, float, int]  # wait status, cpu_s, max_rss_bytes
 class ChildHandle:
     """A ready child: its request pipe (write end), result pipe (read end) and a pidfd."""
 
-    __slots__ = ("serial", "pid", "req_fd", "res_fd", "pidfd", "owes_credit")
+    __slots__ = ("serial", "pid", "req_fd", "res_fd", "pidfd")
 
     def __init__(self, serial: int, pid: int, fds: list[int]) -> None:
         self.serial, self.pid = serial, pid
         self.req_fd, self.res_fd, self.pidfd = fds
         os.set_blocking(self.req_fd, False)
         os.set_blocking(self.res_fd, False)
-        self.owes_credit = False
 
     def kill(self) -> None:
         if self.pidfd >= 0:
@@ -91,11 +90,11 @@ class Link:
         self.reports: dict[int, Report] = {}
         self.discard: set[int] = set()
         self.nofork: list[str] = []
-        self.waiting = 0
+        self.waiting = 0  # callers waiting for a child
+        self.outstanding = 0  # children asked for (CREDIT) and not yet received
         self.dead: str | None = None
         self.features: dict[str, Any] = {}
         self.hello = threading.Event()
-        self.spare_died_at = 0.0
         self.reader = threading.Thread(target=self._read_loop, daemon=True,
                                        name=f"faas-sandbox-forker-{self.pid}")
         self.reader.start()
@@ -122,8 +121,7 @@ class Link:
                               f"{isolation.describe(layers)}")
         log.log(logging.WARNING if isolation.missing(isolation.LAYERS, layers) else logging.INFO,
                 "forker %s: %s", self.pid, isolation.describe(layers))
-        if self.prefork:
-            self._credit(self.prefork)
+        self._top_up()
 
     # -- reader thread ----------------------------------------------------------------------
     def _read_loop(self) -> None:
@@ -145,6 +143,7 @@ class Link:
             serial, pid = control.CHILD_MSG.unpack(payload)
             handle = ChildHandle(serial, pid, fds)
             with self.lock:
+                self.outstanding = max(0, self.outstanding - 1)
                 if self.dead is None:
                     self.pool.append(handle)
                     self.ready.notify()
@@ -157,9 +156,14 @@ class Link:
             serial, pid, status, cpu, rss = control.EXIT_MSG.unpack(payload)
             self._on_exit(serial, pid, (status, cpu, rss))
         elif op == control.NOFORK:
+            text = payload.decode("utf-8", "replace")
             with self.lock:
-                self.nofork.append(payload.decode("utf-8", "replace"))
-                self.ready.notify()
+                self.outstanding = max(0, self.outstanding - 1)
+                if len(self.nofork) < self.waiting:  # a waiting call fails with it
+                    self.nofork.append(text)
+                    self.ready.notify()
+                    return
+            log.error("forker %s: %s", self.pid, text)  # a spare: the next call tops up
         elif op == control.LOG and payload:
             level = control.LEVELS[min(payload[0], len(control.LEVELS) - 1)]
             log.log(getattr(logging, level), "forker %s: %s", self.pid,
@@ -184,12 +188,8 @@ class Link:
                 self.exited.notify_all()
                 return
             self.pool.remove(spare)
-            now = time.monotonic()
-            replace, self.spare_died_at = now - self.spare_died_at >= SPARE_BACKOFF_S, now
-        spare.close()
+        spare.close()  # the next call's release tops the pool up (at most one fork per call)
         log.error("spare child %s died before use (wait status %s)", pid, report[0])
-        if replace:
-            self._credit(1)
 
     def _die(self, reason: str) -> None:
         with self.lock:
@@ -203,25 +203,31 @@ class Link:
         self.hello.set()
 
     # -- callers ----------------------------------------------------------------------------
-    def _credit(self, n: int) -> None:
+    def _top_up(self) -> None:
+        """Ask for what the pool lacks: ``prefork`` spares plus one per waiting call, minus
+        the children already asked for."""
+        with self.lock:
+            need = self.prefork + self.waiting - len(self.pool) - self.outstanding
+            if need <= 0 or self.dead is not None:
+                return
+            self.outstanding += need
         try:
             with self.send_lock:
-                control.send(self.sock, control.CREDIT, control.CREDIT_MSG.pack(n))
+                control.send(self.sock, control.CREDIT, control.CREDIT_MSG.pack(need))
         except OSError:
             pass  # the reader sees the forker go
 
     def take(self, timeout: float) -> ChildHandle | str:
-        """A ready child, or why there is none."""
+        """A ready child, or why there is none. Taking from the pool sends nothing (the
+        replacement is asked for after the call); an empty pool asks at once and waits."""
         with self.lock:
             if self.dead is not None:
                 return self.dead
             handle = self.pool.popleft() if self.pool else None
-            credit_now = handle is None or self.waiting > 0
             if handle is None:
                 self.waiting += 1
-        if credit_now:
-            self._credit(1)
         if handle is None:
+            self._top_up()
             with self.lock:
                 end = time.monotonic() + timeout
                 while not self.pool and not self.nofork and self.dead is None:
@@ -236,22 +242,19 @@ class Link:
                     return self.nofork.pop(0)
                 else:
                     return self.dead or f"no sandbox child became ready within {timeout:g} s"
-        else:
-            handle.owes_credit = not credit_now
         with self.lock:
             self.inflight[handle.serial] = handle
         return handle
 
     def release(self, handle: ChildHandle, need_report: bool) -> None:
-        """The call is over; its fds are closed. Without ``need_report`` the EXIT is dropped."""
+        """The call is over; its fds are closed. Without ``need_report`` the EXIT is dropped.
+        Then the pool is topped up (off the call's critical path)."""
         handle.close()
         with self.lock:
             self.inflight.pop(handle.serial, None)
             if not need_report and self.reports.pop(handle.serial, None) is None:
                 self.discard.add(handle.serial)
-        if handle.owes_credit:
-            handle.owes_credit = False
-            self._credit(1)
+        self._top_up()
 
     def report(self, serial: int, timeout: float) -> Report | None:
         """The child's wait status and usage from the forker (None: not within timeout)."""

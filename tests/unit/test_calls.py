@@ -41,9 +41,9 @@ class FakeClock:
 
 
 @pytest.mark.parametrize(("function", "requested", "expected"), [
-    ("f", None, 10), ("f", 2.2, 3), ("f", 50, 10), ("fast", None, 1), ("f", 0.001, 1),
+    ("f", None, 11), ("f", 2.2, 4), ("f", 50, 11), ("fast", None, 2), ("f", 0.001, 2),
 ])
-def test_maxexectime_is_the_policys_wall_limit_rounded_up_min_1(
+def test_maxexectime_is_the_wall_limit_plus_the_close_margin_rounded_up(
         function: str, requested: float | None, expected: int) -> None:
     request = make_request(POLICY, function, maxexectime=requested, maxwaittime=4)
     assert request.maxexectime == expected
@@ -173,11 +173,13 @@ def test_backend_spec_sets_every_limit_and_the_executor_can_parse_it(tutorial: b
                                   "executornames": None}
     call = parse_process({"processid": "p", "spec": spec})
     if tutorial:
-        assert spec["kwargs"] == {"function": "convert", "arg": "21.0"}
+        assert spec["kwargs"] == {"function": "convert", "arg": "21.0",
+                                  "wall": repr(request.wall_seconds)}
         assert (call.form, call.args) == ("tutorial", (21.0,))
     else:
         assert (call.function, call.args, call.kwargs) == ("fast", (1, "x"), {"k": [1]})
-        assert call.maxexectime == 1
+        assert call.maxexectime == 2  # the wall limit + the executor's room to close
+    assert call.wall == request.wall_seconds  # and the exact limit travels as kwargs.wall
 
 
 def test_backend_ws_url_follows_the_clients_node() -> None:

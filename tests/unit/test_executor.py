@@ -180,6 +180,13 @@ def test_maxexectime_becomes_the_time_left_minus_the_close_margin(setup):
     assert default is None
 
 
+def test_the_submitters_wall_limit_caps_the_budget(setup):
+    client, sandbox, _ = setup
+    client.submit("p1", {"function": "convert", "arg": "1", "wall": "1.0"}, maxexectime=2)
+    client.wait_for(1)
+    assert sandbox.budgets == [1.0]  # not 2 - close margin: exactly what was asked for
+
+
 def test_a_malformed_process_never_stops_the_executor(setup):
     client, _, _ = setup
     with client.lock:

@@ -3,6 +3,7 @@ texts the server would refuse, results it would alter (fake client and sandbox).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -94,7 +95,8 @@ def test_a_worker_that_dies_is_logged_once_and_restarted(caplog):
         calls = client.wait_for(4)
     finally:
         stop(executor, thread)
-    assert caplog.text.count("worker 0 died") + caplog.text.count("worker 1 died") == 1
+    # logged once, whichever worker (an assign-ahead worker has an index >= concurrency) died
+    assert len(re.findall(r"worker \d+ died", caplog.text)) == 1
     assert sum(1 for c in calls if c[0] == "close") == 4
     assert result["status"] == 0
 

@@ -136,7 +136,8 @@ def test_every_submit_sets_maxexectime_from_the_policy_and_waits_and_retries() -
     client.post("/functions/f/call", json={"maxexectime": 0.01})
     assert [r.pin for r in backend.requests] == [
         (revision(n).fileid, revision(n).sha256) for n in ("convert", "f", "f", "f")]
-    assert [r.maxexectime for r in backend.requests] == [5, 3, 10, 1]
+    assert [r.wall_seconds for r in backend.requests] == [5.0, 2.2, 10.0, 0.01]
+    assert [r.maxexectime for r in backend.requests] == [6, 4, 11, 2]  # + room to close
     assert {(r.maxwaittime, r.maxretries) for r in backend.requests} == {(7, 0)}
     # our own deadline covers waiting, running and the server checker's lag
     assert all(w > r.maxwaittime + r.maxexectime for w, r in zip(backend.waits, backend.requests,

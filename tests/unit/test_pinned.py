@@ -71,3 +71,15 @@ def test_code_store_serves_exactly_the_pinned_revision(world: Any) -> None:  # n
         store.get_revision("g", old, old_sha)  # not a revision of g
     with pytest.raises(FunctionNotFound):
         store.get_revision("f", "gone", old_sha)
+
+
+@pytest.mark.parametrize(("wall", "expected"), [("1.0", 1.0), (2.5, 2.5), ("0.001", 0.001)])
+def test_spec_carries_the_submitters_exact_wall_limit(wall: Any, expected: float) -> None:
+    assert parse_process(process(function="f", arg="1", wall=wall)).wall == expected
+    assert parse_process(process(function="f")).wall is None
+
+
+@pytest.mark.parametrize("wall", ["nan", "inf", "0", "-1", "1e9", True, [1], "x" * 40])
+def test_a_bad_wall_limit_is_a_spec_error(wall: Any) -> None:
+    with pytest.raises(SpecError):
+        parse_process(process(function="f", wall=wall))
