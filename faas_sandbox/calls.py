@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import ColoniesRefused, ColoniesUnreachable, SpecError
+from .lifecycle import Revision
 from .policy import Policy
 from .spec import decode_result
 
@@ -172,6 +173,26 @@ class Backend(Protocol):
 
     def remove(self, processid: str) -> None:
         """Remove a process that is still waiting (the server refuses a running one)."""
+        ...
+
+    def get(self, processid: str) -> CallEnd:
+        """The process as it is now."""
+        ...
+
+    def alive_executors(self) -> int:
+        """Executors of the backend's type seen alive (the server's executor list)."""
+        ...
+
+    def current(self, name: str) -> Revision | None:
+        """The function's newest revision (to pin a call to), or None if not deployed."""
+        ...
+
+    def history(self, name: str) -> list[Revision]:
+        """The function's revisions, oldest first; [] if never deployed."""
+        ...
+
+    def functions(self) -> list[dict[str, Any]]:
+        """Every deployed function (name, size, revisions, deployed_at, fileid)."""
         ...
 
     def logs(self, processid: str) -> list[str]:

@@ -180,7 +180,7 @@ class ColoniesBackend:
                     return self.get(processid)
                 if not sockets:  # the server dropped both: fall back to polling
                     return poll_until_final(lambda: self.get(processid), left, cancel=cancel)
-                readable, _, _ = select.select([ws.sock for ws in sockets], [], [],
+                readable, _, _ = select.select([ws.sock for ws in sockets if ws.sock], [], [],
                                                min(left, tick))
                 if not readable and clock() - last_get < SAFETY_POLL_S:
                     continue
@@ -191,12 +191,12 @@ class ColoniesBackend:
                         return end
                     continue
                 for ws in [w for w in sockets if w.sock in readable]:
-                    end = self._read_frame(ws, processid)
-                    if end is None:
+                    pushed = self._read_frame(ws, processid)
+                    if pushed is None:
                         sockets.remove(ws)
                         ws.close()
-                    elif end.state.final:
-                        return end
+                    elif pushed.state.final:
+                        return pushed
         finally:
             for ws in sockets:
                 ws.close()

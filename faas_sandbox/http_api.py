@@ -144,7 +144,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
     labelled: set[str] = set()
     tokens = settings.tokens
     rates = RateLimiter(settings.rate_per_token, max(1, int(2 * settings.rate_per_token)))
-    capacity = Capacity(getattr(backend, "alive_executors", None), settings.capacity_ttl)
+    capacity = Capacity(backend.alive_executors, settings.capacity_ttl)
     auth_codes = (401, 403) if tokens is not None else ()
     secured = [Depends(HTTPBearer(auto_error=False))] if tokens is not None else []
     app.state.backend, app.state.settings = backend, settings
@@ -204,7 +204,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         """503 at once without executors; pin the current revision (404 if none)."""
         if await blocking(capacity.alive) == 0:
             raise ApiError("no_executor", "no executor of this front end's type is alive")
-        if settings.pin and hasattr(backend, "current"):
+        if settings.pin:
             try:
                 revision = await blocking(backend.current, call.function)
             except ColoniesUnreachable as exc:

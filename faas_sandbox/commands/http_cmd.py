@@ -99,7 +99,7 @@ def http_command(host: str, port: int, executor_type: str, policy_path: str | No
             tokens = TokenStore(tokens_path)
         except TokenFileError as exc:
             usage_error(str(exc))
-        if not tokens.grants():
+        if tokens is not None and not tokens.grants():
             log.warning("tokens file %s has no tokens yet: every call is 401", tokens_path)
     policy = load_policy(policy_path)
     sock = listen(host, port)  # before anything slow: a busy port is reported at once

@@ -38,7 +38,7 @@ def result_command(processid: str, wait: bool, timeout: float, as_json: bool) ->
     with colonies_errors(f"result of {processid}"):
         end = backend.wait(processid, timeout) if wait else backend.get(processid)
     state = STATE_NAMES[end.state]
-    body = {"processid": processid, "state": state, "function": end.function or None,
+    body: dict[str, object] = {"processid": processid, "state": state, "function": end.function or None,
             "output": [], "kind": None, "message": None, "revision": end.revision or None}
     result = None
     if end.state.final:

@@ -85,6 +85,17 @@ def test_children_hold_no_function_code_but_their_own(make_sandbox: Any) -> None
             assert not _memory_holds(pid, needle.encode())
 
 
+def test_spares_that_die_unused_are_made_up_by_the_next_call(make_sandbox: Any) -> None:
+    sb = make_sandbox(prefork=2)
+    spares = _wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
+    for pid in spares:
+        os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: not set(spares) & set(_spares(sb)))  # EXIT reports took them out
+    assert sb.call(CONVERT, "convert", [21]).value == 69.8
+    refilled = _wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
+    assert not set(spares) & set(refilled)
+
+
 def test_prefork_zero_forks_on_demand(make_sandbox: Any) -> None:
     sb = make_sandbox(prefork=0)
     assert sb.call(CONVERT, "convert", [21]).value == 69.8
