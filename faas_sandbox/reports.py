@@ -18,7 +18,7 @@ from typing import Any
 from .delivery import Report
 from .engine.outcome import ErrorKind, Outcome
 from .spec import encode_result
-from .texts import for_log, has_surrogate
+from .texts import for_log, for_server, has_surrogate
 
 log = logging.getLogger("faas_sandbox.executor")
 
@@ -72,7 +72,9 @@ def out_element(value_json: bytes) -> str | int | float:
     UTF-8 instead of ``\\u`` escapes (the same JSON value). A scalar is one flat token.
     """
     if value_json[:1] in (b"[", b"{"):
-        return value_json.decode("utf-8")
+        # A child escapes lone surrogates itself; an in-process Outcome's value_json carries
+        # them raw (surrogatepass): escape them the same way (valid JSON text holds no NUL).
+        return for_server(value_json.decode("utf-8", "surrogatepass"))
     return encode_result(json.loads(value_json))
 
 
