@@ -12,13 +12,18 @@ and the server then handed the same process to the next executor.
 from __future__ import annotations
 
 import json
+import platform
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
-from faas_sandbox import Sandbox
+from faas_sandbox import ErrorKind, Sandbox
 from faas_sandbox.engine.outcome import Outcome
 from faas_sandbox.reports import outcome_report
 from faas_sandbox.spec import decode_result, encode_result
+
+from .conftest import FAST
 
 DEEP_TEXTS = ["[" * 100_000, '{"a":' * 50_000, "[" * 5000 + "]" * 5000]
 
@@ -88,3 +93,23 @@ def test_a_structure_travels_as_the_childs_json_text_with_the_same_value(
     assert text == out.value_json.decode()
     assert json.loads(text) == json.loads(encode_result(value)) == value  # type: ignore[arg-type]
     assert decode_result(text) == value
+
+
+# -- after a full escape (trusted probes in a locked-down child) ------------------------------
+
+needs_x86_64 = pytest.mark.skipif(platform.machine() != "x86_64",
+                                  reason="raw x86_64 syscall numbers")
+
+
+@needs_x86_64
+def test_blocking_sigxcpu_does_not_escape_the_cpu_limit(make_sandbox: Any) -> None:
+    sb = make_sandbox(limits=replace(FAST, wall_seconds=10.0, cpu_seconds=1))
+    out = sb._probe("block_signals_and_spin")
+    assert (out.error_kind, out.message) == (ErrorKind.CPU, "CPU-time limit of 1 s exceeded")
+    assert 1.0 <= out.usage.cpu_s < 3.0  # the hard limit (soft + 1) ended it
+
+
+@needs_x86_64
+def test_an_x32_syscall_number_kills_the_child(engine: Sandbox) -> None:
+    out = engine._probe("x32_socket")
+    assert (out.error_kind, out.message) == (ErrorKind.CRASH, "killed by signal SIGSYS")
