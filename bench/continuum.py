@@ -215,13 +215,22 @@ def drill(world: World, title: str, n: int, action: Any, fraction: float = 0.33)
     completion."""
     member = client(world)
     before = successful(member)
+    fired: dict[str, Any] = {}
+
+    def trigger() -> None:  # acts mid-drain, while submissions may still be going on
+        watcher = client(world)
+        deadline = time.monotonic() + 120
+        while successful(watcher) < before + n * fraction and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fired["done"] = successful(watcher) - before
+        fired["at"] = time.time()
+        fired["note"] = action() or ""
+
+    thread = threading.Thread(target=trigger)
+    thread.start()
     pids = submit_all(member, n)
-    deadline = time.monotonic() + 60
-    while successful(member) < before + n * fraction and time.monotonic() < deadline:
-        time.sleep(0.05)
-    at_action = successful(member) - before
-    acted = time.time()
-    note = action() or ""
+    thread.join()
+    at_action, acted, note = fired["done"], fired["at"], fired["note"]
     procs = wait_all(member, pids, 240)
     s = summarize(procs)
     ends = s.get("ends", [])
@@ -343,6 +352,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls per row")
     parser.add_argument("--no-drills", action="store_true")
+    parser.add_argument("--drills-only", action="store_true")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("continuum: needs root (network namespaces)", file=sys.stderr)
@@ -356,8 +366,13 @@ def main() -> int:
     try:
         world.open()
         url = world.start_front_end()
-        tolerance = latency_tolerance(world, n_drain)
-        table = tolerance + [""] + rows(world, url, n_drain, n_http)
+        if args.drills_only:
+            world.start_executor("ex1")
+            world.start_executor("ex2")
+            table = []
+        else:
+            tolerance = latency_tolerance(world, n_drain)
+            table = tolerance + [""] + rows(world, url, n_drain, n_http)
         extra = [] if args.no_drills else drills(world)
     finally:
         world.close()

@@ -274,7 +274,8 @@ def _error(raw: bytes, status: int) -> Any:
     message = payload.get("message", "") if isinstance(payload, dict) else str(payload)
     code = payload.get("status", status) if isinstance(payload, dict) else 0
     if backend_down(str(message)):
-        raise ColoniesUnreachable(f"colonies server cannot reach its database: {message}")
+        what = "its etcd quorum" if NO_QUORUM in str(message) else "its database"
+        raise ColoniesUnreachable(f"colonies server cannot reach {what}: {message}")
     raise ColoniesRefused(str(message), code if isinstance(code, int) else 0)
 
 

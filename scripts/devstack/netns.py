@@ -89,6 +89,12 @@ class Net:
             ns = line.split(" ")[0]
             if ns.startswith(f"{self.prefix}-"):
                 ip("netns", "del", ns, check=False)  # removes its veth pair too
+        # A namespace outlives `netns del` while a process still runs in it, and so does its
+        # veth pair: delete our ends explicitly.
+        for line in ip("-o", "link", "show", check=False).stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
+            if name.startswith(f"{self.prefix}-"):
+                ip("link", "del", name, check=False)
         ip("link", "del", self.bridge, check=False)
         self.hosts.clear()
 
