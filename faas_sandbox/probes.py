@@ -100,6 +100,14 @@ def _probe_garbage(ctx: dict[str, int]) -> None:
     os._exit(0)
 
 
+def _probe_forged_value(ctx: dict[str, Any]) -> None:
+    """What a child that escaped the language can send: a well-formed ``ok`` RESULT frame
+    whose value is not JSON (50,000 opening brackets). The engine passes value bytes on
+    untouched, so whoever decodes them must fail the call, not itself."""
+    os.write(ctx["result_fd"], wire.encode_result(0, 0, 0.0, 0, b"[" * 50_000, b"", b""))
+    os._exit(0)
+
+
 def _probe_selfkill(ctx: dict[str, int]) -> None:
     os.kill(os.getpid(), signal.SIGKILL)  # needs a Sandbox without seccomp
     time.sleep(5)
@@ -116,6 +124,7 @@ PROBES: dict[str, Callable[[dict[str, int]], Any]] = {
     "flood": _probe_flood,
     "garbage": _probe_garbage,
     "selfkill": _probe_selfkill,
+    "forged_value": _probe_forged_value,
 }
 # oslayer (#9): the selftest's attacker probes (faas-sandbox selftest), as "attack:NAME"
 PROBES.update({f"attack:{name}": probe for name, probe in attacks.PROBES.items()})

@@ -30,7 +30,17 @@ def outcome_report(pid: str, function: str, outcome: Outcome, metrics: Any = Non
     usage = outcome.usage
     text = (f"in {usage.wall_s:.3f}s cpu={usage.cpu_s:.3f}s "
             f"rss={usage.max_rss_bytes / _MIB:.1f}MiB")
-    out = encode_result(outcome.value) if outcome.ok else None
+    out = None
+    if outcome.ok:
+        try:
+            out = encode_result(outcome.value)
+        except (ValueError, RecursionError) as exc:
+            # redteam: a child's encoder only writes JSON; a value that is not JSON (e.g. 10^5
+            # brackets) means the child escaped and forged its frame. Fail that call, never
+            # this worker (an exception here used to kill it; six stopped the executor).
+            outcome = Outcome.failure(ErrorKind.CRASH, "sent a malformed result (its value "
+                                      f"is not JSON: {type(exc).__name__})", outcome.stdout,
+                                      usage)
     if isinstance(out, str) and has_surrogate(out):  # the server would make it U+FFFD
         outcome = Outcome.failure(ErrorKind.OUTPUT, "result is a string holding a lone "
                                   "surrogate (not valid Unicode text), which cannot be "
