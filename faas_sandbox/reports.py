@@ -1,10 +1,9 @@
 """What the executor tells the server about one call: a :class:`~faas_sandbox.delivery.Report`
 built from a sandbox Outcome or from one of our own failure kinds, with its log line.
 
-- success: ``out = [encode_result(value)]``; the process log gets the prints (if any) and a
-  ``[faas-sandbox]`` usage line;
-- a plain string result holding a lone surrogate fails ``output`` (the server would turn it
-  into U+FFFD); structured results carry it as a JSON ``\\ud800`` escape, unchanged;
+- success: ``out = [outcome.element]``, the output element the sandbox child encoded
+  (engine/element.py: the encoding rule, incl. lone surrogates), sent as its bytes, never
+  decoded here; the process log gets the prints (if any) and a ``[faas-sandbox]`` usage line;
 - failure: ``errors = ["<kind>: <message>"]`` (at most MAX_REASON_CHARS), with the prints and
   the reason in the process log. User text in our own log lines goes through ``for_log``.
 """
@@ -15,9 +14,8 @@ import logging
 from typing import Any
 
 from .delivery import Report
-from .engine.outcome import ErrorKind, Outcome
-from .spec import encode_result
-from .texts import for_log, has_surrogate
+from .engine.outcome import Outcome
+from .texts import for_log
 
 log = logging.getLogger("faas_sandbox.executor")
 
@@ -30,11 +28,7 @@ def outcome_report(pid: str, function: str, outcome: Outcome, metrics: Any = Non
     usage = outcome.usage
     text = (f"in {usage.wall_s:.3f}s cpu={usage.cpu_s:.3f}s "
             f"rss={usage.max_rss_bytes / _MIB:.1f}MiB")
-    out = encode_result(outcome.value) if outcome.ok else None
-    if isinstance(out, str) and has_surrogate(out):  # the server would make it U+FFFD
-        outcome = Outcome.failure(ErrorKind.OUTPUT, "result is a string holding a lone "
-                                  "surrogate (not valid Unicode text), which cannot be "
-                                  "delivered unchanged", outcome.stdout, usage)
+    out = outcome.element if outcome.ok else None
     if metrics is not None:
         metrics.observe(outcome, usage.wall_s)
     if outcome.ok:
