@@ -13,7 +13,8 @@ later cannot change what is cached for its source.
 
 The result is encoded exactly once (``ensure_ascii=False``); lone surrogates, which UTF-8
 cannot carry, are then escaped in the text (``\\udXXX``, inside JSON strings the only place
-they can be). Whatever user code does during encoding (hooks raising, recursion, answering
+they can be). A request with the ELEMENT flag gets the result's Colonies output element
+instead, made from that JSON text (:mod:`.element`, the one place with the rule). Whatever user code does during encoding (hooks raising, recursion, answering
 differently twice) ends as ``output``, ``runtime``, ``forbidden`` or ``memory``.
 """
 
