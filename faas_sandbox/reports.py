@@ -14,7 +14,8 @@ import logging
 from typing import Any
 
 from .delivery import Report
-from .engine.outcome import Outcome
+from .engine.element import Unsendable
+from .engine.outcome import ErrorKind, Outcome
 from .texts import for_log
 
 log = logging.getLogger("faas_sandbox.executor")
@@ -28,7 +29,18 @@ def outcome_report(pid: str, function: str, outcome: Outcome, metrics: Any = Non
     usage = outcome.usage
     text = (f"in {usage.wall_s:.3f}s cpu={usage.cpu_s:.3f}s "
             f"rss={usage.max_rss_bytes / _MIB:.1f}MiB")
-    out = outcome.element if outcome.ok else None
+    out = None
+    if outcome.ok:
+        try:
+            out = outcome.element  # the child's bytes; made here only for in-process values
+        except Unsendable as exc:
+            outcome = Outcome.failure(ErrorKind.OUTPUT, str(exc), outcome.stdout, usage)
+        except (ValueError, RecursionError) as exc:
+            # redteam: an Outcome whose value_json is not JSON (a forged frame, from a call
+            # made without element=True) fails that call, never this worker.
+            outcome = Outcome.failure(ErrorKind.CRASH, "sent a malformed result (its value "
+                                      f"is not JSON: {type(exc).__name__})", outcome.stdout,
+                                      usage)
     if metrics is not None:
         metrics.observe(outcome, usage.wall_s)
     if outcome.ok:

@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 MAX_SAFE_INT = 2**53
+MAX_NUMBER_BYTES = 32  # the longest float repr is 24; raw ints have at most 16 digits
 SURROGATE = re.compile("[\ud800-\udfff]")
 _NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _STRING = re.compile(rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"')
@@ -94,7 +95,8 @@ def of_value(value: Any) -> Element:
 
 def well_formed(data: bytes) -> bool:
     """One JSON number or one JSON string, nothing else: what :func:`from_json` makes."""
-    return bool(_NUMBER.fullmatch(data) or _STRING.fullmatch(data))
+    return bool(len(data) <= MAX_NUMBER_BYTES and _NUMBER.fullmatch(data)
+                or _STRING.fullmatch(data))
 
 
 def read(item: Any) -> Any:

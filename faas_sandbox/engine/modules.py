@@ -6,7 +6,7 @@ Sandboxed code never receives a real module object: many harmless-looking module
 names, checked one by one, and nothing else. Everything here is imported when this module
 is imported, before any fork, so a child never imports lazily after dropping privileges.
 
-Why each module is here (reviewed 2026-11 against the sandbox-anchors escape families; a
+Why each module is here (reviewed 2026-11 against the published RestrictedPython escape families; a
 crawl of every public attribute reachable from every exposed name, five levels deep, finds no
 module, frame, code or traceback object, no real builtin and no mutable container):
 

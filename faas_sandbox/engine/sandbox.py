@@ -215,14 +215,14 @@ class Sandbox:
 
     # -- private hooks for tests and the benchmark ------------------------------------------
     def _probe(self, name: str, limits: Limits | None = None,
-               params: Mapping[str, Any] | None = None) -> Outcome:
+               params: Mapping[str, Any] | None = None, element: bool = False) -> Outcome:
         """Run a trusted probe (probes.PROBES) in a fully isolated child, under ``limits``;
-        ``params`` reach it as ``ctx["args"]``."""
+        ``params`` reach it as ``ctx["args"]``; ``element`` as in :meth:`call`."""
         limits = limits or self.policy.limits
         args = _NO_ARGS if params is None else json.dumps([[], dict(params)]).encode()
         request = wire.encode_request(wire.PROBE, name.encode(), 0, _wire_limits(limits), b"",
-                                      args)
-        return self._run(request, limits, False)[0]
+                                      args, element)
+        return self._run(request, limits, False, element)[0]
 
     def _stats(self) -> dict[str, Any]:
         """The ready spares, the children running calls, the cache."""

@@ -7,7 +7,7 @@ already uses, so no new trust is introduced:
 1. **Annotations are dropped** from ``def`` parameters and returns, so they are never
    evaluated and never stored. A string annotation is an unrestricted ``eval()`` waiting for
    a helper that resolves it (``typing.get_type_hints``, ``functools.singledispatch``,
-   ``inspect.signature(eval_str=True)``; sandbox-anchors finding 1). None of those helpers is
+   ``inspect.signature(eval_str=True)``; a published RestrictedPython bypass). None of those helpers is
    importable today; dropping the annotations keeps that true if one ever is.
 2. **Annotated assignment** ``x: T = v`` becomes ``x = v`` (the annotation is dropped and
    never evaluated) and a bare ``x: T`` becomes ``pass``. 9.0 refuses ``AnnAssign`` outright.
