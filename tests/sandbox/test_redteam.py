@@ -12,7 +12,11 @@ and the server then handed the same process to the next executor.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import signal
+import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -114,3 +118,25 @@ def test_blocking_sigxcpu_does_not_escape_the_cpu_limit(make_sandbox: Any) -> No
 def test_an_x32_syscall_number_kills_the_child(engine: Sandbox) -> None:
     out = engine._probe("x32_socket")
     assert (out.error_kind, out.message) == (ErrorKind.CRASH, "killed by signal SIGSYS")
+
+
+# -- the compile cache ------------------------------------------------------------------------
+
+def test_a_compile_starved_at_the_wall_clock_does_not_refuse_its_function_later(
+        make_sandbox: Any) -> None:
+    """SIGSTOP stands in for a host too loaded to schedule the child: before the fix the
+    refusal was cached and every later call of this 20 ms-to-compile function was refused."""
+    sb = make_sandbox(limits=replace(FAST, wall_seconds=1.0, cpu_seconds=2))
+    source = "def f():\n    return 'compiled'\n"
+    starved: list[Any] = []
+    t = threading.Thread(target=lambda: starved.append(sb.call(source, "f")))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not sb._stats()["running"] and time.monotonic() < deadline:
+        time.sleep(0.001)
+    os.kill(sb._stats()["running"][0], signal.SIGSTOP)
+    t.join()
+    assert (starved[0].error_kind, starved[0].message) == (
+        ErrorKind.COMPILE, "compile exceeded its wall-clock limit of 1 s")
+    later = sb.call(source, "f")
+    assert later.ok and later.value == "compiled", later
