@@ -49,7 +49,7 @@ from .errors import (
 )
 from .s3fetch import S3Reader
 from .settings import S3Settings
-from .spec import check_function_name
+from .colonies.spec import check_function_name
 from .texts import for_log
 
 log = logging.getLogger(__name__)

@@ -60,9 +60,9 @@ from .errors import (
 from .engine.outcome import Outcome
 from .intake import lacks_env, orphans, reread_env, started_ago
 from .liveness import Liveness
-from .reply import Unreadable
+from .colonies.reply import Unreadable
 from .reports import failed_report, outcome_report
-from .spec import MAX_ARGS_TEXT_BYTES, parse_process
+from .colonies.spec import MAX_ARGS_TEXT_BYTES, parse_process
 from .texts import for_log
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The HTTP front end: FastAPI over a :class:`~faas_sandbox.calls.Backend` (pydantic: here and
+"""The HTTP front end: FastAPI over a :class:`~faas_sandbox.colonies.calls.Backend` (pydantic: here and
 in ``front/models.py`` only).
 
 Endpoints (docs/http-api.md has the details and examples)::
@@ -36,9 +36,9 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import ValidationError
 
-from . import calls
+from .colonies import calls
 from ._version import __version__
-from .calls import Backend, CallEnd, CallRequest, CallResult
+from .colonies.calls import Backend, CallEnd, CallRequest, CallResult
 from .errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from .front import docs, problems
 from .front.auth import RateLimiter, TokenStore, bearer

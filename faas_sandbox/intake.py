@@ -20,8 +20,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .errors import ColoniesError, ReplyUnreadable
-from .reply import Unreadable
-from .spec import EXECUTE
+from .colonies.reply import Unreadable
+from .colonies.spec import EXECUTE
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .delivery import Report
 from .engine.outcome import ErrorKind, Outcome
-from .spec import encode_result
+from .colonies.spec import encode_result
 from .texts import for_log, has_surrogate
 
 log = logging.getLogger("faas_sandbox.executor")

@@ -20,7 +20,7 @@ from ..errors import ColoniesRefused, ColoniesUnreachable, PolicyError, Settings
 from ..policy import Policy
 
 if TYPE_CHECKING:
-    from ..colonies import ColoniesClient
+    from ..colonies.client import ColoniesClient
 
 
 def fail(message: str, status: int = EXIT_FAILED) -> None:
@@ -40,7 +40,7 @@ def load_policy(path: str | None) -> Policy:
 
 def connect() -> ColoniesClient:
     """A client for COLONIES_COLONY_NAME signing with COLONIES_PRVKEY; exit 2 if unset."""
-    from ..colonies import ColoniesClient
+    from ..colonies.client import ColoniesClient
     from ..settings import Settings
 
     try:

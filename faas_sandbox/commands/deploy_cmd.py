@@ -98,7 +98,7 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
                   f"deployed")
 
     from ..codestore import CodeStore
-    from ..colonies import ColoniesClient
+    from ..colonies.client import ColoniesClient
     from ..settings import Settings
 
     try:

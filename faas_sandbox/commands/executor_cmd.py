@@ -23,7 +23,7 @@ import click
 
 from ..cli import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, configure_logging, usage_error
 from ..secrets import fixed_mmap_threshold, reexec_without_keys, take_keys
-from ..colonies import DEFAULT_EXECUTOR_TYPE
+from ..colonies.client import DEFAULT_EXECUTOR_TYPE
 from ..errors import PolicyError, ReplyUnreadable, SettingsError
 from ..policy import Policy
 from ..registration import MODES
@@ -121,7 +121,7 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
            signals: _Signals, ahead: int | None = None) -> int:
     from .. import metrics
     from ..codestore import CodeStore
-    from ..colonies import ColoniesClient
+    from ..colonies.client import ColoniesClient
     from ..executor import Executor
     from ..liveness import serve_http
     from ..registration import Interrupted, establish, unregister

@@ -21,8 +21,8 @@ from ..cli import EXIT_UNREACHABLE, usage_error
 from ._colonies import colonies_errors, connect, fail
 
 if TYPE_CHECKING:
-    from ..colonies import ColoniesClient
-    from ..lifecycle import Revision
+    from ..colonies.client import ColoniesClient
+    from ..colonies.lifecycle import Revision
 
 
 @click.group("functions", invoke_without_command=True)
@@ -32,7 +32,7 @@ def functions_command(ctx: click.Context, as_json: bool) -> None:
     """List the functions deployed in ColonyFS /faas (or manage one: see the commands)."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..inventory import LABEL, list_functions
+    from ..colonies.inventory import LABEL, list_functions
 
     client = connect()
     with colonies_errors("list functions"):
@@ -51,8 +51,8 @@ def functions_command(ctx: click.Context, as_json: bool) -> None:
 
 def _history(client: ColoniesClient, name: str) -> list[Revision]:
     from ..errors import SpecError
-    from ..lifecycle import history
-    from ..spec import check_function_name
+    from ..colonies.lifecycle import history
+    from ..colonies.spec import check_function_name
 
     try:
         check_function_name(name)
@@ -125,7 +125,7 @@ def show_command(name: str, number: int | None) -> None:
 @click.argument("name")
 def rm_command(name: str) -> None:
     """Remove NAME and all its revisions (calls to it then answer not_found)."""
-    from ..lifecycle import remove
+    from ..colonies.lifecycle import remove
 
     client = connect()
     revisions = _history(client, name)

@@ -21,7 +21,7 @@ import socket
 import click
 
 from ..cli import EXIT_FAILED
-from ..colonies import DEFAULT_EXECUTOR_TYPE
+from ..colonies.client import DEFAULT_EXECUTOR_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def http_command(host: str, port: int, executor_type: str, policy_path: str | No
     import uvicorn
 
     from ..cli import configure_logging, usage_error
-    from ..colonies_backend import ColoniesBackend
+    from ..colonies.backend import ColoniesBackend
     from ..errors import ColoniesError
     from ..front.auth import TokenFileError, TokenStore
     from ..http_api import ApiSettings, create_app

@@ -16,7 +16,7 @@ from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, EngineErro
 from faas_sandbox.executor import Executor
 from faas_sandbox.engine.outcome import ErrorKind, Outcome, Usage
 from faas_sandbox.settings import S3Settings
-from faas_sandbox.spec import encode_call_kwargs
+from faas_sandbox.colonies.spec import encode_call_kwargs
 
 STORE = S3Settings(endpoint="s3:1", bucket="b")
 CONVERT = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"

@@ -15,7 +15,7 @@ from faas_sandbox.delivery import Outbox, Report
 from faas_sandbox.errors import ReplyUnreadable
 from faas_sandbox.executor import Executor
 from faas_sandbox.engine.outcome import Outcome, Usage
-from faas_sandbox.reply import Unreadable
+from faas_sandbox.colonies.reply import Unreadable
 
 from .test_executor import STORE, FakeColonies, FakeS3, FakeSandbox
 

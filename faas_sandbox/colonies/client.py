@@ -7,7 +7,7 @@
 - it keeps one ``requests.Session`` per thread (keep-alive), with a client timeout: connect 5 s,
   read 30 s, or the assign long-poll plus 15 s;
 - ``host`` may list the nodes of a Colonies cluster; on a node failure requests move to the
-  next node (faas_sandbox.nodes says which requests may be re-sent there);
+  next node (faas_sandbox.colonies.nodes says which requests may be re-sent there);
 - it classifies failures: :class:`ColoniesUnreachable` (connection refused, reset, timed out,
   or the server answering with its *database's* connection error: safe to retry) versus
   :class:`ColoniesRefused` (the server answered with an error; its message and HTTP status are
@@ -38,7 +38,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
+from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 from .nodes import NodeList, never_sent, parse_nodes
 from .reply import backend_down  # noqa: F401 - re-exported: callers check replies with it
 from .reply import NO_QUORUM, Unreadable, decode_reply, read_capped, salvage_list
@@ -137,7 +137,7 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
     """pycolonies.Colonies with coincurve signing, per-thread keep-alive and classified errors."""
 
     def __init__(self, host: str, port: int, tls: bool = False) -> None:
-        """``host`` may list several nodes of one cluster (see faas_sandbox.nodes)."""
+        """``host`` may list several nodes of one cluster (see faas_sandbox.colonies.nodes)."""
         self.nodes = NodeList(parse_nodes(host, port))
         first = self.nodes.nodes[0]
         super().__init__(first.host, first.port, tls)
@@ -182,7 +182,7 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
         payload = base64.b64encode(json.dumps(msg, allow_nan=False).encode()).decode()
         body = json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
                            "signature": sign(payload, prvkey)})
-        # Failover (faas_sandbox.nodes): a request that never left goes to the next node; one
+        # Failover (faas_sandbox.colonies.nodes): a request that never left goes to the next node; one
         # that may have reached a server is re-sent only when repeating it is harmless: not a
         # submit (duplicate) and not an assign (the caller handles a possibly lost assignment;
         # an abort at shutdown must end it). One round over the nodes; a single node gets a

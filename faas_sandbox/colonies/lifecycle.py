@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .errors import ColoniesRefused
+from ..errors import ColoniesRefused
 
 LABEL = "/faas"
 

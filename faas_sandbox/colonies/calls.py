@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import ColoniesRefused, ColoniesUnreachable, SpecError
+from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from .lifecycle import Revision
-from .policy import Policy
+from ..policy import Policy
 from .spec import decode_result
 
 log = logging.getLogger(__name__)

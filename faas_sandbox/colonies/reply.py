@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
+from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 
 MAX_REPLY_BYTES = 16 * 1024 * 1024  # whole HTTP body (base64 envelope)
 MAX_DEPTH = 64  # nesting of the payload JSON: a process is ~5 deep, the rest is spec.args

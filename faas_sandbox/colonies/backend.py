@@ -1,4 +1,4 @@
-"""The real :class:`~faas_sandbox.calls.Backend`: submit through Colonies, learn the end state.
+"""The real :class:`~faas_sandbox.colonies.calls.Backend`: submit through Colonies, learn the end state.
 
 pycolonies' ``wait()`` subscribes to state 2 (SUCCESS) only, so on a failed call it blocks for
 the whole timeout (protocol §4.8). We detect every end state instead, in one of two ways:
@@ -32,14 +32,14 @@ from typing import Any
 import websocket
 
 from .calls import CallEnd, CallRequest, State, poll_until_final
-from .colonies import (
+from .client import (
     DEFAULT_EXECUTOR_TYPE,
     FAILED_SETTLE_S,
     ColoniesClient,
     call_spec,
     sign,
 )
-from .errors import ColoniesRefused, ColoniesUnreachable
+from ..errors import ColoniesRefused, ColoniesUnreachable
 from .lifecycle import Revision, current, history
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import SpecError
+from ..errors import SpecError
 from .reply import MAX_DEPTH, DecodeError, loads
 
 EXECUTE = "execute"  # the one function a faas executor registers (tutorial)
