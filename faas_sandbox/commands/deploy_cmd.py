@@ -97,7 +97,7 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
             _fail(f"{path}: {name} can never run under policy {policy.name!r}; nothing "
                   f"deployed")
 
-    from ..codestore import CodeStore
+    from ..executor.codestore import CodeStore
     from ..colonies.client import ColoniesClient
     from ..settings import Settings
 

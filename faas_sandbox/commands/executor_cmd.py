@@ -22,11 +22,11 @@ from typing import Any
 import click
 
 from ..cli import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, configure_logging, usage_error
-from ..secrets import fixed_mmap_threshold, reexec_without_keys, take_keys
+from ..executor.secrets import fixed_mmap_threshold, reexec_without_keys, take_keys
 from ..colonies.client import DEFAULT_EXECUTOR_TYPE
 from ..errors import PolicyError, ReplyUnreadable, SettingsError
 from ..policy import Policy
-from ..registration import MODES
+from ..executor.registration import MODES
 
 
 class _Signals:
@@ -120,11 +120,11 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
            mode: str, grace: float, assign_timeout: int, metrics_port: int,
            signals: _Signals, ahead: int | None = None) -> int:
     from .. import metrics
-    from ..codestore import CodeStore
+    from ..executor.codestore import CodeStore
     from ..colonies.client import ColoniesClient
-    from ..executor import Executor
-    from ..liveness import serve_http
-    from ..registration import Interrupted, establish, unregister
+    from ..executor.loop import Executor
+    from ..executor.liveness import serve_http
+    from ..executor.registration import Interrupted, establish, unregister
     from ..engine.sandbox import Sandbox
     from ..settings import KEY_VARIABLES, Settings
 

@@ -76,7 +76,7 @@ def _pick(revisions: list[Revision], number: int | None, name: str) -> Revision:
 
 
 def _source(client: ColoniesClient, name: str, revision: Revision) -> bytes:
-    from ..codestore import CodeStore
+    from ..executor.codestore import CodeStore
     from ..errors import CodeUnavailable, FunctionNotFound, SettingsError
     from ..settings import Settings
 
@@ -140,7 +140,7 @@ def rm_command(name: str) -> None:
               help="Revision to make current again [default: the one before the current].")
 def rollback_command(name: str, number: int | None) -> None:
     """Deploy an earlier revision of NAME again, as its newest revision."""
-    from ..codestore import CodeStore
+    from ..executor.codestore import CodeStore
     from ..errors import CodeUnavailable, SettingsError
     from ..settings import Settings
 

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from faas_sandbox import ErrorKind, Sandbox
-from faas_sandbox.reports import outcome_report
+from faas_sandbox.executor.reports import outcome_report
 from faas_sandbox.colonies.spec import decode_result, encode_result
 
 DEEP_TEXTS = ["[" * 100_000, '{"a":' * 50_000, "[" * 5000 + "]" * 5000]

@@ -16,8 +16,8 @@ import json
 import os
 import sys
 
-from .errors import SettingsError
-from .settings import KEY_VARIABLES
+from ..errors import SettingsError
+from ..settings import KEY_VARIABLES
 
 FD_VARIABLE = "FAAS_SANDBOX_KEYS_FD"
 _MAX_BYTES = 60_000  # below the pipe buffer, so the write never blocks

@@ -47,7 +47,7 @@ from typing import Any, Protocol
 
 from .codestore import CodeStore
 from .delivery import Backoff, Outbox, Reachability, Report
-from .errors import (
+from ..errors import (
     CodeUnavailable,
     ColoniesError,
     ColoniesRefused,
@@ -57,12 +57,12 @@ from .errors import (
     ReplyUnreadable,
     SpecError,
 )
-from .engine.outcome import Outcome
+from ..engine.outcome import Outcome
 from .intake import lacks_env, orphans, reread_env, started_ago
 from .liveness import Liveness
-from .colonies.reply import Unreadable
+from ..colonies.reply import Unreadable
 from .reports import failed_report, outcome_report
-from .colonies.spec import MAX_ARGS_TEXT_BYTES, parse_process
+from ..colonies.spec import MAX_ARGS_TEXT_BYTES, parse_process
 from .texts import for_log
 
 log = logging.getLogger(__name__)

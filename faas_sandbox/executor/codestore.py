@@ -11,7 +11,7 @@ Reading (the executor's hot path):
   into a lookup; at most 4096 names are remembered (found or not), least recently checked
   dropped first, so they cannot grow the executor's memory either.
 - Content comes only from the store the operator configured (``AWS_S3_ENDPOINT`` +
-  ``AWS_S3_BUCKET``), through one :class:`~faas_sandbox.s3fetch.S3Reader`, with credentials from
+  ``AWS_S3_BUCKET``), through one :class:`~faas_sandbox.executor.s3fetch.S3Reader`, with credentials from
   the settings. Metadata naming any other server, port, TLS mode or bucket, or carrying no
   SHA-256 checksum, is refused (``not_found`` with the reason) without contacting anything;
   the content must match the checksum, and an error never quotes bytes of a file that failed.
@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import (
+from ..errors import (
     CodeUnavailable,
     ColoniesRefused,
     ColoniesUnreachable,
@@ -48,8 +48,8 @@ from .errors import (
     ReplyUnreadable,
 )
 from .s3fetch import S3Reader
-from .settings import S3Settings
-from .colonies.spec import check_function_name
+from ..settings import S3Settings
+from ..colonies.spec import check_function_name
 from .texts import for_log
 
 log = logging.getLogger(__name__)

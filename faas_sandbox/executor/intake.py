@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
-from .errors import ColoniesError, ReplyUnreadable
-from .colonies.reply import Unreadable
-from .colonies.spec import EXECUTE
+from ..errors import ColoniesError, ReplyUnreadable
+from ..colonies.reply import Unreadable
+from ..colonies.spec import EXECUTE
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What the executor tells the server about one call: a :class:`~faas_sandbox.delivery.Report`
+"""What the executor tells the server about one call: a :class:`~faas_sandbox.executor.delivery.Report`
 built from a sandbox Outcome or from one of our own failure kinds, with its log line.
 
 - success: ``out = [encode_result(value)]``; the process log gets the prints (if any) and a
@@ -15,11 +15,11 @@ import logging
 from typing import Any
 
 from .delivery import Report
-from .engine.outcome import ErrorKind, Outcome
-from .colonies.spec import encode_result
+from ..engine.outcome import ErrorKind, Outcome
+from ..colonies.spec import encode_result
 from .texts import for_log, has_surrogate
 
-log = logging.getLogger("faas_sandbox.executor")
+log = logging.getLogger("faas_sandbox.executor.loop")
 
 MAX_REASON_CHARS = 4000
 _MIB = 1024 * 1024

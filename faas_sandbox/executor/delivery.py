@@ -2,7 +2,7 @@
 
 Rules (protocol §6.3):
 
-- Every text sent (log, errors) passes :func:`~faas_sandbox.texts.for_server` first: NUL and
+- Every text sent (log, errors) passes :func:`~faas_sandbox.executor.texts.for_server` first: NUL and
   lone surrogates escaped visibly, so the server never refuses a reason (v1.9.12 refuses a
   NUL only after it has set the state, leaving a failure without its reason).
 - The process log (``add_log``) goes first: the server takes logs only while the process is
@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
+from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 from .texts import for_log, for_server
 
 log = logging.getLogger(__name__)

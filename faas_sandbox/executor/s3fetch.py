@@ -30,8 +30,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import CodeUnavailable, FunctionNotFound
-from .settings import S3Settings
+from ..errors import CodeUnavailable, FunctionNotFound
+from ..settings import S3Settings
 
 CONNECT_S = 2.0
 READ_S = 10.0
