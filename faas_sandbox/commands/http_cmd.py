@@ -84,8 +84,8 @@ def http_command(host: str, port: int, executor_type: str, policy_path: str | No
     from ..cli import configure_logging, usage_error
     from ..colonies.backend import ColoniesBackend
     from ..errors import ColoniesError
-    from ..front.auth import TokenFileError, TokenStore
-    from ..http_api import ApiSettings, create_app
+    from ..frontend.auth import TokenFileError, TokenStore
+    from ..frontend.app import ApiSettings, create_app
     from ..settings import KEY_VARIABLES
     from ._colonies import connect, load_policy
 

@@ -27,8 +27,8 @@ def token_group() -> None:
 @TOKENS_OPTION
 def add(name: str, patterns: str, path: str) -> None:
     """Make token NAME for the functions in LIST; print it once."""
-    from ..front.auth import TokenFileError, parse_patterns
-    from ..front.auth import add as add_token
+    from ..frontend.auth import TokenFileError, parse_patterns
+    from ..frontend.auth import add as add_token
 
     try:
         token = add_token(path, name, parse_patterns(patterns))
@@ -41,7 +41,7 @@ def add(name: str, patterns: str, path: str) -> None:
 @TOKENS_OPTION
 def list_tokens(path: str) -> None:
     """List the tokens' names, grants and creation times (never the tokens)."""
-    from ..front.auth import TokenFileError, load
+    from ..frontend.auth import TokenFileError, load
 
     try:
         grants = load(path)
@@ -56,8 +56,8 @@ def list_tokens(path: str) -> None:
 @TOKENS_OPTION
 def remove(name: str, path: str) -> None:
     """Remove token NAME (the front end stops accepting it within a second)."""
-    from ..front.auth import TokenFileError
-    from ..front.auth import remove as remove_token
+    from ..frontend.auth import TokenFileError
+    from ..frontend.auth import remove as remove_token
 
     try:
         remove_token(path, name)

@@ -1,5 +1,6 @@
-"""The HTTP front end's parts (``faas_sandbox.http_api.create_app`` assembles them).
+"""The HTTP front end: FastAPI over the Colonies layer. It never loads the engine.
 
+app        ``create_app``: the routes, assembled from the parts below
 problems   the one error body ``{"detail": {"kind", "message", ...}}`` and its handlers
 body       the request-body cap (before reading) and strict JSON (no NaN/Infinity)
 auth       bearer tokens file (salted hashes), per-function grants, per-token rate limit

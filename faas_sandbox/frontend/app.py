@@ -36,15 +36,15 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import ValidationError
 
-from .colonies import calls
-from ._version import __version__
-from .colonies.calls import Backend, CallEnd, CallRequest, CallResult
-from .errors import ColoniesRefused, ColoniesUnreachable, SpecError
-from .front import docs, problems
-from .front.auth import RateLimiter, TokenStore, bearer
-from .front.body import DEFAULT_MAX_BODY_BYTES, FrontDoor, read_json
-from .front.capacity import Capacity
-from .front.models import (
+from ..colonies import calls
+from .._version import __version__
+from ..colonies.calls import Backend, CallEnd, CallRequest, CallResult
+from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
+from . import docs, problems
+from .auth import RateLimiter, TokenStore, bearer
+from .body import DEFAULT_MAX_BODY_BYTES, FrontDoor, read_json
+from .capacity import Capacity
+from .models import (
     AsyncAccepted,
     CallBody,
     CallResponse,
@@ -56,10 +56,10 @@ from .front.models import (
     Health,
     LogsResponse,
 )
-from .front.problems import SPEC, ApiError
-from .metrics import Metrics
-from .metrics import default as default_metrics
-from .policy import Policy
+from .problems import SPEC, ApiError
+from ..metrics import Metrics
+from ..metrics import default as default_metrics
+from ..policy import Policy
 
 log = logging.getLogger(__name__)
 
