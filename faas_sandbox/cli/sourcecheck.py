@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 
-from .policy import Policy
+from ..policy import Policy
 
 
 def problems(data: bytes, policy: Policy, function: str, filename: str = "<source>"

@@ -13,13 +13,13 @@ import json
 
 import click
 
-from ..cli import EXIT_FAILED, EXIT_OK, usage_error
-from ..errors import EngineError, PolicyError
-from ..policy import Policy
+from ..dispatch import EXIT_FAILED, EXIT_OK, usage_error
+from ...errors import EngineError, PolicyError
+from ...policy import Policy
 
 
 def run_selftest(policy: Policy) -> dict:
-    from ..engine.isolation import selftest  # imported late: the CLI stays light
+    from ...engine.isolation import selftest  # imported late: the CLI stays light
 
     return selftest.run(policy)
 
@@ -29,8 +29,8 @@ def run_selftest(policy: Policy) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def selftest_command(policy_path: str | None, as_json: bool) -> None:
     """Try to escape the OS layer from real sandbox children; exit 0 only if all is denied."""
-    from ..engine.isolation import describe
-    from ..engine.isolation.selftest import passed
+    from ...engine.isolation import describe
+    from ...engine.isolation.selftest import passed
 
     try:
         policy = Policy.load(policy_path) if policy_path else Policy()

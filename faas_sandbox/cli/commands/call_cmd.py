@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from ..cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, usage_error
-from ..colonies.client import DEFAULT_EXECUTOR_TYPE
+from ..dispatch import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, usage_error
+from ...colonies.client import DEFAULT_EXECUTOR_TYPE
 from ._colonies import colonies_errors, connect, fail, load_policy
 
 
@@ -56,10 +56,10 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
                  as_json: bool, maxexectime: float | None, maxwaittime: int,
                  executor_type: str, policy_path: str | None, wait_strategy: str) -> None:
     """Call function NAME with ARGS through Colonies and print its output."""
-    from ..colonies.calls import UNREACHABLE, make_request
-    from ..colonies.backend import ColoniesBackend
-    from ..errors import SpecError
-    from ..colonies.spec import check_function_name
+    from ...colonies.calls import UNREACHABLE, make_request
+    from ...colonies.backend import ColoniesBackend
+    from ...errors import SpecError
+    from ...colonies.spec import check_function_name
 
     kwargs: dict[str, Any] = {}
     if kwargs_json is not None:
@@ -93,7 +93,7 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
         click.echo(json.dumps({"processid": processid}) if as_json else processid)
         return
 
-    from ..colonies.calls import run_call
+    from ...colonies.calls import run_call
 
     try:
         result = run_call(backend, request)

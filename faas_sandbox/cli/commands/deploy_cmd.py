@@ -23,15 +23,15 @@ import sys
 
 import click
 
-from ..cli import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
-from ..errors import (
+from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
+from ...errors import (
     CodeUnavailable,
     ColoniesRefused,
     ColoniesUnreachable,
     PolicyError,
     SettingsError,
 )
-from ..policy import Policy
+from ...policy import Policy
 
 
 def _fail(message: str, status: int = EXIT_FAILED) -> None:
@@ -46,7 +46,7 @@ def top_level_functions(tree: ast.Module) -> list[str]:
 
 def choose(path: str, source: str, wanted: tuple[str, ...]) -> list[str]:
     """The function names to deploy from ``source``; exits 1 with the reason if none can be."""
-    from ..engine.guards import compile_source
+    from ...engine.guards import compile_source
 
     compiled = compile_source(source, filename=path)
     if compiled.code is None:
@@ -97,9 +97,9 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
             _fail(f"{path}: {name} can never run under policy {policy.name!r}; nothing "
                   f"deployed")
 
-    from ..executor.codestore import CodeStore
-    from ..colonies.client import ColoniesClient
-    from ..settings import Settings
+    from ...executor.codestore import CodeStore
+    from ...colonies.client import ColoniesClient
+    from ...settings import Settings
 
     try:
         settings = Settings.from_env(os.environ)

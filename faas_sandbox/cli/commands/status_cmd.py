@@ -18,7 +18,7 @@ from ._colonies import colonies_errors, connect
               help="Also list unregistered and rejected executors.")
 def status_command(as_json: bool, show_all: bool) -> None:
     """Show the colony's executors and waiting/running/successful/failed counts."""
-    from ..colonies.inventory import colony_status
+    from ...colonies.inventory import colony_status
 
     client = connect()
     with colonies_errors("colony status"):

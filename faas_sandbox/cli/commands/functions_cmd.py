@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..cli import EXIT_UNREACHABLE, usage_error
+from ..dispatch import EXIT_UNREACHABLE, usage_error
 from ._colonies import colonies_errors, connect, fail
 
 if TYPE_CHECKING:
-    from ..colonies.client import ColoniesClient
-    from ..colonies.lifecycle import Revision
+    from ...colonies.client import ColoniesClient
+    from ...colonies.lifecycle import Revision
 
 
 @click.group("functions", invoke_without_command=True)
@@ -32,7 +32,7 @@ def functions_command(ctx: click.Context, as_json: bool) -> None:
     """List the functions deployed in ColonyFS /faas (or manage one: see the commands)."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..colonies.inventory import LABEL, list_functions
+    from ...colonies.inventory import LABEL, list_functions
 
     client = connect()
     with colonies_errors("list functions"):
@@ -50,9 +50,9 @@ def functions_command(ctx: click.Context, as_json: bool) -> None:
 
 
 def _history(client: ColoniesClient, name: str) -> list[Revision]:
-    from ..errors import SpecError
-    from ..colonies.lifecycle import history
-    from ..colonies.spec import check_function_name
+    from ...errors import SpecError
+    from ...colonies.lifecycle import history
+    from ...colonies.spec import check_function_name
 
     try:
         check_function_name(name)
@@ -76,9 +76,9 @@ def _pick(revisions: list[Revision], number: int | None, name: str) -> Revision:
 
 
 def _source(client: ColoniesClient, name: str, revision: Revision) -> bytes:
-    from ..executor.codestore import CodeStore
-    from ..errors import CodeUnavailable, FunctionNotFound, SettingsError
-    from ..settings import Settings
+    from ...executor.codestore import CodeStore
+    from ...errors import CodeUnavailable, FunctionNotFound, SettingsError
+    from ...settings import Settings
 
     try:
         settings = Settings.from_env(os.environ)
@@ -125,7 +125,7 @@ def show_command(name: str, number: int | None) -> None:
 @click.argument("name")
 def rm_command(name: str) -> None:
     """Remove NAME and all its revisions (calls to it then answer not_found)."""
-    from ..colonies.lifecycle import remove
+    from ...colonies.lifecycle import remove
 
     client = connect()
     revisions = _history(client, name)
@@ -140,9 +140,9 @@ def rm_command(name: str) -> None:
               help="Revision to make current again [default: the one before the current].")
 def rollback_command(name: str, number: int | None) -> None:
     """Deploy an earlier revision of NAME again, as its newest revision."""
-    from ..executor.codestore import CodeStore
-    from ..errors import CodeUnavailable, SettingsError
-    from ..settings import Settings
+    from ...executor.codestore import CodeStore
+    from ...errors import CodeUnavailable, SettingsError
+    from ...settings import Settings
 
     client = connect()
     revisions = _history(client, name)

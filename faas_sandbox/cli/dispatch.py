@@ -15,14 +15,14 @@ from typing import Any
 
 import click
 
-from .devenv import load_stack_env
+from ..devenv import load_stack_env
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
-# command name -> "module:attribute" under faas_sandbox.commands; imported on first use so
+# command name -> "module:attribute" under faas_sandbox.cli.commands; imported on first use so
 # that `faas-sandbox exec` never pays for FastAPI or pycolonies.
 COMMANDS: dict[str, str] = {
     "call": "call_cmd:call_command",
@@ -49,7 +49,7 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target.split(":")
-        module = importlib.import_module(f"faas_sandbox.commands.{module_name}")
+        module = importlib.import_module(f"faas_sandbox.cli.commands.{module_name}")
         command: click.Command = getattr(module, attr)
         return command
 

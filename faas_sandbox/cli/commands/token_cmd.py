@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli import usage_error
+from ..dispatch import usage_error
 
 TOKENS_OPTION = click.option("--tokens", "path", required=True, metavar="PATH",
                              help="The tokens file (created mode 0600 if missing).")
@@ -27,8 +27,8 @@ def token_group() -> None:
 @TOKENS_OPTION
 def add(name: str, patterns: str, path: str) -> None:
     """Make token NAME for the functions in LIST; print it once."""
-    from ..frontend.auth import TokenFileError, parse_patterns
-    from ..frontend.auth import add as add_token
+    from ...frontend.auth import TokenFileError, parse_patterns
+    from ...frontend.auth import add as add_token
 
     try:
         token = add_token(path, name, parse_patterns(patterns))
@@ -41,7 +41,7 @@ def add(name: str, patterns: str, path: str) -> None:
 @TOKENS_OPTION
 def list_tokens(path: str) -> None:
     """List the tokens' names, grants and creation times (never the tokens)."""
-    from ..frontend.auth import TokenFileError, load
+    from ...frontend.auth import TokenFileError, load
 
     try:
         grants = load(path)
@@ -56,8 +56,8 @@ def list_tokens(path: str) -> None:
 @TOKENS_OPTION
 def remove(name: str, path: str) -> None:
     """Remove token NAME (the front end stops accepting it within a second)."""
-    from ..frontend.auth import TokenFileError
-    from ..frontend.auth import remove as remove_token
+    from ...frontend.auth import TokenFileError
+    from ...frontend.auth import remove as remove_token
 
     try:
         remove_token(path, name)

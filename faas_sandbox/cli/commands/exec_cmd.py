@@ -13,10 +13,10 @@ from typing import Any
 
 import click
 
-from ..cli import EXIT_FAILED, EXIT_OK, configure_logging, usage_error
-from ..errors import EngineError, PolicyError
-from ..engine.outcome import ErrorKind, Outcome
-from ..policy import Policy
+from ..dispatch import EXIT_FAILED, EXIT_OK, configure_logging, usage_error
+from ...errors import EngineError, PolicyError
+from ...engine.outcome import ErrorKind, Outcome
+from ...policy import Policy
 
 
 def _json_arg(text: str | None, option: str, kind: type) -> Any:
@@ -71,7 +71,7 @@ def exec_command(path: str, function: str, args_json: str | None, kwargs_json: s
             policy = Policy.load(policy_path)
         except PolicyError as exc:
             usage_error(str(exc))
-    from ..engine.sandbox import Sandbox  # the engine only when a call will really run
+    from ...engine.sandbox import Sandbox  # the engine only when a call will really run
 
     try:
         with Sandbox(policy) as sandbox:

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..cli import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
-from ..errors import ColoniesRefused, ColoniesUnreachable, PolicyError, SettingsError
-from ..policy import Policy
+from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
+from ...errors import ColoniesRefused, ColoniesUnreachable, PolicyError, SettingsError
+from ...policy import Policy
 
 if TYPE_CHECKING:
-    from ..colonies.client import ColoniesClient
+    from ...colonies.client import ColoniesClient
 
 
 def fail(message: str, status: int = EXIT_FAILED) -> None:
@@ -40,8 +40,8 @@ def load_policy(path: str | None) -> Policy:
 
 def connect() -> ColoniesClient:
     """A client for COLONIES_COLONY_NAME signing with COLONIES_PRVKEY; exit 2 if unset."""
-    from ..colonies.client import ColoniesClient
-    from ..settings import Settings
+    from ...colonies.client import ColoniesClient
+    from ...settings import Settings
 
     try:
         settings = Settings.from_env(os.environ)

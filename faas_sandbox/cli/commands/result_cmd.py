@@ -13,7 +13,7 @@ import re
 
 import click
 
-from ..cli import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
+from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
 from ._colonies import colonies_errors, connect, fail
 
 EXIT_PENDING = 4
@@ -28,8 +28,8 @@ _PROCESSID = re.compile(r"^[0-9a-f]{64}$")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def result_command(processid: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Print the result of call PROCESSID (see `call --no-wait`, HTTP ?mode=async)."""
-    from ..colonies.calls import STATE_NAMES, UNREACHABLE, CallRequest, classify
-    from ..colonies.backend import ColoniesBackend
+    from ...colonies.calls import STATE_NAMES, UNREACHABLE, CallRequest, classify
+    from ...colonies.backend import ColoniesBackend
     from .call_cmd import format_value
 
     if not _PROCESSID.match(processid):
