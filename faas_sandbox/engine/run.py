@@ -28,7 +28,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from .. import probes
+from . import probes
 from . import wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
 

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .engine import wire
-from .engine.isolation import attacks
+from . import wire
+from .isolation import attacks
 
 
 def _is_open(fd: int) -> bool:
