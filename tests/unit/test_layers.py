@@ -51,8 +51,8 @@ def tops(modules: set[str]) -> set[str]:
 
 
 def ours(modules: set[str], *layers: str) -> set[str]:
-    return {m for m in modules if any(m == f"faas_sandbox.{l}" or m.startswith(f"faas_sandbox.{l}.")
-                                      for l in layers)}
+    names = {f"faas_sandbox.{layer}" for layer in layers}
+    return {m for m in modules if m in names or any(m.startswith(f"{n}.") for n in names)}
 
 
 def test_engine_loads_only_stdlib_restrictedpython_pyseccomp() -> None:
