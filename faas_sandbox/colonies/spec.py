@@ -198,15 +198,17 @@ def decode_result(item: Any) -> Any:
 
 
 def _is_json_text(text: str) -> bool:
-    try:
-        _loads_text(text)
-    except ValueError:
-        return False
-    except RecursionError:
-        # redteam: too deep to parse (a function may return "[" * 100000). Say yes, so the
-        # string travels JSON-encoded and decode_result gives it back without parsing it as
-        # a structure, at whatever stack depth the decoder runs.
+    # redteam: a string that opens like a structure is encoded without parsing it. Parsing
+    # here runs in the executor, under no per-call limit and holding the GIL: a 1 MiB string
+    # result of "[{},{},...]" cost ~240 ms per call (every other call waited), and "[" * 50000
+    # raised RecursionError and killed the worker. Encoding a string that is not JSON after
+    # all is harmless: decode_result gives back the same string.
+    if text.lstrip()[:1] in ("[", "{"):
         return True
+    try:
+        _loads_text(text)  # a scalar: parsing stops after one flat token
+    except (ValueError, RecursionError):
+        return False
     return True
 
 

@@ -108,6 +108,26 @@ def _probe_forged_value(ctx: dict[str, Any]) -> None:
     os._exit(0)
 
 
+def _probe_block_signals_and_spin(ctx: dict[str, Any]) -> None:
+    """An escaped child blocks every signal (rt_sigprocmask is allowed: glibc needs it), so
+    SIGXCPU at the soft CPU limit stays pending, then spins: the hard limit's SIGKILL (or the
+    wall clock) must still end it (redteam)."""
+    mask = (ctypes.c_ulong * 16)(0xFFFF_FFFF_FFFF_FFFF)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(ctypes.c_long(14), 0, mask, None, 8) != 0:  # x86_64 rt_sigprocmask
+        raise OSError(ctypes.get_errno(), "rt_sigprocmask")
+    while True:
+        pass
+
+
+def _probe_x32_socket(ctx: dict[str, Any]) -> Any:
+    """socket(AF_INET) by its x32 number (0x40000000 | 41): the x86_64 allow-list must not
+    be sidestepped through the other ABI of the same architecture (redteam)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return [libc.syscall(ctypes.c_long(0x40000000 | 41), 2, 1, 0), ctypes.get_errno()]
+
+
 def _probe_selfkill(ctx: dict[str, int]) -> None:
     os.kill(os.getpid(), signal.SIGKILL)  # needs a Sandbox without seccomp
     time.sleep(5)
@@ -125,6 +145,8 @@ PROBES: dict[str, Callable[[dict[str, int]], Any]] = {
     "garbage": _probe_garbage,
     "selfkill": _probe_selfkill,
     "forged_value": _probe_forged_value,
+    "block_signals_and_spin": _probe_block_signals_and_spin,
+    "x32_socket": _probe_x32_socket,
 }
 # oslayer (#9): the selftest's attacker probes (faas-sandbox selftest), as "attack:NAME"
 PROBES.update({f"attack:{name}": probe for name, probe in attacks.PROBES.items()})

@@ -162,5 +162,10 @@ def refusal(seen: Seen, outcome: Outcome, limits: Limits) -> Refusal | None:
             return Refusal(outcome.message, "memory_mb", limits.memory_mb)
         return Refusal(outcome.message)
     if seen.killed is Killed.TIMEOUT:
+        # redteam: a wall-clock kill says something about the source only if the child was
+        # busy compiling. A child starved by a loaded host (or stopped) used almost no CPU;
+        # caching that would refuse its function from then on, on an idle host too.
+        if outcome.usage.cpu_s < limits.wall_seconds / 2:
+            return None
         return Refusal(outcome.message, "wall_seconds", limits.wall_seconds)
     return Refusal(outcome.message, "cpu_seconds", limits.cpu_seconds)

@@ -114,13 +114,22 @@ def test_plain_compile_errors_are_refused_under_any_limits() -> None:
 
 def test_limit_refusals_apply_only_up_to_the_limit_they_blew() -> None:
     cpu = _refusal(Seen(status=24, compiling=True))
-    wall = _refusal(Seen(status=9, killed=Killed.TIMEOUT, compiling=True))
+    timed_out = Seen(status=9, killed=Killed.TIMEOUT, compiling=True)
+    busy = Usage(wall_s=2.0, cpu_s=1.0, max_rss_bytes=1 << 24)  # compiled for half its wall
+    wall = refusal(timed_out, classify(timed_out, busy, LIMITS), LIMITS)
     mem = _refusal(Seen(result("compile", b"", "", "out", wire.COMPILE_LIMIT), compiling=True))
     assert cpu == Refusal("compile exceeded its CPU limit of 1 s", "cpu_seconds", 1)
     assert wall is not None and wall.limit == "wall_seconds" and wall.value == 2.0
     assert mem is not None and mem.limit == "memory_mb" and mem.value == 64
     assert cpu.applies(LIMITS) and not cpu.applies(Limits(cpu_seconds=5))
     assert not mem.applies(Limits(memory_mb=128))
+
+
+def test_a_compile_starved_of_cpu_at_the_wall_clock_is_not_cached() -> None:
+    starved = Usage(wall_s=2.0, cpu_s=0.99, max_rss_bytes=1 << 24)  # under half its wall
+    seen = Seen(status=9, killed=Killed.TIMEOUT, compiling=True)
+    out = classify(seen, starved, LIMITS)
+    assert out.error_kind is ErrorKind.COMPILE and refusal(seen, out, LIMITS) is None
 
 
 def test_nothing_is_cached_for_calls_past_their_compile() -> None:
