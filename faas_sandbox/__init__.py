@@ -13,7 +13,8 @@ Layers (one sub-package each; ``tests/unit/test_layers.py`` enforces the arrows)
      └────► executor ──► colonies, engine    frontend and colonies: never the engine
 
 Shared by all: ``policy``, ``settings``, ``errors``, ``metrics``, ``devenv`` and the engine's
-two vocabulary modules (``engine.outcome``: failure kinds; ``engine.module_names``).
+vocabulary modules, stdlib only (``engine.outcome``: failure kinds; ``engine.module_names``;
+``engine.element``: how a result travels as an output element).
 """
 
 from __future__ import annotations

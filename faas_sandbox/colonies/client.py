@@ -38,6 +38,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from ..engine.element import Element
 from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 from .nodes import NodeList, never_sent, parse_nodes
 from .reply import backend_down  # noqa: F401 - re-exported: callers check replies with it
@@ -179,7 +180,7 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
         return session
 
     def _Colonies__rpc(self, msg: dict[str, Any], prvkey: str) -> Any:  # noqa: N802
-        payload = base64.b64encode(json.dumps(msg, allow_nan=False).encode()).decode()
+        payload = base64.b64encode(message_bytes(msg)).decode()
         body = json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
                            "signature": sign(payload, prvkey)})
         # Failover (faas_sandbox.colonies.nodes): a request that never left goes to the next node; one
@@ -223,6 +224,19 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
             raise
         self.nodes.answered()
         return result
+
+
+def message_bytes(msg: dict[str, Any]) -> bytes:
+    """A request message's JSON. An ``out`` holding output elements the sandbox made
+    (:class:`~faas_sandbox.engine.element.Element`, already checked to be one JSON number or
+    string) gets their bytes spliced in as they are: a result is never decoded here."""
+    out = msg.get("out")
+    if not isinstance(out, list) or not any(isinstance(item, Element) for item in out):
+        return json.dumps(msg, allow_nan=False).encode()
+    head = json.dumps({k: v for k, v in msg.items() if k != "out"}, allow_nan=False).encode()
+    items = b",".join(item if isinstance(item, Element) else
+                      json.dumps(item, allow_nan=False).encode() for item in out)
+    return head[:-1] + (b', "out": [' if len(head) > 2 else b'"out": [') + items + b"]}"
 
 
 _NOT_IDEMPOTENT = frozenset({"submitfuncspecmsg", "submitworkflowspecmsg", "addfilemsg"})

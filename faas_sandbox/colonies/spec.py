@@ -14,7 +14,8 @@ Three spec forms are served, checked in this order:
 3. Anything else is a :class:`SpecError` with a reason the submitter can act on.
 
 Results go out so that pycolonies' ``Process`` model (strings and numbers only in ``out``) can
-read them: int and float raw, str raw, everything else as JSON text (:func:`encode_result`).
+read them: int and float raw, str raw, everything else as JSON text (the rule lives in
+:mod:`faas_sandbox.engine.element`; :func:`encode_result`, :func:`decode_result`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine import element
 from ..errors import SpecError
 from .reply import MAX_DEPTH, DecodeError, loads
 
@@ -39,7 +41,6 @@ EXECUTE_KEYS = frozenset({"function", "arg", "args", "kwargs", "revision", "sha2
 MAX_WALL_SECONDS = 86_400.0
 _FILEID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_MAX_SAFE_INT = 2**53  # larger ints lose precision in the server's float64 JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,23 +166,11 @@ def encode_call_kwargs(function: str, args: Sequence[Any] = (),
 
 
 def encode_result(value: Any) -> str | int | float:
-    """One ``out`` element: numbers and plain strings raw, anything else as JSON text.
-
-    bool, None, list and dict become JSON text (``true``, ``null``, ``[1, 2]``); so do ints
-    beyond +-2**53 (they would lose precision in the server) and non-finite floats
-    (``NaN``, ``Infinity``), which JSON cannot carry as numbers.
-    """
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int):
-        return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else str(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else json.dumps(value)
-    if isinstance(value, str):
-        # Raw, unless the string is itself JSON text ("[1]", "true", "21"): then it travels
-        # JSON-encoded, so decode_result can always tell a string from a structure.
-        return json.dumps(value) if _is_json_text(value) else value
-    return json.dumps(value, separators=(",", ":"))
+    """One ``out`` element for a value in this process, by the one encoding rule
+    (:mod:`faas_sandbox.engine.element`; the executor sends what the sandbox child encoded).
+    ValueError for what has no element (NaN, infinities, a plain string with a lone
+    surrogate)."""
+    return json.loads(element.of_value(value))  # type: ignore[no-any-return]
 
 
 def decode_result(item: Any) -> Any:
@@ -189,32 +178,7 @@ def decode_result(item: Any) -> Any:
 
     Non-finite floats (sent as ``"NaN"``/``"Infinity"``) stay text, since JSON cannot carry them.
     """
-    if not isinstance(item, str):
-        return item
-    try:
-        return _loads_text(item)
-    except (ValueError, RecursionError):  # redteam: "[" * 100000 is text, not a crash
-        return item
-
-
-def _is_json_text(text: str) -> bool:
-    # redteam: a string that opens like a structure is encoded without parsing it. Parsing
-    # here runs in the executor, under no per-call limit and holding the GIL: a 1 MiB string
-    # result of "[{},{},...]" cost ~240 ms per call (every other call waited), and "[" * 50000
-    # raised RecursionError and killed the worker. Encoding a string that is not JSON after
-    # all is harmless: decode_result gives back the same string.
-    if text.lstrip()[:1] in ("[", "{"):
-        return True
-    try:
-        _loads_text(text)  # a scalar: parsing stops after one flat token
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-def _loads_text(text: str) -> Any:
-    """JSON text as a result string carries it; NaN/Infinity stay their names."""
-    return json.loads(text, parse_constant=lambda name: name)
+    return element.read(item)
 
 
 def _maxexectime(value: Any) -> int | None:

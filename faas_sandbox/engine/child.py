@@ -52,11 +52,11 @@ _WARM_LIMITS = Limits(wall_seconds=1.0, cpu_seconds=1, memory_mb=64, max_result_
 _WARM_REQUEST = wire.Request(
     wire.CODE_BODY, "f", frozenset({"math", "json"}), _WARM_LIMITS, marshal.dumps(
         compile_source("def f(x, y=1):\n    s = [x, y]\n    print(x)\n    return {'v': s}\n").code),
-    b'[[1.5],{"y":2}]')
+    b'[[1.5],{"y":2}]', element=True)
 
 _WARM_FRAME = wire.encode_request(wire.CODE_BODY, b"f", wire.module_mask(_WARM_REQUEST.modules),
                                   wire.pack_limits(_WARM_LIMITS), _WARM_REQUEST.body,
-                                  _WARM_REQUEST.args)
+                                  _WARM_REQUEST.args, element=True)
 
 
 @dataclass(frozen=True, slots=True)

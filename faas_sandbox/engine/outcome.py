@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .element import Element, of_value, read
+
 
 class ErrorKind(str, enum.Enum):
     """The fixed vocabulary of ways a call can fail."""
@@ -47,11 +49,13 @@ class Outcome:
     """How a call ended. ``ok`` calls carry ``value``; failed ones ``error_kind`` and ``message``.
 
     A value that came from a child is kept as the JSON bytes the child encoded
-    (``value_json``) and decoded only if someone reads ``value``: the engine itself never
-    decodes what a function returned. Immutable.
+    (``value_json``), or, for a call that asked for it, as its Colonies output element
+    (``element``, :mod:`.element`), and decoded only if someone reads ``value``: the engine
+    itself never decodes what a function returned. Immutable.
     """
 
-    __slots__ = ("ok", "error_kind", "message", "stdout", "usage", "_value", "_json")
+    __slots__ = ("ok", "error_kind", "message", "stdout", "usage", "_value", "_json",
+                 "_element")
 
     ok: bool
     error_kind: ErrorKind | None
@@ -60,15 +64,18 @@ class Outcome:
     usage: Usage
     _value: Any
     _json: bytes | None
+    _element: Element | None
 
     def __init__(self, ok: bool, value: Any = _UNSET, error_kind: ErrorKind | None = None,
                  message: str = "", stdout: str = "", usage: Usage | None = None, *,
-                 value_json: bytes | None = None) -> None:
-        if value is _UNSET and value_json is None:
+                 value_json: bytes | None = None, element: bytes | None = None) -> None:
+        if value is _UNSET and value_json is None and element is None:
             value = None
+        if element is not None and not isinstance(element, Element):
+            element = Element(element)
         for name, item in (("ok", ok), ("error_kind", error_kind), ("message", message),
                            ("stdout", stdout), ("usage", usage or Usage()), ("_value", value),
-                           ("_json", value_json)):
+                           ("_json", value_json), ("_element", element)):
             object.__setattr__(self, name, item)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -76,19 +83,35 @@ class Outcome:
 
     @property
     def value(self) -> Any:
-        """The return value (decoded from ``value_json`` on first use)."""
+        """The return value (decoded from ``value_json`` or ``element`` on first use)."""
         if self._value is _UNSET:
-            object.__setattr__(self, "_value", json.loads(self._json))
+            data = self._json if self._json is not None else self._element
+            value = json.loads(data or b"null")
+            object.__setattr__(self, "_value", value if self._json is not None else read(value))
         return self._value
 
     @property
     def value_json(self) -> bytes:
         """The return value as compact UTF-8 JSON (what the child sent, untouched)."""
-        if self._json is None:
-            object.__setattr__(self, "_json", json.dumps(
-                self._value, ensure_ascii=False, allow_nan=False,
-                separators=(",", ":")).encode("utf-8", "surrogatepass"))
-        return self._json
+        data = self._json
+        if data is None:
+            data = json.dumps(self.value, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode("utf-8", "surrogatepass")
+            object.__setattr__(self, "_json", data)
+        return data
+
+    @property
+    def element(self) -> Element:
+        """The return value as one Colonies output element (docs/protocol.md, Results): the
+        child's bytes, untouched, when the call asked for them; else made from ``value``
+        here (a trusted value). ValueError for a failed call."""
+        if not self.ok:
+            raise ValueError("a failed call has no result element")
+        data = self._element
+        if data is None:
+            data = of_value(self.value)
+            object.__setattr__(self, "_element", data)
+        return data
 
     def _key(self) -> tuple[Any, ...]:
         return (self.ok, self.value, self.error_kind, self.message, self.stdout, self.usage)
@@ -101,7 +124,7 @@ class Outcome:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        value = self._value if self._value is not _UNSET else self._json
+        value = self._value if self._value is not _UNSET else self._json or self._element
         return (f"Outcome(ok={self.ok!r}, value={value!r}, error_kind={self.error_kind!r}, "
                 f"message={self.message!r}, stdout={self.stdout!r}, usage={self.usage!r})")
 

@@ -13,7 +13,8 @@ later cannot change what is cached for its source.
 
 The result is encoded exactly once (``ensure_ascii=False``); lone surrogates, which UTF-8
 cannot carry, are then escaped in the text (``\\udXXX``, inside JSON strings the only place
-they can be). Whatever user code does during encoding (hooks raising, recursion, answering
+they can be). A request with the ELEMENT flag gets the result's Colonies output element
+instead, made from that JSON text (:mod:`.element`, the one place with the rule). Whatever user code does during encoding (hooks raising, recursion, answering
 differently twice) ends as ``output``, ``runtime``, ``forbidden`` or ``memory``.
 """
 
@@ -21,21 +22,18 @@ from __future__ import annotations
 
 import json
 import marshal
-import re
 import resource
 import sys
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from . import probes
-from . import wire
+from . import element, probes, wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
 
 MAX_RESULT_DEPTH = 200  # nesting levels of a result
 MAX_MESSAGE_CHARS = 2000  # error text sent back
 MAX_ERRORS = 20  # compile errors sent back
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _KIND = {name: i for i, name in enumerate(wire.RESULT_KINDS)}
 
 
@@ -79,15 +77,20 @@ def stack_depth() -> int:
     return depth
 
 
-def encode_value(value: Any, max_bytes: int) -> bytes:
-    """The JSON of a return value, encoded once; :class:`_Refused` says why not."""
+def encode_value(value: Any, max_bytes: int, as_element: bool = False) -> bytes:
+    """The JSON of a return value, encoded once (``as_element``: then turned into its Colonies
+    output element, :mod:`.element`); :class:`_Refused` says why not."""
     old_limit = sys.getrecursionlimit()
     sys.setrecursionlimit(stack_depth() + MAX_RESULT_DEPTH + 10)
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        if as_element:
+            text = element.from_json(text)
     except RecursionError:
         raise _Refused(f"result nests deeper than {MAX_RESULT_DEPTH} levels "
                        "(or is cyclic)") from None
+    except element.Unsendable as exc:
+        raise _Refused(str(exc)) from None
     except (TypeError, ValueError, OverflowError) as exc:
         raise _Refused(f"result is not JSON-serialisable: {describe(exc)}") from None
     finally:
@@ -95,7 +98,7 @@ def encode_value(value: Any, max_bytes: int) -> bytes:
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
-        data = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
+        data = element.escape_surrogates(text).encode("utf-8")
     if len(data) > max_bytes:
         raise _Refused(f"result is {len(data)} bytes of JSON, over the limit of "
                        f"{max_bytes} (max_result_bytes)")
@@ -146,7 +149,7 @@ def _call(request: wire.Request, state: RunState, reserve: list[Any],
         if f is None or not callable(f):
             return "runtime", f"NameError: source defines no function {request.function!r}"
         value = f(*args, **kwargs)
-    return encode_value(value, request.limits.max_result_bytes)
+    return encode_value(value, request.limits.max_result_bytes, request.element)
 
 
 def execute(request: wire.Request, reserve: list[Any], emit: Callable[[bytes], None],

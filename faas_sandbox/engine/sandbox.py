@@ -131,11 +131,13 @@ class Sandbox:
 
     def call(self, source: str, function: str, args: Iterable[Any] = (),
              kwargs: Mapping[str, Any] | None = None, maxexectime: float | None = None, *,
-             args_json: bytes | None = None) -> Outcome:
+             args_json: bytes | None = None, element: bool = False) -> Outcome:
         """Run ``function(*args, **kwargs)`` defined by ``source``; never raises for user code.
 
         ``args_json``, when given, replaces ``args``/``kwargs``: the caller's JSON text of
         ``[args, kwargs]`` as bytes, passed to the child untouched (it decodes it).
+        ``element``: the child encodes the result as its Colonies output element
+        (``Outcome.element``, docs/protocol.md), which this process checks but never decodes.
         """
         if not isinstance(source, str) or not isinstance(function, str):
             raise TypeError("source and function must be str")
@@ -170,8 +172,8 @@ class Sandbox:
         if refused is not None:
             return refused
         request = wire.encode_request(kind, fname, _wire_modules(policy.allowed_modules),
-                                      _wire_limits(limits), body, args_json)
-        outcome, seen, code = self._run(request, limits, kind == wire.SOURCE)
+                                      _wire_limits(limits), body, args_json, element)
+        outcome, seen, code = self._run(request, limits, kind == wire.SOURCE, element)
         if kind == wire.SOURCE:
             if code is not None:
                 self._cache.put(source, codecache.Entry(size, code=code))
@@ -181,8 +183,8 @@ class Sandbox:
             log.warning("call %s: %s", function, outcome.reason)
         return outcome
 
-    def _run(self, request: bytes, limits: Limits,
-             expect_code: bool) -> tuple[Outcome, Seen, bytes | None]:
+    def _run(self, request: bytes, limits: Limits, expect_code: bool,
+             as_element: bool = False) -> tuple[Outcome, Seen, bytes | None]:
         link = self._current()
         handle = link.take(limits.wall_seconds + TAKE_GRACE_S)
         if isinstance(handle, str):
@@ -209,18 +211,18 @@ class Sandbox:
                     malformed=heard.malformed, status=None if report is None else report[0],
                     killed=heard.killed, compiling=expect_code and not heard.compiled,
                     gone=gone)
-        return classify(seen, usage, limits), seen, heard.code
+        return classify(seen, usage, limits, as_element), seen, heard.code
 
     # -- private hooks for tests and the benchmark ------------------------------------------
     def _probe(self, name: str, limits: Limits | None = None,
-               params: Mapping[str, Any] | None = None) -> Outcome:
+               params: Mapping[str, Any] | None = None, element: bool = False) -> Outcome:
         """Run a trusted probe (probes.PROBES) in a fully isolated child, under ``limits``;
-        ``params`` reach it as ``ctx["args"]``."""
+        ``params`` reach it as ``ctx["args"]``; ``element`` as in :meth:`call`."""
         limits = limits or self.policy.limits
         args = _NO_ARGS if params is None else json.dumps([[], dict(params)]).encode()
         request = wire.encode_request(wire.PROBE, name.encode(), 0, _wire_limits(limits), b"",
-                                      args)
-        return self._run(request, limits, False)[0]
+                                      args, element)
+        return self._run(request, limits, False, element)[0]
 
     def _stats(self) -> dict[str, Any]:
         """The ready spares, the children running calls, the cache."""

@@ -20,7 +20,7 @@ import signal
 from dataclasses import dataclass
 
 from ..policy import Limits
-from . import wire
+from . import element, wire
 from .outcome import ErrorKind, Outcome, Usage
 
 
@@ -102,11 +102,18 @@ def _cpu_text(seen: Seen, limits: Limits) -> str:
     return f"{what} of {limits.cpu_seconds} s" + ("" if seen.compiling else " exceeded")
 
 
-def classify(seen: Seen, usage: Usage, limits: Limits) -> Outcome:
+def classify(seen: Seen, usage: Usage, limits: Limits, as_element: bool = False) -> Outcome:
     """The outcome of one call. A well-formed RESULT frame is the verdict (the work
-    finished); otherwise our own kill and the wait status decide."""
+    finished); otherwise our own kill and the wait status decide. ``as_element``: the call
+    asked for its result as a Colonies output element, which must be one (checked, not
+    decoded), since it is sent on as it is."""
     res = seen.result
     if res is not None:
+        if res.kind == "ok" and as_element:
+            if not element.well_formed(res.value):
+                return Outcome.failure(ErrorKind.CRASH, "sent a malformed result (not one "
+                                       "output element)", usage=usage)
+            return Outcome(True, stdout=res.stdout, usage=usage, element=res.value)
         if res.kind == "ok":
             return Outcome(True, stdout=res.stdout, usage=usage, value_json=res.value)
         return Outcome.failure(ErrorKind(res.kind), res.message, res.stdout, usage)

@@ -6,8 +6,9 @@ parent only slices bytes and decodes two bounded UTF-8 texts (stdout, message).
 
 Caller -> child (one :data:`REQUEST` per child, written by the calling thread)::
 
-    REQ_HEAD  kind u8 (SOURCE | CODE | PROBE), modules u64 (bit mask over MODULE_ORDER),
-              function u16, body u32, args u32 (byte lengths)
+    REQ_HEAD  kind u8 (SOURCE | CODE | PROBE), flags u8 (ELEMENT: send the result as its
+              Colonies output element, engine.element), modules u64 (bit mask over
+              MODULE_ORDER), function u16, body u32, args u32 (byte lengths)
     LIMITS    every field of policy.Limits, in order: wall_seconds f64, the rest u64
     then      function (UTF-8), body (source UTF-8 | marshalled code | nothing), args (the
               caller's JSON ``[args, kwargs]``, untouched)
@@ -19,7 +20,8 @@ but too big to cache), then one :data:`RESULT`::
     RES_HEAD  kind u8 (index in RESULT_KINDS; 0 = ok), flags u8 (COMPILE_LIMIT: a compile ran
               out of memory), cpu_s f64, max_rss_bytes u64 (the child's own getrusage),
               value u32, stdout u32, message u32 (byte lengths)
-    then      value (JSON, encoded once in the child), stdout (UTF-8), message (UTF-8)
+    then      value (JSON, or with ELEMENT the output element's JSON; encoded once in the
+              child), stdout (UTF-8), message (UTF-8)
 
 The forker <-> parent control messages are in :mod:`faas_sandbox.engine.control`.
 """
@@ -37,7 +39,8 @@ from .modules import MODULE_NAMES
 FRAME = struct.Struct(">IB")  # length of (type + payload), type
 REQUEST, CODE, NOCODE, RESULT = 1, 2, 3, 4
 SOURCE, CODE_BODY, PROBE = 1, 2, 3  # request kinds
-REQ_HEAD = struct.Struct(">BQHII")
+REQ_HEAD = struct.Struct(">BBQHII")
+ELEMENT = 1  # request flag
 LIMITS = struct.Struct(">d" + "Q" * (len(fields(Limits)) - 1))
 RES_HEAD = struct.Struct(">BBdQIII")
 RESULT_KINDS = ("ok", "compile", "forbidden", "memory", "output", "runtime")
@@ -71,9 +74,10 @@ def mask_modules(mask: int) -> frozenset[str]:
 
 
 def encode_request(kind: int, function: bytes, modules: int, limits: bytes, body: bytes,
-                   args: bytes) -> bytes:
+                   args: bytes, element: bool = False) -> bytes:
     """One REQUEST frame; ``limits`` is :func:`pack_limits` output (cached by the caller)."""
-    head = REQ_HEAD.pack(kind, modules, len(function), len(body), len(args))
+    head = REQ_HEAD.pack(kind, ELEMENT if element else 0, modules, len(function), len(body),
+                         len(args))
     return frame(REQUEST, b"".join((head, limits, function, body, args)))
 
 
@@ -85,6 +89,7 @@ class Request:
     limits: Limits
     body: bytes
     args: bytes
+    element: bool = False  # the result as its Colonies output element
 
     @property
     def size(self) -> int:
@@ -92,19 +97,20 @@ class Request:
         return len(self.function) * 4 + len(self.body) + len(self.args) + 4096
 
 
-def decode_request_head(data: bytes) -> tuple[int, int, int, int, int, Limits]:
-    """``(kind, modules, function_len, body_len, args_len, limits)``, lengths checked
+def decode_request_head(data: bytes) -> tuple[int, int, int, int, int, Limits, int]:
+    """``(kind, modules, function_len, body_len, args_len, limits, flags)``, lengths checked
     against the limits they travel with."""
     size, ftype = FRAME.unpack_from(data)
-    kind, mask, flen, blen, alen = REQ_HEAD.unpack_from(data, FRAME.size)
+    kind, flags, mask, flen, blen, alen = REQ_HEAD.unpack_from(data, FRAME.size)
     limits = Limits(**dict(zip(_LIMIT_NAMES, LIMITS.unpack_from(data, FRAME.size
                                                                 + REQ_HEAD.size))))
     body_cap = {SOURCE: limits.max_source_bytes, CODE_BODY: MAX_CODE_BYTES, PROBE: 0}.get(kind)
     if (ftype != REQUEST or body_cap is None or blen > body_cap or flen > MAX_FUNCTION_BYTES
+            or flags & ~ELEMENT
             or alen > limits.max_args_bytes
             or size != 1 + REQ_HEAD.size + LIMITS.size + flen + blen + alen):
         raise WireError("malformed request")
-    return kind, mask, flen, blen, alen, limits
+    return kind, mask, flen, blen, alen, limits, flags
 
 
 REQUEST_HEAD_BYTES = FRAME.size + REQ_HEAD.size + LIMITS.size
@@ -115,13 +121,13 @@ def read_request(fd: int) -> Request | None:
     head = read_exact(fd, REQUEST_HEAD_BYTES)
     if head is None:
         return None
-    kind, mask, flen, blen, alen, limits = decode_request_head(head)
+    kind, mask, flen, blen, alen, limits, flags = decode_request_head(head)
     rest = read_exact(fd, flen + blen + alen) if flen + blen + alen else b""
     if rest is None:
         raise WireError("request ended early")
     function = rest[:flen].decode("utf-8", "surrogatepass")
     return Request(kind, function, mask_modules(mask), limits, rest[flen:flen + blen],
-                   rest[flen + blen:])
+                   rest[flen + blen:], bool(flags & ELEMENT))
 
 
 def encode_result(kind: int, flags: int, cpu_s: float, max_rss: int, value: bytes,

@@ -3,7 +3,8 @@
 Per process: parse the spec (spec.py), fetch the code (codestore.py, cached), run it in a fresh
 sandboxed child with the time left of the process's maxexectime, then report (delivery.py):
 
-- success: ``close(pid, [encode_result(value)])``;
+- success: ``close(pid, [element])``, the result's output element as the sandbox child encoded
+  it (``Sandbox.call(element=True)``), spliced into the close message undecoded;
 - failure: ``fail(pid, ["<kind>: <message>"])`` with the sandbox's kind (``Outcome.reason``)
   or ours: ``spec``, ``not_found``, ``unavailable`` (code not fetchable and not cached),
   ``crash`` (engine fault), ``interrupted`` (the executor stopped before the call finished);
@@ -76,7 +77,7 @@ RESTART_WINDOW_S = 60.0
 
 class SandboxLike(Protocol):
     def call(self, source: str, function: str, args: Any = (), kwargs: Any = None,
-             maxexectime: float | None = None) -> Outcome: ...
+             maxexectime: float | None = None, *, element: bool = False) -> Outcome: ...
 
 
 class ExecutorClient(Protocol):
@@ -375,10 +376,10 @@ class Executor:
             if self.metrics is not None:
                 with self.metrics.inflight():
                     outcome = self.sandbox.call(source, function, call.args, call.kwargs,
-                                                maxexectime=budget)
+                                                maxexectime=budget, element=True)
             else:
                 outcome = self.sandbox.call(source, function, call.args, call.kwargs,
-                                            maxexectime=budget)
+                                            maxexectime=budget, element=True)
             self._call_s = 0.8 * self._call_s + 0.2 * (time.monotonic() - started)
             self._engine_errors = 0
         except SpecError as exc:

@@ -1,24 +1,22 @@
 """What the executor tells the server about one call: a :class:`~faas_sandbox.executor.delivery.Report`
 built from a sandbox Outcome or from one of our own failure kinds, with its log line.
 
-- success: ``out = [encode_result(value)]``; the process log gets the prints (if any) and a
-  ``[faas-sandbox]`` usage line;
-- a plain string result holding a lone surrogate fails ``output`` (the server would turn it
-  into U+FFFD); structured results carry it as a JSON ``\\ud800`` escape, unchanged;
+- success: ``out = [outcome.element]``, the output element the sandbox child encoded
+  (engine/element.py: the encoding rule, incl. lone surrogates), sent as its bytes, never
+  decoded here; the process log gets the prints (if any) and a ``[faas-sandbox]`` usage line;
 - failure: ``errors = ["<kind>: <message>"]`` (at most MAX_REASON_CHARS), with the prints and
   the reason in the process log. User text in our own log lines goes through ``for_log``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from .delivery import Report
+from ..engine.element import Unsendable
 from ..engine.outcome import ErrorKind, Outcome
-from ..colonies.spec import encode_result
-from .texts import for_log, for_server, has_surrogate
+from .texts import for_log
 
 log = logging.getLogger("faas_sandbox.executor.loop")
 
@@ -34,18 +32,15 @@ def outcome_report(pid: str, function: str, outcome: Outcome, metrics: Any = Non
     out = None
     if outcome.ok:
         try:
-            out = out_element(outcome.value_json)
+            out = outcome.element  # the child's bytes; made here only for in-process values
+        except Unsendable as exc:
+            outcome = Outcome.failure(ErrorKind.OUTPUT, str(exc), outcome.stdout, usage)
         except (ValueError, RecursionError) as exc:
-            # redteam: a child's encoder only writes JSON; a value that is not JSON (e.g. 10^5
-            # brackets) means the child escaped and forged its frame. Fail that call, never
-            # this worker (an exception here used to kill it; six stopped the executor).
+            # redteam: an Outcome whose value_json is not JSON (a forged frame, from a call
+            # made without element=True) fails that call, never this worker.
             outcome = Outcome.failure(ErrorKind.CRASH, "sent a malformed result (its value "
                                       f"is not JSON: {type(exc).__name__})", outcome.stdout,
                                       usage)
-    if isinstance(out, str) and has_surrogate(out):  # the server would make it U+FFFD
-        outcome = Outcome.failure(ErrorKind.OUTPUT, "result is a string holding a lone "
-                                  "surrogate (not valid Unicode text), which cannot be "
-                                  "delivered unchanged", outcome.stdout, usage)
     if metrics is not None:
         metrics.observe(outcome, usage.wall_s)
     if outcome.ok:
@@ -60,22 +55,6 @@ def outcome_report(pid: str, function: str, outcome: Outcome, metrics: Any = Non
     note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} failed {text}: " \
            f"{reason}"
     return Report(pid, False, [], [reason], note)
-
-
-def out_element(value_json: bytes) -> str | int | float:
-    """The ``out`` element of a result, from the JSON bytes the child encoded.
-
-    A list or dict (the only values that nest or grow large) travels as the child's own JSON
-    text, never decoded in this long-lived process (redteam: decoding and re-encoding a 1 MiB
-    result held the GIL for ~100 ms, delaying every other call). It equals what
-    :func:`~faas_sandbox.colonies.spec.encode_result` writes, except that non-ASCII characters stay
-    UTF-8 instead of ``\\u`` escapes (the same JSON value). A scalar is one flat token.
-    """
-    if value_json[:1] in (b"[", b"{"):
-        # A child escapes lone surrogates itself; an in-process Outcome's value_json carries
-        # them raw (surrogatepass): escape them the same way (valid JSON text holds no NUL).
-        return for_server(value_json.decode("utf-8", "surrogatepass"))
-    return encode_result(json.loads(value_json))
 
 
 def failed_report(pid: str, function: str, kind: str, message: str, seconds: float,

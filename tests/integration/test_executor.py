@@ -175,6 +175,30 @@ def test_args_and_kwargs_as_json_text(executor, member, tmp_path):
     assert json.loads(ended["out"][0]) == {"label": None, "scaled": [4]}
 
 
+FORMS = {  # result -> out as docs/protocol.md (Results) promises, through the real server
+    "69.8": [69.8], "2**60": ["1152921504606846976"], "'caf\\u00e9 \\u2603'": ["café ☃"],
+    "'21'": ['"21"'], "'[1]'": ['"[1]"'], "{'a': [1, 'é', None]}": ['{"a":[1,"é",null]}'],
+    "['\\ud800']": ['["\\ud800"]'], "'a\\x00b'": ["a\x00b"], "None": ["null"],
+    "True": ["true"],
+}
+
+
+def test_each_result_form_arrives_as_documented(executor, member, tmp_path):
+    name = f"forms_{SUFFIX}"
+    table = ", ".join(f"{i}: {expr}" for i, expr in enumerate(FORMS))
+    source = (f"def {name}(i):\n    if i < 0:\n        return 'bad \\ud800 text'\n"
+              f"    return {{{table}}}[i]\n")
+    done = deploy(tmp_path, source, "--function", name)
+    assert done.returncode == 0, done.stderr
+    for i, (expr, out) in enumerate(FORMS.items()):
+        ended = call(member, name, [i])
+        assert (expr, ended["state"], ended["out"]) == (expr, SUCCESS, out), ended["errors"]
+    ended = call(member, name, [-1])
+    assert ended["state"] == FAILED
+    assert ended["errors"] == ["output: result is a string holding a lone surrogate (not valid "
+                               "Unicode text), which cannot be delivered unchanged"]
+
+
 def add_numbers(a, b):
     return a + b
 

@@ -1,8 +1,8 @@
 """Red-team regressions: what a tenant's result can do to the long-lived processes after it.
 
-The engine hands a result's JSON bytes on untouched; the executor (parent, one per host,
-shared by every tenant) then turns them into the Colonies ``out`` element, and the front
-door decodes that element again. Both are long-lived: one call's result must never raise
+The child encodes a result as its Colonies ``out`` element (``element=True``, the executor's
+calls); the engine checks its shape and the executor (parent, one per host, shared by every
+tenant) sends its bytes on undecoded; the front door decodes the element again. Both are long-lived: one call's result must never raise
 out of them. Before the fix, a *plain string* of 100,000 ``[`` (no escape needed) made
 ``spec.encode_result`` raise RecursionError in the executor's worker thread: the report
 was never delivered and the worker died; six such calls in a minute stopped the executor,
@@ -42,19 +42,20 @@ def test_a_string_too_deep_to_parse_travels_as_json_text_and_comes_back_as_itsel
 
 
 def test_a_function_returning_brackets_is_reported_not_raised(engine: Sandbox) -> None:
-    out = engine.call("def f():\n    return '[' * 50000\n", "f")
+    out = engine.call("def f():\n    return '[' * 50000\n", "f", element=True)
     assert out.ok, out
     report = outcome_report("pid-1", "f", out)
     assert report.ok and report.errors == []
-    assert decode_result(report.out[0]) == "[" * 50_000
+    assert decode_result(json.loads(report.out[0])) == "[" * 50_000
 
 
 def test_a_forged_value_from_an_escaped_child_costs_only_that_call(engine: Sandbox) -> None:
-    out = engine._probe("forged_value")  # a well-formed ok frame, value not JSON
-    assert out.ok and out.value_json == b"[" * 50_000  # the engine never decodes it
-    report = outcome_report("pid-2", "f", out)  # a structure: passed on as text, unparsed
-    assert report.ok and report.out == ["[" * 50_000]
-    assert decode_result(report.out[0]) == "[" * 50_000  # the front door's decode copes
+    out = engine._probe("forged_value", element=True)  # an ok frame, value not one element
+    assert (out.error_kind, out.message) == (
+        ErrorKind.CRASH, "sent a malformed result (not one output element)")
+    report = outcome_report("pid-2", "f", out)
+    assert not report.ok and report.out == []
+    assert decode_result("[" * 50_000) == "[" * 50_000  # the front door's decode copes
 
 
 @pytest.mark.parametrize("forged", [b'"unterminated', b"1" * 5000, b"\xff", b"nul"])
@@ -74,28 +75,28 @@ def test_the_executor_never_parses_a_structure_a_function_returned(
     """Parsing runs in the executor, under no per-call limit and holding the GIL: a 1 MiB
     result of 349,000 ``{}`` cost ~240 ms there per call, and a neighbour's call on the same
     Sandbox went from 6.6 to 49 ms p50 meanwhile (load 5.4, /tmp script in the report)."""
-    as_list = engine.call("def f():\n    return [{} for i in range(9000)]\n", "f")
-    as_text = engine.call("def f():\n    return '[' + ','.join(['{}'] * 9000) + ']'\n", "f")
+    as_list = engine.call("def f():\n    return [{} for i in range(9000)]\n", "f",
+                          element=True)
+    as_text = engine.call("def f():\n    return '[' + ','.join(['{}'] * 9000) + ']'\n", "f",
+                          element=True)
     assert as_list.ok and as_text.ok
     with monkeypatch.context() as m:
         m.setattr(json, "loads", _refuse)
         listed = outcome_report("pid-3", "f", as_list)
-    with monkeypatch.context() as m:
-        m.setattr("faas_sandbox.colonies.spec._loads_text", _refuse)  # a scalar token may be read
         texted = outcome_report("pid-4", "f", as_text)
-    assert listed.out == [as_list.value_json.decode()]
-    assert json.loads(listed.out[0]) == [{}] * 9000
-    assert decode_result(texted.out[0]) == "[" + ",".join(["{}"] * 9000) + "]"
+    assert listed.out == [as_list.element]  # the child's bytes, as they are
+    assert json.loads(json.loads(listed.out[0])) == [{}] * 9000
+    assert decode_result(json.loads(texted.out[0])) == "[" + ",".join(["{}"] * 9000) + "]"
 
 
 @pytest.mark.parametrize("value", [{"a": "é\U0001d538", "b": [1, 2.5, None, True]}, [],
                                    ["\ud800"], {"x": {"y": "\n\"\\"}}])
 def test_a_structure_travels_as_the_childs_json_text_with_the_same_value(
         engine: Sandbox, value: object) -> None:
-    out = engine.call("def f(v):\n    return v\n", "f", [value])
-    text = outcome_report("pid-5", "f", out).out[0]
-    assert text == out.value_json.decode()
-    assert json.loads(text) == json.loads(encode_result(value)) == value  # type: ignore[arg-type]
+    out = engine.call("def f(v):\n    return v\n", "f", [value], element=True)
+    text = json.loads(outcome_report("pid-5", "f", out).out[0])  # what the server stores
+    assert text == encode_result(value)
+    assert json.loads(text) == value
     assert decode_result(text) == value
 
 

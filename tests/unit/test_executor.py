@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 from faas_sandbox.executor.codestore import CodeStore
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, EngineError
 from faas_sandbox.executor.loop import Executor
+from faas_sandbox.engine.element import Element
 from faas_sandbox.engine.outcome import ErrorKind, Outcome, Usage
 from faas_sandbox.settings import S3Settings
 from faas_sandbox.colonies.spec import encode_call_kwargs
@@ -67,7 +69,9 @@ class FakeColonies:
             self.done.notify_all()
 
     def close(self, processid, out):
-        self._record("close", processid, out)
+        # the executor sends the sandbox's output elements as bytes; read them as the server
+        self._record("close", processid, [json.loads(x) if isinstance(x, Element) else x
+                                          for x in out])
 
     def fail(self, processid, errors):
         self._record("fail", processid, errors)
@@ -106,7 +110,9 @@ class FakeSandbox:
         self.budgets: list[float | None] = []
         self.raise_engine = False
 
-    def call(self, source, function, args=(), kwargs=None, maxexectime=None) -> Outcome:
+    def call(self, source, function, args=(), kwargs=None, maxexectime=None, *,
+             element=False) -> Outcome:
+        assert element  # the executor always asks for the output element
         self.budgets.append(maxexectime)
         if self.raise_engine:
             raise EngineError("forker died")

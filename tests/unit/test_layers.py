@@ -6,7 +6,7 @@ however indirect the import, which a grep over import lines would miss.
 
 - engine: the standard library, RestrictedPython and pyseccomp only; of our own package, only
   ``engine.*`` and the shared ``errors`` and ``policy``.
-- frontend: never the engine (no RestrictedPython, no engine module but the two vocabulary
+- frontend: never the engine (no RestrictedPython, no engine module but the vocabulary
   modules every layer shares), never the executor.
 - colonies: never the engine, the front end (no FastAPI), the executor or the CLI.
 - executor parent: no HTTP framework, no RestrictedPython (children compile, not the parent).
@@ -19,9 +19,11 @@ import json
 import subprocess
 import sys
 
-# The shared vocabulary: the failure kinds (``engine.outcome``) and the vetted module names
-# (``engine.module_names``), both standard library only (checked below).
-VOCABULARY = {"faas_sandbox.engine", "faas_sandbox.engine.outcome", "faas_sandbox.engine.module_names"}
+# The shared vocabulary: the failure kinds (``engine.outcome``), the vetted module names
+# (``engine.module_names``) and the result-element encoding rule the child and the Colonies
+# layer share (``engine.element``), all standard library only (checked below).
+VOCABULARY = {"faas_sandbox.engine", "faas_sandbox.engine.outcome",
+              "faas_sandbox.engine.module_names", "faas_sandbox.engine.element"}
 SHARED = {"faas_sandbox", "faas_sandbox.errors", "faas_sandbox.policy"}
 
 WEB = {"fastapi", "starlette", "uvicorn", "pydantic"}
@@ -67,7 +69,8 @@ def test_engine_loads_only_stdlib_restrictedpython_pyseccomp() -> None:
 
 
 def test_vocabulary_modules_are_stdlib_only() -> None:
-    loaded = loaded_by("faas_sandbox.engine.outcome", "faas_sandbox.engine.module_names")
+    loaded = loaded_by("faas_sandbox.engine.outcome", "faas_sandbox.engine.module_names",
+                       "faas_sandbox.engine.element")
     assert tops(loaded) - set(sys.stdlib_module_names) == {"faas_sandbox"}
     assert {m for m in loaded if m.startswith("faas_sandbox.engine")} == VOCABULARY
 

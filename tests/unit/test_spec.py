@@ -186,12 +186,18 @@ def test_maxexectime_zero_or_negative_means_policy_default(value, expected):
     (69.8, 69.8), (3, 3), ("text", "text"), ("", ""),
     (True, "true"), (None, "null"), ([1, "a"], '[1,"a"]'), ({"a": {"b": 1}}, '{"a":{"b":1}}'),
     (2**53, 2**53), (2**53 + 1, str(2**53 + 1)), (-(2**60), str(-(2**60))),
-    (math.inf, "Infinity"), (math.nan, "NaN"),
+    ("21", '"21"'), ("a\x00b", "a\x00b"), (["\ud800"], '["\\ud800"]'),
 ])
 def test_results_are_numbers_or_strings(value, expected):
     encoded = encode_result(value)
     assert encoded == expected
     assert type(encoded) in (int, float, str)
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan, [1, -math.inf], "bad \ud800 text"])
+def test_results_without_an_element_are_refused(value):
+    with pytest.raises(ValueError):
+        encode_result(value)
 
 
 def test_structured_results_round_trip_as_json_text():
@@ -202,7 +208,7 @@ def test_structured_results_round_trip_as_json_text():
 def test_encoded_results_are_readable_by_the_pycolonies_process_model():
     from model import Process  # pycolonies' own model; it accepts only str/int/float in out
 
-    out = [encode_result(v) for v in (69.8, 1, "s", None, [1], {"a": 1}, 2**64, math.nan)]
+    out = [encode_result(v) for v in (69.8, 1, "s", None, [1], {"a": 1}, 2**64, "21")]
     template = {
         "processid": PID, "initiatorid": "i", "initiatorname": "n", "assignedexecutorid": "",
         "isassigned": False, "state": 2, "prioritytime": 0, "retries": 0, "attributes": [],
