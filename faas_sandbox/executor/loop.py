@@ -405,7 +405,13 @@ class Executor:
                 self._slots.release()
         if call.revision is not None:  # a pinned call: logs say which revision ran
             function = f"{function}@{call.revision[0][:12]}"
-        return self._report(pid, function, outcome)
+        try:
+            return self._report(pid, function, outcome)
+        except Exception as exc:  # redteam: a report we cannot build fails that call only;
+            # raised, it killed the worker and left the process running (6 stopped us)
+            log.exception("call %s: internal error while reporting", pid)
+            return self._failed(pid, function, "crash", f"internal executor error: "
+                                f"{type(exc).__name__}: {for_log(exc)}", received)
 
     def _parse(self, pid: str, process: dict[str, Any]) -> Any:
         """parse_process; inline code seen before its env was written is read again."""
