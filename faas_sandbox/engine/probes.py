@@ -128,6 +128,25 @@ def _probe_x32_socket(ctx: dict[str, Any]) -> Any:
     return [libc.syscall(ctypes.c_long(0x40000000 | 41), 2, 1, 0), ctypes.get_errno()]
 
 
+def _probe_syscall_sweep(ctx: dict[str, Any]) -> dict[str, list[int]]:
+    """Every x86_64 syscall number in 0..462 that is not in ``skip`` (the allow-list, and the
+    numbers a test wants left out), with all-zero arguments: ``{nr: [result, errno]}`` for
+    each that did not fail with EPERM (redteam). Safe only because the filter refuses them
+    before they run; the test skips process-creating and blocking numbers in case it breaks."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    skip = set(ctx["args"]["skip"])
+    found = {}
+    for nr in range(463):
+        if nr in skip:
+            continue
+        ctypes.set_errno(0)
+        result = libc.syscall(ctypes.c_long(nr), 0, 0, 0, 0, 0, 0)
+        if not (result == -1 and ctypes.get_errno() == errno.EPERM):
+            found[str(nr)] = [result, ctypes.get_errno()]
+    return found
+
+
 def _probe_selfkill(ctx: dict[str, int]) -> None:
     os.kill(os.getpid(), signal.SIGKILL)  # needs a Sandbox without seccomp
     time.sleep(5)
@@ -147,6 +166,7 @@ PROBES: dict[str, Callable[[dict[str, int]], Any]] = {
     "forged_value": _probe_forged_value,
     "block_signals_and_spin": _probe_block_signals_and_spin,
     "x32_socket": _probe_x32_socket,
+    "syscall_sweep": _probe_syscall_sweep,
 }
 # oslayer (#9): the selftest's attacker probes (faas-sandbox selftest), as "attack:NAME"
 PROBES.update({f"attack:{name}": probe for name, probe in attacks.PROBES.items()})
