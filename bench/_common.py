@@ -56,7 +56,7 @@ def load_stack_env(path: Path = STACK_ENV) -> dict[str, str]:
 def tutorial_spec(colony: str, executortype: str, maxexectime: int,
                   maxretries: int) -> dict[str, Any]:
     """The tutorial's spec for one call, as our submit helper builds it (limits explicit)."""
-    from faas_sandbox.colonies import call_spec
+    from faas_sandbox.colonies.client import call_spec
 
     spec = call_spec(FUNCTION, colony=colony, executortype=executortype,
                      maxexectime=maxexectime, maxretries=maxretries)
@@ -66,7 +66,7 @@ def tutorial_spec(colony: str, executortype: str, maxexectime: int,
 
 def register_executor(client: Any, colony_prvkey: str, name: str, executortype: str) -> str:
     """Register ``name`` of ``executortype`` with a fresh key (fast client); returns the key."""
-    from faas_sandbox.colonies import key_id, new_prvkey
+    from faas_sandbox.colonies.client import key_id, new_prvkey
 
     prvkey = new_prvkey()
     client.add_executor(name, key_id(prvkey), executortype, colony_prvkey)

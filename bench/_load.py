@@ -27,7 +27,7 @@ import websocket
 
 import requests
 
-from faas_sandbox.colonies import FAILED, SUCCESS, ColoniesClient, FastColonies, sign
+from faas_sandbox.colonies.client import FAILED, SUCCESS, ColoniesClient, FastColonies, sign
 
 class LoadgenColonies(FastColonies):
     """The fast client, minus requests' per-request proxy lookup in os.environ.

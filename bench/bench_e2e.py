@@ -121,7 +121,7 @@ def build_phases(opts: argparse.Namespace) -> list[Phase]:
 def main() -> int:
     opts = parse_args()
     load_stack_env()
-    from faas_sandbox.colonies import ColoniesClient
+    from faas_sandbox.colonies.client import ColoniesClient
     from faas_sandbox.settings import Settings
 
     settings = Settings.from_env(os.environ)

@@ -31,7 +31,7 @@ from typing import Any
 import requests
 
 from _continuum import EXECUTOR_TYPE, World
-from faas_sandbox.colonies import SUCCESS, ColoniesClient, call_spec
+from faas_sandbox.colonies.client import SUCCESS, ColoniesClient, call_spec
 from faas_sandbox.errors import ColoniesError
 
 EXPECTED = [69.8]

@@ -1,7 +1,7 @@
 """A null executor: assign, then close with the expected output at once. The server's ceiling.
 
 No spec parsing, no code fetch, no sandbox, no log: ``--threads N`` threads each loop
-``assign(10)`` -> ``close(pid, [69.8])`` with our fastest client (faas_sandbox.colonies:
+``assign(10)`` -> ``close(pid, [69.8])`` with our fastest client (faas_sandbox.colonies.client:
 coincurve signing, one keep-alive session per thread, raw JSON without pydantic). It registers
 itself like our executor does (fresh key, added and approved with the colony key, function
 ``execute`` registered, so each close costs the server the same function-statistics update),
@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import EXPECTED, READY, load_stack_env, register_executor
 
-from faas_sandbox.colonies import ColoniesClient
+from faas_sandbox.colonies.client import ColoniesClient
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
 from faas_sandbox.settings import Settings
 

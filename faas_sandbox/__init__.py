@@ -6,6 +6,15 @@ Public API::
     with Sandbox(Policy.load("policies/default.toml")) as sb:
         outcome = sb.call(source, "convert", args=[21.0])
         outcome.ok, outcome.value, outcome.error_kind, outcome.usage
+
+Layers (one sub-package each; ``tests/unit/test_layers.py`` enforces the arrows)::
+
+    cli ──► frontend ──► colonies            engine: stdlib, RestrictedPython, pyseccomp
+     └────► executor ──► colonies, engine    frontend and colonies: never the engine
+
+Shared by all: ``policy``, ``settings``, ``errors``, ``metrics``, ``devenv`` and the engine's
+vocabulary modules, stdlib only (``engine.outcome``: failure kinds; ``engine.module_names``;
+``engine.element``: how a result travels as an output element).
 """
 
 from __future__ import annotations

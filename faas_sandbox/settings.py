@@ -4,7 +4,7 @@ Variable names are pycolonies' own (``colonies_client()``), unchanged, so a shel
 tutorial or the ``colonies`` CLI works as is::
 
     COLONIES_SERVER_HOST, COLONIES_SERVER_PORT, COLONIES_SERVER_TLS ("true" or not),
-        (the host may list a cluster's nodes: "a:50281,b:50282,c"; see faas_sandbox.nodes)
+        (the host may list a cluster's nodes: "a:50281,b:50282,c"; see faas_sandbox.colonies.nodes)
     COLONIES_COLONY_NAME,
     COLONIES_COLONY_PRVKEY                       colony owner key (self-registering executor)
     COLONIES_PRVKEY + COLONIES_EXECUTOR_NAME     an identity an operator registered
@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import SettingsError
-from .nodes import parse_nodes
+from .colonies.nodes import parse_nodes
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 KEY_VARIABLES = ("COLONIES_COLONY_PRVKEY", "COLONIES_PRVKEY", "COLONIES_SERVER_PRVKEY",

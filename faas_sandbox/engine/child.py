@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..policy import Limits
-from ..seccomp_filter import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
+from .isolation.prctl import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
 from . import run, wire
 from .guards import compile_source
 from .isolation import Lockdown

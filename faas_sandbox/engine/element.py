@@ -31,7 +31,7 @@ _STRING = re.compile(rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"
 
 class Element(bytes):
     """One output element's JSON bytes, made in the child and checked by :func:`well_formed`:
-    sent to the server as they are (``faas_sandbox.colonies`` splices them into the message)."""
+    sent to the server as they are (``faas_sandbox.colonies.client`` splices them into the message)."""
 
 
 class Unsendable(ValueError):

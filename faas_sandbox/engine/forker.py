@@ -39,7 +39,7 @@ import warnings
 from contextlib import suppress
 from typing import Any
 
-from .. import seccomp_filter
+from .isolation import prctl
 from . import isolation  # oslayer (#9)
 from . import child, control, modules
 
@@ -250,7 +250,7 @@ def main() -> None:
     """Entry point of ``python -I -c 'from faas_sandbox.engine.forker import main; main()'``."""
     warnings.simplefilter("ignore")
     os.umask(0o022)  # work dirs must come out 0555 (nobody needs r-x to enter its cwd)
-    seccomp_filter.set_name(b"faas-forker")
+    prctl.set_name(b"faas-forker")
     # The control socket arrives as fd 0; move it off 0/1 so a stray print cannot touch it.
     sock = socket.socket(fileno=os.dup(0))
     null = os.open(os.devnull, os.O_RDWR)

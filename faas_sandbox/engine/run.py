@@ -28,8 +28,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from .. import probes
-from . import element, wire
+from . import element, probes, wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
 
 MAX_RESULT_DEPTH = 200  # nesting levels of a result

@@ -159,7 +159,7 @@ class Cluster:
 
     def sdk(self, i: int = 0) -> Any:
         """A pycolonies client of node i+1 (admin calls)."""
-        from faas_sandbox.colonies import FastColonies
+        from faas_sandbox.colonies.client import FastColonies
 
         return FastColonies(self.bind, self.api_port(i))
 
@@ -252,7 +252,7 @@ class Cluster:
 
     def wait_quorum(self, timeout: float = 60) -> None:
         """Until an assign answers on every live node (assigns need an etcd quorum)."""
-        from faas_sandbox.colonies import ColoniesClient
+        from faas_sandbox.colonies.client import ColoniesClient
         from faas_sandbox.errors import ColoniesError
 
         deadline = time.monotonic() + timeout
@@ -271,12 +271,12 @@ class Cluster:
 
 
 def _new_key() -> str:
-    from faas_sandbox.colonies import new_prvkey
+    from faas_sandbox.colonies.client import new_prvkey
 
     return str(new_prvkey())
 
 
 def _key_id(prvkey: str) -> str:
-    from faas_sandbox.colonies import key_id
+    from faas_sandbox.colonies.client import key_id
 
     return str(key_id(prvkey))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from faas_sandbox.colonies import FAILED, SUCCESS, ColoniesClient
+from faas_sandbox.colonies.client import FAILED, SUCCESS, ColoniesClient
 from faas_sandbox.errors import ColoniesRefused
 from harness import (
     NOBODY,

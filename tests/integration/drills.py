@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from faas_sandbox.colonies import FAILED, RUNNING, SUCCESS, ColoniesClient
+from faas_sandbox.colonies.client import FAILED, RUNNING, SUCCESS, ColoniesClient
 from harness import (
     NOBODY,
     Drill,

@@ -37,7 +37,7 @@ def free_port() -> int:
 
 def deploy(name: str, source: str) -> None:
     """Upload ``source`` as ColonyFS /faas/NAME the tutorial's way (pycolonies upload_data)."""
-    from faas_sandbox.colonies import FastColonies
+    from faas_sandbox.colonies.client import FastColonies
 
     env = os.environ
     sdk = FastColonies(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),

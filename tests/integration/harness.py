@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import psutil
 import requests
 
-from faas_sandbox.colonies import (
+from faas_sandbox.colonies.client import (
     FAILED,
     SUCCESS,
     ColoniesClient,

@@ -38,7 +38,7 @@ import harness
 import hostile_pull as hp
 import psutil
 
-from faas_sandbox.colonies import FAILED, SUCCESS
+from faas_sandbox.colonies.client import FAILED, SUCCESS
 
 SERVER_DEADLINE = "Maximum execution time limit exceeded"  # Colonies' own failure text
 GOOD = b"def convert(celsius):\n    return (celsius * 9 / 5) + 32\n"

@@ -25,9 +25,9 @@ import harness
 
 import requests
 
-from faas_sandbox.colonies import ColoniesClient, sign
+from faas_sandbox.colonies.client import ColoniesClient, sign
 from faas_sandbox.errors import ReplyUnreadable
-from faas_sandbox.reply import decode_reply, read_capped
+from faas_sandbox.colonies.reply import decode_reply, read_capped
 
 INLINE_CONVERT = "def convert(celsius):\n    return (celsius * 9 / 5) + 32\n"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import harness
-from faas_sandbox.colonies import FAILED, SUCCESS, ColoniesClient, call_spec
+from faas_sandbox.colonies.client import FAILED, SUCCESS, ColoniesClient, call_spec
 from faas_sandbox.errors import ColoniesUnreachable
 
 sys.path.insert(0, str(harness.REPO / "scripts"))

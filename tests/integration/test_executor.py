@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from faas_live import deploy as upload_data
 
-from faas_sandbox.colonies import (
+from faas_sandbox.colonies.client import (
     FAILED,
     RUNNING,
     SUCCESS,

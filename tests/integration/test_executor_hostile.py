@@ -15,7 +15,7 @@ import harness
 import hostile_pull as hp
 import pytest
 
-from faas_sandbox.colonies import FAILED, SUCCESS, ColoniesClient
+from faas_sandbox.colonies.client import FAILED, SUCCESS, ColoniesClient
 
 pytestmark = pytest.mark.colonies
 SUFFIX = uuid.uuid4().hex[:8]

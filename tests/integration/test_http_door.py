@@ -16,7 +16,7 @@ import psutil
 import pytest
 from faas_live import deploy, executor, frontend, run_cli, unique
 
-from faas_sandbox.colonies import ColoniesClient
+from faas_sandbox.colonies.client import ColoniesClient
 
 pytestmark = pytest.mark.colonies
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from faas_sandbox.calls import (
+from faas_sandbox.colonies.calls import (
     EXEC_LIMIT_TEXT,
     WAIT_LIMIT_TEXT,
     CallEnd,
@@ -19,10 +19,10 @@ from faas_sandbox.calls import (
     poll_until_final,
     run_call,
 )
-from faas_sandbox.colonies_backend import ColoniesBackend
+from faas_sandbox.colonies.backend import ColoniesBackend
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
 from faas_sandbox.policy import Limits, Policy
-from faas_sandbox.spec import encode_result, parse_process
+from faas_sandbox.colonies.spec import encode_result, parse_process
 
 POLICY = Policy(limits=Limits(wall_seconds=10.0), functions={"fast": {"wall_seconds": 0.4}})
 
@@ -183,7 +183,7 @@ def test_backend_spec_sets_every_limit_and_the_executor_can_parse_it(tutorial: b
 
 
 def test_backend_ws_url_follows_the_clients_node() -> None:
-    from faas_sandbox.colonies import ColoniesClient
+    from faas_sandbox.colonies.client import ColoniesClient
 
     client = ColoniesClient.connect("127.0.0.1, 127.0.0.2:50081", 50080, False, "dev", "1" * 64)
     backend = ColoniesBackend(client)

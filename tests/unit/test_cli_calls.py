@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from faas_sandbox.commands.call_cmd import format_value, parse_arg
+from faas_sandbox.cli.commands.call_cmd import format_value, parse_arg
 
 from .conftest import CliResult, invoke_cli
 

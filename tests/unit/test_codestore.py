@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from faas_sandbox.codestore import CodeStore
+from faas_sandbox.executor.codestore import CodeStore
 from faas_sandbox.errors import (
     CodeUnavailable,
     ColoniesRefused,
@@ -222,7 +222,7 @@ def test_empty_file_is_not_found_with_that_reason(world):
 
 def test_names_remembered_are_bounded(world, monkeypatch):
     """Callers choose the names: unknown ones must not grow the executor's memory forever."""
-    import faas_sandbox.codestore as codestore
+    import faas_sandbox.executor.codestore as codestore
 
     monkeypatch.setattr(codestore, "_MAX_ENTRIES", 8)
     store, files, _, _, _ = world

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from coincurve import PublicKey
 
-from faas_sandbox.colonies import (
+from faas_sandbox.colonies.client import (
     ColoniesClient,
     backend_down,
     call_spec,

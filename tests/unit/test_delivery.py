@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from faas_sandbox.delivery import Backoff, Outbox, Reachability, Report
+from faas_sandbox.executor.delivery import Backoff, Outbox, Reachability, Report
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
 
 

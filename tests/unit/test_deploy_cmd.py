@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from faas_sandbox.commands.deploy_cmd import deploy_command
+from faas_sandbox.cli.commands.deploy_cmd import deploy_command
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_the_check_uses_no_engine() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from faas_sandbox.sourcecheck import problems; "
+    code = ("import sys; from faas_sandbox.cli.sourcecheck import problems; "
             "from faas_sandbox.policy import Policy; "
             "assert problems(b'import os\\ndef f(): pass\\n', Policy(), 'f'); "
             "print(sorted(m for m in sys.modules if m.startswith(('RestrictedPython', "

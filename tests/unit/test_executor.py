@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from faas_sandbox.codestore import CodeStore
+from faas_sandbox.executor.codestore import CodeStore
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, EngineError
-from faas_sandbox.executor import Executor
+from faas_sandbox.executor.loop import Executor
 from faas_sandbox.engine.element import Element
 from faas_sandbox.engine.outcome import ErrorKind, Outcome, Usage
 from faas_sandbox.settings import S3Settings
-from faas_sandbox.spec import encode_call_kwargs
+from faas_sandbox.colonies.spec import encode_call_kwargs
 
 STORE = S3Settings(endpoint="s3:1", bucket="b")
 CONVERT = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"

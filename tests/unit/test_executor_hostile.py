@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from faas_sandbox.codestore import CodeStore
-from faas_sandbox.delivery import Outbox, Report
+from faas_sandbox.executor.codestore import CodeStore
+from faas_sandbox.executor.delivery import Outbox, Report
 from faas_sandbox.errors import ReplyUnreadable
-from faas_sandbox.executor import Executor
-from faas_sandbox.reply import Unreadable
+from faas_sandbox.executor.loop import Executor
+from faas_sandbox.colonies.reply import Unreadable
 
 from .test_executor import STORE, FakeColonies, FakeS3, FakeSandbox
 
@@ -121,7 +121,7 @@ def test_workers_that_keep_dying_stop_the_executor_non_zero(caplog):
 
 def test_liveness_names_a_stale_worker_and_an_outage():
     clock = [100.0]
-    from faas_sandbox.liveness import Liveness
+    from faas_sandbox.executor.liveness import Liveness
 
     live = Liveness(2, poll_s=30, call_s=60, clock=lambda: clock[0])
     live.beat(0, "assigning")

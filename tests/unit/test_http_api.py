@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from faas_sandbox.calls import EXEC_LIMIT_TEXT, WAIT_LIMIT_TEXT, CallEnd, CallRequest, State
+from faas_sandbox.colonies.calls import EXEC_LIMIT_TEXT, WAIT_LIMIT_TEXT, CallEnd, CallRequest, State
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
-from faas_sandbox.http_api import ApiSettings, create_app
-from faas_sandbox.lifecycle import Revision
+from faas_sandbox.frontend.app import ApiSettings, create_app
+from faas_sandbox.colonies.lifecycle import Revision
 from faas_sandbox.metrics import Metrics
 from faas_sandbox.policy import Limits, Policy
 

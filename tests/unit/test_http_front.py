@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from tests.unit.test_http_api import POLICY, FakeBackend, pid, revision
 
-from faas_sandbox.calls import State
-from faas_sandbox.front import auth
-from faas_sandbox.http_api import ApiSettings, create_app
+from faas_sandbox.colonies.calls import State
+from faas_sandbox.frontend import auth
+from faas_sandbox.frontend.app import ApiSettings, create_app
 from faas_sandbox.metrics import Metrics
 from faas_sandbox.policy import Limits, Policy
 

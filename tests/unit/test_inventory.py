@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from faas_sandbox.inventory import colony_status, list_functions
+from faas_sandbox.colonies.inventory import colony_status, list_functions
 
 
 class FakeRpc:

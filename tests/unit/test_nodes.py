@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from faas_sandbox.colonies import ColoniesClient
+from faas_sandbox.colonies.client import ColoniesClient
 from faas_sandbox.errors import ColoniesUnreachable, SettingsError
-from faas_sandbox.nodes import Node, NodeList, parse_nodes
+from faas_sandbox.colonies.nodes import Node, NodeList, parse_nodes
 from faas_sandbox.settings import Settings
 
 KEY = "ddf7f7791208083b6a9ed975a72684f6406a269cfa36f1b1c32045c0a71fff05"
@@ -55,7 +55,7 @@ def test_settings_refuse_a_bad_node_list():
 
 def test_concurrent_failures_of_one_node_switch_once(caplog):
     nodes = NodeList([Node("a", 1), Node("b", 2), Node("c", 3)])
-    caplog.set_level(logging.WARNING, logger="faas_sandbox.nodes")
+    caplog.set_level(logging.WARNING, logger="faas_sandbox.colonies.nodes")
     threads = [threading.Thread(target=nodes.failed, args=(0, "reset")) for _ in range(8)]
     for t in threads:
         t.start()
@@ -132,7 +132,7 @@ def _client(*ports: int) -> ColoniesClient:
 
 
 def test_a_refused_node_is_skipped_for_every_request_even_a_submit(cluster, caplog):
-    caplog.set_level(logging.WARNING, logger="faas_sandbox.nodes")
+    caplog.set_level(logging.WARNING, logger="faas_sandbox.colonies.nodes")
     dead = _free_port()
     client = _client(dead, cluster[0].server_address[1])
     reply = client.submit({"maxexectime": 5, "conditions": {}})
@@ -182,7 +182,7 @@ def test_every_node_down_is_unreachable_after_one_round(cluster):
 
 def test_while_no_node_answers_switches_are_counted_not_logged(caplog):
     nodes = NodeList([Node("a", 1), Node("b", 2)])
-    caplog.set_level(logging.WARNING, logger="faas_sandbox.nodes")
+    caplog.set_level(logging.WARNING, logger="faas_sandbox.colonies.nodes")
     for _ in range(5):  # all down: round and round
         nodes.failed(nodes.current()[0], "refused")
     nodes.answered()
@@ -198,7 +198,7 @@ def test_a_node_without_etcd_quorum_is_unreachable_and_left(cluster, caplog):
     exceeded": not a verdict (retry later), and the next node may have a majority."""
     first, second = cluster
     first.state["no_quorum"] = {"assignprocessmsg"}
-    caplog.set_level(logging.WARNING, logger="faas_sandbox.nodes")
+    caplog.set_level(logging.WARNING, logger="faas_sandbox.colonies.nodes")
     client = _client(first.server_address[1], second.server_address[1])
     with pytest.raises(ColoniesUnreachable, match="reach its etcd quorum: context deadline"):
         client.assign(1)

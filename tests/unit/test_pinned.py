@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from faas_sandbox.errors import ColoniesRefused, FunctionNotFound, SpecError
-from faas_sandbox.spec import parse_process
+from faas_sandbox.colonies.spec import parse_process
 from tests.unit.test_codestore import world  # noqa: F401  (fixture)
 
 SHA = "a" * 64

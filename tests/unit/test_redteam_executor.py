@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from faas_sandbox import executor as executor_module
+from faas_sandbox.executor import loop as executor_module
 
 from .test_executor import FakeColonies
 from .test_executor_hostile import start, stop

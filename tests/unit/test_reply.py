@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
-from faas_sandbox.reply import (
+from faas_sandbox.colonies.reply import (
     DecodeError,
     Unreadable,
     check_shape,

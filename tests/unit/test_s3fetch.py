@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from faas_sandbox.errors import CodeUnavailable, FunctionNotFound
-from faas_sandbox.s3fetch import bounded_get
+from faas_sandbox.executor.s3fetch import bounded_get
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 
 SCRIPT = """
 import json, os, sys
-from faas_sandbox.secrets import reexec_without_keys, take_keys
+from faas_sandbox.executor.secrets import reexec_without_keys, take_keys
 print(os.getpid(), file=sys.stderr, flush=True)
 reexec_without_keys()
 keys = take_keys()
@@ -46,6 +46,6 @@ def test_without_keys_nothing_happens():
 
 
 def test_the_malloc_mmap_threshold_can_be_fixed():
-    from faas_sandbox.secrets import fixed_mmap_threshold
+    from faas_sandbox.executor.secrets import fixed_mmap_threshold
 
     assert fixed_mmap_threshold() is True  # glibc (Debian, CI); mallopt accepted it

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from faas_sandbox.colonies import APPROVED, key_id, new_prvkey
+from faas_sandbox.colonies.client import APPROVED, key_id, new_prvkey
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, SettingsError
-from faas_sandbox.registration import Interrupted, default_name, establish, unregister
+from faas_sandbox.executor.registration import Interrupted, default_name, establish, unregister
 from faas_sandbox.settings import Settings
 
 COLONY_KEY = new_prvkey()

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from faas_sandbox.errors import SpecError
-from faas_sandbox.spec import (
+from faas_sandbox.colonies.spec import (
     check_function_name,
     encode_call_kwargs,
     encode_result,
@@ -226,7 +226,7 @@ def test_encoded_results_are_readable_by_the_pycolonies_process_model():
      True, None, 2**60, "NaN text?"],
 )
 def test_every_result_round_trips_unambiguously(value: object) -> None:
-    from faas_sandbox.spec import decode_result, encode_result
+    from faas_sandbox.colonies.spec import decode_result, encode_result
 
     encoded = encode_result(value)
     assert isinstance(encoded, (str, int, float)) and not isinstance(encoded, bool)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faas_sandbox.texts import for_log, for_server, has_surrogate
+from faas_sandbox.executor.texts import for_log, for_server, has_surrogate
 
 
 def test_for_server_escapes_only_what_the_server_refuses_or_alters():

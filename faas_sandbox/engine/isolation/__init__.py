@@ -26,7 +26,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from ... import seccomp_filter
+from . import prctl
 from . import landlock, namespaces, seccomp
 
 LAYERS = ("seccomp", "landlock", "net_namespace", "ipc_namespace", "drop_privileges")
@@ -36,7 +36,7 @@ LAYERS = ("seccomp", "landlock", "net_namespace", "ipc_namespace", "drop_privile
 class Lockdown:
     """What a child applies to itself before running the call (built in the forker)."""
 
-    program: seccomp_filter.Program | None
+    program: prctl.Program | None
     ruleset_fd: int | None  # Landlock ruleset (inherited; closed by the child after use)
 
     @property
@@ -53,8 +53,7 @@ class Lockdown:
                 landlock.restrict_self(-1)  # EBADF
         if self.program is not None:
             with suppress(OSError):
-                seccomp_filter.prctl(seccomp_filter.PR_SET_SECCOMP,
-                                     seccomp_filter.SECCOMP_MODE_FILTER, 0)  # EFAULT
+                prctl.prctl(prctl.PR_SET_SECCOMP, prctl.SECCOMP_MODE_FILTER, 0)  # EFAULT
 
     def enter(self) -> None:
         """Landlock, then the filter; raises OSError if a layer fails. no_new_privs is set

@@ -1,7 +1,7 @@
 """Selftest probes: trusted code that plays an attacker who has fully escaped the language.
 
 Each runs in a real sandbox child, in place of a function and after the same lockdown (see
-:mod:`faas_sandbox.probes`), with the whole of Python: ``os``, ``socket``, ``ctypes`` and raw
+:mod:`faas_sandbox.engine.probes`), with the whole of Python: ``os``, ``socket``, ``ctypes`` and raw
 syscalls. Each tries every route to one goal and returns ``{"denied", "detail"}``: denied
 only if *no* attempt worked; the detail lists each attempt and its errno. Parameters come in
 ``ctx["args"]`` (from :mod:`.selftest`): the forker's pid, a loopback port and an abstract

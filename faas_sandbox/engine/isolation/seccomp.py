@@ -1,7 +1,7 @@
 """Build the allow-list filter of :mod:`.syscalls` with libseccomp, once, in the forker.
 
 libseccomp (``pyseccomp``) compiles the table into classic BPF; the program is exported as
-raw bytes and kept in a :class:`~faas_sandbox.seccomp_filter.Program`, so a child only
+raw bytes and kept in a :class:`~faas_sandbox.engine.isolation.prctl.Program`, so a child only
 makes the two prctl calls that load it. Building costs about a millisecond; loading, a few
 microseconds.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ...seccomp_filter import Program
+from .prctl import Program
 from .syscalls import ALLOWED, Rule
 
 

@@ -1,0 +1,1 @@
+"""One module per CLI command; faas_sandbox.cli.dispatch loads them lazily."""

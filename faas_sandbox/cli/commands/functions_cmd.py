@@ -1,0 +1,167 @@
+"""``faas-sandbox functions [show|history|rm|rollback]``: deployed functions in ColonyFS /faas.
+
+``functions`` alone lists them: name, size of the latest revision, revisions and when the
+latest was deployed (``--json``: a JSON array). ``show NAME [--revision N]`` prints a
+revision's source (default the current one), ``history NAME`` its revisions (1 = the first
+deploy), ``rm NAME`` removes every revision, ``rollback NAME [--to N]`` deploys revision N
+(default: the one before the current) again as the newest. Revision contents come from S3
+(AWS_S3_* as for deploy). Exit status: 0 ok, 1 refused / no such function or revision,
+2 settings, 3 Colonies unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+import click
+
+from ..dispatch import EXIT_UNREACHABLE, usage_error
+from ._colonies import colonies_errors, connect, fail
+
+if TYPE_CHECKING:
+    from ...colonies.client import ColoniesClient
+    from ...colonies.lifecycle import Revision
+
+
+@click.group("functions", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def functions_command(ctx: click.Context, as_json: bool) -> None:
+    """List the functions deployed in ColonyFS /faas (or manage one: see the commands)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ...colonies.inventory import LABEL, list_functions
+
+    client = connect()
+    with colonies_errors("list functions"):
+        functions = list_functions(client)
+    if as_json:
+        click.echo(json.dumps([f.to_json() for f in functions]))
+        return
+    if not functions:
+        click.echo(f"no functions deployed in {LABEL}")
+        return
+    width = max(len("NAME"), *(len(f.name) for f in functions))
+    click.echo(f"{'NAME':<{width}}  {'SIZE':>8}  {'REVISIONS':>9}  DEPLOYED AT")
+    for f in functions:
+        click.echo(f"{f.name:<{width}}  {f.size:>8}  {f.revisions:>9}  {f.deployed_at}")
+
+
+def _history(client: ColoniesClient, name: str) -> list[Revision]:
+    from ...errors import SpecError
+    from ...colonies.lifecycle import history
+    from ...colonies.spec import check_function_name
+
+    try:
+        check_function_name(name)
+    except SpecError as exc:
+        usage_error(str(exc))
+    with colonies_errors(f"history of {name}"):
+        revisions = history(client, name)
+    if not revisions:
+        fail(f"error: no function {name!r} is deployed")
+    return revisions
+
+
+def _pick(revisions: list[Revision], number: int | None, name: str) -> Revision:
+    if number is None:
+        return revisions[-1]
+    for revision in revisions:
+        if revision.number == number:
+            return revision
+    fail(f"error: {name} has revisions 1..{len(revisions)}, not {number}")
+    raise AssertionError("unreachable")
+
+
+def _source(client: ColoniesClient, name: str, revision: Revision) -> bytes:
+    from ...executor.codestore import CodeStore
+    from ...errors import CodeUnavailable, FunctionNotFound, SettingsError
+    from ...settings import Settings
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as exc:
+        usage_error(str(exc))
+    store = CodeStore(client, settings.s3)
+    try:
+        code = store.get_revision(name, revision.fileid, revision.sha256)
+    except CodeUnavailable as exc:
+        fail(f"error: {exc}", EXIT_UNREACHABLE)
+    except FunctionNotFound as exc:
+        fail(f"error: {exc}")
+    return code.source.encode()
+
+
+@functions_command.command("history")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def history_command(name: str, as_json: bool) -> None:
+    """List NAME's revisions, oldest first; the last is the current one."""
+    revisions = _history(connect(), name)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in revisions]))
+        return
+    click.echo(f"{'REV':>4}  {'SIZE':>8}  {'SHA256':<16}  {'FILE ID':<16}  ADDED")
+    for r in revisions:
+        mark = " (current)" if r is revisions[-1] else ""
+        click.echo(f"{r.number:>4}  {r.size:>8}  {r.sha256[:16]:<16}  {r.fileid[:16]:<16}  "
+                   f"{r.added}{mark}")
+
+
+@functions_command.command("show")
+@click.argument("name")
+@click.option("--revision", "number", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Revision number (see history) [default: the current one].")
+def show_command(name: str, number: int | None) -> None:
+    """Print the source of NAME (a revision of it)."""
+    client = connect()
+    revision = _pick(_history(client, name), number, name)
+    click.echo(_source(client, name, revision).decode("utf-8"), nl=False)
+
+
+@functions_command.command("rm")
+@click.argument("name")
+def rm_command(name: str) -> None:
+    """Remove NAME and all its revisions (calls to it then answer not_found)."""
+    from ...colonies.lifecycle import remove
+
+    client = connect()
+    revisions = _history(client, name)
+    with colonies_errors(f"remove {name}"):
+        remove(client, name)
+    click.echo(f"removed {name} ({len(revisions)} revision(s))")
+
+
+@functions_command.command("rollback")
+@click.argument("name")
+@click.option("--to", "number", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Revision to make current again [default: the one before the current].")
+def rollback_command(name: str, number: int | None) -> None:
+    """Deploy an earlier revision of NAME again, as its newest revision."""
+    from ...executor.codestore import CodeStore
+    from ...errors import CodeUnavailable, SettingsError
+    from ...settings import Settings
+
+    client = connect()
+    revisions = _history(client, name)
+    if number is None:
+        if len(revisions) < 2:
+            fail(f"error: {name} has one revision: nothing to roll back to")
+        number = revisions[-2].number
+    target = _pick(revisions, number, name)
+    data = _source(client, name, target)
+    try:
+        settings = Settings.from_env(os.environ)
+        settings.s3.require_upload()
+    except SettingsError as exc:
+        usage_error(str(exc))
+    with colonies_errors(f"rollback {name}"):
+        try:
+            meta, changed = CodeStore(client, settings.s3).upload(name, data)
+        except CodeUnavailable as exc:
+            fail(f"error: cannot upload {name}: {exc}", EXIT_UNREACHABLE)
+    state = "is already" if not changed else "now"
+    click.echo(f"{name}: revision {target.number} {state} current (file id "
+               f"{str(meta.get('fileid', ''))[:12]})")

@@ -1,0 +1,56 @@
+"""``faas-sandbox result PROCESSID [--wait] [--json]``: how a call (async or not) ended.
+
+Prints the output like ``call`` does (one value per line) once the call succeeded; with
+``--json`` one object ``{processid, state, function, output, kind, message, revision}``.
+Exit status: 0 successful, 1 failed (reason on stderr) or no such process, 2 usage,
+3 Colonies unreachable, 4 not finished yet (without ``--wait``, or ``--timeout`` passed).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import click
+
+from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
+from ._colonies import colonies_errors, connect, fail
+
+EXIT_PENDING = 4
+_PROCESSID = re.compile(r"^[0-9a-f]{64}$")
+
+
+@click.command("result")
+@click.argument("processid")
+@click.option("--wait", is_flag=True, help="Wait until the call is finished.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
+              metavar="S", help="How long --wait waits at most.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def result_command(processid: str, wait: bool, timeout: float, as_json: bool) -> None:
+    """Print the result of call PROCESSID (see `call --no-wait`, HTTP ?mode=async)."""
+    from ...colonies.calls import STATE_NAMES, UNREACHABLE, CallRequest, classify
+    from ...colonies.backend import ColoniesBackend
+    from .call_cmd import format_value
+
+    if not _PROCESSID.match(processid):
+        usage_error(f"PROCESSID: expected 64 hex digits, got {processid[:80]!r}")
+    backend = ColoniesBackend(connect())
+    with colonies_errors(f"result of {processid}"):
+        end = backend.wait(processid, timeout) if wait else backend.get(processid)
+    state = STATE_NAMES[end.state]
+    body: dict[str, object] = {"processid": processid, "state": state, "function": end.function or None,
+            "output": [], "kind": None, "message": None, "revision": end.revision or None}
+    result = None
+    if end.state.final:
+        result = classify(end, CallRequest(end.function or "-", tutorial=end.tutorial))
+        body.update(output=result.output, kind=result.kind, message=result.message or None)
+    if as_json:
+        click.echo(json.dumps(body))
+    elif result is not None and result.ok:
+        for value in result.output:
+            click.echo(format_value(value))
+    if result is None:
+        fail(f"call {processid} is not finished: {state}", EXIT_PENDING)
+    elif not result.ok:
+        status = EXIT_UNREACHABLE if result.kind == UNREACHABLE else EXIT_FAILED
+        fail(f"call {processid} failed: {result.kind}: {result.message}", status)

@@ -1,0 +1,279 @@
+"""Submitting function calls through Colonies and reading how they ended.
+
+Shared by the HTTP front end (``http_api.py``) and ``faas-sandbox call``::
+
+    CallRequest --Backend.submit--> processid --Backend.wait--> CallEnd --classify--> CallResult
+
+A :class:`Backend` hides Colonies (the real one is ``colonies_backend.ColoniesBackend``; unit
+tests use a fake). Every request carries explicit ``maxexectime``, ``maxwaittime`` and
+``maxretries``, so the server itself fails a call nobody picks up or that overruns.
+User failures are values (``CallResult.kind``), never exceptions.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
+from .lifecycle import Revision
+from ..policy import Policy
+from .spec import decode_result
+
+log = logging.getLogger(__name__)
+
+# Result kinds besides the sandbox's ErrorKind values and the executor's spec/not_found.
+OK = "ok"
+NOT_FOUND = "not_found"
+TIMEOUT = "timeout"
+NO_EXECUTOR = "no_executor"  # nobody picked the call up before maxwaittime / our deadline
+UNREACHABLE = "unreachable"  # the Colonies server could not be reached
+REFUSED = "refused"  # the Colonies server refused our request (key, colony, ...)
+CANCELLED = "cancelled"
+FAILED = "failed"  # a failure text we do not recognise
+MIN_MAXEXECTIME = 0.001  # the policy's smallest wall limit (Limits' wall_seconds minimum)
+
+WAIT_LIMIT_TEXT = "Maximum waiting time limit exceeded"
+EXEC_LIMIT_TEXT = "Maximum execution time limit exceeded"
+# The server's checker runs once a second on whole seconds: a limit fires 1-2 s late.
+GRACE_SECONDS = 3.0
+# Colonies' maxexectime is the wall limit plus this, so the executor (which closes a call
+# before the server's deadline) can still grant the whole limit; the spec's kwargs.wall says
+# the exact limit.
+EXEC_MARGIN_S = 1.0
+_KIND = re.compile(r"^([a-z][a-z_]{1,30}): (.*)$", re.DOTALL)
+
+
+class State(enum.IntEnum):
+    """Colonies process states (protocol §5.3)."""
+
+    WAITING = 0
+    RUNNING = 1
+    SUCCESS = 2
+    FAILED = 3
+    CANCELLED = 4
+
+    @property
+    def final(self) -> bool:
+        return self >= State.SUCCESS
+
+
+STATE_NAMES = {State.WAITING: "waiting", State.RUNNING: "running", State.SUCCESS: "successful",
+               State.FAILED: "failed", State.CANCELLED: "cancelled"}
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """One call to submit. ``tutorial`` selects the tutorial's spec form (one string ``arg``)."""
+
+    function: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    wall_seconds: float = 10.0  # the limit the policy grants this call
+    maxwaittime: int = 10  # seconds a call may wait for an executor
+    maxretries: int = 0  # exec-timeout requeues; 0: the first expiry fails the call
+    tutorial: bool = False
+    pin: tuple[str, str] | None = None  # (file id, sha256) of the revision to run
+
+    @property
+    def maxexectime(self) -> int:
+        """Whole seconds for Colonies: the wall limit plus EXEC_MARGIN_S, rounded up."""
+        return max(1, math.ceil(self.wall_seconds + EXEC_MARGIN_S))
+
+    @property
+    def deadline_seconds(self) -> float:
+        """How long a caller waits at most: waiting + running + the server checker's lag."""
+        return self.maxwaittime + self.maxexectime + 2 * GRACE_SECONDS
+
+
+def make_request(policy: Policy, function: str, args: tuple[Any, ...] = (),
+                 kwargs: Mapping[str, Any] | None = None, maxexectime: float | None = None,
+                 *, maxwaittime: int = 10, maxretries: int = 0,
+                 tutorial: bool = False) -> CallRequest:
+    """A request whose limits come from ``policy.for_call(function, maxexectime)``.
+
+    SpecError if ``maxexectime`` is not a finite number of at least 1 ms.
+    """
+    if maxexectime is not None and (isinstance(maxexectime, bool)
+                                    or not isinstance(maxexectime, (int, float))
+                                    or not math.isfinite(maxexectime)
+                                    or maxexectime < MIN_MAXEXECTIME):
+        raise SpecError(f"maxexectime must be a number of seconds >= {MIN_MAXEXECTIME:g}, "
+                        f"got {maxexectime!r}")
+    wall = policy.for_call(function, maxexectime).limits.wall_seconds
+    return CallRequest(function, tuple(args), dict(kwargs or {}), wall, max(1, maxwaittime),
+                       maxretries, tutorial)
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    """What a backend last saw of a process; ``state`` is final unless the wait timed out."""
+
+    processid: str
+    state: State
+    output: list[Any] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    function: str = ""  # spec.kwargs.function, when the process says
+    tutorial: bool = False  # the tutorial's spec form (kwargs.arg): output is not re-decoded
+    revision: str = ""  # the pinned file id, when the spec carries one
+
+    @classmethod
+    def from_process(cls, process: Mapping[str, Any]) -> CallEnd:
+        """From a Colonies process JSON object (a dict, as the wire carries it)."""
+        spec = process.get("spec")
+        kwargs = spec.get("kwargs") if isinstance(spec, Mapping) else None
+        kwargs = kwargs if isinstance(kwargs, Mapping) else {}
+        try:
+            state = State(int(process.get("state", 0)))
+        except (TypeError, ValueError):
+            state = State.WAITING
+        return cls(str(process.get("processid", "")), state,
+                   list(process.get("out") or []), [str(e) for e in process.get("errors") or []],
+                   str(kwargs.get("function", ""))[:128], "arg" in kwargs,
+                   str(kwargs.get("revision", ""))[:128])
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """How a call ended, for people: ``kind`` is "ok" or the error kind."""
+
+    kind: str
+    output: list[Any] = field(default_factory=list)
+    message: str = ""
+    processid: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == OK
+
+    def to_json(self) -> dict[str, Any]:
+        error = None if self.ok else {"kind": self.kind, "message": self.message}
+        return {"ok": self.ok, "output": self.output, "error": error,
+                "processid": self.processid}
+
+
+class Backend(Protocol):
+    """Where calls go. Methods block; they raise ColoniesUnreachable / ColoniesRefused."""
+
+    def submit(self, request: CallRequest) -> str:
+        """Submit the call; return its process id."""
+        ...
+
+    def wait(self, processid: str, timeout: float,
+             cancel: threading.Event | None = None) -> CallEnd:
+        """Return as soon as the process is final, ``cancel`` is set, or after ``timeout`` s."""
+        ...
+
+    def remove(self, processid: str) -> None:
+        """Remove a process that is still waiting (the server refuses a running one)."""
+        ...
+
+    def get(self, processid: str) -> CallEnd:
+        """The process as it is now."""
+        ...
+
+    def alive_executors(self) -> int:
+        """Executors of the backend's type seen alive (the server's executor list)."""
+        ...
+
+    def current(self, name: str) -> Revision | None:
+        """The function's newest revision (to pin a call to), or None if not deployed."""
+        ...
+
+    def history(self, name: str) -> list[Revision]:
+        """The function's revisions, oldest first; [] if never deployed."""
+        ...
+
+    def functions(self) -> list[dict[str, Any]]:
+        """Every deployed function (name, size, revisions, deployed_at, fileid)."""
+        ...
+
+    def logs(self, processid: str) -> list[str]:
+        """The process log lines (the call's captured output), oldest first."""
+        ...
+
+    def ping(self) -> None:
+        """Return if the Colonies server answers a signed request; raise otherwise."""
+        ...
+
+
+def parse_error(text: str) -> tuple[str, str]:
+    """``"<kind>: <message>"`` -> (kind, message); the server's own texts get kinds too."""
+    text = text.strip()
+    if text.startswith(WAIT_LIMIT_TEXT):
+        return NO_EXECUTOR, "no executor picked the call up within maxwaittime"
+    if text.startswith(EXEC_LIMIT_TEXT):
+        return TIMEOUT, "the server's maxexectime expired before the executor answered"
+    match = _KIND.match(text)
+    if match:
+        return match.group(1), match.group(2)
+    return FAILED, text
+
+
+def decode_output(output: list[Any]) -> list[Any]:
+    """Undo ``spec.encode_result`` element by element (see docs/protocol.md, Results)."""
+    return [decode_result(item) for item in output]
+
+
+def classify(end: CallEnd, request: CallRequest) -> CallResult:
+    """Turn an end state (or the last state seen at our deadline) into a CallResult."""
+    pid = end.processid or None
+    if end.state is State.SUCCESS:
+        output = list(end.output) if request.tutorial else decode_output(end.output)
+        return CallResult(OK, output, "", pid)
+    if end.state is State.FAILED:
+        kind, message = parse_error(end.errors[0] if end.errors else "failed without a reason")
+        return CallResult(kind, [], message, pid)
+    if end.state is State.CANCELLED:
+        return CallResult(CANCELLED, [], "the call was cancelled", pid)
+    if end.state is State.WAITING:
+        return CallResult(NO_EXECUTOR, [], f"no executor picked the call up within "
+                          f"{request.deadline_seconds:g} s", pid)
+    return CallResult(TIMEOUT, [], f"no result within {request.deadline_seconds:g} s", pid)
+
+
+def run_call(backend: Backend, request: CallRequest,
+             cancel: threading.Event | None = None) -> CallResult:
+    """Submit, wait up to the request's deadline, classify. Never raises for Colonies faults.
+
+    ``cancel`` set (the HTTP client hung up) ends the wait early; a call still waiting in the
+    queue is then removed, so no executor runs it for nobody.
+    """
+    try:
+        processid = backend.submit(request)
+        end = backend.wait(processid, request.deadline_seconds, cancel)
+        if cancel is not None and cancel.is_set() and end.state is State.WAITING:
+            try:
+                backend.remove(processid)
+            except (ColoniesUnreachable, ColoniesRefused) as exc:  # assigned meanwhile: it runs
+                log.info("call %s: client gone, not removed from the queue: %s", processid, exc)
+            return CallResult(CANCELLED, [], "the client went away", processid)
+    except ColoniesUnreachable as exc:
+        return CallResult(UNREACHABLE, [], f"Colonies server unreachable: {exc}")
+    except ColoniesRefused as exc:
+        return CallResult(REFUSED, [], f"Colonies server refused the call: {exc}")
+    return classify(end, request)
+
+
+def poll_until_final(fetch: Callable[[], CallEnd], timeout: float, *,
+                     clock: Callable[[], float] = time.monotonic,
+                     sleep: Callable[[float], None] = time.sleep,
+                     first: float = 0.005, cap: float = 0.1,
+                     cancel: threading.Event | None = None) -> CallEnd:
+    """Call ``fetch`` until the state is final or ``timeout`` passes; back off 5 ms -> 100 ms."""
+    deadline = clock() + timeout
+    delay = first
+    while True:
+        end = fetch()
+        left = deadline - clock()
+        if end.state.final or left <= 0 or (cancel is not None and cancel.is_set()):
+            return end
+        sleep(min(delay, left))
+        delay = min(cap, delay * 2)

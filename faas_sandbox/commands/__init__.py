@@ -1,1 +1,0 @@
-"""One module per CLI command; faas_sandbox.cli loads them lazily."""

@@ -1,0 +1,75 @@
+"""What the executor tells the server about one call: a :class:`~faas_sandbox.executor.delivery.Report`
+built from a sandbox Outcome or from one of our own failure kinds, with its log line.
+
+- success: ``out = [outcome.element]``, the output element the sandbox child encoded
+  (engine/element.py: the encoding rule, incl. lone surrogates), sent as its bytes, never
+  decoded here; the process log gets the prints (if any) and a ``[faas-sandbox]`` usage line;
+- failure: ``errors = ["<kind>: <message>"]`` (at most MAX_REASON_CHARS), with the prints and
+  the reason in the process log. User text in our own log lines goes through ``for_log``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .delivery import Report
+from ..engine.element import Unsendable
+from ..engine.outcome import ErrorKind, Outcome
+from .texts import for_log
+
+log = logging.getLogger("faas_sandbox.executor.loop")
+
+MAX_REASON_CHARS = 4000
+_MIB = 1024 * 1024
+
+
+def outcome_report(pid: str, function: str, outcome: Outcome, metrics: Any = None) -> Report:
+    """The report of a call the sandbox ran."""
+    usage = outcome.usage
+    text = (f"in {usage.wall_s:.3f}s cpu={usage.cpu_s:.3f}s "
+            f"rss={usage.max_rss_bytes / _MIB:.1f}MiB")
+    out = None
+    if outcome.ok:
+        try:
+            out = outcome.element  # the child's bytes; made here only for in-process values
+        except Unsendable as exc:
+            outcome = Outcome.failure(ErrorKind.OUTPUT, str(exc), outcome.stdout, usage)
+        except (ValueError, RecursionError) as exc:
+            # redteam: an Outcome whose value_json is not JSON (a forged frame, from a call
+            # made without element=True) fails that call, never this worker.
+            outcome = Outcome.failure(ErrorKind.CRASH, "sent a malformed result (its value "
+                                      f"is not JSON: {type(exc).__name__})", outcome.stdout,
+                                      usage)
+    if metrics is not None:
+        metrics.observe(outcome, usage.wall_s)
+    if outcome.ok:
+        log.info("call %s: %s ok %s", pid, function, text)
+        note = None
+        if outcome.stdout:
+            note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} ok {text}"
+        return Report(pid, True, [out], [], note)
+    reason = clip(outcome.reason)
+    log.info("call %s: %s failed %s: %s", pid, function, text, for_log(reason))  # on kills
+    # the sandbox has logged a WARNING already
+    note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} failed {text}: " \
+           f"{reason}"
+    return Report(pid, False, [], [reason], note)
+
+
+def failed_report(pid: str, function: str, kind: str, message: str, seconds: float,
+                  metrics: Any = None) -> Report:
+    """The report of a call failed by the executor itself (spec, not_found, unavailable...)."""
+    reason = clip(f"{kind}: {message}")
+    log.info("call %s: %s failed in %.3fs: %s", pid, function, seconds, for_log(reason))
+    if metrics is not None:
+        metrics.observe_kind(kind, seconds)
+    return Report(pid, False, [], [reason], f"[faas-sandbox] {function} failed: {reason}")
+
+
+def clip(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."
+
+
+def _nl(text: str) -> str:
+    return "" if not text or text.endswith("\n") else "\n"
