@@ -27,7 +27,8 @@ import websocket
 
 import requests
 
-from faas_sandbox.colonies.client import FAILED, SUCCESS, ColoniesClient, FastColonies, sign
+from faas_sandbox.kinds import ProcessState
+from faas_sandbox.colonies.client import ColoniesClient, FastColonies, sign
 
 class LoadgenColonies(FastColonies):
     """The fast client, minus requests' per-request proxy lookup in os.environ.
@@ -63,7 +64,7 @@ class Watcher:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        for state in (SUCCESS, FAILED):
+        for state in (ProcessState.SUCCESS, ProcessState.FAILED):
             ws = self._subscribe(state)
             thread = threading.Thread(target=self._read, args=(state, ws), daemon=True,
                                       name=f"watch-{state}")
@@ -120,7 +121,7 @@ class Watcher:
         if self.on_end is not None:
             state = int(body.get("state", -1))
             self.on_end(body.get("processid", ""), state,
-                        body.get("out") if state == SUCCESS else body.get("errors"), when, "ws")
+                        body.get("out") if state == ProcessState.SUCCESS else body.get("errors"), when, "ws")
 
     def stop(self) -> None:
         self._closing = True
@@ -240,9 +241,9 @@ class LoadRun:
         result.last_end = max(result.last_end, when)
         if how != "ws":
             result.swept += 1
-        if state == SUCCESS and out == self.expected:
+        if state == ProcessState.SUCCESS and out == self.expected:
             result.ok += 1
-        elif state == SUCCESS:
+        elif state == ProcessState.SUCCESS:
             result.wrong += 1
             self._note(f"{pid[:12]} out={out!r}")
         else:
@@ -272,6 +273,6 @@ class LoadRun:
                 except Exception:  # noqa: BLE001 - try again next round
                     continue
                 state = process.get("state")
-                if state in (SUCCESS, FAILED, 4):
-                    self._on_end(pid, int(state), process.get("out") if state == SUCCESS
+                if state in (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.CANCELLED):
+                    self._on_end(pid, int(state), process.get("out") if state == ProcessState.SUCCESS
                                  else process.get("errors"), time.perf_counter(), "sweep")

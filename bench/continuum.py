@@ -31,7 +31,8 @@ from typing import Any
 import requests
 
 from _continuum import EXECUTOR_TYPE, World
-from faas_sandbox.colonies.client import SUCCESS, ColoniesClient, call_spec
+from faas_sandbox.kinds import ProcessState
+from faas_sandbox.colonies.client import ColoniesClient, call_spec
 from faas_sandbox.errors import ColoniesError
 
 EXPECTED = [69.8]
@@ -85,7 +86,7 @@ def wait_all(member: ColoniesClient, pids: list[str], timeout: float) -> dict[st
 
 
 def summarize(procs: dict[str, dict]) -> dict[str, Any]:
-    done = [p for p in procs.values() if p.get("state") == SUCCESS and p.get("out") == EXPECTED]
+    done = [p for p in procs.values() if p.get("state") == ProcessState.SUCCESS and p.get("out") == EXPECTED]
     lost = len(procs) - len(done)
     if not done:
         return {"rate": 0.0, "p50": 0.0, "p95": 0.0, "lost": lost, "retries": 0}

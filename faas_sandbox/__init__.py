@@ -12,9 +12,10 @@ Layers (one sub-package each; ``tests/unit/test_layers.py`` enforces the arrows)
     cli ──► frontend ──► colonies            engine: stdlib, RestrictedPython, pyseccomp
      └────► executor ──► colonies, engine    frontend and colonies: never the engine
 
-Shared by all: ``policy``, ``settings``, ``errors``, ``metrics``, ``devenv`` and the engine's
-vocabulary modules, stdlib only (``engine.outcome``: failure kinds; ``engine.module_names``;
-``engine.element``: how a result travels as an output element).
+Shared by all: ``policy``, ``settings``, ``errors``, ``metrics``, ``devenv``, ``kinds`` (the
+failure kinds and the process states) and the engine's vocabulary modules, stdlib only
+(``engine.outcome``: a call's result; ``engine.module_names``; ``engine.element``: how a result
+travels as an output element).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from .errors import (
     SettingsError,
     SpecError,
 )
-from .engine.outcome import ErrorKind, Outcome, Usage
+from .engine.outcome import Outcome, Usage
+from .kinds import ErrorKind, ProcessState
 from .policy import CallPolicy, Limits, Policy
 
 __all__ = [
     "CallPolicy", "ColoniesError", "EngineError", "ErrorKind", "Limits", "Outcome", "Policy",
-    "PolicyError", "Sandbox", "SandboxError", "SettingsError", "SpecError", "Usage",
+    "PolicyError", "ProcessState", "Sandbox", "SandboxError", "SettingsError", "SpecError", "Usage",
 ]
 
 

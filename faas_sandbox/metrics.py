@@ -23,12 +23,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import start_http_server as _start_http_server
 
-from .engine.outcome import ErrorKind, Outcome
+from .kinds import OK, ErrorKind
+
+if TYPE_CHECKING:
+    from .engine.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ class Metrics:
 
     def observe(self, outcome: Outcome, seconds: float) -> None:
         """Count a sandbox Outcome; a timeout/cpu/memory/output/crash also counts as a kill."""
-        kind = "ok" if outcome.ok else str(outcome.error_kind)
+        kind = OK if outcome.ok else str(outcome.error_kind)
         self.observe_kind(kind, seconds)
         if kind in KILL_REASONS:
             self.kills.labels(reason=kind).inc()

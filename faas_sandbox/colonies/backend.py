@@ -31,7 +31,8 @@ from typing import Any
 
 import websocket
 
-from .calls import CallEnd, CallRequest, State, poll_until_final
+from .calls import CallEnd, CallRequest, poll_until_final
+from ..kinds import ProcessState
 from .client import (
     DEFAULT_EXECUTOR_TYPE,
     FAILED_SETTLE_S,
@@ -95,7 +96,7 @@ class ColoniesBackend:
         # The server writes FAILED and the errors in two statements: a reader in between sees a
         # failure without its reason. Same settle bound as ColoniesClient.wait.
         settle = time.monotonic() + FAILED_SETTLE_S
-        while end.state is State.FAILED and not end.errors and time.monotonic() < settle:
+        while end.state is ProcessState.FAILED and not end.errors and time.monotonic() < settle:
             time.sleep(0.02)
             end = self.get(processid)
         return end
@@ -138,7 +139,7 @@ class ColoniesBackend:
         return current(self.client, name)
 
     # -- WebSocket watch ----------------------------------------------------------------------
-    def _subscribe(self, processid: str, state: State, timeout: float) -> websocket.WebSocket:
+    def _subscribe(self, processid: str, state: ProcessState, timeout: float) -> websocket.WebSocket:
         msg = {"processid": processid, "executortype": self.executor_type,
                "state": int(state), "timeout": max(1, math.ceil(timeout)),
                "colonyname": self.client.colony, "msgtype": "subscribeprocessmsg"}
@@ -170,7 +171,7 @@ class ColoniesBackend:
                  cancel: threading.Event | None = None) -> CallEnd:
         deadline = clock() + timeout
         sockets = [self._subscribe(processid, state, timeout + 1)
-                   for state in (State.SUCCESS, State.FAILED)]
+                   for state in (ProcessState.SUCCESS, ProcessState.FAILED)]
         tick = SAFETY_POLL_S if cancel is None else CANCEL_POLL_S
         last_get = clock()
         try:

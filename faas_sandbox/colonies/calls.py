@@ -12,7 +12,6 @@ User failures are values (``CallResult.kind``), never exceptions.
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import re
@@ -23,21 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
+from ..kinds import OK, ErrorKind, ProcessState
 from .lifecycle import Revision
 from ..policy import Policy
 from .spec import decode_result
 
 log = logging.getLogger(__name__)
 
-# Result kinds besides the sandbox's ErrorKind values and the executor's spec/not_found.
-OK = "ok"
-NOT_FOUND = "not_found"
-TIMEOUT = "timeout"
-NO_EXECUTOR = "no_executor"  # nobody picked the call up before maxwaittime / our deadline
-UNREACHABLE = "unreachable"  # the Colonies server could not be reached
-REFUSED = "refused"  # the Colonies server refused our request (key, colony, ...)
-CANCELLED = "cancelled"
-FAILED = "failed"  # a failure text we do not recognise
 MIN_MAXEXECTIME = 0.001  # the policy's smallest wall limit (Limits' wall_seconds minimum)
 
 WAIT_LIMIT_TEXT = "Maximum waiting time limit exceeded"
@@ -49,24 +40,6 @@ GRACE_SECONDS = 3.0
 # the exact limit.
 EXEC_MARGIN_S = 1.0
 _KIND = re.compile(r"^([a-z][a-z_]{1,30}): (.*)$", re.DOTALL)
-
-
-class State(enum.IntEnum):
-    """Colonies process states (protocol §5.3)."""
-
-    WAITING = 0
-    RUNNING = 1
-    SUCCESS = 2
-    FAILED = 3
-    CANCELLED = 4
-
-    @property
-    def final(self) -> bool:
-        return self >= State.SUCCESS
-
-
-STATE_NAMES = {State.WAITING: "waiting", State.RUNNING: "running", State.SUCCESS: "successful",
-               State.FAILED: "failed", State.CANCELLED: "cancelled"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +90,7 @@ class CallEnd:
     """What a backend last saw of a process; ``state`` is final unless the wait timed out."""
 
     processid: str
-    state: State
+    state: ProcessState
     output: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     function: str = ""  # spec.kwargs.function, when the process says
@@ -131,9 +104,9 @@ class CallEnd:
         kwargs = spec.get("kwargs") if isinstance(spec, Mapping) else None
         kwargs = kwargs if isinstance(kwargs, Mapping) else {}
         try:
-            state = State(int(process.get("state", 0)))
+            state = ProcessState(int(process.get("state", 0)))
         except (TypeError, ValueError):
-            state = State.WAITING
+            state = ProcessState.WAITING
         return cls(str(process.get("processid", "")), state,
                    list(process.get("out") or []), [str(e) for e in process.get("errors") or []],
                    str(kwargs.get("function", ""))[:128], "arg" in kwargs,
@@ -208,13 +181,13 @@ def parse_error(text: str) -> tuple[str, str]:
     """``"<kind>: <message>"`` -> (kind, message); the server's own texts get kinds too."""
     text = text.strip()
     if text.startswith(WAIT_LIMIT_TEXT):
-        return NO_EXECUTOR, "no executor picked the call up within maxwaittime"
+        return ErrorKind.NO_EXECUTOR, "no executor picked the call up within maxwaittime"
     if text.startswith(EXEC_LIMIT_TEXT):
-        return TIMEOUT, "the server's maxexectime expired before the executor answered"
+        return ErrorKind.TIMEOUT, "the server's maxexectime expired before the executor answered"
     match = _KIND.match(text)
     if match:
         return match.group(1), match.group(2)
-    return FAILED, text
+    return ErrorKind.FAILED, text
 
 
 def decode_output(output: list[Any]) -> list[Any]:
@@ -225,18 +198,18 @@ def decode_output(output: list[Any]) -> list[Any]:
 def classify(end: CallEnd, request: CallRequest) -> CallResult:
     """Turn an end state (or the last state seen at our deadline) into a CallResult."""
     pid = end.processid or None
-    if end.state is State.SUCCESS:
+    if end.state is ProcessState.SUCCESS:
         output = list(end.output) if request.tutorial else decode_output(end.output)
         return CallResult(OK, output, "", pid)
-    if end.state is State.FAILED:
+    if end.state is ProcessState.FAILED:
         kind, message = parse_error(end.errors[0] if end.errors else "failed without a reason")
         return CallResult(kind, [], message, pid)
-    if end.state is State.CANCELLED:
-        return CallResult(CANCELLED, [], "the call was cancelled", pid)
-    if end.state is State.WAITING:
-        return CallResult(NO_EXECUTOR, [], f"no executor picked the call up within "
+    if end.state is ProcessState.CANCELLED:
+        return CallResult(ErrorKind.CANCELLED, [], "the call was cancelled", pid)
+    if end.state is ProcessState.WAITING:
+        return CallResult(ErrorKind.NO_EXECUTOR, [], f"no executor picked the call up within "
                           f"{request.deadline_seconds:g} s", pid)
-    return CallResult(TIMEOUT, [], f"no result within {request.deadline_seconds:g} s", pid)
+    return CallResult(ErrorKind.TIMEOUT, [], f"no result within {request.deadline_seconds:g} s", pid)
 
 
 def run_call(backend: Backend, request: CallRequest,
@@ -249,16 +222,16 @@ def run_call(backend: Backend, request: CallRequest,
     try:
         processid = backend.submit(request)
         end = backend.wait(processid, request.deadline_seconds, cancel)
-        if cancel is not None and cancel.is_set() and end.state is State.WAITING:
+        if cancel is not None and cancel.is_set() and end.state is ProcessState.WAITING:
             try:
                 backend.remove(processid)
             except (ColoniesUnreachable, ColoniesRefused) as exc:  # assigned meanwhile: it runs
                 log.info("call %s: client gone, not removed from the queue: %s", processid, exc)
-            return CallResult(CANCELLED, [], "the client went away", processid)
+            return CallResult(ErrorKind.CANCELLED, [], "the client went away", processid)
     except ColoniesUnreachable as exc:
-        return CallResult(UNREACHABLE, [], f"Colonies server unreachable: {exc}")
+        return CallResult(ErrorKind.UNREACHABLE, [], f"Colonies server unreachable: {exc}")
     except ColoniesRefused as exc:
-        return CallResult(REFUSED, [], f"Colonies server refused the call: {exc}")
+        return CallResult(ErrorKind.REFUSED, [], f"Colonies server refused the call: {exc}")
     return classify(end, request)
 
 

@@ -40,13 +40,13 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..engine.element import Element
 from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
+from ..kinds import ProcessState
 from .nodes import NodeList, never_sent, parse_nodes
 from .reply import backend_down  # noqa: F401 - re-exported: callers check replies with it
 from .reply import NO_QUORUM, Unreadable, decode_reply, read_capped, salvage_list
 from .spec import encode_call_kwargs
 
 IDLE_MESSAGE = "No process available for assignment"
-WAITING, RUNNING, SUCCESS, FAILED, CANCELLED = 0, 1, 2, 3, 4  # process states
 PENDING, APPROVED, REJECTED, UNREGISTERED = 0, 1, 2, 3  # executor states
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 30.0
@@ -393,12 +393,12 @@ class ColoniesClient:
         while True:
             process = self.get_process(processid)
             state = process.get("state")
-            if state == FAILED and not process.get("errors"):
+            if state == ProcessState.FAILED and not process.get("errors"):
                 bare_since = bare_since or time.monotonic()
                 if time.monotonic() - bare_since < FAILED_SETTLE_S:
                     time.sleep(0.02)
                     continue
-            if state in (SUCCESS, FAILED, CANCELLED):
+            if state in (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.CANCELLED):
                 return process
             left = deadline - time.monotonic()
             if left <= 0:

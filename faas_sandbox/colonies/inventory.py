@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..kinds import ProcessState
+
 LABEL = "/faas"
 EXECUTOR_STATES = {0: "pending", 1: "approved", 2: "rejected", 3: "unregistered"}
 _ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -86,6 +88,6 @@ def colony_status(client: Rpc) -> ColonyStatus:
         else str(row["lastheardfromtime"]))
         for row in rows]
     executors.sort(key=lambda e: (e.state != "approved", e.name))
-    processes = {name: int(stats.get(f"{name}processes", 0) or 0)
-                 for name in ("waiting", "running", "successful", "failed", "cancelled")}
+    processes = {state.label: int(stats.get(f"{state.label}processes", 0) or 0)
+                 for state in ProcessState}
     return ColonyStatus(client.colony, executors, processes)

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..kinds import ErrorKind
 from .element import Element, of_value, read
 
-
-class ErrorKind(str, enum.Enum):
-    """The fixed vocabulary of ways a call can fail."""
-
-    COMPILE = "compile"  # syntax error, or source refused by the restricted compiler
-    FORBIDDEN = "forbidden"  # a guard refused an attribute, import or builtin at run time
-    TIMEOUT = "timeout"  # wall-clock limit
-    CPU = "cpu"  # CPU-time limit (SIGXCPU)
-    MEMORY = "memory"  # address-space limit (MemoryError)
-    OUTPUT = "output"  # result not JSON-serialisable or over its cap; stdout flood
-    RUNTIME = "runtime"  # the function raised; message carries type and text
-    CRASH = "crash"  # the child died any other way
-
-    def __str__(self) -> str:
-        return self.value
+__all__ = ["ErrorKind", "Outcome", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)

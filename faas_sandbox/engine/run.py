@@ -28,6 +28,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
+from ..kinds import ErrorKind
 from . import element, probes, wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
 
@@ -139,7 +140,7 @@ def _call(request: wire.Request, state: RunState, reserve: list[Any],
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ValueError("expected [args, kwargs]")
     except (ValueError, TypeError, RecursionError) as exc:
-        return "runtime", f"ValueError: arguments could not be decoded: {describe(exc)}"
+        return ErrorKind.RUNTIME, f"ValueError: arguments could not be decoded: {describe(exc)}"
     if code is None:
         value = probes.PROBES[request.function]({**ctx, "args": kwargs})  # oslayer: params
     else:
@@ -147,7 +148,7 @@ def _call(request: wire.Request, state: RunState, reserve: list[Any],
         exec(code, g)
         f = g.get(request.function)
         if f is None or not callable(f):
-            return "runtime", f"NameError: source defines no function {request.function!r}"
+            return ErrorKind.RUNTIME, f"NameError: source defines no function {request.function!r}"
         value = f(*args, **kwargs)
     return encode_value(value, request.limits.max_result_bytes, request.element)
 
@@ -157,29 +158,29 @@ def execute(request: wire.Request, reserve: list[Any], emit: Callable[[bytes], N
     """Run one call and return its complete RESULT frame (the child's own usage included)."""
     state = RunState(request.limits.max_stdout_bytes)
     memory_text = f"memory limit exceeded (memory_mb={request.limits.memory_mb})"
-    fallback = wire.encode_result(_KIND["memory"], 0, 0.0, 0, b"", b"", memory_text.encode())
+    fallback = wire.encode_result(_KIND[ErrorKind.MEMORY], 0, 0.0, 0, b"", b"", memory_text.encode())
     flags = 0
     try:
         try:
             result = _call(request, state, reserve, emit, ctx or {})
         except _CompileFailed as exc:
-            result, flags = ("compile", str(exc)), exc.flags
+            result, flags = (ErrorKind.COMPILE, str(exc)), exc.flags
         except _Refused as exc:
-            result = ("output", str(exc))
+            result = (ErrorKind.OUTPUT, str(exc))
         except MemoryError:
             reserve.clear()
-            result = ("memory", memory_text)
+            result = (ErrorKind.MEMORY, memory_text)
         except GuardViolation as exc:
-            result = ("forbidden", str(exc))
+            result = (ErrorKind.FORBIDDEN, str(exc))
         except OutputOverflow as exc:
-            result = ("output", str(exc))
+            result = (ErrorKind.OUTPUT, str(exc))
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything
-            result = ("runtime", describe(exc))
+            result = (ErrorKind.RUNTIME, describe(exc))
         # Sticky facts win: a refusal or a flood that user code caught still ends the call.
         if state.violations:
-            result = ("forbidden", cap(state.violations[0]))
+            result = (ErrorKind.FORBIDDEN, cap(state.violations[0]))
         elif state.stdout_overflow:
-            result = ("output", f"print output passed its cap of {state.max_stdout_bytes} "
+            result = (ErrorKind.OUTPUT, f"print output passed its cap of {state.max_stdout_bytes} "
                                 "bytes (max_stdout_bytes)")
         stdout = state.stdout().encode("utf-8", "replace")
         ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -37,7 +37,8 @@ from ..errors import EngineError
 from ..policy import Limits, Policy
 from . import call, codecache, wire
 from .link import Link
-from .outcome import ErrorKind, Outcome, Usage
+from ..kinds import ErrorKind
+from .outcome import Outcome, Usage
 from .verdict import Seen, admit, classify, refusal
 
 log = logging.getLogger("faas_sandbox.engine")

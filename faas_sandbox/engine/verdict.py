@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from ..policy import Limits
 from . import element, wire
-from .outcome import ErrorKind, Outcome, Usage
+from ..kinds import OK, ErrorKind
+from .outcome import Outcome, Usage
 
 
 class Killed(str, enum.Enum):
@@ -109,12 +110,12 @@ def classify(seen: Seen, usage: Usage, limits: Limits, as_element: bool = False)
     decoded), since it is sent on as it is."""
     res = seen.result
     if res is not None:
-        if res.kind == "ok" and as_element:
+        if res.kind == OK and as_element:
             if not element.well_formed(res.value):
                 return Outcome.failure(ErrorKind.CRASH, "sent a malformed result (not one "
                                        "output element)", usage=usage)
             return Outcome(True, stdout=res.stdout, usage=usage, element=res.value)
-        if res.kind == "ok":
+        if res.kind == OK:
             return Outcome(True, stdout=res.stdout, usage=usage, value_json=res.value)
         return Outcome.failure(ErrorKind(res.kind), res.message, res.stdout, usage)
     if seen.malformed is not None:

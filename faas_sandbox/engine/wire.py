@@ -33,6 +33,7 @@ import struct
 from dataclasses import dataclass, fields
 
 from ..errors import EngineError
+from ..kinds import OK, ErrorKind
 from ..policy import Limits
 from .modules import MODULE_NAMES
 
@@ -43,7 +44,8 @@ REQ_HEAD = struct.Struct(">BBQHII")
 ELEMENT = 1  # request flag
 LIMITS = struct.Struct(">d" + "Q" * (len(fields(Limits)) - 1))
 RES_HEAD = struct.Struct(">BBdQIII")
-RESULT_KINDS = ("ok", "compile", "forbidden", "memory", "output", "runtime")
+RESULT_KINDS = (OK, ErrorKind.COMPILE, ErrorKind.FORBIDDEN, ErrorKind.MEMORY, ErrorKind.OUTPUT,
+                ErrorKind.RUNTIME)
 COMPILE_LIMIT = 1
 MODULE_ORDER = tuple(sorted(MODULE_NAMES))
 MAX_CODE_BYTES = 8 << 20  # largest marshalled code object a child sends for the cache

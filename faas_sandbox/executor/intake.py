@@ -20,12 +20,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ..errors import ColoniesError, ReplyUnreadable
+from ..kinds import ProcessState
 from ..colonies.reply import Unreadable
 from ..colonies.spec import EXECUTE
 
 log = logging.getLogger(__name__)
 
-RUNNING = 1  # process state
 REREAD_DELAYS_S = (0.05, 0.1, 0.2)
 
 
@@ -40,7 +40,7 @@ def orphans(client: Reader, executor_id: str, executor_type: str,
     """Yield ``(pid, process, "")`` to serve, or ``(pid, None, reason)`` to fail as spec, for
     RUNNING processes assigned to ``executor_id`` that ``known(pid)`` does not claim.
     ColoniesError from the listing itself propagates."""
-    for process in client.list_processes(RUNNING, 100, executor_type):
+    for process in client.list_processes(ProcessState.RUNNING, 100, executor_type):
         fields = process.fields if isinstance(process, Unreadable) else process
         pid = fields.get("processid") if isinstance(fields, dict) else None
         if not isinstance(pid, str) or not pid or known(pid):
@@ -55,7 +55,7 @@ def orphans(client: Reader, executor_id: str, executor_type: str,
             except ColoniesError as exc:
                 log.warning("call %s: could not read it (%s)", pid, exc)
                 continue
-            if not isinstance(process, dict) or process.get("state") != RUNNING:
+            if not isinstance(process, dict) or process.get("state") != ProcessState.RUNNING:
                 continue
         if process.get("assignedexecutorid") == executor_id:
             yield pid, process, ""

@@ -59,6 +59,7 @@ from ..errors import (
     SpecError,
 )
 from ..engine.outcome import Outcome
+from ..kinds import ErrorKind
 from .intake import lacks_env, orphans, reread_env, started_ago
 from .liveness import Liveness
 from ..colonies.reply import Unreadable
@@ -179,7 +180,7 @@ class Executor:
         for pid, function in pending.items():
             log.warning("call %s: %s interrupted by %s", pid, function, why)
             self.outbox.deliver(Report(pid, False, [], [
-                f"interrupted: executor {self.name} stopped before the call finished ({why})"]))
+                f"{ErrorKind.INTERRUPTED}: executor {self.name} stopped before the call finished ({why})"]))
         self.outbox.flush(1.0 if self._signals < 2 else 0.0)
 
     # -- worker threads -----------------------------------------------------------------------
@@ -303,7 +304,7 @@ class Executor:
             if pid in self._inflight or pid in self._recent:
                 return
             self._remember(pid)
-        report = self._failed(pid, "?", "spec", f"process cannot be read: {reason}",
+        report = self._failed(pid, "?", ErrorKind.SPEC, f"process cannot be read: {reason}",
                               self._clock())
         self.outbox.deliver(report)
 
@@ -367,7 +368,7 @@ class Executor:
                 # per-call limits by this value, and raw float budgets would never hit.
                 budget = math.floor(budget * 10) / 10
                 if budget <= 0:
-                    return self._failed(pid, function, "timeout", f"maxexectime of "
+                    return self._failed(pid, function, ErrorKind.TIMEOUT, f"maxexectime of "
                                         f"{call.maxexectime}s used up before the call started",
                                         received)
             if call.wall is not None:  # the submitter's own limit (maxexectime leaves room)
@@ -383,21 +384,21 @@ class Executor:
             self._call_s = 0.8 * self._call_s + 0.2 * (time.monotonic() - started)
             self._engine_errors = 0
         except SpecError as exc:
-            return self._failed(pid, function, "spec", str(exc), received)
+            return self._failed(pid, function, ErrorKind.SPEC, str(exc), received)
         except FunctionNotFound as exc:
-            return self._failed(pid, function, "not_found", str(exc), received)
+            return self._failed(pid, function, ErrorKind.NOT_FOUND, str(exc), received)
         except CodeUnavailable as exc:
-            return self._failed(pid, function, "unavailable", str(exc), received)
+            return self._failed(pid, function, ErrorKind.UNAVAILABLE, str(exc), received)
         except EngineError as exc:
             self._engine_errors += 1
             if self._engine_errors >= 3:
                 self._fatal = f"sandbox engine failing: {exc}"
                 log.error("sandbox engine failed %d times in a row; stopping",
                           self._engine_errors)
-            return self._failed(pid, function, "crash", f"sandbox engine failed: {exc}", received)
+            return self._failed(pid, function, ErrorKind.CRASH, f"sandbox engine failed: {exc}", received)
         except Exception as exc:
             log.exception("call %s: internal error", pid)
-            return self._failed(pid, function, "crash",
+            return self._failed(pid, function, ErrorKind.CRASH,
                                 f"internal executor error: {type(exc).__name__}: "
                                 f"{for_log(exc)}", received)
         finally:
@@ -410,7 +411,7 @@ class Executor:
         except Exception as exc:  # redteam: a report we cannot build fails that call only;
             # raised, it killed the worker and left the process running (6 stopped us)
             log.exception("call %s: internal error while reporting", pid)
-            return self._failed(pid, function, "crash", f"internal executor error: "
+            return self._failed(pid, function, ErrorKind.CRASH, f"internal executor error: "
                                 f"{type(exc).__name__}: {for_log(exc)}", received)
 
     def _parse(self, pid: str, process: dict[str, Any]) -> Any:
@@ -426,7 +427,7 @@ class Executor:
     def _report(self, pid: str, function: str, outcome: Outcome) -> Report:
         return outcome_report(pid, function, outcome, self.metrics)
 
-    def _failed(self, pid: str, function: str, kind: str, message: str,
+    def _failed(self, pid: str, function: str, kind: ErrorKind, message: str,
                 received: float) -> Report:
         return failed_report(pid, function, kind, message, self._clock() - received,
                              self.metrics)

@@ -15,7 +15,8 @@ from typing import Any
 
 from .delivery import Report
 from ..engine.element import Unsendable
-from ..engine.outcome import ErrorKind, Outcome
+from ..engine.outcome import Outcome
+from ..kinds import ErrorKind
 from .texts import for_log
 
 log = logging.getLogger("faas_sandbox.executor.loop")
@@ -57,7 +58,7 @@ def outcome_report(pid: str, function: str, outcome: Outcome, metrics: Any = Non
     return Report(pid, False, [], [reason], note)
 
 
-def failed_report(pid: str, function: str, kind: str, message: str, seconds: float,
+def failed_report(pid: str, function: str, kind: ErrorKind, message: str, seconds: float,
                   metrics: Any = None) -> Report:
     """The report of a call failed by the executor itself (spec, not_found, unavailable...)."""
     reason = clip(f"{kind}: {message}")

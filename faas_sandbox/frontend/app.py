@@ -56,9 +56,10 @@ from .models import (
     Health,
     LogsResponse,
 )
-from .problems import SPEC, ApiError
+from .problems import ApiError
 from ..metrics import Metrics
 from ..metrics import default as default_metrics
+from ..kinds import OK, ErrorKind
 from ..policy import Policy
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,6 @@ log = logging.getLogger(__name__)
 STATUS = problems.STATUS  # kind -> HTTP status (422 for every sandbox kind)
 FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 PROCESSID_PATTERN = r"^[0-9a-f]{64}$"
-STATE_NAMES = calls.STATE_NAMES
 MAX_FUNCTION_LABELS = 256  # distinct function labels on the call counter; then "_other"
 _DESCRIPTIONS = {
     400: "malformed request (kind spec)", 401: "missing or unknown bearer token",
@@ -159,12 +159,12 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         token = bearer(request.headers.get("authorization"))
         grant = tokens.find(token) if token else None
         if grant is None:
-            raise ApiError("unauthorized", "missing or unknown bearer token")
+            raise ApiError(ErrorKind.UNAUTHORIZED, "missing or unknown bearer token")
         if function is not None and not grant.allows(function):
-            raise ApiError("denied", f"token {grant.name!r} may not call {function!r}")
+            raise ApiError(ErrorKind.DENIED, f"token {grant.name!r} may not call {function!r}")
         wait = rates.take(grant.name)
         if wait > 0:
-            raise ApiError("busy", f"token {grant.name!r} is over its rate of "
+            raise ApiError(ErrorKind.BUSY, f"token {grant.name!r} is over its rate of "
                            f"{settings.rate_per_token:g} requests/s",
                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
         request.state.grant = grant
@@ -175,7 +175,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         if by_function is None:
             return
         if function not in labelled and len(labelled) < MAX_FUNCTION_LABELS and kind not in (
-                calls.NOT_FOUND, SPEC):
+                ErrorKind.NOT_FOUND, ErrorKind.SPEC):
             labelled.add(function)
         by_function.labels(function=function if function in labelled else "_other",
                            kind=kind).inc()
@@ -203,16 +203,16 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
     async def prepare(request: Request, call: CallRequest) -> CallRequest:
         """503 at once without executors; pin the current revision (404 if none)."""
         if await blocking(capacity.alive) == 0:
-            raise ApiError("no_executor", "no executor of this front end's type is alive")
+            raise ApiError(ErrorKind.NO_EXECUTOR, "no executor of this front end's type is alive")
         if settings.pin:
             try:
                 revision = await blocking(backend.current, call.function)
             except ColoniesUnreachable as exc:
-                raise ApiError("unreachable", f"Colonies server unreachable: {exc}") from None
+                raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
             except ColoniesRefused as exc:
-                raise ApiError("refused", f"Colonies server refused: {exc}") from None
+                raise ApiError(ErrorKind.REFUSED, f"Colonies server refused: {exc}") from None
             if revision is None:
-                raise ApiError("not_found", f"no function {call.function!r} is deployed")
+                raise ApiError(ErrorKind.NOT_FOUND, f"no function {call.function!r} is deployed")
             call = CallRequest(call.function, call.args, call.kwargs, call.wall_seconds,
                                call.maxwaittime, call.maxretries, call.tutorial,
                                (revision.fileid, revision.sha256))
@@ -222,8 +222,8 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
     async def run(request: Request, call: CallRequest) -> CallResult:
         if not gate.try_enter():
             log.warning("call %s refused: %d calls in flight", call.function, gate.size)
-            count(call.function, "busy", 0.0)
-            raise ApiError("busy", f"too many calls in flight (limit {gate.size}); retry later")
+            count(call.function, ErrorKind.BUSY, 0.0)
+            raise ApiError(ErrorKind.BUSY, f"too many calls in flight (limit {gate.size}); retry later")
         started = time.monotonic()
         try:
             with metrics.inflight():
@@ -234,9 +234,9 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         seconds = time.monotonic() - started
         if result is None:
             log.info("call %s: client went away after %.3fs", call.function, seconds)
-            result = CallResult(calls.CANCELLED, [], "the client went away")
-        elif result.kind == calls.NO_EXECUTOR and (await blocking(capacity.alive) or 0) > 0:
-            result = CallResult("busy", [], f"every executor was busy for the call's "
+            result = CallResult(ErrorKind.CANCELLED, [], "the client went away")
+        elif result.kind == ErrorKind.NO_EXECUTOR and (await blocking(capacity.alive) or 0) > 0:
+            result = CallResult(ErrorKind.BUSY, [], f"every executor was busy for the call's "
                                 f"{call.maxwaittime} s maxwaittime; retry later",
                                 result.processid)
         count(call.function, result.kind, seconds)
@@ -246,7 +246,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
 
     def failure(result: CallResult) -> ApiError:
         return ApiError(result.kind, result.message, processid=result.processid,
-                        status=499 if result.kind == calls.CANCELLED else None)
+                        status=499 if result.kind == ErrorKind.CANCELLED else None)
 
     def answer(request: Request, body: dict[str, Any], status: int = 200,
                processid: str | None = None) -> JSONResponse:
@@ -260,11 +260,11 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
                                       maxwaittime=settings.maxwaittime,
                                       maxretries=settings.maxretries, tutorial=tutorial)
         except SpecError as exc:
-            raise ApiError(SPEC, str(exc)) from None
+            raise ApiError(ErrorKind.SPEC, str(exc)) from None
         limit = settings.policy.for_function(function).limits.max_args_bytes
         size = len(json.dumps([list(args), kwargs], separators=(",", ":")))
         if size > limit:
-            raise ApiError("too_large", f"arguments are {size} bytes of JSON, over the policy's "
+            raise ApiError(ErrorKind.TOO_LARGE, f"arguments are {size} bytes of JSON, over the policy's "
                            f"max_args_bytes of {limit} for {function}")
         return call
 
@@ -300,7 +300,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
-            raise ApiError(SPEC, f"body{'.' + where if where else ''}: {first.get('msg')}"[:300]) \
+            raise ApiError(ErrorKind.SPEC, f"body{'.' + where if where else ''}: {first.get('msg')}"[:300]) \
                 from None
         call = await prepare(request, make(name, tuple(body.args), body.kwargs,
                                            body.maxexectime))
@@ -309,9 +309,9 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
             try:
                 processid = await blocking(backend.submit, call)
             except ColoniesUnreachable as exc:
-                raise ApiError("unreachable", f"Colonies server unreachable: {exc}") from None
+                raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
             except ColoniesRefused as exc:
-                raise ApiError("refused", f"Colonies server refused the call: {exc}") from None
+                raise ApiError(ErrorKind.REFUSED, f"Colonies server refused the call: {exc}") from None
             count(name, "submitted", 0.0)
             return answer(request, {"processid": processid,
                                     "status_url": f"/calls/{processid}"}, 202, processid)
@@ -326,12 +326,12 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         try:
             end: CallEnd = await blocking(backend.get, processid)
         except ColoniesUnreachable as exc:
-            raise ApiError("unreachable", f"Colonies server unreachable: {exc}") from None
+            raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
         except ColoniesRefused:
-            raise ApiError("not_found", "no such process", processid=processid) from None
+            raise ApiError(ErrorKind.NOT_FOUND, "no such process", processid=processid) from None
         grant = getattr(request.state, "grant", None)
         if grant is not None and not grant.allows(end.function):
-            raise ApiError("denied", f"token {grant.name!r} may not read calls of "
+            raise ApiError(ErrorKind.DENIED, f"token {grant.name!r} may not read calls of "
                            f"{end.function!r}")
         return end
 
@@ -342,7 +342,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
              summary="The state of a call (async or not) and, once final, its result")
     async def call_status(request: Request, processid: str = processid_param) -> Any:
         end = await fetch(request, processid)
-        body: dict[str, Any] = {"processid": processid, "state": STATE_NAMES[end.state],
+        body: dict[str, Any] = {"processid": processid, "state": end.state.label,
                                 "function": end.function or None, "output": [],
                                 "kind": None, "message": None, "revision": end.revision or None}
         if end.state.final:
@@ -360,9 +360,9 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         try:
             lines = await blocking(backend.logs, processid)
         except ColoniesUnreachable as exc:
-            raise ApiError("unreachable", f"Colonies server unreachable: {exc}") from None
+            raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
         except ColoniesRefused:
-            raise ApiError("not_found", "no such process", processid=processid) from None
+            raise ApiError(ErrorKind.NOT_FOUND, "no such process", processid=processid) from None
         return answer(request, {"processid": processid, "logs": lines}, processid=processid)
 
     @app.get("/functions", response_model=list[FunctionSummary], dependencies=secured,
@@ -373,7 +373,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         try:
             listed = await blocking(backend.functions)
         except (ColoniesUnreachable, ColoniesRefused) as exc:
-            raise ApiError("unreachable", f"Colonies server: {exc}") from None
+            raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server: {exc}") from None
         return [f for f in listed if grant is None or grant.allows(f["name"])]
 
     @app.get("/functions/{name}", response_model=FunctionDetail, dependencies=secured,
@@ -385,9 +385,9 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         try:
             revisions = await blocking(backend.history, name)
         except (ColoniesUnreachable, ColoniesRefused) as exc:
-            raise ApiError("unreachable", f"Colonies server: {exc}") from None
+            raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server: {exc}") from None
         if not revisions:
-            raise ApiError("not_found", f"no function {name!r} is deployed")
+            raise ApiError(ErrorKind.NOT_FOUND, f"no function {name!r} is deployed")
         listed = [r.to_json() for r in revisions]
         return {"name": name, "current": listed[-1], "revisions": listed}
 
@@ -398,9 +398,9 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         try:
             await blocking(backend.ping)
         except Exception as exc:  # noqa: BLE001 - any failure to reach Colonies: "not ready"
-            raise ApiError("unreachable", f"Colonies server: {exc}", status=503) from None
+            raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server: {exc}", status=503) from None
         alive = await blocking(capacity.alive, True)
-        return {"status": "no_executor" if alive == 0 else "ok", "executors": alive}
+        return {"status": ErrorKind.NO_EXECUTOR if alive == 0 else OK, "executors": alive}
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(request: Request) -> Response:

@@ -21,7 +21,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .problems import SPEC, ApiError
+from ..kinds import ErrorKind
+from .problems import ApiError
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -57,10 +58,10 @@ class FrontDoor:
             except ValueError:
                 size = -1
             if size < 0:
-                await _answer(send_with_id, 400, SPEC, "Content-Length is not a number")
+                await _answer(send_with_id, 400, ErrorKind.SPEC, "Content-Length is not a number")
                 return
             if size > self.max_body_bytes:
-                await _answer(send_with_id, 413, "too_large",
+                await _answer(send_with_id, 413, ErrorKind.TOO_LARGE,
                               f"request body of {size} bytes is over the "
                               f"{self.max_body_bytes}-byte limit")
                 return
@@ -91,14 +92,14 @@ def loads_strict(data: bytes) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(SPEC, f"request body is not UTF-8: {exc.reason} at byte {exc.start}") \
+        raise ApiError(ErrorKind.SPEC, f"request body is not UTF-8: {exc.reason} at byte {exc.start}") \
             from None
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
-        raise ApiError(SPEC, "request body is nested too deeply") from None
+        raise ApiError(ErrorKind.SPEC, "request body is nested too deeply") from None
     except ValueError as exc:
-        raise ApiError(SPEC, f"request body is not valid JSON: {str(exc)[:200]}") from None
+        raise ApiError(ErrorKind.SPEC, f"request body is not valid JSON: {str(exc)[:200]}") from None
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
@@ -107,7 +108,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
                 or "transfer-encoding" in request.headers)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if has_body and media not in _JSON_TYPES:
-        raise ApiError("media_type", f"expected Content-Type application/json, got "
+        raise ApiError(ErrorKind.MEDIA_TYPE, f"expected Content-Type application/json, got "
                                      f"{media[:80] or 'none'}")
     if not has_body:
         return None
@@ -116,7 +117,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise ApiError("too_large", f"request body is over the {max_bytes}-byte limit",
+            raise ApiError(ErrorKind.TOO_LARGE, f"request body is over the {max_bytes}-byte limit",
                            headers={"Connection": "close"})
         chunks.append(chunk)
     data = b"".join(chunks)

@@ -29,24 +29,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..kinds import OK, ErrorKind
+
 log = logging.getLogger(__name__)
 
-SPEC = "spec"
 STATUS: dict[str, int] = {
-    "ok": 200,
-    SPEC: 400,
-    "unauthorized": 401,
-    "denied": 403,
-    "not_found": 404,
-    "method": 405,
-    "too_large": 413,
-    "media_type": 415,
-    "busy": 429,
-    "unreachable": 502,
-    "refused": 502,
-    "no_executor": 503,
-    "unavailable": 503,  # the executor could not fetch the code (ColonyFS/S3 down)
-    "timeout": 504,
+    OK: 200,
+    ErrorKind.SPEC: 400,
+    ErrorKind.UNAUTHORIZED: 401,
+    ErrorKind.DENIED: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.METHOD: 405,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.MEDIA_TYPE: 415,
+    ErrorKind.BUSY: 429,
+    ErrorKind.UNREACHABLE: 502,
+    ErrorKind.REFUSED: 502,
+    ErrorKind.NO_EXECUTOR: 503,
+    ErrorKind.UNAVAILABLE: 503,  # the executor could not fetch the code (ColonyFS/S3 down)
+    ErrorKind.TIMEOUT: 504,
 }
 FUNCTION_FAILED = 422  # every other kind: the sandbox's compile, forbidden, runtime, ...
 
@@ -105,17 +106,17 @@ def install(app: FastAPI, retry_after: int) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return problem(SPEC, _validation_message(exc))
+        return problem(ErrorKind.SPEC, _validation_message(exc))
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         headers = dict(exc.headers or {})
         if exc.status_code == 404:
-            return problem("not_found", f"no route {request.url.path[:200]}")
+            return problem(ErrorKind.NOT_FOUND, f"no route {request.url.path[:200]}")
         if exc.status_code == 405:
-            return problem("method", f"method {request.method} not allowed here",
+            return problem(ErrorKind.METHOD, f"method {request.method} not allowed here",
                            status=405, headers=headers)
-        return problem(SPEC, str(exc.detail)[:300], status=exc.status_code, headers=headers)
+        return problem(ErrorKind.SPEC, str(exc.detail)[:300], status=exc.status_code, headers=headers)
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)

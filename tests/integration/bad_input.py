@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from faas_sandbox.colonies.client import FAILED, SUCCESS, ColoniesClient
+from faas_sandbox.kinds import ProcessState
+from faas_sandbox.colonies.client import ColoniesClient
 from faas_sandbox.errors import ColoniesRefused
 from harness import (
     NOBODY,
@@ -150,11 +151,11 @@ def drill_bad_input(member: ColoniesClient, workdir: Path) -> Drill:
             for label, (pid, want, text) in cases.items():
                 p = ended[pid]
                 reason = (p.get("errors") or [""])[0]
-                got = "SUCCESS" if p["state"] == SUCCESS else (
-                    reason.split(":", 1)[0] if p["state"] == FAILED else f"state {p['state']}")
+                got = "SUCCESS" if p["state"] == ProcessState.SUCCESS else (
+                    reason.split(":", 1)[0] if p["state"] == ProcessState.FAILED else f"state {p['state']}")
                 outcomes[label] = got if got == "SUCCESS" else reason[:100]
                 if want == "*":
-                    drill.expect(p["state"] in (SUCCESS, FAILED) and got != "crash",
+                    drill.expect(p["state"] in (ProcessState.SUCCESS, ProcessState.FAILED) and got != "crash",
                                  f"{label}: {got} {reason[:200]!r}")
                 else:
                     drill.expect(got == want and text in reason,

@@ -26,7 +26,8 @@ from typing import Any
 
 import psutil
 
-from faas_sandbox.colonies.client import FAILED, RUNNING, SUCCESS, ColoniesClient
+from faas_sandbox.kinds import ProcessState
+from faas_sandbox.colonies.client import ColoniesClient
 from harness import (
     NOBODY,
     Drill,
@@ -68,7 +69,7 @@ def drill_kill9_inflight(member: ColoniesClient, workdir: Path, inflight: int = 
 
             def all_running() -> bool:
                 states = [get(member, p) for p in pids]
-                return all(p["state"] == RUNNING and p["assignedexecutorid"] == first_id
+                return all(p["state"] == ProcessState.RUNNING and p["assignedexecutorid"] == first_id
                            for p in states)
 
             wait_until(f"{inflight} calls running on the first executor", all_running, 15)
@@ -89,7 +90,7 @@ def drill_kill9_inflight(member: ColoniesClient, workdir: Path, inflight: int = 
             done_after = time.monotonic() - killed_at
             for i, pid in enumerate(pids):
                 p = ended[pid]
-                drill.expect(p["state"] == SUCCESS and p["out"] == [f"call-{i}"],
+                drill.expect(p["state"] == ProcessState.SUCCESS and p["out"] == [f"call-{i}"],
                              f"{pid[:12]}: state {p['state']} out {p.get('out')} "
                              f"errors {p.get('errors')}")
                 drill.expect(p["assignedexecutorid"] == second_id,
@@ -169,12 +170,12 @@ def drill_service_restart(member: ColoniesClient, services: Services, workdir: P
             ended = wait_ended(member, pids, 40)
             states = [p["state"] for p in ended.values()]
             wrong = [pid[:12] for i, pid in enumerate(pids)
-                     if ended[pid]["state"] != SUCCESS or ended[pid]["out"] != [i]]
+                     if ended[pid]["state"] != ProcessState.SUCCESS or ended[pid]["out"] != [i]]
             requeued = [pid[:12] for pid in pids if ended[pid]["retries"] != 0]
             drill.expect(not wrong, f"calls not SUCCESS with their own output: {wrong[:10]}")
             drill.expect(not requeued, f"calls requeued (a close was lost): {requeued[:10]}")
             adopted = wait_ended(member, [orphan], 10)[orphan]
-            drill.expect(adopted["state"] == SUCCESS and adopted["out"] == ["orphan"]
+            drill.expect(adopted["state"] == ProcessState.SUCCESS and adopted["out"] == ["orphan"]
                          and adopted["retries"] == 0,
                          f"the call left assigned to the executor before the outage: state "
                          f"{adopted['state']} retries {adopted['retries']}")
@@ -191,8 +192,8 @@ def drill_service_restart(member: ColoniesClient, services: Services, workdir: P
             drill.expect(tail.rfind("colonies reachable again") > tail.rfind("unreachable"),
                          "the last state change logged is not 'reachable again'")
             check_executor_health(drill, ex, mark)
-            drill.facts.update(calls=len(pids), succeeded=states.count(SUCCESS),
-                               lost=len(pids) - states.count(SUCCESS) - states.count(FAILED),
+            drill.facts.update(calls=len(pids), succeeded=states.count(ProcessState.SUCCESS),
+                               lost=len(pids) - states.count(ProcessState.SUCCESS) - states.count(ProcessState.FAILED),
                                in_flight_at_stop=in_flight, down_s=round(down_for, 1),
                                submit_retries=counters.get("submit_retries", 0),
                                closes_delivered_late=late, requeued=len(requeued),
@@ -242,19 +243,19 @@ def drill_s3_down(member: ColoniesClient, services: Services, workdir: Path) -> 
                 during_uncached = call(uncached)
                 drill.expect(not port_open("minio"), "MinIO was started again during the "
                              "drill (a `stack.sh up` elsewhere?)")
-            drill.expect(during_cached["state"] == SUCCESS and during_cached["out"] == [cached],
+            drill.expect(during_cached["state"] == ProcessState.SUCCESS and during_cached["out"] == [cached],
                          f"cached call during the outage: {during_cached.get('errors')}")
             reason = (during_uncached.get("errors") or [""])[0]
-            drill.expect(during_uncached["state"] == FAILED and reason.startswith(
+            drill.expect(during_uncached["state"] == ProcessState.FAILED and reason.startswith(
                 f"unavailable: cannot fetch function '{uncached}'"),
                 f"uncached call during the outage: {during_uncached['state']} {reason!r}")
             after = call(uncached)
-            drill.expect(after["state"] == SUCCESS and after["out"] == [uncached],
+            drill.expect(after["state"] == ProcessState.SUCCESS and after["out"] == [uncached],
                          f"uncached call after the outage: {after.get('errors')}")
             check_executor_health(drill, ex, mark)
-            drill.facts.update(cached_during="SUCCESS" if during_cached["state"] == SUCCESS
+            drill.facts.update(cached_during="SUCCESS" if during_cached["state"] == ProcessState.SUCCESS
                                else "FAILED", uncached_during=reason[:90],
-                               uncached_after="SUCCESS" if after["state"] == SUCCESS
+                               uncached_after="SUCCESS" if after["state"] == ProcessState.SUCCESS
                                else "FAILED")
         finally:
             if ex is not None:
@@ -280,7 +281,7 @@ def drill_child_sigkill(member: ColoniesClient, workdir: Path) -> Drill:
             victim.send_signal(signal.SIGKILL)
             ended = wait_ended(member, [pid], 15)[pid]
             reason = (ended.get("errors") or [""])[0]
-            drill.expect(ended["state"] == FAILED and reason.startswith("crash: "),
+            drill.expect(ended["state"] == ProcessState.FAILED and reason.startswith("crash: "),
                          f"killed call ended {ended['state']} {reason!r}")
             drill.expect(uid == NOBODY, f"the sandbox child ran as uid {uid}")
             served_after(drill, member, nap, kind)
@@ -347,7 +348,7 @@ def drill_full_tmp(member: ColoniesClient, workdir: Path) -> Drill:
                 return wait_ended(member, [pid], timeout)[pid], time.monotonic() - started
 
             first, _ = call(1)
-            drill.expect(first["state"] == SUCCESS, f"call before filling: {first.get('errors')}")
+            drill.expect(first["state"] == ProcessState.SUCCESS, f"call before filling: {first.get('errors')}")
             filled = _fill(tiny)
             # Work dirs are empty dirs: they need an inode, no blocks, and each finished call
             # frees one that the next fork reuses. So calls run several at once: the spare
@@ -359,9 +360,9 @@ def drill_full_tmp(member: ColoniesClient, workdir: Path) -> Drill:
             ended = wait_ended(member, batch, 20)
             slowest = time.monotonic() - started
             during = [(ended[pid], 0.0) for pid in batch]
-            failed = [(p, s) for p, s in during if p["state"] == FAILED]
+            failed = [(p, s) for p, s in during if p["state"] == ProcessState.FAILED]
             reasons = sorted({(p.get("errors") or [""])[0][:120] for p, _ in failed})
-            drill.expect(all(p["state"] in (SUCCESS, FAILED) for p, _ in during),
+            drill.expect(all(p["state"] in (ProcessState.SUCCESS, ProcessState.FAILED) for p, _ in during),
                          "a call did not end while the temp fs was full")
             drill.expect(failed, "no call failed while the temp fs was full")
             drill.expect(all(r.startswith("crash: ") and "No space left" in r for r in reasons),
@@ -375,7 +376,7 @@ def drill_full_tmp(member: ColoniesClient, workdir: Path) -> Drill:
             started = time.monotonic()
             for i in range(10):
                 after, _ = call(100 + i)
-                if after["state"] == SUCCESS:
+                if after["state"] == ProcessState.SUCCESS:
                     recovered_in = time.monotonic() - started
                     break
                 time.sleep(0.5)
@@ -432,16 +433,16 @@ def drill_stdout_tricks(member: ColoniesClient, workdir: Path) -> Drill:
             for suffix, pid in pids.items():
                 p = ended[pid]
                 _, want, text = STDOUT_TRICKS[suffix]
-                if p["state"] == SUCCESS:
+                if p["state"] == ProcessState.SUCCESS:
                     got, detail = "SUCCESS", str(p["out"][0])
-                elif p["state"] == FAILED:
+                elif p["state"] == ProcessState.FAILED:
                     reason = (p.get("errors") or [""])[0]
                     got, detail = reason.split(":", 1)[0], reason
                 else:
                     got, detail = f"state {p['state']}", ""
                 seen[suffix] = got
                 if want == "*":
-                    drill.expect(got == "SUCCESS" or p["state"] == FAILED,
+                    drill.expect(got == "SUCCESS" or p["state"] == ProcessState.FAILED,
                                  f"{suffix}: not ended ({got})")
                 else:
                     drill.expect(got == want and text in detail,

@@ -24,9 +24,8 @@ from typing import Any, Protocol
 import psutil
 import requests
 
+from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.client import (
-    FAILED,
-    SUCCESS,
     ColoniesClient,
     FastColonies,
     call_spec,
@@ -176,8 +175,8 @@ def wait_ended(member: ColoniesClient, pids: Sequence[str], timeout: float,
             process = get(member, pid)
             seen[pid] = process
             # FAILED without errors: the server has not written them yet (ColoniesClient.wait)
-            bare = process.get("state") == FAILED and not process.get("errors")
-            if process.get("state") not in (SUCCESS, FAILED, 4) or bare:
+            bare = process.get("state") == ProcessState.FAILED and not process.get("errors")
+            if process.get("state") not in (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.CANCELLED) or bare:
                 still.append(pid)
         open_ = still
         if not open_ or time.monotonic() > deadline:
@@ -405,7 +404,7 @@ def served_after(drill: Drill, member: ColoniesClient, function: str, executorty
     """The executor keeps serving: ``function(value)`` (returns its argument) succeeds."""
     pid = submit(member, spec(function, [value], executortype=executortype))
     ended = wait_ended(member, [pid], timeout)[pid]
-    drill.expect(ended["state"] == SUCCESS and ended["out"] == [value],
+    drill.expect(ended["state"] == ProcessState.SUCCESS and ended["out"] == [value],
                  f"benign call after the drill: state {ended['state']} out {ended.get('out')} "
                  f"errors {ended.get('errors')}")
 

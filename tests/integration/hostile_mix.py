@@ -38,7 +38,7 @@ import harness
 import hostile_pull as hp
 import psutil
 
-from faas_sandbox.colonies.client import FAILED, SUCCESS
+from faas_sandbox.kinds import ProcessState
 
 SERVER_DEADLINE = "Maximum execution time limit exceeded"  # Colonies' own failure text
 GOOD = b"def convert(celsius):\n    return (celsius * 9 / 5) + 32\n"
@@ -129,7 +129,7 @@ def run(log_path: Path, seconds: float = 20.0, benign_threads: int = 2,
         process: dict[str, Any] = {}
         while time.monotonic() - started < timeout:
             process = harness.get(member, pid) if label != "deep" else hp.get_deep(member, pid)
-            if process["state"] == SUCCESS or (process["state"] == FAILED and process["errors"]):
+            if process["state"] == ProcessState.SUCCESS or (process["state"] == ProcessState.FAILED and process["errors"]):
                 break
             time.sleep(0.02 if label != "deep" else 2.0)  # a deep process reads as ~8 MB
         else:
@@ -137,7 +137,7 @@ def run(log_path: Path, seconds: float = 20.0, benign_threads: int = 2,
                 lost.append(f"{label} {pid} state {process.get('state')}")
             return
         took = time.monotonic() - started
-        got = "ok" if process["state"] == SUCCESS else process["errors"][0].split(":")[0]
+        got = "ok" if process["state"] == ProcessState.SUCCESS else process["errors"][0].split(":")[0]
         if label == "slow" and process["errors"] == [SERVER_DEADLINE]:
             label = got = expect = "slow, ended by the server"  # our fail came after its
             # maxexectime (the 0.25 s close margin, on a machine loaded far beyond its cores)

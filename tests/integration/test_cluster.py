@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import harness
-from faas_sandbox.colonies.client import FAILED, SUCCESS, ColoniesClient, call_spec
+from faas_sandbox.kinds import ProcessState
+from faas_sandbox.colonies.client import ColoniesClient, call_spec
 from faas_sandbox.errors import ColoniesUnreachable
 
 sys.path.insert(0, str(harness.REPO / "scripts"))
@@ -86,8 +87,8 @@ def test_kill_9_the_node_the_executor_uses_mid_drain(cluster, monkeypatch, tmp_p
           f"{healed_s:.1f}s later; retries {retries}; "
           f"switch lines: {log.count('switching to')}")
     print("\n".join(line for line in log.splitlines() if "WARNING" in line or "ERROR" in line))
-    assert states.count(FAILED) == 0, [p.get("errors") for p in ended.values() if p["state"] == 3]
-    assert states.count(SUCCESS) == CALLS  # none lost
+    assert states.count(ProcessState.FAILED) == 0, [p.get("errors") for p in ended.values() if p["state"] == 3]
+    assert states.count(ProcessState.SUCCESS) == CALLS  # none lost
     assert all(outputs[pid] == [3 * i] for i, pid in enumerate(pids))
     assert f"colonies node 127.0.0.1:{cluster.api_port(0)} failed" in log
     assert f"switching to 127.0.0.1:{cluster.api_port(1)}" in log

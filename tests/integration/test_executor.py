@@ -20,12 +20,9 @@ from pathlib import Path
 import pytest
 from faas_live import deploy as upload_data
 
+from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.client import (
-    FAILED,
-    RUNNING,
-    SUCCESS,
     UNREGISTERED,
-    WAITING,
     ColoniesClient,
     submit_call,
 )
@@ -145,7 +142,7 @@ def test_tutorial_flow_end_to_end(stack, logs_dir, member):
         bad.conditions.colonyname = colonyname
         pid = colonies.submit_func_spec(bad, prvkey).processid
         ended = member.wait(pid, 10)
-        assert ended["state"] == FAILED
+        assert ended["state"] == ProcessState.FAILED
         assert ended["errors"] == ["spec: kwargs.arg is not a number: 'warm'"]
     finally:
         assert ex.stop() == 0, ex.log()
@@ -164,7 +161,7 @@ def test_args_and_kwargs_as_json_text(executor, member, tmp_path):
     assert f"unchanged {name}" in deploy(tmp_path, source, "--function", name).stdout
 
     ended = call(member, name, [[1, 2, 3]], {"factor": 2.5, "label": "x"})
-    assert ended["state"] == SUCCESS, ended["errors"]
+    assert ended["state"] == ProcessState.SUCCESS, ended["errors"]
     assert json.loads(ended["out"][0]) == {"label": "x", "scaled": [2.5, 5.0, 7.5]}
 
     # spec.args passed positionally (pycolonies allows str and int there)
@@ -192,9 +189,9 @@ def test_each_result_form_arrives_as_documented(executor, member, tmp_path):
     assert done.returncode == 0, done.stderr
     for i, (expr, out) in enumerate(FORMS.items()):
         ended = call(member, name, [i])
-        assert (expr, ended["state"], ended["out"]) == (expr, SUCCESS, out), ended["errors"]
+        assert (expr, ended["state"], ended["out"]) == (expr, ProcessState.SUCCESS, out), ended["errors"]
     ended = call(member, name, [-1])
-    assert ended["state"] == FAILED
+    assert ended["state"] == ProcessState.FAILED
     assert ended["errors"] == ["output: result is a string holding a lone surrogate (not valid "
                                "Unicode text), which cannot be delivered unchanged"]
 
@@ -209,7 +206,7 @@ def test_option3_inline_code(executor, member):
     spec = func_spec(func=add_numbers, args=[2, 3], colonyname=member.colony,
                      executortype=TYPE, maxexectime=10, maxretries=0)
     ended = member.wait(member.submit(spec.model_dump(by_alias=True))["processid"], 20)
-    assert ended["state"] == SUCCESS, ended["errors"]
+    assert ended["state"] == ProcessState.SUCCESS, ended["errors"]
     assert ended["out"] == [5]
 
 
@@ -233,13 +230,13 @@ def test_hostile_and_broken_functions_fail_with_their_kind(executor, member, tmp
     started = time.monotonic()
     spin = call(member, f"spin_{SUFFIX}", maxexectime=2)
     assert time.monotonic() - started < 8
-    assert spin["state"] == FAILED and spin["errors"][0].startswith("timeout: "), spin["errors"]
+    assert spin["state"] == ProcessState.FAILED and spin["errors"][0].startswith("timeout: "), spin["errors"]
 
     escape = call(member, f"escape_{SUFFIX}")
-    assert escape["state"] == FAILED and escape["errors"][0].startswith("forbidden: ")
+    assert escape["state"] == ProcessState.FAILED and escape["errors"][0].startswith("forbidden: ")
 
     boom = call(member, f"boom_{SUFFIX}", ["x"])
-    assert boom["state"] == FAILED
+    assert boom["state"] == ProcessState.FAILED
     assert boom["errors"][0].startswith("runtime: ") and "bad input" in boom["errors"][0]
     log = "\n".join(entry["message"] for entry in member.get_logs(boom["processid"]))
     assert "about to fail x" in log and f"[faas-sandbox] boom_{SUFFIX} failed in" in log
@@ -248,7 +245,7 @@ def test_hostile_and_broken_functions_fail_with_their_kind(executor, member, tmp
     assert missing["errors"][0].startswith("not_found: no function")
 
     huge = call(member, "convert", ["x" * 2_000_000])
-    assert huge["state"] == FAILED and "over the limit" in huge["errors"][0], huge["errors"]
+    assert huge["state"] == ProcessState.FAILED and "over the limit" in huge["errors"][0], huge["errors"]
 
     # and the executor is still serving
     assert call(member, "convert", [100])["out"] == [212]
@@ -270,14 +267,14 @@ def test_500_calls_none_lost(executor, member, tmp_path):
     submitted = time.monotonic() - started
     deadline = time.monotonic() + 50
     while time.monotonic() < deadline:
-        busy = sum(len(member.list_processes(state, 100, TYPE)) for state in (WAITING, RUNNING))
+        busy = sum(len(member.list_processes(state, 100, TYPE)) for state in (ProcessState.WAITING, ProcessState.RUNNING))
         if not busy:
             break
         time.sleep(0.5)
     elapsed = time.monotonic() - started
     ends = [member.get_process(pid) for pid in pids]
     states = [p["state"] for p in ends]
-    assert states.count(SUCCESS) + states.count(FAILED) == 500, {s: states.count(s)
+    assert states.count(ProcessState.SUCCESS) + states.count(ProcessState.FAILED) == 500, {s: states.count(s)
                                                                 for s in set(states)}
     assert [p["out"] for p in ends] == [[2 * i] for i in range(500)]
     print(f"\n500 calls: submitted in {submitted:.1f}s, all done in {elapsed:.1f}s "

@@ -15,7 +15,8 @@ import harness
 import hostile_pull as hp
 import pytest
 
-from faas_sandbox.colonies.client import FAILED, SUCCESS, ColoniesClient
+from faas_sandbox.kinds import ProcessState
+from faas_sandbox.colonies.client import ColoniesClient
 
 pytestmark = pytest.mark.colonies
 SUFFIX = uuid.uuid4().hex[:8]
@@ -56,11 +57,11 @@ def test_deep_specs_are_failed_as_spec_at_once_and_the_executor_serves_on(member
     ok = benign(member)
     ended = hp.wait_deep(member, [deep_args, deep_text, ok], 20)
     for pid in (deep_args, deep_text):
-        assert ended[pid]["state"] == FAILED, ended[pid]
+        assert ended[pid]["state"] == ProcessState.FAILED, ended[pid]
         assert ended[pid]["errors"][0].startswith("spec: "), ended[pid]["errors"]
         assert "nested deeper than 64 levels" in ended[pid]["errors"][0]
     assert "process cannot be read" in ended[deep_args]["errors"][0]  # the whole reply
-    assert ended[ok]["state"] == SUCCESS and ended[ok]["out"] == [69.8]
+    assert ended[ok]["state"] == ProcessState.SUCCESS and ended[ok]["out"] == [69.8]
     assert ex.alive
     status, health = hp.healthz(metrics_port)
     assert (status, health["ok"]) == (200, True), health
@@ -130,7 +131,7 @@ def test_a_dripping_store_fails_calls_at_their_deadline_and_holds_nobody_else(me
             while pending and time.monotonic() - started < 30:
                 for pid in list(pending):
                     process = harness.get(member, pid)
-                    if process["state"] == SUCCESS or (process["state"] == FAILED
+                    if process["state"] == ProcessState.SUCCESS or (process["state"] == ProcessState.FAILED
                                                        and process["errors"]):
                         ended[pid] = time.monotonic() - started
                         pending.discard(pid)
@@ -140,12 +141,12 @@ def test_a_dripping_store_fails_calls_at_their_deadline_and_holds_nobody_else(me
     finally:
         drip.close()
     for pid in slow:
-        assert final[pid]["state"] == FAILED, final[pid]
+        assert final[pid]["state"] == ProcessState.FAILED, final[pid]
         assert final[pid]["errors"][0].startswith("unavailable: cannot fetch function"), \
             final[pid]["errors"]
         assert "deadline" in final[pid]["errors"][0]
         assert ended[pid] < 3 + 2.5, ended  # its own deadline (3 s) plus delivery
-    assert final[ok]["state"] == SUCCESS and final[ok]["out"] == [69.8]
+    assert final[ok]["state"] == ProcessState.SUCCESS and final[ok]["out"] == [69.8]
     assert ended[ok] < 3 + 2.5, ended  # held at most until a slow call's deadline
     assert drip.requests >= 1
 
@@ -161,7 +162,7 @@ def test_nul_and_lone_surrogate_texts(member, ex):
     assert ended[p_boom]["errors"] == ["runtime: ValueError: bad\\x00text\nFORGED executor line"]
     logs = " ".join(e["message"] for e in member.get_logs(p_boom))
     assert "out\\x00put" in logs
-    assert ended[p_sur]["state"] == FAILED
+    assert ended[p_sur]["state"] == ProcessState.FAILED
     assert ended[p_sur]["errors"][0].startswith("output: result is a string holding a lone "
                                                 "surrogate"), ended[p_sur]["errors"]
     harness.wait_until("the executor's log line", lambda: p_boom in ex.log(), 10)
@@ -189,7 +190,7 @@ def test_a_spec_over_the_reply_cap_is_failed_as_spec_by_its_salvaged_id(member, 
                                                 "spec": spec}).encode())
     ok = benign(member)
     ended = {pid: hp.wait_huge(member, pid, 60), **harness.wait_ended(member, [ok], 60)}
-    assert ended[pid]["state"] == FAILED, ended[pid]["state"]
+    assert ended[pid]["state"] == ProcessState.FAILED, ended[pid]["state"]
     assert ended[pid]["errors"][0].startswith("spec: process cannot be read: assignprocessmsg "
                                               "reply over 16777216 bytes"), ended[pid]["errors"]
     assert ended[ok]["out"] == [69.8]

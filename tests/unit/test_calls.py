@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
+from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.calls import (
     EXEC_LIMIT_TEXT,
     WAIT_LIMIT_TEXT,
     CallEnd,
     CallRequest,
-    State,
     classify,
     decode_output,
     make_request,
@@ -81,18 +81,18 @@ def test_decode_output_leaves_nan_as_text_json_cannot_carry_it() -> None:
 
 def test_classify_each_end_state() -> None:
     request = CallRequest("f")
-    ok = classify(CallEnd("p", State.SUCCESS, ['{"a":1}']), request)
+    ok = classify(CallEnd("p", ProcessState.SUCCESS, ['{"a":1}']), request)
     assert (ok.kind, ok.output, ok.processid) == ("ok", [{"a": 1}], "p")
-    failed = classify(CallEnd("p", State.FAILED, [], ["memory: MemoryError"]), request)
+    failed = classify(CallEnd("p", ProcessState.FAILED, [], ["memory: MemoryError"]), request)
     assert (failed.kind, failed.message) == ("memory", "MemoryError")
-    assert classify(CallEnd("p", State.CANCELLED), request).kind == "cancelled"
-    assert classify(CallEnd("p", State.WAITING), request).kind == "no_executor"
-    assert classify(CallEnd("p", State.RUNNING), request).kind == "timeout"
-    assert classify(CallEnd("p", State.FAILED), request).kind == "failed"
+    assert classify(CallEnd("p", ProcessState.CANCELLED), request).kind == "cancelled"
+    assert classify(CallEnd("p", ProcessState.WAITING), request).kind == "no_executor"
+    assert classify(CallEnd("p", ProcessState.RUNNING), request).kind == "timeout"
+    assert classify(CallEnd("p", ProcessState.FAILED), request).kind == "failed"
 
 
 def test_tutorial_output_is_passed_through_untouched() -> None:
-    result = classify(CallEnd("p", State.SUCCESS, [69.8]), CallRequest("convert", tutorial=True))
+    result = classify(CallEnd("p", ProcessState.SUCCESS, [69.8]), CallRequest("convert", tutorial=True))
     assert result.output == [69.8]
 
 
@@ -123,19 +123,19 @@ def test_run_call_turns_colonies_faults_into_values() -> None:
 
 def test_poll_backs_off_from_5ms_to_100ms_and_stops_at_the_end_state() -> None:
     clock = FakeClock()
-    states = iter([State.WAITING] * 8 + [State.RUNNING] * 3 + [State.SUCCESS])
+    states = iter([ProcessState.WAITING] * 8 + [ProcessState.RUNNING] * 3 + [ProcessState.SUCCESS])
     end = poll_until_final(lambda: CallEnd("p", next(states)), 30, clock=clock,
                            sleep=clock.sleep)
-    assert end.state is State.SUCCESS
+    assert end.state is ProcessState.SUCCESS
     assert clock.sleeps[:6] == pytest.approx([0.005, 0.01, 0.02, 0.04, 0.08, 0.1])
     assert max(clock.sleeps) == pytest.approx(0.1)
 
 
 def test_poll_returns_the_last_state_at_the_deadline() -> None:
     clock = FakeClock()
-    end = poll_until_final(lambda: CallEnd("p", State.RUNNING), 1.0, clock=clock,
+    end = poll_until_final(lambda: CallEnd("p", ProcessState.RUNNING), 1.0, clock=clock,
                            sleep=clock.sleep)
-    assert end.state is State.RUNNING
+    assert end.state is ProcessState.RUNNING
     assert clock.now == pytest.approx(101.0)
 
 

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from faas_sandbox.colonies.calls import EXEC_LIMIT_TEXT, WAIT_LIMIT_TEXT, CallEnd, CallRequest, State
+from faas_sandbox.colonies.calls import EXEC_LIMIT_TEXT, WAIT_LIMIT_TEXT, CallEnd, CallRequest
+from faas_sandbox.kinds import ProcessState
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
 from faas_sandbox.frontend.app import ApiSettings, create_app
 from faas_sandbox.colonies.lifecycle import Revision
@@ -21,8 +22,8 @@ from faas_sandbox.metrics import Metrics
 from faas_sandbox.policy import Limits, Policy
 
 
-def failed(*errors: str) -> tuple[State, list[Any], list[str]]:
-    return State.FAILED, [], list(errors)
+def failed(*errors: str) -> tuple[ProcessState, list[Any], list[str]]:
+    return ProcessState.FAILED, [], list(errors)
 
 
 def pid(function: str) -> str:
@@ -38,7 +39,7 @@ def revision(name: str, number: int = 1) -> Revision:
 class FakeBackend:
     """Answers by function name; records every request it was given."""
 
-    def __init__(self, ends: dict[str, tuple[State, list[Any], list[str]]] | None = None,
+    def __init__(self, ends: dict[str, tuple[ProcessState, list[Any], list[str]]] | None = None,
                  alive: int | None = 1) -> None:
         self.ends = ends or {}
         self.requests: list[CallRequest] = []
@@ -65,7 +66,7 @@ class FakeBackend:
             if self.release is not None:
                 while not self.release.wait(0.01):
                     if cancel is not None and cancel.is_set():
-                        return CallEnd(processid, State.WAITING)
+                        return CallEnd(processid, ProcessState.WAITING)
             return self.get(processid)
         finally:
             self.wait_ended.set()
@@ -118,7 +119,7 @@ def client_for(backend: FakeBackend, **settings: Any) -> TestClient:
 
 
 def test_convert_returns_the_tutorial_contract_exactly() -> None:
-    backend = FakeBackend({"convert": (State.SUCCESS, [69.8], [])})
+    backend = FakeBackend({"convert": (ProcessState.SUCCESS, [69.8], [])})
     response = client_for(backend).get("/convert", params={"celsius": 21})
     assert response.status_code == 200
     assert response.json() == {"fahrenheit": [69.8]}
@@ -128,7 +129,7 @@ def test_convert_returns_the_tutorial_contract_exactly() -> None:
 
 
 def test_every_submit_sets_maxexectime_from_the_policy_and_waits_and_retries() -> None:
-    backend = FakeBackend({"convert": (State.SUCCESS, [1], []), "f": (State.SUCCESS, ["2"], [])})
+    backend = FakeBackend({"convert": (ProcessState.SUCCESS, [1], []), "f": (ProcessState.SUCCESS, ["2"], [])})
     client = client_for(backend, maxwaittime=7)
     client.get("/convert", params={"celsius": 1})
     client.post("/functions/f/call", json={"maxexectime": 2.2})
@@ -145,7 +146,7 @@ def test_every_submit_sets_maxexectime_from_the_policy_and_waits_and_retries() -
 
 
 def test_call_returns_decoded_output_and_processid() -> None:
-    backend = FakeBackend({"add": (State.SUCCESS, ['{"sum": 3}'], [])})
+    backend = FakeBackend({"add": (ProcessState.SUCCESS, ['{"sum": 3}'], [])})
     response = client_for(backend).post("/functions/add/call",
                                         json={"args": [1, 2], "kwargs": {"x": [1]}})
     assert response.status_code == 200
@@ -178,7 +179,7 @@ def test_failures_map_to_status_and_kind(error: str, status: int, kind: str) -> 
 
 
 def test_no_executor_alive_is_503_at_once_without_submitting() -> None:
-    backend = FakeBackend({"convert": (State.SUCCESS, [1], [])}, alive=0)
+    backend = FakeBackend({"convert": (ProcessState.SUCCESS, [1], [])}, alive=0)
     response = client_for(backend, retry_after_seconds=7).get("/convert?celsius=3")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "7"
@@ -204,7 +205,7 @@ def test_executors_gone_while_the_call_waited_is_503() -> None:
 
 
 def test_still_waiting_at_our_own_deadline_with_executors_alive_is_429() -> None:
-    backend = FakeBackend({"f": (State.WAITING, [], [])})
+    backend = FakeBackend({"f": (ProcessState.WAITING, [], [])})
     response = client_for(backend).post("/functions/f/call", json={})
     assert response.status_code == 429
     assert response.json()["detail"]["kind"] == "busy"
@@ -212,7 +213,7 @@ def test_still_waiting_at_our_own_deadline_with_executors_alive_is_429() -> None
 
 
 def test_still_running_at_our_own_deadline_is_504() -> None:
-    backend = FakeBackend({"f": (State.RUNNING, [], [])})
+    backend = FakeBackend({"f": (ProcessState.RUNNING, [], [])})
     response = client_for(backend).post("/functions/f/call", json={})
     assert response.status_code == 504
     assert response.json()["detail"]["kind"] == "timeout"
@@ -231,7 +232,7 @@ def test_malformed_function_name_is_400_and_unknown_is_404_without_submitting() 
 
 
 def test_colonies_unreachable_is_502() -> None:
-    backend = FakeBackend({"f": (State.SUCCESS, [1], [])}, alive=None)
+    backend = FakeBackend({"f": (ProcessState.SUCCESS, [1], [])}, alive=None)
     backend.unreachable = True
     response = client_for(backend).post("/functions/f/call", json={})
     assert response.status_code == 502
@@ -241,7 +242,7 @@ def test_colonies_unreachable_is_502() -> None:
 
 def test_too_many_calls_in_flight_is_429_and_the_slot_frees_up() -> None:
     # Given one slot, held by a call whose wait() blocks
-    backend = FakeBackend({"f": (State.SUCCESS, [1], [])})
+    backend = FakeBackend({"f": (ProcessState.SUCCESS, [1], [])})
     backend.release = threading.Event()
     app = create_app(backend, ApiSettings(policy=POLICY, max_inflight=1),
                      metrics=Metrics(CollectorRegistry()))
@@ -287,7 +288,7 @@ def test_healthz_is_200_when_colonies_answers_and_503_when_not() -> None:
 
 
 def test_logs_endpoint_returns_lines_and_404_for_unknown_process() -> None:
-    client = client_for(FakeBackend({"f": (State.SUCCESS, [1], [])}))
+    client = client_for(FakeBackend({"f": (ProcessState.SUCCESS, [1], [])}))
     assert client.get(f"/calls/{pid('f')}/logs").json() == {"processid": pid("f"),
                                                             "logs": ["hello\n", "world\n"]}
     response = client.get(f"/calls/{pid('unknown')}/logs")
@@ -307,7 +308,7 @@ def test_openapi_docs_list_the_endpoints() -> None:
 
 def test_metrics_count_calls_by_kind() -> None:
     registry = CollectorRegistry()
-    backend = FakeBackend({"f": failed("runtime: boom"), "convert": (State.SUCCESS, [1.0], [])})
+    backend = FakeBackend({"f": failed("runtime: boom"), "convert": (ProcessState.SUCCESS, [1.0], [])})
     client = TestClient(create_app(backend, ApiSettings(policy=POLICY), Metrics(registry)))
     client.get("/convert?celsius=1")
     client.post("/functions/f/call", json={})

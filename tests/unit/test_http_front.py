@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from tests.unit.test_http_api import POLICY, FakeBackend, pid, revision
 
-from faas_sandbox.colonies.calls import State
+from faas_sandbox.kinds import ProcessState
 from faas_sandbox.frontend import auth
 from faas_sandbox.frontend.app import ApiSettings, create_app
 from faas_sandbox.metrics import Metrics
 from faas_sandbox.policy import Limits, Policy
 
-OK = (State.SUCCESS, [1], [])
+OK = (ProcessState.SUCCESS, [1], [])
 
 
 def client_for(backend: FakeBackend, registry: CollectorRegistry | None = None,
@@ -180,9 +180,9 @@ def test_request_id_is_echoed_or_generated() -> None:
 
 
 def test_async_call_is_202_and_its_status_can_be_read() -> None:
-    backend = FakeBackend({"add": (State.SUCCESS, ['{"sum": 3}'], []),
-                           "bad": (State.FAILED, [], ["runtime: boom"]),
-                           "slow": (State.RUNNING, [], [])})
+    backend = FakeBackend({"add": (ProcessState.SUCCESS, ['{"sum": 3}'], []),
+                           "bad": (ProcessState.FAILED, [], ["runtime: boom"]),
+                           "slow": (ProcessState.RUNNING, [], [])})
     client = client_for(backend)
     response = client.post("/functions/add/call?mode=async", json={"args": [1, 2]})
     assert response.status_code == 202
@@ -252,7 +252,7 @@ def test_lifecycle_reads_list_and_show_revisions() -> None:
 
 def test_calls_are_counted_per_function() -> None:
     registry = CollectorRegistry()
-    client = client_for(FakeBackend({"f": OK, "g": (State.FAILED, [], ["runtime: x"])}),
+    client = client_for(FakeBackend({"f": OK, "g": (ProcessState.FAILED, [], ["runtime: x"])}),
                         registry)
     client.post("/functions/f/call")
     client.post("/functions/g/call")
@@ -303,7 +303,7 @@ def test_tokens_file_keeps_salted_hashes_only(tokens: tuple[Path, str, str]) -> 
 
 def test_auth_401_403_and_grants(tokens: tuple[Path, str, str]) -> None:
     path, conv, every = tokens
-    backend = FakeBackend({"convert": (State.SUCCESS, [33.8], []), "stats1": OK, "f": OK})
+    backend = FakeBackend({"convert": (ProcessState.SUCCESS, [33.8], []), "stats1": OK, "f": OK})
     client = client_for(backend, tokens=auth.TokenStore(path))
     response = client.get("/convert?celsius=1")
     assert_problem(response, 401, "unauthorized")

@@ -19,12 +19,13 @@ import json
 import subprocess
 import sys
 
-# The shared vocabulary: the failure kinds (``engine.outcome``), the vetted module names
-# (``engine.module_names``) and the result-element encoding rule the child and the Colonies
-# layer share (``engine.element``), all standard library only (checked below).
+# The shared vocabulary: the failure kinds and process states (``kinds``, re-exported with a
+# call's result type by ``engine.outcome``), the vetted module names (``engine.module_names``)
+# and the result-element encoding rule the child and the Colonies layer share
+# (``engine.element``), all standard library only (checked below).
 VOCABULARY = {"faas_sandbox.engine", "faas_sandbox.engine.outcome",
               "faas_sandbox.engine.module_names", "faas_sandbox.engine.element"}
-SHARED = {"faas_sandbox", "faas_sandbox.errors", "faas_sandbox.policy"}
+SHARED = {"faas_sandbox", "faas_sandbox.errors", "faas_sandbox.policy", "faas_sandbox.kinds"}
 
 WEB = {"fastapi", "starlette", "uvicorn", "pydantic"}
 NETWORK = {"pycolonies", "colonies", "boto3", "botocore", "requests", "urllib3", "websocket"}
@@ -69,8 +70,8 @@ def test_engine_loads_only_stdlib_restrictedpython_pyseccomp() -> None:
 
 
 def test_vocabulary_modules_are_stdlib_only() -> None:
-    loaded = loaded_by("faas_sandbox.engine.outcome", "faas_sandbox.engine.module_names",
-                       "faas_sandbox.engine.element")
+    loaded = loaded_by("faas_sandbox.kinds", "faas_sandbox.engine.outcome",
+                       "faas_sandbox.engine.module_names", "faas_sandbox.engine.element")
     assert tops(loaded) - set(sys.stdlib_module_names) == {"faas_sandbox"}
     assert {m for m in loaded if m.startswith("faas_sandbox.engine")} == VOCABULARY
 

@@ -56,7 +56,8 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
                  as_json: bool, maxexectime: float | None, maxwaittime: int,
                  executor_type: str, policy_path: str | None, wait_strategy: str) -> None:
     """Call function NAME with ARGS through Colonies and print its output."""
-    from ...colonies.calls import UNREACHABLE, make_request
+    from ...colonies.calls import make_request
+    from ...kinds import ErrorKind
     from ...colonies.backend import ColoniesBackend
     from ...errors import SpecError
     from ...colonies.spec import check_function_name
@@ -106,6 +107,6 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
             click.echo(format_value(value))
     if result.ok:
         raise SystemExit(EXIT_OK)
-    status = EXIT_UNREACHABLE if result.kind == UNREACHABLE else EXIT_FAILED
+    status = EXIT_UNREACHABLE if result.kind == ErrorKind.UNREACHABLE else EXIT_FAILED
     where = f" (process {result.processid})" if result.processid else ""
     fail(f"call {name} failed: {result.kind}: {result.message}{where}", status)

@@ -15,7 +15,8 @@ import click
 
 from ..dispatch import EXIT_FAILED, EXIT_OK, configure_logging, usage_error
 from ...errors import EngineError, PolicyError
-from ...engine.outcome import ErrorKind, Outcome
+from ...engine.outcome import Outcome
+from ...kinds import ErrorKind
 from ...policy import Policy
 
 

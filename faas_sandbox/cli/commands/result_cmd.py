@@ -28,7 +28,8 @@ _PROCESSID = re.compile(r"^[0-9a-f]{64}$")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def result_command(processid: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Print the result of call PROCESSID (see `call --no-wait`, HTTP ?mode=async)."""
-    from ...colonies.calls import STATE_NAMES, UNREACHABLE, CallRequest, classify
+    from ...colonies.calls import CallRequest, classify
+    from ...kinds import ErrorKind
     from ...colonies.backend import ColoniesBackend
     from .call_cmd import format_value
 
@@ -37,7 +38,7 @@ def result_command(processid: str, wait: bool, timeout: float, as_json: bool) ->
     backend = ColoniesBackend(connect())
     with colonies_errors(f"result of {processid}"):
         end = backend.wait(processid, timeout) if wait else backend.get(processid)
-    state = STATE_NAMES[end.state]
+    state = end.state.label
     body: dict[str, object] = {"processid": processid, "state": state, "function": end.function or None,
             "output": [], "kind": None, "message": None, "revision": end.revision or None}
     result = None
@@ -52,5 +53,5 @@ def result_command(processid: str, wait: bool, timeout: float, as_json: bool) ->
     if result is None:
         fail(f"call {processid} is not finished: {state}", EXIT_PENDING)
     elif not result.ok:
-        status = EXIT_UNREACHABLE if result.kind == UNREACHABLE else EXIT_FAILED
+        status = EXIT_UNREACHABLE if result.kind == ErrorKind.UNREACHABLE else EXIT_FAILED
         fail(f"call {processid} failed: {result.kind}: {result.message}", status)
