@@ -197,19 +197,20 @@ def decode_output(output: list[Any]) -> list[Any]:
 
 def classify(end: CallEnd, request: CallRequest) -> CallResult:
     """Turn an end state (or the last state seen at our deadline) into a CallResult."""
-    pid = end.processid or None
+    processid = end.processid or None
     if end.state is ProcessState.SUCCESS:
         output = list(end.output) if request.tutorial else decode_output(end.output)
-        return CallResult(OK, output, "", pid)
+        return CallResult(OK, output, "", processid)
     if end.state is ProcessState.FAILED:
         kind, message = parse_error(end.errors[0] if end.errors else "failed without a reason")
-        return CallResult(kind, [], message, pid)
+        return CallResult(kind, [], message, processid)
     if end.state is ProcessState.CANCELLED:
-        return CallResult(ErrorKind.CANCELLED, [], "the call was cancelled", pid)
+        return CallResult(ErrorKind.CANCELLED, [], "the call was cancelled", processid)
     if end.state is ProcessState.WAITING:
         return CallResult(ErrorKind.NO_EXECUTOR, [], f"no executor picked the call up within "
-                          f"{request.deadline_seconds:g} s", pid)
-    return CallResult(ErrorKind.TIMEOUT, [], f"no result within {request.deadline_seconds:g} s", pid)
+                          f"{request.deadline_seconds:g} s", processid)
+    return CallResult(ErrorKind.TIMEOUT, [], f"no result within {request.deadline_seconds:g} s",
+                      processid)
 
 
 def run_call(backend: Backend, request: CallRequest,

@@ -75,8 +75,8 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
 
     JSON text in ``kwargs.args``/``kwargs.kwargs`` is size-checked (``max_args_bytes``) and
     depth-checked before it is parsed."""
-    pid = process.get("processid")
-    if not isinstance(pid, str) or not pid:
+    processid = process.get("processid")
+    if not isinstance(processid, str) or not processid:
         raise SpecError("process has no processid")
     spec = process.get("spec")
     if not isinstance(spec, Mapping):
@@ -94,7 +94,7 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
 
     code = _env_code(spec, process.get("attributes"))
     if code is not None:
-        return Call(pid, check_function_name(funcname), tuple(args), _keywords(kwargs),
+        return Call(processid, check_function_name(funcname), tuple(args), _keywords(kwargs),
                     _decode_code(code), maxexectime, "inline")
     if funcname != EXECUTE:
         raise SpecError(f"unknown funcname {funcname!r}: use funcname \"execute\" with "
@@ -109,7 +109,7 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
     if "arg" in kwargs:
         if "args" in kwargs or "kwargs" in kwargs or args:
             raise SpecError("kwargs.arg cannot be combined with args or kwargs")
-        return Call(pid, function, (_tutorial_arg(kwargs["arg"]),), {}, None, maxexectime,
+        return Call(processid, function, (_tutorial_arg(kwargs["arg"]),), {}, None, maxexectime,
                     "tutorial", revision, _wall(kwargs))
     positional: list[Any] = list(args)
     if "args" in kwargs:
@@ -119,8 +119,8 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
                                  max_args_bytes)
     keywords = _json_value(kwargs.get("kwargs", "{}"), dict, "kwargs.kwargs", "an object",
                            max_args_bytes)
-    return Call(pid, function, tuple(positional), _keywords(keywords), None, maxexectime, "json",
-                revision, _wall(kwargs))
+    return Call(processid, function, tuple(positional), _keywords(keywords), None, maxexectime,
+                "json", revision, _wall(kwargs))
 
 
 def _wall(kwargs: Mapping[str, Any]) -> float | None:

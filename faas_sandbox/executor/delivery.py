@@ -133,31 +133,31 @@ class Outbox:
 
     def _attempt(self, report: Report) -> bool:
         """Send what is left of the report; False if the server could not be reached."""
-        pid = report.processid
+        processid = report.processid
         try:
             if report.log_text is not None:
                 try:
-                    self._client.add_log(pid, for_server(report.log_text))
+                    self._client.add_log(processid, for_server(report.log_text))
                 except (ColoniesRefused, ReplyUnreadable) as exc:
-                    log.warning("call %s: log refused by the server (%s)", pid, for_log(exc))
+                    log.warning("call %s: log refused by the server (%s)", processid, for_log(exc))
                 report.log_text = None  # sent or refused: never again
             if report.ok:
-                self._client.close(pid, report.out)
+                self._client.close(processid, report.out)
             else:
-                self._client.fail(pid, [for_server(e) for e in report.errors])
+                self._client.fail(processid, [for_server(e) for e in report.errors])
         except ColoniesUnreachable as exc:
             self.reach.down(exc)
             return False
         except ReplyUnreadable as exc:  # it answered, with something we cannot read: done
             self.reach.up()
             self.delivered += 1
-            log.warning("call %s: the server's answer to the %s is unreadable (%s)", pid,
+            log.warning("call %s: the server's answer to the %s is unreadable (%s)", processid,
                         "close" if report.ok else "fail", exc)
             return True
         except ColoniesRefused as exc:
             self.reach.up()
             self.dropped += 1
-            log.warning("call %s: %s refused by the server, dropped (%s)", pid,
+            log.warning("call %s: %s refused by the server, dropped (%s)", processid,
                         "close" if report.ok else "fail", for_log(exc))
             return True
         self.reach.up()

@@ -37,28 +37,28 @@ class Reader(Protocol):
 
 def orphans(client: Reader, executor_id: str, executor_type: str,
             known: Callable[[str], bool]) -> Iterator[tuple[str, dict[str, Any] | None, str]]:
-    """Yield ``(pid, process, "")`` to serve, or ``(pid, None, reason)`` to fail as spec, for
-    RUNNING processes assigned to ``executor_id`` that ``known(pid)`` does not claim.
-    ColoniesError from the listing itself propagates."""
+    """Yield ``(processid, process, "")`` to serve, or ``(processid, None, reason)`` to fail as
+    spec, for RUNNING processes assigned to ``executor_id`` that ``known(processid)`` does not
+    claim. ColoniesError from the listing itself propagates."""
     for process in client.list_processes(ProcessState.RUNNING, 100, executor_type):
         fields = process.fields if isinstance(process, Unreadable) else process
-        pid = fields.get("processid") if isinstance(fields, dict) else None
-        if not isinstance(pid, str) or not pid or known(pid):
+        processid = fields.get("processid") if isinstance(fields, dict) else None
+        if not isinstance(processid, str) or not processid or known(processid):
             continue
         if isinstance(process, Unreadable):  # e.g. cut short by the listing's size cap
             try:
-                process = client.get_process(pid)
+                process = client.get_process(processid)
             except ReplyUnreadable as exc:
                 if exc.fields.get("assignedexecutorid", executor_id) == executor_id:
-                    yield pid, None, str(exc)
+                    yield processid, None, str(exc)
                 continue
             except ColoniesError as exc:
-                log.warning("call %s: could not read it (%s)", pid, exc)
+                log.warning("call %s: could not read it (%s)", processid, exc)
                 continue
             if not isinstance(process, dict) or process.get("state") != ProcessState.RUNNING:
                 continue
         if process.get("assignedexecutorid") == executor_id:
-            yield pid, process, ""
+            yield processid, process, ""
 
 
 def lacks_env(process: dict[str, Any]) -> bool:
@@ -68,12 +68,13 @@ def lacks_env(process: dict[str, Any]) -> bool:
         and not spec.get("env") and not process.get("attributes")
 
 
-def reread_env(client: Reader, pid: str, wait: Callable[[float], Any]) -> dict[str, Any] | None:
+def reread_env(client: Reader, processid: str,
+               wait: Callable[[float], Any]) -> dict[str, Any] | None:
     """The process read again until its env or attributes show (~0.35 s at most), or None."""
     for delay in REREAD_DELAYS_S:
         wait(delay)
         try:
-            again = client.get_process(pid)
+            again = client.get_process(processid)
         except ColoniesError:
             return None
         if isinstance(again, dict) and not lacks_env(again):

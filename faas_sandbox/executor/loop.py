@@ -3,15 +3,15 @@
 Per process: parse the spec (spec.py), fetch the code (codestore.py, cached), run it in a fresh
 sandboxed child with the time left of the process's maxexectime, then report (delivery.py):
 
-- success: ``close(pid, [element])``, the result's output element as the sandbox child encoded
+- success: ``close(processid, [element])``, the result's output element as the sandbox child encoded
   it (``Sandbox.call(element=True)``), spliced into the close message undecoded;
-- failure: ``fail(pid, ["<kind>: <message>"])`` with the sandbox's kind (``Outcome.reason``)
+- failure: ``fail(processid, ["<kind>: <message>"])`` with the sandbox's kind (``Outcome.reason``)
   or ours: ``spec``, ``not_found``, ``unavailable`` (code not fetchable and not cached),
   ``crash`` (engine fault), ``interrupted`` (the executor stopped before the call finished);
 - one ``add_log`` before the close, only when the call printed or failed: the prints, then a
   ``[faas-sandbox]`` line with the usage (wall, CPU, peak RSS). Every call's usage is in this
-  process's own log line (``call <pid>: <function> ok in 0.003s cpu=... rss=...``), which costs
-  no RPC: the server is the bottleneck, so the hot path is exactly assign + close.
+  process's own log line (``call <processid>: <function> ok in 0.003s cpu=... rss=...``), which
+  costs no RPC: the server is the bottleneck, so the hot path is exactly assign + close.
 
 Deadlines: a spec's maxexectime (> 0) is the server's deadline for the whole process; the call
 gets what is left of it at start, minus ``close_margin`` seconds for the close, clamped by the
@@ -177,9 +177,9 @@ class Executor:
         with self._lock:
             pending = dict(self._inflight)
             self._abandoned.update(pending)
-        for pid, function in pending.items():
-            log.warning("call %s: %s interrupted by %s", pid, function, why)
-            self.outbox.deliver(Report(pid, False, [], [
+        for processid, function in pending.items():
+            log.warning("call %s: %s interrupted by %s", processid, function, why)
+            self.outbox.deliver(Report(processid, False, [], [
                 f"{ErrorKind.INTERRUPTED}: executor {self.name} stopped before the call finished ({why})"]))
         self.outbox.flush(1.0 if self._signals < 2 else 0.0)
 
@@ -274,80 +274,81 @@ class Executor:
             return
         now = time.time()
         try:
-            for pid, process, reason in orphans(self.client, self.executor_id,
+            for processid, process, reason in orphans(self.client, self.executor_id,
                                                 self.executor_type, self._known):
                 if self._stopping.is_set():
                     return
                 if process is None:
-                    self._unreadable(pid, reason, "listing")
+                    self._unreadable(processid, reason, "listing")
                     continue
                 log.warning("call %s: assigned to us while colonies was failing, but its "
-                            "assign reply never came; serving it now", pid)
+                            "assign reply never came; serving it now", processid)
                 self._serve(process, self._clock() - started_ago(process, now))
         except ColoniesError as exc:
             if isinstance(exc, ColoniesUnreachable):
                 self._suspect = True  # look again after the next successful assign
             log.warning("could not look for calls assigned to us during the outage (%s)", exc)
 
-    def _known(self, pid: str) -> bool:
+    def _known(self, processid: str) -> bool:
         with self._lock:
-            known = pid in self._inflight or pid in self._recent
-        return known or pid in self.outbox.pending_ids()
+            known = processid in self._inflight or processid in self._recent
+        return known or processid in self.outbox.pending_ids()
 
-    def _unreadable(self, pid: str | None, reason: str, where: str) -> None:
+    def _unreadable(self, processid: str | None, reason: str, where: str) -> None:
         """Fail a process we cannot read (spec too deep, too large, not JSON) at once."""
-        if not pid or not isinstance(pid, str):
+        if not processid or not isinstance(processid, str):
             log.error("%s reply unreadable (%s) and no process id could be read from it; the "
                       "server requeues that process after its maxexectime", where, reason)
             return
         with self._lock:
-            if pid in self._inflight or pid in self._recent:
+            if processid in self._inflight or processid in self._recent:
                 return
-            self._remember(pid)
-        report = self._failed(pid, "?", ErrorKind.SPEC, f"process cannot be read: {reason}",
+            self._remember(processid)
+        report = self._failed(processid, "?", ErrorKind.SPEC, f"process cannot be read: {reason}",
                               self._clock())
         self.outbox.deliver(report)
 
     def _serve(self, process: dict[str, Any], received: float | None = None) -> None:
         received = self._clock() if received is None else received
-        pid = process.get("processid") if isinstance(process, dict) else None
-        if not isinstance(pid, str) or not pid:
+        processid = process.get("processid") if isinstance(process, dict) else None
+        if not isinstance(processid, str) or not processid:
             log.error("assign returned a process without an id; ignored")
             return
         if self._closing:
-            log.warning("call %s: assigned during shutdown; left for the server to requeue", pid)
+            log.warning("call %s: assigned during shutdown; left for the server to requeue",
+                        processid)
             return
         with self._lock:
-            if pid in self._inflight:  # adopted by _adopt_orphans and assigned: serve it once
+            if processid in self._inflight:  # adopted by _adopt_orphans and assigned: serve it once
                 return
-            self._inflight[pid] = "?"
+            self._inflight[processid] = "?"
         try:
-            report = self._run(pid, process, received)
+            report = self._run(processid, process, received)
             with self._lock:
-                if pid in self._abandoned:
+                if processid in self._abandoned:
                     return
             self.outbox.deliver(report)
             with self._lock:
                 self.served += 1
         finally:
             with self._lock:
-                self._inflight.pop(pid, None)
-                self._remember(pid)
+                self._inflight.pop(processid, None)
+                self._remember(processid)
 
-    def _remember(self, pid: str) -> None:
-        """Note ``pid`` as served lately (call with the lock held)."""
-        self._recent[pid] = None
+    def _remember(self, processid: str) -> None:
+        """Note ``processid`` as served lately (call with the lock held)."""
+        self._recent[processid] = None
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
 
-    def _run(self, pid: str, process: dict[str, Any], received: float) -> Report:
+    def _run(self, processid: str, process: dict[str, Any], received: float) -> Report:
         function = "?"
         slot = False
         try:
-            call = self._parse(pid, process)
+            call = self._parse(processid, process)
             function = call.function
             with self._lock:
-                self._inflight[pid] = function
+                self._inflight[processid] = function
             self._warn_zero(process)
             if call.source is not None:
                 source = call.source
@@ -368,7 +369,7 @@ class Executor:
                 # per-call limits by this value, and raw float budgets would never hit.
                 budget = math.floor(budget * 10) / 10
                 if budget <= 0:
-                    return self._failed(pid, function, ErrorKind.TIMEOUT, f"maxexectime of "
+                    return self._failed(processid, function, ErrorKind.TIMEOUT, f"maxexectime of "
                                         f"{call.maxexectime}s used up before the call started",
                                         received)
             if call.wall is not None:  # the submitter's own limit (maxexectime leaves room)
@@ -384,21 +385,22 @@ class Executor:
             self._call_s = 0.8 * self._call_s + 0.2 * (time.monotonic() - started)
             self._engine_errors = 0
         except SpecError as exc:
-            return self._failed(pid, function, ErrorKind.SPEC, str(exc), received)
+            return self._failed(processid, function, ErrorKind.SPEC, str(exc), received)
         except FunctionNotFound as exc:
-            return self._failed(pid, function, ErrorKind.NOT_FOUND, str(exc), received)
+            return self._failed(processid, function, ErrorKind.NOT_FOUND, str(exc), received)
         except CodeUnavailable as exc:
-            return self._failed(pid, function, ErrorKind.UNAVAILABLE, str(exc), received)
+            return self._failed(processid, function, ErrorKind.UNAVAILABLE, str(exc), received)
         except EngineError as exc:
             self._engine_errors += 1
             if self._engine_errors >= 3:
                 self._fatal = f"sandbox engine failing: {exc}"
                 log.error("sandbox engine failed %d times in a row; stopping",
                           self._engine_errors)
-            return self._failed(pid, function, ErrorKind.CRASH, f"sandbox engine failed: {exc}", received)
+            return self._failed(processid, function, ErrorKind.CRASH,
+                                f"sandbox engine failed: {exc}", received)
         except Exception as exc:
-            log.exception("call %s: internal error", pid)
-            return self._failed(pid, function, ErrorKind.CRASH,
+            log.exception("call %s: internal error", processid)
+            return self._failed(processid, function, ErrorKind.CRASH,
                                 f"internal executor error: {type(exc).__name__}: "
                                 f"{for_log(exc)}", received)
         finally:
@@ -407,29 +409,29 @@ class Executor:
         if call.revision is not None:  # a pinned call: logs say which revision ran
             function = f"{function}@{call.revision[0][:12]}"
         try:
-            return self._report(pid, function, outcome)
+            return self._report(processid, function, outcome)
         except Exception as exc:  # redteam: a report we cannot build fails that call only;
             # raised, it killed the worker and left the process running (6 stopped us)
-            log.exception("call %s: internal error while reporting", pid)
-            return self._failed(pid, function, ErrorKind.CRASH, f"internal executor error: "
+            log.exception("call %s: internal error while reporting", processid)
+            return self._failed(processid, function, ErrorKind.CRASH, f"internal executor error: "
                                 f"{type(exc).__name__}: {for_log(exc)}", received)
 
-    def _parse(self, pid: str, process: dict[str, Any]) -> Any:
+    def _parse(self, processid: str, process: dict[str, Any]) -> Any:
         """parse_process; inline code seen before its env was written is read again."""
         try:
             return parse_process(process, self.max_args_bytes)
         except SpecError:
             if not lacks_env(process):
                 raise
-        again = reread_env(self.client, pid, self._stopping.wait)
+        again = reread_env(self.client, processid, self._stopping.wait)
         return parse_process(again or process, self.max_args_bytes)
 
-    def _report(self, pid: str, function: str, outcome: Outcome) -> Report:
-        return outcome_report(pid, function, outcome, self.metrics)
+    def _report(self, processid: str, function: str, outcome: Outcome) -> Report:
+        return outcome_report(processid, function, outcome, self.metrics)
 
-    def _failed(self, pid: str, function: str, kind: ErrorKind, message: str,
+    def _failed(self, processid: str, function: str, kind: ErrorKind, message: str,
                 received: float) -> Report:
-        return failed_report(pid, function, kind, message, self._clock() - received,
+        return failed_report(processid, function, kind, message, self._clock() - received,
                              self.metrics)
 
     def _warn_zero(self, process: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ MAX_REASON_CHARS = 4000
 _MIB = 1024 * 1024
 
 
-def outcome_report(pid: str, function: str, outcome: Outcome, metrics: Any = None) -> Report:
+def outcome_report(processid: str, function: str, outcome: Outcome, metrics: Any = None) -> Report:
     """The report of a call the sandbox ran."""
     usage = outcome.usage
     text = (f"in {usage.wall_s:.3f}s cpu={usage.cpu_s:.3f}s "
@@ -45,27 +45,27 @@ def outcome_report(pid: str, function: str, outcome: Outcome, metrics: Any = Non
     if metrics is not None:
         metrics.observe(outcome, usage.wall_s)
     if outcome.ok:
-        log.info("call %s: %s ok %s", pid, function, text)
+        log.info("call %s: %s ok %s", processid, function, text)
         note = None
         if outcome.stdout:
             note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} ok {text}"
-        return Report(pid, True, [out], [], note)
+        return Report(processid, True, [out], [], note)
     reason = clip(outcome.reason)
-    log.info("call %s: %s failed %s: %s", pid, function, text, for_log(reason))  # on kills
+    log.info("call %s: %s failed %s: %s", processid, function, text, for_log(reason))  # on kills
     # the sandbox has logged a WARNING already
     note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} failed {text}: " \
            f"{reason}"
-    return Report(pid, False, [], [reason], note)
+    return Report(processid, False, [], [reason], note)
 
 
-def failed_report(pid: str, function: str, kind: ErrorKind, message: str, seconds: float,
+def failed_report(processid: str, function: str, kind: ErrorKind, message: str, seconds: float,
                   metrics: Any = None) -> Report:
     """The report of a call failed by the executor itself (spec, not_found, unavailable...)."""
     reason = clip(f"{kind}: {message}")
-    log.info("call %s: %s failed in %.3fs: %s", pid, function, seconds, for_log(reason))
+    log.info("call %s: %s failed in %.3fs: %s", processid, function, seconds, for_log(reason))
     if metrics is not None:
         metrics.observe_kind(kind, seconds)
-    return Report(pid, False, [], [reason], f"[faas-sandbox] {function} failed: {reason}")
+    return Report(processid, False, [], [reason], f"[faas-sandbox] {function} failed: {reason}")
 
 
 def clip(text: str) -> str:
