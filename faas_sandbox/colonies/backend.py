@@ -139,7 +139,8 @@ class ColoniesBackend:
         return current(self.client, name)
 
     # -- WebSocket watch ----------------------------------------------------------------------
-    def _subscribe(self, processid: str, state: ProcessState, timeout: float) -> websocket.WebSocket:
+    def _subscribe(self, processid: str, state: ProcessState,
+                   timeout: float) -> websocket.WebSocket:
         msg = {"processid": processid, "executortype": self.executor_type,
                "state": int(state), "timeout": max(1, math.ceil(timeout)),
                "colonyname": self.client.colony, "msgtype": "subscribeprocessmsg"}

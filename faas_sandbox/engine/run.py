@@ -158,7 +158,8 @@ def execute(request: wire.Request, reserve: list[Any], emit: Callable[[bytes], N
     """Run one call and return its complete RESULT frame (the child's own usage included)."""
     state = RunState(request.limits.max_stdout_bytes)
     memory_text = f"memory limit exceeded (memory_mb={request.limits.memory_mb})"
-    fallback = wire.encode_result(_KIND[ErrorKind.MEMORY], 0, 0.0, 0, b"", b"", memory_text.encode())
+    fallback = wire.encode_result(_KIND[ErrorKind.MEMORY], 0, 0.0, 0, b"", b"",
+                                  memory_text.encode())
     flags = 0
     try:
         try:

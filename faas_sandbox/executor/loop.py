@@ -180,7 +180,8 @@ class Executor:
         for processid, function in pending.items():
             log.warning("call %s: %s interrupted by %s", processid, function, why)
             self.outbox.deliver(Report(processid, False, [], [
-                f"{ErrorKind.INTERRUPTED}: executor {self.name} stopped before the call finished ({why})"]))
+                f"{ErrorKind.INTERRUPTED}: executor {self.name} stopped before the call "
+                f"finished ({why})"]))
         self.outbox.flush(1.0 if self._signals < 2 else 0.0)
 
     # -- worker threads -----------------------------------------------------------------------

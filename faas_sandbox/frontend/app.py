@@ -208,7 +208,8 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
             try:
                 revision = await blocking(backend.current, call.function)
             except ColoniesUnreachable as exc:
-                raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
+                raise ApiError(ErrorKind.UNREACHABLE,
+                               f"Colonies server unreachable: {exc}") from None
             except ColoniesRefused as exc:
                 raise ApiError(ErrorKind.REFUSED, f"Colonies server refused: {exc}") from None
             if revision is None:
@@ -223,7 +224,8 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         if not gate.try_enter():
             log.warning("call %s refused: %d calls in flight", call.function, gate.size)
             count(call.function, ErrorKind.BUSY, 0.0)
-            raise ApiError(ErrorKind.BUSY, f"too many calls in flight (limit {gate.size}); retry later")
+            raise ApiError(ErrorKind.BUSY,
+                           f"too many calls in flight (limit {gate.size}); retry later")
         started = time.monotonic()
         try:
             with metrics.inflight():
@@ -264,7 +266,8 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         limit = settings.policy.for_function(function).limits.max_args_bytes
         size = len(json.dumps([list(args), kwargs], separators=(",", ":")))
         if size > limit:
-            raise ApiError(ErrorKind.TOO_LARGE, f"arguments are {size} bytes of JSON, over the policy's "
+            raise ApiError(ErrorKind.TOO_LARGE,
+                           f"arguments are {size} bytes of JSON, over the policy's "
                            f"max_args_bytes of {limit} for {function}")
         return call
 
@@ -300,7 +303,8 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
-            raise ApiError(ErrorKind.SPEC, f"body{'.' + where if where else ''}: {first.get('msg')}"[:300]) \
+            raise ApiError(ErrorKind.SPEC,
+                           f"body{'.' + where if where else ''}: {first.get('msg')}"[:300]) \
                 from None
         call = await prepare(request, make(name, tuple(body.args), body.kwargs,
                                            body.maxexectime))
@@ -309,9 +313,11 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
             try:
                 processid = await blocking(backend.submit, call)
             except ColoniesUnreachable as exc:
-                raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
+                raise ApiError(ErrorKind.UNREACHABLE,
+                               f"Colonies server unreachable: {exc}") from None
             except ColoniesRefused as exc:
-                raise ApiError(ErrorKind.REFUSED, f"Colonies server refused the call: {exc}") from None
+                raise ApiError(ErrorKind.REFUSED,
+                               f"Colonies server refused the call: {exc}") from None
             count(name, "submitted", 0.0)
             return answer(request, {"processid": processid,
                                     "status_url": f"/calls/{processid}"}, 202, processid)

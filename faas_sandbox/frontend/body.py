@@ -92,14 +92,16 @@ def loads_strict(data: bytes) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(ErrorKind.SPEC, f"request body is not UTF-8: {exc.reason} at byte {exc.start}") \
+        raise ApiError(ErrorKind.SPEC,
+                       f"request body is not UTF-8: {exc.reason} at byte {exc.start}") \
             from None
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ApiError(ErrorKind.SPEC, "request body is nested too deeply") from None
     except ValueError as exc:
-        raise ApiError(ErrorKind.SPEC, f"request body is not valid JSON: {str(exc)[:200]}") from None
+        raise ApiError(ErrorKind.SPEC,
+                       f"request body is not valid JSON: {str(exc)[:200]}") from None
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:

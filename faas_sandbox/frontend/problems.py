@@ -116,7 +116,8 @@ def install(app: FastAPI, retry_after: int) -> None:
         if exc.status_code == 405:
             return problem(ErrorKind.METHOD, f"method {request.method} not allowed here",
                            status=405, headers=headers)
-        return problem(ErrorKind.SPEC, str(exc.detail)[:300], status=exc.status_code, headers=headers)
+        return problem(ErrorKind.SPEC,
+                       str(exc.detail)[:300], status=exc.status_code, headers=headers)
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
