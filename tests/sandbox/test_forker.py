@@ -16,17 +16,9 @@ import pytest
 
 from faas_sandbox import EngineError, ErrorKind, Sandbox
 
+from tests.sandbox.waiting import wait_for
+
 CONVERT = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"
-
-
-def _wait_for(predicate: Any, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 def _spares(sb: Sandbox) -> list[int]:
@@ -35,9 +27,9 @@ def _spares(sb: Sandbox) -> list[int]:
 
 def test_idle_forker_keeps_prefork_spares_ready(make_sandbox: Any) -> None:
     sb = make_sandbox(prefork=2)
-    spares = _wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
+    spares = wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
     for pid in spares:
-        assert _wait_for(lambda pid=pid: psutil.Process(pid).name() == "faas-spare")
+        assert wait_for(lambda pid=pid: psutil.Process(pid).name() == "faas-spare")
 
 
 def test_a_spare_runs_exactly_one_call(make_sandbox: Any) -> None:
@@ -45,7 +37,7 @@ def test_a_spare_runs_exactly_one_call(make_sandbox: Any) -> None:
     sb.call(CONVERT, "convert", [1])  # compiled: spares forked from now on carry the code
     pids = []
     for i in range(4):
-        spare = _wait_for(lambda: _spares(sb))[0]
+        spare = wait_for(lambda: _spares(sb))[0]
         identity = sb._probe("identity").value
         assert identity["pid"] == spare  # the call went to the waiting spare ...
         pids.append(spare)
@@ -79,7 +71,7 @@ def test_children_hold_no_function_code_but_their_own(make_sandbox: Any) -> None
     assert sb.call(source, "f").value == needle  # the second call ran the cached code
     assert _memory_holds(os.getpid(), needle.encode())  # the scan finds what is there
     assert not _memory_holds(sb._forker_pid, needle.encode())  # never sent to the forker
-    spares = _wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
+    spares = wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
     if os.geteuid() == 0:  # spares are not dumpable: only root may read their memory
         for pid in spares:  # forked after both calls, ready for the next one
             assert not _memory_holds(pid, needle.encode())
@@ -87,12 +79,12 @@ def test_children_hold_no_function_code_but_their_own(make_sandbox: Any) -> None
 
 def test_spares_that_die_unused_are_made_up_by_the_next_call(make_sandbox: Any) -> None:
     sb = make_sandbox(prefork=2)
-    spares = _wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
+    spares = wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
     for pid in spares:
         os.kill(pid, signal.SIGKILL)
-    _wait_for(lambda: not set(spares) & set(_spares(sb)))  # EXIT reports took them out
+    wait_for(lambda: not set(spares) & set(_spares(sb)))  # EXIT reports took them out
     assert sb.call(CONVERT, "convert", [21]).value == 69.8
-    refilled = _wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
+    refilled = wait_for(lambda: len(_spares(sb)) == 2 and _spares(sb))
     assert not set(spares) & set(refilled)
 
 
@@ -134,7 +126,7 @@ def test_forker_death_fails_pending_calls_and_the_next_call_restarts_it(
     result: list[Any] = []
     t = threading.Thread(target=lambda: result.append(sb._probe("sleep")))
     t.start()
-    _wait_for(lambda: sb._stats()["running"])
+    wait_for(lambda: sb._stats()["running"])
     os.kill(first_pid, signal.SIGKILL)
     t.join(10)
     assert result[0].error_kind is ErrorKind.CRASH
@@ -149,10 +141,10 @@ def test_children_die_with_their_forker(make_sandbox: Any) -> None:
     sb = make_sandbox()
     t = threading.Thread(target=lambda: sb._probe("sleep"))
     t.start()
-    child_pid = _wait_for(lambda: sb._stats()["running"])[0]
+    child_pid = wait_for(lambda: sb._stats()["running"])[0]
     os.kill(sb._forker_pid, signal.SIGKILL)
     t.join(10)
-    assert _wait_for(lambda: not psutil.pid_exists(child_pid)
+    assert wait_for(lambda: not psutil.pid_exists(child_pid)
                      or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE)
 
 
@@ -162,7 +154,7 @@ def test_close_kills_running_calls_and_leaves_nothing(make_sandbox: Any) -> None
     result: list[Any] = []
     t = threading.Thread(target=lambda: result.append(sb._probe("sleep")))
     t.start()
-    child_pid = _wait_for(lambda: sb._stats()["running"])[0]
+    child_pid = wait_for(lambda: sb._stats()["running"])[0]
     t0 = time.monotonic()
     sb.close()
     t.join(10)

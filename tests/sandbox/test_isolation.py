@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from typing import Any
 
 import pyseccomp
 import pytest
 
 from faas_sandbox import ErrorKind, Limits, Policy, Sandbox
+
+from tests.sandbox.waiting import wait_for
 
 from .conftest import FAST
 
@@ -26,16 +27,6 @@ def _probe(sb: Sandbox, name: str, limits: Limits | None = None) -> Any:
     out = sb._probe(name, limits)
     assert out.ok, out
     return out.value
-
-
-def _wait_for(predicate: Any, timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 _NANOSLEEP = str(pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, "clock_nanosleep"))
@@ -57,8 +48,8 @@ def _outside(sb: Sandbox) -> dict[str, Any]:
     worker = threading.Thread(target=lambda: done.append(sb._probe("sleep", hold)))
     worker.start()
     try:
-        pid = _wait_for(lambda: sb._stats()["running"])[0]
-        _wait_for(lambda: _sleeping_in(pid))
+        pid = wait_for(lambda: sb._stats()["running"])[0]
+        wait_for(lambda: _sleeping_in(pid))
         status = {}
         with open(f"/proc/{pid}/status") as f:
             for line in f:
