@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from ..kinds import OK, ErrorKind, ProcessState
-from .lifecycle import Revision
 from ..policy import Policy
+from .lifecycle import Revision
 from .spec import decode_result
 
 log = logging.getLogger(__name__)

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..colonies.spec import check_function_name
 from ..errors import (
     CodeUnavailable,
     ColoniesRefused,
@@ -47,9 +48,8 @@ from ..errors import (
     FunctionNotFound,
     ReplyUnreadable,
 )
-from .s3fetch import S3Reader
 from ..settings import S3Settings
-from ..colonies.spec import check_function_name
+from .s3fetch import S3Reader
 from .texts import for_log
 
 log = logging.getLogger(__name__)

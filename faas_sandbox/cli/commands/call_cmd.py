@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from ..dispatch import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, usage_error
 from ...colonies.client import DEFAULT_EXECUTOR_TYPE
+from ..dispatch import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, usage_error
 from ._colonies import colonies_errors, connect, fail, load_policy
 
 
@@ -56,11 +56,11 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
                  as_json: bool, maxexectime: float | None, maxwaittime: int,
                  executor_type: str, policy_path: str | None, wait_strategy: str) -> None:
     """Call function NAME with ARGS through Colonies and print its output."""
-    from ...colonies.calls import make_request
-    from ...kinds import ErrorKind
     from ...colonies.backend import ColoniesBackend
-    from ...errors import SpecError
+    from ...colonies.calls import make_request
     from ...colonies.spec import check_function_name
+    from ...errors import SpecError
+    from ...kinds import ErrorKind
 
     kwargs: dict[str, Any] = {}
     if kwargs_json is not None:

@@ -50,9 +50,9 @@ def functions_command(ctx: click.Context, as_json: bool) -> None:
 
 
 def _history(client: ColoniesClient, name: str) -> list[Revision]:
-    from ...errors import SpecError
     from ...colonies.lifecycle import history
     from ...colonies.spec import check_function_name
+    from ...errors import SpecError
 
     try:
         check_function_name(name)
@@ -76,8 +76,8 @@ def _pick(revisions: list[Revision], number: int | None, name: str) -> Revision:
 
 
 def _source(client: ColoniesClient, name: str, revision: Revision) -> bytes:
-    from ...executor.codestore import CodeStore
     from ...errors import CodeUnavailable, FunctionNotFound, SettingsError
+    from ...executor.codestore import CodeStore
     from ...settings import Settings
 
     try:
@@ -140,8 +140,8 @@ def rm_command(name: str) -> None:
               help="Revision to make current again [default: the one before the current].")
 def rollback_command(name: str, number: int | None) -> None:
     """Deploy an earlier revision of NAME again, as its newest revision."""
-    from ...executor.codestore import CodeStore
     from ...errors import CodeUnavailable, SettingsError
+    from ...executor.codestore import CodeStore
     from ...settings import Settings
 
     client = connect()

@@ -28,9 +28,9 @@ _PROCESSID = re.compile(r"^[0-9a-f]{64}$")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def result_command(processid: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Print the result of call PROCESSID (see `call --no-wait`, HTTP ?mode=async)."""
+    from ...colonies.backend import ColoniesBackend
     from ...colonies.calls import CallRequest, classify
     from ...kinds import ErrorKind
-    from ...colonies.backend import ColoniesBackend
     from .call_cmd import format_value
 
     if not _PROCESSID.match(processid):
