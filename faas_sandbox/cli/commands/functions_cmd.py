@@ -82,7 +82,7 @@ def _pick(revisions: list[Revision], number: int | None, name: str) -> Revision:
     raise AssertionError("unreachable")
 
 
-def _source(client: ColoniesClient, name: str, revision: Revision) -> bytes:
+def _source(client: ColoniesClient, name: FunctionName, revision: Revision) -> bytes:
     from ...executor.codestore import CodeStore
     from ...errors import CodeUnavailable, FunctionNotFound, SettingsError
     from ...settings import Settings
