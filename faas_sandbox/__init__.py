@@ -20,6 +20,7 @@ travels as an output element).
 
 from __future__ import annotations
 
+from .engine.outcome import Outcome, Usage
 from .errors import (
     ColoniesError,
     EngineError,
@@ -28,7 +29,6 @@ from .errors import (
     SettingsError,
     SpecError,
 )
-from .engine.outcome import Outcome, Usage
 from .kinds import ErrorKind, ProcessState
 from .policy import CallPolicy, Limits, Policy
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import PolicyError
 from .engine.module_names import MODULE_NAMES
+from .errors import PolicyError
 
 _NOBODY = 65534
 # the OS isolation layers a policy may require (faas_sandbox.engine.isolation.LAYERS)

@@ -19,9 +19,9 @@ import os
 import signal
 from dataclasses import dataclass
 
+from ..kinds import OK, ErrorKind
 from ..policy import Limits
 from . import element, wire
-from ..kinds import OK, ErrorKind
 from .outcome import Outcome, Usage
 
 
