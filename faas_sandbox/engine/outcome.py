@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..kinds import ErrorKind
-from .element import Element, of_value, read
+from ..element import Element, of_value, read
 
 __all__ = ["ErrorKind", "Outcome", "Usage"]
 

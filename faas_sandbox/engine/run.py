@@ -29,7 +29,8 @@ from types import CodeType
 from typing import Any
 
 from ..kinds import ErrorKind
-from . import element, probes, wire
+from .. import element
+from . import probes, wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
 
 MAX_RESULT_DEPTH = 200  # nesting levels of a result

@@ -20,7 +20,8 @@ import signal
 from dataclasses import dataclass
 
 from ..policy import Limits
-from . import element, wire
+from .. import element
+from . import wire
 from ..kinds import OK, ErrorKind
 from .outcome import Outcome, Usage
 

@@ -2,7 +2,7 @@
 built from a sandbox Outcome or from one of our own failure kinds, with its log line.
 
 - success: ``out = [outcome.element]``, the output element the sandbox child encoded
-  (engine/element.py: the encoding rule, incl. lone surrogates), sent as its bytes, never
+  (element.py: the encoding rule, incl. lone surrogates), sent as its bytes, never
   decoded here; the process log gets the prints (if any) and a ``[faas-sandbox]`` usage line;
 - failure: ``errors = ["<kind>: <message>"]`` (at most MAX_REASON_CHARS), with the prints and
   the reason in the process log. User text in our own log lines goes through ``for_log``.
@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from .delivery import Report
-from ..engine.element import Unsendable
+from ..element import Unsendable
 from ..engine.outcome import Outcome
 from ..kinds import ErrorKind
 from .texts import for_log

@@ -15,7 +15,7 @@ import pytest
 from faas_sandbox.executor.codestore import CodeStore
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, EngineError
 from faas_sandbox.executor.loop import Executor
-from faas_sandbox.engine.element import Element
+from faas_sandbox.element import Element
 from faas_sandbox.engine.outcome import ErrorKind, Outcome, Usage
 from faas_sandbox.settings import S3Settings
 from faas_sandbox.colonies.spec import encode_call_kwargs
