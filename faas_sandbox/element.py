@@ -96,7 +96,7 @@ def of_value(value: Any) -> Element:
 
 def well_formed(data: bytes) -> bool:
     """One JSON number or one JSON string, nothing else: what :func:`from_json` makes."""
-    return bool(len(data) <= MAX_NUMBER_BYTES and _NUMBER.fullmatch(data)
+    return bool((len(data) <= MAX_NUMBER_BYTES and _NUMBER.fullmatch(data))
                 or _STRING.fullmatch(data))
 
 

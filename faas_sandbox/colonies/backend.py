@@ -31,8 +31,10 @@ from typing import Any
 
 import websocket
 
-from .calls import CallEnd, CallRequest, poll_until_final
+from ..errors import ColoniesRefused, ColoniesUnreachable
 from ..kinds import ProcessState
+from ..names import FunctionName
+from .calls import CallEnd, CallRequest, poll_until_final
 from .client import (
     DEFAULT_EXECUTOR_TYPE,
     FAILED_SETTLE_S,
@@ -40,8 +42,6 @@ from .client import (
     call_spec,
     sign,
 )
-from ..errors import ColoniesRefused, ColoniesUnreachable
-from ..names import FunctionName
 from .lifecycle import Revision, current, history
 
 log = logging.getLogger(__name__)

@@ -42,8 +42,14 @@ from ..element import Element
 from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 from ..kinds import ProcessState
 from .nodes import NodeList, never_sent, parse_nodes
-from .reply import backend_down  # noqa: F401 - re-exported: callers check replies with it
-from .reply import NO_QUORUM, Unreadable, decode_reply, read_capped, salvage_list
+from .reply import (
+    NO_QUORUM,
+    Unreadable,
+    backend_down,  # noqa: F401 - re-exported: callers check replies with it
+    decode_reply,
+    read_capped,
+    salvage_list,
+)
 from .spec import encode_call_kwargs
 
 IDLE_MESSAGE = "No process available for assignment"

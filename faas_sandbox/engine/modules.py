@@ -46,6 +46,7 @@ string.Formatter, logging, dataclasses, copy, os, sys, io, socket, subprocess.
 
 from __future__ import annotations
 
+import _strptime  # noqa: F401  (datetime.strptime imports it from C; see C_IMPORTS)
 import base64
 import bisect
 import cmath
@@ -66,7 +67,6 @@ import textwrap
 import time
 import unicodedata
 import uuid
-import _strptime  # noqa: F401  (datetime.strptime imports it from C; see C_IMPORTS)
 from types import MappingProxyType
 from typing import Any
 

@@ -28,8 +28,8 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
-from ..kinds import ErrorKind
 from .. import element
+from ..kinds import ErrorKind
 from . import probes, wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
 

@@ -19,10 +19,10 @@ import os
 import signal
 from dataclasses import dataclass
 
-from ..policy import Limits
 from .. import element
-from . import wire
 from ..kinds import OK, ErrorKind
+from ..policy import Limits
+from . import wire
 from .outcome import Outcome, Usage
 
 

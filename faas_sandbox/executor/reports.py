@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .delivery import Report
 from ..element import Unsendable
 from ..engine.outcome import Outcome
 from ..kinds import ErrorKind
+from .delivery import Report
 from .texts import for_log
 
 log = logging.getLogger("faas_sandbox.executor.loop")

@@ -15,7 +15,6 @@ import psutil
 import pytest
 
 from faas_sandbox import EngineError, ErrorKind, Sandbox
-
 from tests.sandbox.waiting import wait_for
 
 CONVERT = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"

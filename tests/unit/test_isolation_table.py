@@ -41,9 +41,9 @@ def test_policy_require_names_layers() -> None:
     policy = Policy.from_dict({"sandbox": {"require": ["seccomp", "landlock"]}})
     assert policy.require == {"seccomp", "landlock"}
     assert policy.describe()["sandbox"]["require"] == ["landlock", "seccomp"]
-    with pytest.raises(PolicyError, match="sandbox.require: unknown layer"):
+    with pytest.raises(PolicyError, match=r"sandbox\.require: unknown layer"):
         Policy.from_dict({"sandbox": {"require": ["selinux"]}}, source="p.toml")
-    with pytest.raises(PolicyError, match="sandbox.require: expected a list"):
+    with pytest.raises(PolicyError, match=r"sandbox\.require: expected a list"):
         Policy.from_dict({"sandbox": {"require": "seccomp"}}, source="p.toml")
 
 

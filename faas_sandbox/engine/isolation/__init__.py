@@ -26,8 +26,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from . import prctl
-from . import landlock, namespaces, seccomp
+from . import landlock, namespaces, prctl, seccomp
 
 LAYERS = ("seccomp", "landlock", "net_namespace", "ipc_namespace", "drop_privileges")
 
