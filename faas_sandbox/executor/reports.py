@@ -1,5 +1,6 @@
-"""What the executor tells the server about one call: a :class:`~faas_sandbox.executor.delivery.Report`
-built from a sandbox Outcome or from one of our own failure kinds, with its log line.
+"""What the executor tells the server about one call: a
+:class:`~faas_sandbox.executor.delivery.Report` built from a sandbox Outcome or from one of our
+own failure kinds, with its log line.
 
 - success: ``out = [outcome.element]``, the output element the sandbox child encoded
   (element.py: the encoding rule, incl. lone surrogates), sent as its bytes, never
