@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from faas_sandbox.colonies.spec import encode_call_kwargs
-from faas_sandbox.engine.element import Element
+from faas_sandbox.element import Element
 from faas_sandbox.engine.outcome import ErrorKind, Outcome, Usage
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, EngineError
 from faas_sandbox.executor.codestore import CodeStore
