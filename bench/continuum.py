@@ -77,7 +77,8 @@ def wait_all(member: ColoniesClient, pids: list[str], timeout: float) -> dict[st
             except ColoniesError:
                 still.append(pid)
                 continue
-            if seen[pid].get("state") not in (2, 3, 4):
+            if seen[pid].get("state") not in (ProcessState.SUCCESS, ProcessState.FAILED,
+                                              ProcessState.CANCELLED):
                 still.append(pid)
         open_ = still
         if open_:
@@ -238,7 +239,7 @@ def drill(world: World, title: str, n: int, action: Any, fraction: float = 0.33)
     if callable(note):  # a note that needs the completion times
         note = note(ends)
     all_done = (max(ends) - acted) if ends else float("nan")
-    failed = sum(1 for p in procs.values() if p.get("state") == 3)
+    failed = sum(1 for p in procs.values() if p.get("state") == ProcessState.FAILED)
     line = (f"| {title} | {n} | {at_action} | {s['lost']} | {failed} | {s['retries']} | "
             f"{largest_gap(ends, acted):.1f} | {all_done:.1f} | {note} |")
     print(line, flush=True)

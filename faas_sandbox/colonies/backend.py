@@ -40,6 +40,7 @@ from .client import (
     call_spec,
 )
 from ..errors import ColoniesRefused, ColoniesUnreachable
+from ..names import FunctionName
 from .lifecycle import Revision, current, history
 from .signing import request_body
 
@@ -132,10 +133,10 @@ class ColoniesBackend:
 
         return [f.to_json() for f in list_functions(self.client)]
 
-    def history(self, name: str) -> list[Revision]:
+    def history(self, name: FunctionName) -> list[Revision]:
         return history(self.client, name)
 
-    def current(self, name: str) -> Revision | None:
+    def current(self, name: FunctionName) -> Revision | None:
         return current(self.client, name)
 
     # -- WebSocket watch ----------------------------------------------------------------------

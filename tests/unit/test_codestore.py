@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from faas_sandbox.colonies.spec import parse_process
 from faas_sandbox.executor.codestore import CodeStore
 from faas_sandbox.errors import (
     CodeUnavailable,
@@ -141,10 +142,14 @@ def test_unknown_function_is_not_found_and_remembered_briefly(world):
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "x.y", "", "ab cd"])
-def test_bad_names_are_refused_before_any_lookup(world, name):
+def test_bad_names_are_refused_at_the_intake_before_any_lookup(world, name):
+    """The store takes checked names (FunctionName) and trusts them; the executor's intake
+    (the spec decode) is where a name is checked, once, before it can reach the store."""
     store, files, s3, _, _ = world
+    process = {"processid": "p", "spec": {"funcname": "execute",
+                                          "kwargs": {"function": name, "arg": "1"}}}
     with pytest.raises(SpecError, match="invalid function name"):
-        store.get(name)
+        store.get(parse_process(process).function)
     assert (files.lookups, s3.gets) == (0, 0)
 
 

@@ -10,8 +10,8 @@ import math
 import pytest
 
 from faas_sandbox.errors import SpecError
+from faas_sandbox.names import function_name
 from faas_sandbox.colonies.spec import (
-    check_function_name,
     encode_call_kwargs,
     encode_result,
     parse_process,
@@ -117,7 +117,7 @@ def test_function_names_with_path_characters_or_non_identifiers_are_refused(name
     with pytest.raises(SpecError, match="invalid function name"):
         parse_process(execute({"function": name, "arg": "1"}))
     with pytest.raises(SpecError):
-        check_function_name(name)
+        function_name(name)
 
 
 @pytest.mark.parametrize("spec", [
