@@ -25,9 +25,8 @@ from typing import Any
 
 import websocket
 
-from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.client import ColoniesClient, sign
-
+from faas_sandbox.kinds import ProcessState
 
 EndCallback = Callable[[str, int, Any, float, str], None]  # pid, state, out|errors, when, how
 

@@ -31,16 +31,16 @@ from typing import Any
 
 import websocket
 
-from .calls import CallEnd, CallRequest, poll_until_final
+from ..errors import ColoniesRefused, ColoniesUnreachable
 from ..kinds import ProcessState
+from ..names import FunctionName
+from .calls import CallEnd, CallRequest, poll_until_final
 from .client import (
     DEFAULT_EXECUTOR_TYPE,
     FAILED_SETTLE_S,
     ColoniesClient,
     call_spec,
 )
-from ..errors import ColoniesRefused, ColoniesUnreachable
-from ..names import FunctionName
 from .lifecycle import Revision, current, history
 from .signing import request_body
 

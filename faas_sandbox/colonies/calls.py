@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from ..kinds import OK, ErrorKind, ProcessState
-from .lifecycle import Revision
 from ..names import FunctionName
 from ..policy import Policy
+from .lifecycle import Revision
 from .spec import decode_result
 
 log = logging.getLogger(__name__)

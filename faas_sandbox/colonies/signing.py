@@ -8,7 +8,7 @@ pure-Python signer writes, in about a tenth of a millisecond instead of a few mi
 (tests/unit/test_signing.py compares them; the integration tests check the server accepts them).
 
 The message JSON is ``json.dumps`` with its default separators, the text pycolonies signs for the
-same message. Output elements the sandbox made (:class:`~faas_sandbox.engine.element.Element`)
+same message. Output elements the sandbox made (:class:`~faas_sandbox.element.Element`)
 are spliced in as they are: a result is never decoded and encoded again here.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from coincurve import PrivateKey
 
-from ..engine.element import Element
+from ..element import Element
 
 _keys: dict[str, PrivateKey] = {}
 _keys_lock = threading.Lock()

@@ -15,7 +15,7 @@ Three spec forms are served, checked in this order:
 
 Results go out so that pycolonies' ``Process`` model (strings and numbers only in ``out``) can
 read them: int and float raw, str raw, everything else as JSON text (the rule lives in
-:mod:`faas_sandbox.engine.element`; :func:`encode_result`, :func:`decode_result`).
+:mod:`faas_sandbox.element`; :func:`encode_result`, :func:`decode_result`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine import element
+from .. import element
 from ..errors import SpecError
 from ..names import FunctionName, function_name
 from .reply import MAX_DEPTH, DecodeError, loads
@@ -160,7 +160,7 @@ def encode_call_kwargs(function: str, args: Sequence[Any] = (),
 
 def encode_result(value: Any) -> str | int | float:
     """One ``out`` element for a value in this process, by the one encoding rule
-    (:mod:`faas_sandbox.engine.element`; the executor sends what the sandbox child encoded).
+    (:mod:`faas_sandbox.element`; the executor sends what the sandbox child encoded).
     ValueError for what has no element (NaN, infinities, a plain string with a lone
     surrogate)."""
     return json.loads(element.of_value(value))  # type: ignore[no-any-return]

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..colonies.lifecycle import LABEL
 from ..errors import (
     CodeUnavailable,
     ColoniesRefused,
@@ -47,10 +48,9 @@ from ..errors import (
     FunctionNotFound,
     ReplyUnreadable,
 )
-from .s3fetch import S3Reader
-from ..settings import S3Settings
-from ..colonies.lifecycle import LABEL
 from ..names import FunctionName
+from ..settings import S3Settings
+from .s3fetch import S3Reader
 from .texts import for_log
 
 log = logging.getLogger(__name__)

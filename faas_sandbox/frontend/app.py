@@ -36,10 +36,15 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import ValidationError
 
-from ..colonies import calls
 from .._version import __version__
+from ..colonies import calls
 from ..colonies.calls import Backend, CallEnd, CallRequest, CallResult
 from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
+from ..kinds import OK, ErrorKind
+from ..metrics import Metrics
+from ..metrics import default as default_metrics
+from ..names import FUNCTION_NAME_PATTERN, PROCESSID_PATTERN, FunctionName, ProcessId
+from ..policy import Policy
 from . import docs, problems
 from .auth import RateLimiter, TokenStore, bearer
 from .body import DEFAULT_MAX_BODY_BYTES, FrontDoor, read_json
@@ -57,11 +62,6 @@ from .models import (
     LogsResponse,
 )
 from .problems import ApiError
-from ..metrics import Metrics
-from ..metrics import default as default_metrics
-from ..kinds import OK, ErrorKind
-from ..names import FUNCTION_NAME_PATTERN, PROCESSID_PATTERN, FunctionName, ProcessId
-from ..policy import Policy
 
 log = logging.getLogger(__name__)
 

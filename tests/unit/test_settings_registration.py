@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from faas_sandbox.colonies.client import key_id, new_prvkey
-from faas_sandbox.kinds import ExecutorState
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, SettingsError
 from faas_sandbox.executor.registration import Interrupted, default_name, establish, unregister
+from faas_sandbox.kinds import ExecutorState
 from faas_sandbox.settings import Settings
 
 COLONY_KEY = new_prvkey()

@@ -22,7 +22,7 @@ from faas_sandbox.colonies.signing import (
     request_body,
     sign,
 )
-from faas_sandbox.engine.element import Element
+from faas_sandbox.element import Element
 
 KNOWN_KEY = "ddf7f7791208083b6a9ed975a72684f6406a269cfa36f1b1c32045c0a71fff05"
 KNOWN_ID = "3fc05cf3df4b494e95d6a3d297a34f19938f7daa7422ab0d4f794454133341ac"

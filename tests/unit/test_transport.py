@@ -108,7 +108,7 @@ def test_a_read_timeout_is_unreachable_and_not_sent_again(server, monkeypatch):
 
 def test_an_unknown_host_is_unreachable_never_sent():
     client = ColoniesClient.connect("no-such-host.invalid", 50080, False, "dev", KEY)
-    with pytest.raises(ColoniesUnreachable, match="no-such-host.invalid"):
+    with pytest.raises(ColoniesUnreachable, match=r"no-such-host\.invalid"):
         client.get_process("p")
 
 

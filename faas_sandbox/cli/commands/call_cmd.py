@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from ..dispatch import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, usage_error
 from ...colonies.client import DEFAULT_EXECUTOR_TYPE
+from ..dispatch import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, usage_error
 from ._colonies import colonies_errors, connect, fail, load_policy
 
 
@@ -56,10 +56,10 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
                  as_json: bool, maxexectime: float | None, maxwaittime: int,
                  executor_type: str, policy_path: str | None, wait_strategy: str) -> None:
     """Call function NAME with ARGS through Colonies and print its output."""
-    from ...colonies.calls import make_request
-    from ...kinds import ErrorKind
     from ...colonies.backend import ColoniesBackend
+    from ...colonies.calls import make_request
     from ...errors import SpecError
+    from ...kinds import ErrorKind
     from ...names import function_name
 
     kwargs: dict[str, Any] = {}

@@ -23,7 +23,6 @@ import sys
 
 import click
 
-from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
 from ...errors import (
     CodeUnavailable,
     ColoniesRefused,
@@ -34,6 +33,7 @@ from ...errors import (
 )
 from ...names import FunctionName, function_name
 from ...policy import Policy
+from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
 
 
 def _fail(message: str, status: int = EXIT_FAILED) -> None:
@@ -107,8 +107,8 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
             _fail(f"{path}: {name} can never run under policy {policy.name!r}; nothing "
                   f"deployed")
 
-    from ...executor.codestore import CodeStore
     from ...colonies.client import ColoniesClient
+    from ...executor.codestore import CodeStore
     from ...settings import Settings
 
     try:

@@ -83,8 +83,8 @@ def _pick(revisions: list[Revision], number: int | None, name: str) -> Revision:
 
 
 def _source(client: ColoniesClient, name: FunctionName, revision: Revision) -> bytes:
-    from ...executor.codestore import CodeStore
     from ...errors import CodeUnavailable, FunctionNotFound, SettingsError
+    from ...executor.codestore import CodeStore
     from ...settings import Settings
 
     try:
@@ -149,8 +149,8 @@ def rm_command(name: str) -> None:
               help="Revision to make current again [default: the one before the current].")
 def rollback_command(name: str, number: int | None) -> None:
     """Deploy an earlier revision of NAME again, as its newest revision."""
-    from ...executor.codestore import CodeStore
     from ...errors import CodeUnavailable, SettingsError
+    from ...executor.codestore import CodeStore
     from ...settings import Settings
 
     name = _checked(name)

@@ -26,10 +26,10 @@ EXIT_PENDING = 4
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def result_command(processid: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Print the result of call PROCESSID (see `call --no-wait`, HTTP ?mode=async)."""
-    from ...colonies.calls import CallRequest, classify
-    from ...kinds import ErrorKind
     from ...colonies.backend import ColoniesBackend
+    from ...colonies.calls import CallRequest, classify
     from ...errors import SpecError
+    from ...kinds import ErrorKind
     from ...names import processid as checked
     from .call_cmd import format_value
 
