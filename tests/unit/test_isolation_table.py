@@ -36,6 +36,11 @@ def test_the_table_compiles_on_this_architecture() -> None:
     assert unknown == () and program.instructions > len(syscalls.ALLOWED)
 
 
+def test_the_filter_built_in_a_child_is_the_same_program() -> None:
+    program, unknown = seccomp.build_in_child()
+    assert (program.bpf, unknown) == (seccomp.build()[0].bpf, ())
+
+
 def test_policy_require_names_layers() -> None:
     assert set(LAYERS) == LAYER_NAMES
     policy = Policy.from_dict({"sandbox": {"require": ["seccomp", "landlock"]}})

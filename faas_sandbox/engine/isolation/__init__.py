@@ -75,11 +75,11 @@ def prepare(want_seccomp: bool, want_namespaces: bool = True) -> tuple[Lockdown,
     program = None
     if want_seccomp:
         try:
-            program, unknown = seccomp.build()
+            program, unknown = seccomp.build_in_child()
             report["seccomp_instructions"] = program.instructions
             if unknown:
                 report["seccomp_unknown_syscalls"] = list(unknown)
-        except Exception as exc:  # noqa: BLE001 - libseccomp missing or broken
+        except Exception as exc:  # noqa: BLE001 - libseccomp missing or broken (OSError)
             report["seccomp_error"] = f"cannot build the filter: {exc}"
     abi = landlock.abi_version()
     report["landlock_abi"] = abi
