@@ -110,8 +110,7 @@ def _state(name: str) -> tuple[str, bool]:
     if name in services.APPS:
         return f"running pid {pid}", True
     healthy = d.healthy()
-    where = serverns.describe(bootstrap.load_keys(generate=False)) if name == "colonies" else ""
-    return f"running pid {pid}, " + ("healthy" if healthy else "NOT healthy") + where, healthy
+    return f"running pid {pid}, " + ("healthy" if healthy else "NOT healthy"), healthy
 
 
 def cmd_status() -> int:
@@ -120,6 +119,8 @@ def cmd_status() -> int:
         line, healthy = _state(name)
         ok = ok and (healthy or name in services.APPS)
         print(f"{name:9} {line}")
+        if name == "colonies":
+            print(f"{'':9} {serverns.describe(bootstrap.load_keys(generate=False))}")
     print(f"env file  {config.STACK_ENV_FILE}" + ("" if config.STACK_ENV_FILE.exists()
                                                   else " (missing: run scripts/stack.sh up)"))
     print(f"logs      {config.LOG_DIR}")

@@ -50,10 +50,10 @@ MINIO_PORT = 9000 + PORT_OFFSET
 MINIO_CONSOLE_PORT = 9001 + PORT_OFFSET
 HTTP_PORT = 8000 + PORT_OFFSET
 # Not "faas-...": the continuum drills remove every namespace named faas-* (devstack/netns.py).
-NETNS: str | None = os.environ.get("FAAS_SANDBOX_NETNS", "") or f"faasdev-{COLONIES_PORT}"
-if NETNS == "off":
-    NETNS = None
-elif not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", NETNS):
+_NETNS = os.environ.get("FAAS_SANDBOX_NETNS", "")
+NETNS_NAME = _NETNS if _NETNS not in ("", "off") else f"faasdev-{COLONIES_PORT}"
+NETNS: str | None = None if _NETNS == "off" else NETNS_NAME  # None: the server is not hidden
+if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", NETNS_NAME):
     raise SystemExit(f"FAAS_SANDBOX_NETNS={NETNS!r}: expected a namespace name or 'off'")
 
 COLONY_NAME = "dev"

@@ -88,9 +88,8 @@ def ensure(keys: Mapping[str, str]) -> None:
         procs.stop(current)
     desired = services.colonies(keys, netns)
     if netns is None:
-        if config.NETNS is not None:
-            procs.stop(services.forward(config.NETNS))
-            remove()
+        procs.stop(services.forward(config.NETNS_NAME))  # left from a run in the namespace
+        remove()
         procs.ensure(desired)
         return
     if procs.running_pid(desired) is None:
@@ -104,7 +103,7 @@ def stop(keys: Mapping[str, str]) -> list[str]:
     stopped = []
     if procs.stop(server(keys, wanted())):
         stopped.append("colonies")
-    if config.NETNS is not None and procs.stop(services.forward(config.NETNS)):
+    if procs.stop(services.forward(config.NETNS_NAME)):
         stopped.append("colonies-forward")
     return stopped
 
@@ -135,11 +134,12 @@ def clear(name: str, keep: Collection[int] = ()) -> None:
 
 def remove() -> bool:
     """Delete the namespace (and whatever still runs in it); True when there was one."""
-    if config.NETNS is None or not config.IS_ROOT or not exists(config.NETNS):
+    name = config.NETNS_NAME
+    if not config.IS_ROOT or not exists(name):
         return False
-    clear(config.NETNS)
-    ip("netns", "del", config.NETNS)
-    say(f"deleted network namespace {config.NETNS}")
+    clear(name)
+    ip("netns", "del", name)
+    say(f"deleted network namespace {name}")
     return True
 
 
@@ -148,11 +148,11 @@ def describe(keys: Mapping[str, str]) -> str:
     netns = wanted()
     daemon = server(keys, netns)
     if procs.running_pid(daemon) is None:
-        return ""
+        return f"(network namespace {netns})" if netns else "(root network namespace)"
     if daemon.netns == "":
-        return "; in a network namespace deleted under it (`scripts/stack.sh up` moves it)"
+        return "in a network namespace deleted under it (`scripts/stack.sh up` moves it)"
     if daemon.netns is None:
-        return "; in the root network namespace: API, etcd and relay on EVERY interface"
+        return "in the root network namespace: API, etcd and relay on EVERY interface"
     fwd = procs.running_pid(services.forward(daemon.netns))
-    via = f"127.0.0.1:{config.COLONIES_PORT} forward pid {fwd}" if fwd else "NO forward running"
-    return f"; in network namespace {daemon.netns}, reached through {via}"
+    via = f"127.0.0.1:{config.COLONIES_PORT} (forward pid {fwd})" if fwd else "NO forward running"
+    return f"in network namespace {daemon.netns}, reached through {via}"
