@@ -41,6 +41,10 @@ class Side(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=HIGH_WATER)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # asyncio sets it only on sockets made with proto=IPPROTO_TCP
+            with contextlib.suppress(OSError):  # no Nagle: a request's pieces go on at once
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
         if self.peer is not None and self.peer.transport is not None:
