@@ -195,7 +195,7 @@ class ExecutorProc:
     def __init__(self, argv: list[str], marker: str, log_path: Path) -> None:
         self.log_path = log_path
         self.ready = threading.Event()
-        self._log = open(log_path, "w")  # closed in stop()
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, cwd=REPO, env=dict(os.environ))
         self._marker = marker

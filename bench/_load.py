@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 import websocket
 
-import requests
-
-from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.client import ColoniesClient, FastColonies, sign
+from faas_sandbox.kinds import ProcessState
+
 
 class LoadgenColonies(FastColonies):
     """The fast client, minus requests' per-request proxy lookup in os.environ.

@@ -46,8 +46,20 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
-    EXPECTED, READY, REPO, CpuMeter, ExecutorProc, RssPeak, cleanup, format_cpu, load_stack_env,
-    pct, registered, stack_pids, tree_rss, tutorial_spec,
+    EXPECTED,
+    READY,
+    REPO,
+    CpuMeter,
+    ExecutorProc,
+    RssPeak,
+    cleanup,
+    format_cpu,
+    load_stack_env,
+    pct,
+    registered,
+    stack_pids,
+    tree_rss,
+    tutorial_spec,
 )
 from _load import LoadgenColonies, LoadResult, LoadRun, Watcher
 
@@ -115,7 +127,7 @@ def build_phases(opts: argparse.Namespace) -> list[Phase]:
     phases = [Phase("naive", "naive")] if "naive" in wanted else []
     for i in range(1, opts.rounds + 1):
         phases += [Phase(f"null-{i}", "null"), Phase(f"ours-{i}", "ours")]
-    return phases + [Phase(f"null-{opts.rounds + 1}", "null")]
+    return [*phases, Phase(f"null-{opts.rounds + 1}", "null")]
 
 
 def main() -> int:

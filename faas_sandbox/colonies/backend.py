@@ -31,8 +31,10 @@ from typing import Any
 
 import websocket
 
-from .calls import CallEnd, CallRequest, poll_until_final
+from ..errors import ColoniesRefused, ColoniesUnreachable
 from ..kinds import ProcessState
+from ..names import FunctionName
+from .calls import CallEnd, CallRequest, poll_until_final
 from .client import (
     DEFAULT_EXECUTOR_TYPE,
     FAILED_SETTLE_S,
@@ -40,7 +42,6 @@ from .client import (
     call_spec,
     sign,
 )
-from ..errors import ColoniesRefused, ColoniesUnreachable
 from .lifecycle import Revision, current, history
 
 log = logging.getLogger(__name__)
@@ -132,10 +133,10 @@ class ColoniesBackend:
 
         return [f.to_json() for f in list_functions(self.client)]
 
-    def history(self, name: str) -> list[Revision]:
+    def history(self, name: FunctionName) -> list[Revision]:
         return history(self.client, name)
 
-    def current(self, name: str) -> Revision | None:
+    def current(self, name: FunctionName) -> Revision | None:
         return current(self.client, name)
 
     # -- WebSocket watch ----------------------------------------------------------------------

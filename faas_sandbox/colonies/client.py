@@ -38,12 +38,18 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ..engine.element import Element
+from ..element import Element
 from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 from ..kinds import ProcessState
 from .nodes import NodeList, never_sent, parse_nodes
-from .reply import backend_down  # noqa: F401 - re-exported: callers check replies with it
-from .reply import NO_QUORUM, Unreadable, decode_reply, read_capped, salvage_list
+from .reply import (
+    NO_QUORUM,
+    Unreadable,
+    backend_down,  # noqa: F401 - re-exported: callers check replies with it
+    decode_reply,
+    read_capped,
+    salvage_list,
+)
 from .spec import encode_call_kwargs
 
 IDLE_MESSAGE = "No process available for assignment"
@@ -228,7 +234,7 @@ class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
 
 def message_bytes(msg: dict[str, Any]) -> bytes:
     """A request message's JSON. An ``out`` holding output elements the sandbox made
-    (:class:`~faas_sandbox.engine.element.Element`, already checked to be one JSON number or
+    (:class:`~faas_sandbox.element.Element`, already checked to be one JSON number or
     string) gets their bytes spliced in as they are: a result is never decoded here."""
     out = msg.get("out")
     if not isinstance(out, list) or not any(isinstance(item, Element) for item in out):

@@ -69,7 +69,8 @@ def list_functions(client: Rpc, label: str = LABEL) -> list[DeployedFunction]:
         name = str(entry.get("name", ""))
         versions = client.rpc("getfilemsg", colonyname=client.colony, fileid="", label=label,
                               name=name, latest=False) or []
-        newest = max(versions, key=lambda v: int(v.get("sequencenr", 0)), default={})
+        newest: dict[str, Any] = max(versions, key=lambda v: int(v.get("sequencenr", 0)),
+                                     default={})
         functions.append(DeployedFunction(
             name=name, size=int(entry.get("size", newest.get("size", 0)) or 0),
             revisions=len(versions), deployed_at=str(newest.get("added", "")),

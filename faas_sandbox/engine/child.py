@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..policy import Limits
-from .isolation.prctl import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
 from . import run, wire
 from .guards import compile_source
 from .isolation import Lockdown
+from .isolation.prctl import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
 from .verdict import ExitCode
 
 RESERVE_BYTES = 1 << 20  # address space freed on MemoryError so the child can still report

@@ -53,8 +53,8 @@ Defence in depth beyond the checks on the attribute *name*: ``_getattr_`` also r
 """
 
 from __future__ import annotations
-
 import __future__
+
 import builtins as _builtins
 import decimal
 import functools

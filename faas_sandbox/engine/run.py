@@ -28,8 +28,9 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any
 
+from .. import element
 from ..kinds import ErrorKind
-from . import element, probes, wire
+from . import probes, wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
 
 MAX_RESULT_DEPTH = 200  # nesting levels of a result

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..colonies.client import APPROVED, ColoniesClient, key_id, new_prvkey
-from .delivery import Backoff, Reachability
+from ..colonies.spec import EXECUTE
 from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable, SettingsError
 from ..settings import Settings
-from ..colonies.spec import EXECUTE
+from .delivery import Backoff, Reachability
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

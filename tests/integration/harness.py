@@ -24,7 +24,6 @@ from typing import Any, Protocol
 import psutil
 import requests
 
-from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.client import (
     ColoniesClient,
     FastColonies,
@@ -34,6 +33,7 @@ from faas_sandbox.colonies.client import (
     sign,
 )
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+from faas_sandbox.kinds import ProcessState
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = 65534  # the sandbox children's uid (policy default)
@@ -207,7 +207,7 @@ class Executor:
         ``name`` (registered with :func:`register_operator`; never unregistered by itself)."""
         self.name = name or unique(f"{executor_type}-")
         self.type, self.log_path = executor_type, log_path
-        self._log = open(log_path, "wb")  # closed in stop()/kill()
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()/kill()
         env = {**os.environ, "FAAS_SANDBOX_LOG_LEVEL": "INFO"}
         identity = "self"
         if operator_key is not None:

@@ -21,13 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import harness
-
 import requests
 
+import harness
 from faas_sandbox.colonies.client import ColoniesClient, sign
-from faas_sandbox.errors import ReplyUnreadable
 from faas_sandbox.colonies.reply import decode_reply, read_capped
+from faas_sandbox.errors import ReplyUnreadable
 
 INLINE_CONVERT = "def convert(celsius):\n    return (celsius * 9 / 5) + 32\n"
 

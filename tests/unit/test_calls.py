@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from faas_sandbox.kinds import ProcessState
+from faas_sandbox.colonies.backend import ColoniesBackend
 from faas_sandbox.colonies.calls import (
     EXEC_LIMIT_TEXT,
     WAIT_LIMIT_TEXT,
@@ -19,10 +19,10 @@ from faas_sandbox.colonies.calls import (
     poll_until_final,
     run_call,
 )
-from faas_sandbox.colonies.backend import ColoniesBackend
-from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
-from faas_sandbox.policy import Limits, Policy
 from faas_sandbox.colonies.spec import encode_result, parse_process
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+from faas_sandbox.kinds import ProcessState
+from faas_sandbox.policy import Limits, Policy
 
 POLICY = Policy(limits=Limits(wall_seconds=10.0), functions={"fast": {"wall_seconds": 0.4}})
 

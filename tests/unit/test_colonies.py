@@ -185,7 +185,7 @@ def test_connection_refused_is_unreachable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again before use: nothing listens there
     client = ColoniesClient.connect("127.0.0.1", port, False, "dev", KNOWN_KEY)
-    with pytest.raises(ColoniesUnreachable, match="127.0.0.1"):
+    with pytest.raises(ColoniesUnreachable, match=r"127\.0\.0\.1"):
         client.get_process("x")
 
 

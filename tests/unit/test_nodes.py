@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from faas_sandbox.colonies.client import ColoniesClient
-from faas_sandbox.errors import ColoniesUnreachable, SettingsError
 from faas_sandbox.colonies.nodes import Node, NodeList, parse_nodes
+from faas_sandbox.errors import ColoniesUnreachable, SettingsError
 from faas_sandbox.settings import Settings
 
 KEY = "ddf7f7791208083b6a9ed975a72684f6406a269cfa36f1b1c32045c0a71fff05"

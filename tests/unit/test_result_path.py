@@ -9,13 +9,13 @@ import threading
 
 import pytest
 
-from faas_sandbox import Limits, Usage
-from faas_sandbox.executor.codestore import CodeStore
+from faas_sandbox import Limits, Usage, element
 from faas_sandbox.colonies.client import message_bytes
-from faas_sandbox.engine import element, wire
-from faas_sandbox.engine.element import Element, well_formed
+from faas_sandbox.element import Element, well_formed
+from faas_sandbox.engine import wire
 from faas_sandbox.engine.outcome import ErrorKind, Outcome
 from faas_sandbox.engine.verdict import Seen, classify
+from faas_sandbox.executor.codestore import CodeStore
 from faas_sandbox.executor.loop import Executor
 
 from .test_executor import STORE, FakeColonies, FakeS3, FakeSandbox
