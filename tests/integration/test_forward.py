@@ -135,11 +135,13 @@ def test_a_reply_that_comes_much_later_arrives(forward) -> None:
 def test_a_refused_upstream_resets_the_client_and_the_forward_keeps_serving(forward) -> None:
     dead = free_port()  # nothing listens there
     port = forward(dead)
+    def ask(sock: socket.socket) -> bytes:
+        sock.sendall(b"GET /health HTTP/1.1\r\n\r\n")
+        return sock.recv(100)
+
     for _ in range(3):
-        with connect(port) as sock:
-            with pytest.raises((ConnectionResetError, BrokenPipeError)):  # a reset
-                sock.sendall(b"GET /health HTTP/1.1\r\n\r\n")
-                sock.recv(100)
+        with connect(port) as sock, pytest.raises((ConnectionResetError, BrokenPipeError)):
+            ask(sock)  # a reset, not an orderly close (which would return b"")
 
 
 @pytest.fixture
