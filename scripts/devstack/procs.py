@@ -206,9 +206,8 @@ def ensure(daemon: Daemon) -> int:
         say(f"{daemon.name}: configuration changed since it started; restarting it")
         stop(daemon)
         return start(daemon)
-    if not setns.runs_in(pid, daemon.netns):
-        where = f"network namespace {daemon.netns}" if daemon.netns else "the root namespace"
-        say(f"{daemon.name}: restarting it in {where}")
+    if daemon.netns is not None and not setns.runs_in(pid, daemon.netns):
+        say(f"{daemon.name}: restarting it in network namespace {daemon.netns}")
         old = placement(pid)
         gone = old is None and not setns.runs_in(pid, None)  # its namespace was deleted since
         stop(replace(daemon, netns=old, ports=() if gone else daemon.ports))

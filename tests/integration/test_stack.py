@@ -29,7 +29,7 @@ CONVERT_SOURCE = b"def convert(celsius):\n    return (celsius * 9/5) + 32\n"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MINIO_PORT = 9000 + int(os.environ.get("FAAS_SANDBOX_PORT_OFFSET", "0") or "0")
 sys.path.insert(0, str(REPO / "scripts"))
-from devstack import config, setns  # noqa: E402  (ports, state dir, namespace of this stack)
+from devstack import config, procs, services, setns  # noqa: E402  (this stack's ports, pids)
 
 
 def _client() -> tuple:  # (Colonies, colonyname, colony_prvkey, executorname, prvkey)
@@ -181,8 +181,12 @@ def _loopback(host: str) -> bool:
     return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
-def _pid(name: str) -> int:
-    return int((config.STATE_DIR / f"{name}.pid").read_text())
+def _stack_pids() -> dict[str, int]:
+    """The stack's running processes, by the pid files and command lines stack.sh checks."""
+    daemons = [services.postgres(), services.minio({}), services.colonies({}),
+               services.forward(config.NETNS_NAME), *(services.app(a, {}) for a in services.APPS)]
+    running = {d.name: procs.running_pid(d) for d in daemons}
+    return {name: pid for name, pid in running.items() if pid is not None}
 
 
 @pytest.mark.colonies
@@ -193,7 +197,8 @@ def test_nothing_of_the_stack_listens_off_loopback(stack: Stack) -> None:
     socket a stack process listens on, and every socket on a stack port, is loopback only."""
     if os.geteuid() != 0:
         pytest.skip("the server gets a network namespace of its own only when run as root")
-    pids = {_pid(p.stem) for p in config.STATE_DIR.glob("*.pid")}
+    running = _stack_pids()
+    pids = set(running.values())
     ports = {config.PG_PORT, config.COLONIES_PORT, config.ETCD_CLIENT_PORT,
              config.ETCD_PEER_PORT, config.RELAY_PORT, config.MINIO_PORT,
              config.MINIO_CONSOLE_PORT, config.HTTP_PORT}
@@ -201,7 +206,7 @@ def test_nothing_of_the_stack_listens_off_loopback(stack: Stack) -> None:
     exposed = [(h, port, p) for h, port, p in ours if not _loopback(h)]
     assert exposed == [], f"listening off loopback: {exposed}"
     assert config.NETNS, "FAAS_SANDBOX_NETNS=off: the server runs in the root namespace"
-    server, forward = _pid("colonies"), _pid("colonies-forward")
+    server, forward = running["colonies"], running["colonies-forward"]
     assert setns.runs_in(server, config.NETNS) and not setns.runs_in(server, None)
     assert [(h, p) for h, p, owners in ours if server in owners] == []  # none out here
     assert ("127.0.0.1", config.COLONIES_PORT) in [(h, p) for h, p, o in ours if forward in o]
