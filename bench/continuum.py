@@ -256,9 +256,9 @@ def leader(world: World) -> int:
     for i in range(3):
         if not world.cluster.alive(i):
             continue
-        sdk_client = ColoniesClient(world.cluster.sdk(i), "", world.cluster.keys["server"])
+        owner = ColoniesClient(world.cluster.transport(i), "", world.cluster.keys["server"])
         try:
-            name = sdk_client.rpc("getclustermsg")["leader"]["name"]
+            name = owner.rpc("getclustermsg")["leader"]["name"]
             return int(name.removeprefix("node")) - 1
         except (ColoniesError, KeyError, TypeError, ValueError):
             continue

@@ -40,9 +40,9 @@ from .client import (
     FAILED_SETTLE_S,
     ColoniesClient,
     call_spec,
-    sign,
 )
 from .lifecycle import Revision, current, history
+from .signing import request_body
 
 log = logging.getLogger(__name__)
 
@@ -145,25 +145,23 @@ class ColoniesBackend:
         msg = {"processid": processid, "executortype": self.executor_type,
                "state": int(state), "timeout": max(1, math.ceil(timeout)),
                "colonyname": self.client.colony, "msgtype": "subscribeprocessmsg"}
-        payload = base64.b64encode(json.dumps(msg).encode()).decode()
-        envelope = {"payloadtype": msg["msgtype"], "payload": payload,
-                    "signature": sign(payload, self.client.prvkey)}
-        sdk = self.client.sdk
+        frame = request_body(msg, self.client.prvkey).decode()
+        transport = self.client.transport
         failure = ""
-        for _ in range(len(sdk.nodes)):  # a node that fails: its next one (cluster)
-            index, url = sdk.pubsub_url()
+        for _ in range(len(transport.nodes)):  # a node that fails: its next one (cluster)
+            index, url = transport.pubsub_url()
             try:
                 ws = websocket.create_connection(url, timeout=CONNECT_TIMEOUT_S)
             except (OSError, websocket.WebSocketException) as exc:
                 failure = f"{url}: {exc}"
-                sdk.node_failed(index, str(exc)[:200])
+                transport.node_failed(index, str(exc)[:200])
                 continue
             try:
-                ws.send(json.dumps(envelope))
+                ws.send(frame)
             except (OSError, websocket.WebSocketException) as exc:
                 ws.close()
                 failure = f"{url}: {exc}"
-                sdk.node_failed(index, str(exc)[:200])
+                transport.node_failed(index, str(exc)[:200])
                 continue
             return ws
         raise ColoniesUnreachable(failure)

@@ -21,11 +21,10 @@ import pytest
 
 from faas_live import deploy as upload_data
 from faas_sandbox.colonies.client import (
-    UNREGISTERED,
     ColoniesClient,
     submit_call,
 )
-from faas_sandbox.kinds import ProcessState
+from faas_sandbox.kinds import ExecutorState, ProcessState
 
 pytestmark = pytest.mark.colonies
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +95,7 @@ def executor(stack, logs_dir, member) -> Iterator[ExecutorProcess]:
     yield ex
     assert ex.stop() == 0, ex.log()
     assert "unregistered" in ex.log()
-    assert member.get_executor(ex.name)["state"] == UNREGISTERED
+    assert member.get_executor(ex.name)["state"] == ExecutorState.UNREGISTERED
 
 
 def deploy(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -139,14 +139,9 @@ def test_poll_returns_the_last_state_at_the_deadline() -> None:
     assert clock.now == pytest.approx(101.0)
 
 
-class FakeSdk:
-    host, port, tls = "127.0.0.1", 50080, False
-
-
 class FakeClient:
     colony = "dev"
     prvkey = "1" * 64
-    sdk = FakeSdk()
 
     def __init__(self) -> None:
         self.specs: list[dict[str, Any]] = []
@@ -187,8 +182,8 @@ def test_backend_ws_url_follows_the_clients_node() -> None:
 
     client = ColoniesClient.connect("127.0.0.1, 127.0.0.2:50081", 50080, False, "dev", "1" * 64)
     backend = ColoniesBackend(client)
-    assert client.sdk.pubsub_url() == (0, "ws://127.0.0.1:50080/pubsub")
-    client.sdk.node_failed(0, "test")
-    assert backend.client.sdk.pubsub_url() == (1, "ws://127.0.0.2:50081/pubsub")
+    assert client.transport.pubsub_url() == (0, "ws://127.0.0.1:50080/pubsub")
+    client.transport.node_failed(0, "test")
+    assert backend.client.transport.pubsub_url() == (1, "ws://127.0.0.2:50081/pubsub")
     with pytest.raises(ValueError, match="unknown wait strategy"):
         ColoniesBackend(FakeClient(), strategy="nap")  # type: ignore[arg-type]

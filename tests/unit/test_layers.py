@@ -90,8 +90,10 @@ def test_colonies_loads_no_engine_and_no_web_framework() -> None:
     loaded = loaded_by("faas_sandbox.colonies.client", "faas_sandbox.colonies.backend",
                        "faas_sandbox.colonies.calls", "faas_sandbox.colonies.lifecycle",
                        "faas_sandbox.colonies.inventory", "faas_sandbox.colonies.spec")
-    assert "pycolonies" in tops(loaded)
-    assert tops(loaded) & (WEB - {"pydantic"}) == set()  # pycolonies' models use pydantic
+    assert "faas_sandbox.colonies.transport" in loaded
+    # Our own transport: no client library, no HTTP library beyond the standard one.
+    assert tops(loaded) & {"pycolonies", "requests", "urllib3"} == set()
+    assert tops(loaded) & WEB == set()
     assert "RestrictedPython" not in tops(loaded)
     assert ours(loaded, "engine") == set()
     assert ours(loaded, "frontend", "executor", "cli") == set()

@@ -78,7 +78,7 @@ def test_message_bytes_splices_elements_and_encodes_the_rest_as_before():
            "out": [Element(b'"{\\"a\\":\\"\\\\ud800\\"}"'), 3, "é"]}
     data = message_bytes(msg)
     assert data == (b'{"msgtype": "closesuccessfulmsg", "processid": "p1", "out": ['
-                    b'"{\\"a\\":\\"\\\\ud800\\"}",3,"\\u00e9"]}')
+                    b'"{\\"a\\":\\"\\\\ud800\\"}", 3, "\\u00e9"]}')
     assert json.loads(data)["out"] == ['{"a":"\\ud800"}', 3, "é"]
     plain = {"msgtype": "closesuccessfulmsg", "processid": "p1", "out": [69.8]}
     assert message_bytes(plain) == json.dumps(plain).encode()
