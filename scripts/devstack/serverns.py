@@ -17,6 +17,7 @@ the server runs in the root namespace as before, on every interface, and ``up`` 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Collection, Mapping
@@ -34,7 +35,7 @@ def unavailable() -> str | None:
         return "FAAS_SANDBOX_NETNS=off"
     if not config.IS_ROOT:
         return "not running as root"
-    if not os.access("/usr/bin/ip", os.X_OK) and not os.access("/sbin/ip", os.X_OK):
+    if not shutil.which("ip"):
         return "`ip` (iproute2) is not installed"
     return None
 
@@ -56,6 +57,7 @@ def prepare() -> str | None:
                 ip("netns", "add", config.NETNS)
                 say(f"created network namespace {config.NETNS} for the Colonies server")
             ip("-n", config.NETNS, "link", "set", "lo", "up")
+            ip("netns", "exec", config.NETNS, "true")  # what starting the server there needs
             return config.NETNS
         except StackError as err:
             why = str(err)
