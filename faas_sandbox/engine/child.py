@@ -59,6 +59,12 @@ _WARM_FRAME = wire.encode_request(wire.CODE_BODY, b"f", wire.module_mask(_WARM_R
                                   _WARM_REQUEST.args, element=True)
 
 
+# Globals for the warm-up call and for the real call, built here in the forker (at import,
+# before any fork): a child takes each at most once (run.Prepared).
+_WARM_GLOBALS = run.Prepared()
+_CALL_GLOBALS = run.Prepared()
+
+
 @dataclass(frozen=True, slots=True)
 class Isolation:
     """What every child of one forker does before it runs anything."""
@@ -143,7 +149,7 @@ def warm_up() -> None:
     """Decode a request, run the warm-up call, set every limit to what it is (a no-op that
     touches the code path); results are discarded."""
     wire.decode_request_head(_WARM_FRAME)
-    run.execute(_WARM_REQUEST, [b""], lambda frame: None)
+    run.execute(_WARM_REQUEST, [b""], lambda frame: None, prepared=_WARM_GLOBALS)
     for which in _LIMITED:
         soft, hard = resource.getrlimit(which)
         _lower(which, soft, hard)
@@ -183,7 +189,7 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
             iso.lockdown.enter()
             code = ExitCode.INTERNAL
         frame = run.execute(request, reserve, lambda data: wire.write_all(res_fd, data),
-                            {"result_fd": res_fd})
+                            {"result_fd": res_fd}, _CALL_GLOBALS)
         code = ExitCode.WIRE
         wire.write_all(res_fd, frame)
         code = ExitCode.OK
