@@ -8,7 +8,9 @@ In ONE run, at the SAME concurrency N, one phase per executor, in this order:
   null (after)   the ceiling again, since it drifts (table growth, other load on the machine)
 
 Each executor runs as its own process with its own unique executor type (so none takes another's
-calls). The load generator (this process) submits the tutorial's spec (``execute``, kwargs
+calls) and writes its output straight into its log file (no thread here copies it). Ours, as
+deployed, also keeps ``--ahead`` more assigns in flight than its N slots; the report prints the
+long-polls of each next to the calls outstanding. The load generator (this process) submits the tutorial's spec (``execute``, kwargs
 ``{function: convert, arg: "21"}``, explicit maxexectime/maxretries) with our fast client
 (its proxy lookups turned off, to take less of the shared CPU: _load.LoadgenColonies) from
 ``--submitters`` threads, keeping ``--window`` calls outstanding (closed loop), and detects ends
