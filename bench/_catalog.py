@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-SUCCESS, FAILED = 2, 3
+from faas_sandbox.kinds import ProcessState
+
 Args = tuple[list[Any], dict[str, Any]]
 
 
@@ -38,8 +39,8 @@ class Fn:
     raw_kwargs: dict[str, str] | None = None  # spec.kwargs sent as is ({name} filled in)
 
     @property
-    def state(self) -> int:
-        return FAILED if self.kind else SUCCESS
+    def state(self) -> ProcessState:
+        return ProcessState.FAILED if self.kind else ProcessState.SUCCESS
 
 
 def _fib(n: int) -> int:

@@ -199,7 +199,7 @@ class ExecutorProc:
 
     def __init__(self, argv: list[str], marker: str, log_path: Path) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # closed in stop()
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=REPO, env=dict(os.environ))
         self._marker = marker.encode()

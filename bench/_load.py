@@ -25,24 +25,8 @@ from typing import Any
 
 import websocket
 
-import requests
-
+from faas_sandbox.colonies.client import ColoniesClient, sign
 from faas_sandbox.kinds import ProcessState
-from faas_sandbox.colonies.client import ColoniesClient, FastColonies, sign
-
-class LoadgenColonies(FastColonies):
-    """The fast client, minus requests' per-request proxy lookup in os.environ.
-
-    The load generator shares the 2 cores with the server and the executors, so it should take
-    as little CPU as it can: without this, ``merge_environment_settings`` (scanning the
-    environment for proxy settings on every request) is the largest Python cost of a call.
-    """
-
-    def _session(self) -> requests.Session:
-        session = super()._session()
-        session.trust_env = False
-        return session
-
 
 EndCallback = Callable[[str, int, Any, float, str], None]  # pid, state, out|errors, when, how
 

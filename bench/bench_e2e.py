@@ -10,16 +10,16 @@ In ONE run, at the SAME concurrency N, one phase per executor, in this order:
 Each executor runs as its own process with its own unique executor type (so none takes another's
 calls) and writes its output straight into its log file (no thread here copies it). Ours, as
 deployed, also keeps ``--ahead`` more assigns in flight than its N slots; the report prints the
-long-polls of each next to the calls outstanding. The load generator (this process) submits the tutorial's spec (``execute``, kwargs
-``{function: convert, arg: "21"}``, explicit maxexectime/maxretries) with our fast client
-(its proxy lookups turned off, to take less of the shared CPU: _load.LoadgenColonies) from
-``--submitters`` threads, keeping ``--window`` calls outstanding (closed loop), and detects ends
-with server-pushed WebSocket frames (see bench/_load.py); after ``--warmup`` calls it measures
-``--calls`` calls: calls/s, p50/p95/p99 submit -> end latency, outputs (every SUCCESS must be
-[69.8]), lost calls, CPU per process (psutil) and our executor's parent RSS. The 2 cores are
-shared by the server, PostgreSQL, the executor and this load generator, so the report also
-gives the CPU-ms per call of each and the CPU-bound capacity they imply; the CPU of other
-tenants of the machine shows as ``other``: check it before trusting a comparison.
+long-polls of each next to the calls outstanding. The load generator (this process) submits the
+tutorial's spec (``execute``, kwargs ``{function: convert, arg: "21"}``, explicit
+maxexectime/maxretries) with our own client (faas_sandbox.colonies.client, which reads no proxy
+settings) from ``--submitters`` threads, keeping ``--window`` calls outstanding (closed loop),
+and detects ends with server-pushed WebSocket frames (see bench/_load.py); after ``--warmup``
+calls it measures ``--calls`` calls: calls/s, p50/p95/p99 submit -> end latency, outputs (every
+SUCCESS must be [69.8]), lost calls, CPU per process (psutil) and our executor's parent RSS. The
+2 cores are shared by the server, PostgreSQL, the executor and this load generator, so the
+report also gives the CPU-ms per call of each and the CPU-bound capacity they imply; the CPU of
+other tenants of the machine shows as ``other``: check it before trusting a comparison.
 
     scripts/stack.sh up && .venv/bin/python bench/bench_e2e.py [--quick] [-n 4] [--calls 3000]
 
@@ -49,10 +49,22 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
-    EXPECTED, READY, REPO, CpuMeter, ExecutorProc, RssPeak, cleanup, format_cpu, load_stack_env,
-    pct, registered, stack_pids, tree_rss, tutorial_spec,
+    EXPECTED,
+    READY,
+    REPO,
+    CpuMeter,
+    ExecutorProc,
+    RssPeak,
+    cleanup,
+    format_cpu,
+    load_stack_env,
+    pct,
+    registered,
+    stack_pids,
+    tree_rss,
+    tutorial_spec,
 )
-from _load import LoadgenColonies, LoadResult, LoadRun, Watcher
+from _load import LoadResult, LoadRun, Watcher
 
 MIB = 1024 * 1024
 PY = str(REPO / ".venv" / "bin" / "python")
@@ -119,7 +131,7 @@ def build_phases(opts: argparse.Namespace) -> list[Phase]:
     phases = [Phase("naive", "naive")] if "naive" in wanted else []
     for i in range(1, opts.rounds + 1):
         phases += [Phase(f"null-{i}", "null"), Phase(f"ours-{i}", "ours")]
-    return phases + [Phase(f"null-{opts.rounds + 1}", "null")]
+    return [*phases, Phase(f"null-{opts.rounds + 1}", "null")]
 
 
 def main() -> int:
@@ -131,8 +143,8 @@ def main() -> int:
     settings = Settings.from_env(os.environ)
     if not settings.colony_prvkey:
         raise SystemExit("bench: needs COLONIES_COLONY_PRVKEY (executors register themselves)")
-    member = ColoniesClient(LoadgenColonies(settings.host, settings.port, settings.tls),
-                            settings.colony_name, settings.require_prvkey())
+    member = ColoniesClient.connect(settings.host, settings.port, settings.tls,
+                                    settings.colony_name, settings.require_prvkey())
     member.rpc("versionmsg")  # fails fast when the server is not up
     deploy = subprocess.run([FAAS, "deploy", "examples/convert.py"], cwd=REPO,
                             capture_output=True, text=True, check=False)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from faas_sandbox import Outcome, Policy, Sandbox  # noqa: E402
+from faas_sandbox import Outcome, Policy, Sandbox
 
 SOURCE = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"
 PACE_S = 0.005

@@ -19,6 +19,7 @@ usage: .venv/bin/python bench/continuum.py [--quick] [--no-drills]
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import sys
@@ -31,9 +32,9 @@ from typing import Any
 import requests
 
 from _continuum import EXECUTOR_TYPE, World
-from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.client import ColoniesClient, call_spec
 from faas_sandbox.errors import ColoniesError
+from faas_sandbox.kinds import ProcessState
 
 EXPECTED = [69.8]
 
@@ -77,7 +78,8 @@ def wait_all(member: ColoniesClient, pids: list[str], timeout: float) -> dict[st
             except ColoniesError:
                 still.append(pid)
                 continue
-            if seen[pid].get("state") not in (2, 3, 4):
+            if seen[pid].get("state") not in (ProcessState.SUCCESS, ProcessState.FAILED,
+                                              ProcessState.CANCELLED):
                 still.append(pid)
         open_ = still
         if open_:
@@ -195,7 +197,7 @@ def rows(world: World, url: str, n_drain: int, n_http: int) -> list[str]:
 
 def largest_gap(ends: list[float], after: float) -> float:
     later = [e for e in ends if e >= after - 5]
-    gaps = [b - a for a, b in zip(later, later[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(later)]
     return max(gaps, default=0.0)
 
 
@@ -238,7 +240,7 @@ def drill(world: World, title: str, n: int, action: Any, fraction: float = 0.33)
     if callable(note):  # a note that needs the completion times
         note = note(ends)
     all_done = (max(ends) - acted) if ends else float("nan")
-    failed = sum(1 for p in procs.values() if p.get("state") == 3)
+    failed = sum(1 for p in procs.values() if p.get("state") == ProcessState.FAILED)
     line = (f"| {title} | {n} | {at_action} | {s['lost']} | {failed} | {s['retries']} | "
             f"{largest_gap(ends, acted):.1f} | {all_done:.1f} | {note} |")
     print(line, flush=True)
@@ -254,9 +256,9 @@ def leader(world: World) -> int:
     for i in range(3):
         if not world.cluster.alive(i):
             continue
-        sdk_client = ColoniesClient(world.cluster.sdk(i), "", world.cluster.keys["server"])
+        owner = ColoniesClient(world.cluster.transport(i), "", world.cluster.keys["server"])
         try:
-            name = sdk_client.rpc("getclustermsg")["leader"]["name"]
+            name = owner.rpc("getclustermsg")["leader"]["name"]
             return int(name.removeprefix("node")) - 1
         except (ColoniesError, KeyError, TypeError, ValueError):
             continue
@@ -373,7 +375,7 @@ def main() -> int:
             table = []
         else:
             tolerance = latency_tolerance(world, n_drain)
-            table = tolerance + [""] + rows(world, url, n_drain, n_http)
+            table = [*tolerance, "", *rows(world, url, n_drain, n_http)]
         extra = [] if args.no_drills else drills(world)
     finally:
         world.close()

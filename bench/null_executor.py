@@ -22,7 +22,6 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import EXPECTED, READY, load_stack_env, register_executor
-
 from faas_sandbox.colonies.client import ColoniesClient
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
 from faas_sandbox.settings import Settings

@@ -45,19 +45,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faas_sandbox.kinds import ProcessState
+
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "integration")]
 
 import bad_input  # noqa: E402  (tests/integration)
 import drills  # noqa: E402
 import harness  # noqa: E402
-from _catalog import CATALOG, SUCCESS, Fn, benign_only, pick  # noqa: E402
+from _catalog import CATALOG, Fn, benign_only, pick  # noqa: E402
 from _common import REPO, CpuMeter, load_stack_env, pct, stack_pids  # noqa: E402
 
 MIB = 1 << 20
 DRILLS = ("bad_input", "stdout", "child", "tmp", "kill9", "s3", "colonies", "postgres")
 RSS_GROWTH_LIMIT = 16 * MIB  # "flat": the parent grew less than this after its warm-up
 FD_GROWTH_LIMIT = 4
+_FINAL = tuple(state for state in ProcessState if state.final)
 
 
 class StackServices:
@@ -238,7 +241,7 @@ class Load:
                     process = self.member.get_process(job.pid)
                 except Exception:  # noqa: BLE001 - try again next round
                     continue
-                if process.get("state") in (2, 3, 4):
+                if process.get("state") in _FINAL:
                     self.counters["swept"] = self.counters.get("swept", 0) + 1
                     self._end(job, time.perf_counter())
 
@@ -251,7 +254,7 @@ def verify(member: Any, result: PhaseResult) -> None:
             return {}
         process = harness.get(member, job.pid)
         for _ in range(20):  # FAILED before its errors are written (ColoniesClient.wait)
-            if process.get("state") != 3 or process.get("errors"):
+            if process.get("state") != ProcessState.FAILED or process.get("errors"):
                 break
             time.sleep(0.1)
             process = harness.get(member, job.pid)
@@ -262,12 +265,12 @@ def verify(member: Any, result: PhaseResult) -> None:
     for job, process in zip(result.jobs, processes, strict=True):
         job.process = process
         state = process.get("state")
-        if state not in (2, 3):
+        if state not in (ProcessState.SUCCESS, ProcessState.FAILED):
             result.lost.append(f"{job.pid[:12] or '(never submitted)'} {job.fn.key} "
                                f"state={state}")
             result.kinds["LOST"] += 1
             continue
-        if state == SUCCESS:
+        if state == ProcessState.SUCCESS:
             result.kinds["SUCCESS"] += 1
             want = job.fn.out(job.args, job.kwargs) if job.fn.out else None
             if job.fn.kind or process.get("out") != [want]:

@@ -21,9 +21,9 @@ import threading
 import time
 import uuid
 
+from faas_sandbox.colonies.backend import ColoniesBackend
 from faas_sandbox.colonies.calls import CallRequest
 from faas_sandbox.colonies.client import ColoniesClient, key_id, new_prvkey
-from faas_sandbox.colonies.backend import ColoniesBackend
 from faas_sandbox.settings import Settings
 
 

@@ -12,13 +12,16 @@ Layers (one sub-package each; ``tests/unit/test_layers.py`` enforces the arrows)
     cli ──► frontend ──► colonies            engine: stdlib, RestrictedPython, pyseccomp
      └────► executor ──► colonies, engine    frontend and colonies: never the engine
 
-Shared by all: ``policy``, ``settings``, ``errors``, ``metrics``, ``devenv``, ``kinds`` (the
-failure kinds and the process states) and the engine's vocabulary modules, stdlib only
-(``engine.outcome``: a call's result; ``engine.module_names``; ``engine.element``: how a result
-travels as an output element).
+Shared by all, stdlib only: ``policy`` (limits, the vetted module names), ``settings``,
+``errors``, ``metrics``, ``devenv``, ``kinds`` (the failure kinds and the process states),
+``names`` (the function-name and process-id rules) and ``element`` (how a result travels as an
+output element). ``Outcome`` and ``Usage`` (a sandboxed call's result) are the engine's and,
+like ``Sandbox``, load the engine on first use only: the front end never does.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from .errors import (
     ColoniesError,
@@ -28,9 +31,12 @@ from .errors import (
     SettingsError,
     SpecError,
 )
-from .engine.outcome import Outcome, Usage
 from .kinds import ErrorKind, ProcessState
 from .policy import CallPolicy, Limits, Policy
+
+if TYPE_CHECKING:
+    from .engine.outcome import Outcome, Usage
+    from .engine.sandbox import Sandbox
 
 __all__ = [
     "CallPolicy", "ColoniesError", "EngineError", "ErrorKind", "Limits", "Outcome", "Policy",
@@ -39,9 +45,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # Sandbox pulls in the engine; load it on first use only.
+    # Sandbox, Outcome and Usage are the engine's; load it on first use only.
     if name == "Sandbox":
         from .engine.sandbox import Sandbox
 
         return Sandbox
+    if name in ("Outcome", "Usage"):
+        from .engine import outcome
+
+        return getattr(outcome, name)
     raise AttributeError(name)

@@ -40,7 +40,8 @@ class ColoniesUnreachable(ColoniesError):
 
 
 class ColoniesRefused(ColoniesError):
-    """Raised when the Colonies server answered a request with an error; .status is its HTTP code."""
+    """Raised when the Colonies server answered a request with an error; .status is its HTTP
+    code."""
 
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)

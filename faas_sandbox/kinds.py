@@ -1,4 +1,4 @@
-"""The project's two vocabularies, shared by every layer (stdlib only).
+"""The project's vocabularies, shared by every layer (stdlib only).
 
 :class:`ErrorKind`: every way a call can fail, whoever notices it (the sandbox, the executor,
 the HTTP front end or a caller of Colonies). It is a ``str`` enum whose values are the strings
@@ -7,6 +7,9 @@ JSON, ``detail.kind`` in the HTTP API's error bodies.
 
 :class:`ProcessState`: the Colonies process states (numbers on the wire) and the lowercase
 names the HTTP API shows for them.
+
+:class:`ExecutorState`: the Colonies executor states (numbers on the wire) and the lowercase
+names ``faas-sandbox status`` shows for them.
 """
 
 from __future__ import annotations
@@ -73,3 +76,17 @@ class ProcessState(enum.IntEnum):
 _LABELS = {ProcessState.WAITING: "waiting", ProcessState.RUNNING: "running",
            ProcessState.SUCCESS: "successful", ProcessState.FAILED: "failed",
            ProcessState.CANCELLED: "cancelled"}
+
+
+class ExecutorState(enum.IntEnum):
+    """Colonies executor states: the numbers on the wire (docs/protocol.md §4.2)."""
+
+    PENDING = 0  # registered, not approved yet
+    APPROVED = 1
+    REJECTED = 2
+    UNREGISTERED = 3  # removed; the row stays and its key is denied
+
+    @property
+    def label(self) -> str:
+        """The lowercase name ``faas-sandbox status`` shows."""
+        return self.name.lower()

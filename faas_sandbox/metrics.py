@@ -5,7 +5,8 @@ Four collectors, all prefixed ``faas_``::
     faas_calls_total{kind}             counter   kind = "ok" or the error kind of a finished call
     faas_call_seconds                  histogram wall time of a call, as its owner measured it
     faas_inflight_calls                gauge     calls started and not yet finished
-    faas_sandbox_kills_total{reason}   counter   sandbox ended a child: timeout/cpu/memory/output/crash
+    faas_sandbox_kills_total{reason}   counter   sandbox ended a child:
+                                                 timeout/cpu/memory/output/crash
 
 Hooks, each one line at the call site::
 

@@ -13,9 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PolicyError
-from .engine.module_names import MODULE_NAMES
 
 _NOBODY = 65534
+# The vetted modules a policy may allow, by name only (the engine's ``modules.py`` builds their
+# proxies and checks at import that it builds exactly these), so loading a policy loads no engine.
+MODULE_NAMES: frozenset[str] = frozenset({
+    "base64", "bisect", "cmath", "collections", "datetime", "decimal", "fractions", "hashlib",
+    "heapq", "itertools", "json", "math", "random", "re", "statistics", "string", "textwrap",
+    "time", "unicodedata", "uuid",
+})
 # the OS isolation layers a policy may require (faas_sandbox.engine.isolation.LAYERS)
 LAYER_NAMES = frozenset({"seccomp", "landlock", "net_namespace", "ipc_namespace",
                          "drop_privileges"})

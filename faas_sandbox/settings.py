@@ -21,8 +21,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import SettingsError
 from .colonies.nodes import parse_nodes
+from .errors import SettingsError
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 KEY_VARIABLES = ("COLONIES_COLONY_PRVKEY", "COLONIES_PRVKEY", "COLONIES_SERVER_PRVKEY",

@@ -31,17 +31,18 @@ from typing import Any
 
 import websocket
 
-from .calls import CallEnd, CallRequest, poll_until_final
+from ..errors import ColoniesRefused, ColoniesUnreachable
 from ..kinds import ProcessState
+from ..names import FunctionName
+from .calls import CallEnd, CallRequest, poll_until_final
 from .client import (
     DEFAULT_EXECUTOR_TYPE,
     FAILED_SETTLE_S,
     ColoniesClient,
     call_spec,
-    sign,
 )
-from ..errors import ColoniesRefused, ColoniesUnreachable
 from .lifecycle import Revision, current, history
+from .signing import request_body
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +133,10 @@ class ColoniesBackend:
 
         return [f.to_json() for f in list_functions(self.client)]
 
-    def history(self, name: str) -> list[Revision]:
+    def history(self, name: FunctionName) -> list[Revision]:
         return history(self.client, name)
 
-    def current(self, name: str) -> Revision | None:
+    def current(self, name: FunctionName) -> Revision | None:
         return current(self.client, name)
 
     # -- WebSocket watch ----------------------------------------------------------------------
@@ -144,25 +145,23 @@ class ColoniesBackend:
         msg = {"processid": processid, "executortype": self.executor_type,
                "state": int(state), "timeout": max(1, math.ceil(timeout)),
                "colonyname": self.client.colony, "msgtype": "subscribeprocessmsg"}
-        payload = base64.b64encode(json.dumps(msg).encode()).decode()
-        envelope = {"payloadtype": msg["msgtype"], "payload": payload,
-                    "signature": sign(payload, self.client.prvkey)}
-        sdk = self.client.sdk
+        frame = request_body(msg, self.client.prvkey).decode()
+        transport = self.client.transport
         failure = ""
-        for _ in range(len(sdk.nodes)):  # a node that fails: its next one (cluster)
-            index, url = sdk.pubsub_url()
+        for _ in range(len(transport.nodes)):  # a node that fails: its next one (cluster)
+            index, url = transport.pubsub_url()
             try:
                 ws = websocket.create_connection(url, timeout=CONNECT_TIMEOUT_S)
             except (OSError, websocket.WebSocketException) as exc:
                 failure = f"{url}: {exc}"
-                sdk.node_failed(index, str(exc)[:200])
+                transport.node_failed(index, str(exc)[:200])
                 continue
             try:
-                ws.send(json.dumps(envelope))
+                ws.send(frame)
             except (OSError, websocket.WebSocketException) as exc:
                 ws.close()
                 failure = f"{url}: {exc}"
-                sdk.node_failed(index, str(exc)[:200])
+                transport.node_failed(index, str(exc)[:200])
                 continue
             return ws
         raise ColoniesUnreachable(failure)

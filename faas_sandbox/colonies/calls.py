@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from ..kinds import OK, ErrorKind, ProcessState
-from .lifecycle import Revision
+from ..names import FunctionName
 from ..policy import Policy
+from .lifecycle import Revision
 from .spec import decode_result
 
 log = logging.getLogger(__name__)
@@ -156,11 +157,11 @@ class Backend(Protocol):
         """Executors of the backend's type seen alive (the server's executor list)."""
         ...
 
-    def current(self, name: str) -> Revision | None:
+    def current(self, name: FunctionName) -> Revision | None:
         """The function's newest revision (to pin a call to), or None if not deployed."""
         ...
 
-    def history(self, name: str) -> list[Revision]:
+    def history(self, name: FunctionName) -> list[Revision]:
         """The function's revisions, oldest first; [] if never deployed."""
         ...
 

@@ -1,275 +1,41 @@
-"""The Colonies client: the only module that imports pycolonies.
+"""Colonies calls for one colony and one signing key, over our transport.
 
-:class:`FastColonies` is a ``pycolonies.Colonies`` whose private RPC method is replaced:
-
-- it signs with coincurve (libsecp256k1, ~0.1 ms) instead of pure Python (~4 ms); signatures are
-  byte-identical (RFC 6979 nonces, low s; protocol §2.4);
-- it keeps one ``requests.Session`` per thread (keep-alive), with a client timeout: connect 5 s,
-  read 30 s, or the assign long-poll plus 15 s;
-- ``host`` may list the nodes of a Colonies cluster; on a node failure requests move to the
-  next node (faas_sandbox.colonies.nodes says which requests may be re-sent there);
-- it classifies failures: :class:`ColoniesUnreachable` (connection refused, reset, timed out,
-  or the server answering with its *database's* connection error: safe to retry) versus
-  :class:`ColoniesRefused` (the server answered with an error; its message and HTTP status are
-  kept).
-
-Every pycolonies method (submit_func_spec, upload_data, get_process...) works through it.
-:class:`ColoniesClient` adds the raw-JSON calls the executor needs (no pydantic parsing on the
-hot path: a spec pycolonies cannot parse must still be failed, not crash the assign), and
-:func:`submit_call` is the one way we submit: it always sets maxexectime and maxretries (§6.4).
+:class:`ColoniesClient` gives each RPC the executor, the front end, the CLI and the tools use a
+method, on raw JSON (no pydantic parsing on the hot path: a spec no model can parse must still
+be failed, not crash the assign). It sends through a :class:`~faas_sandbox.colonies.transport.
+Transport` (signing, keep-alive, timeouts, node failover, decoding, error classes), which
+:meth:`ColoniesClient.with_key` shares between keys. :func:`submit_call` is the one way we
+submit: it always sets maxexectime and maxretries (protocol §6.4).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import socket
 import threading
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pycolonies
-import requests
-from coincurve import PrivateKey
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-from ..engine.element import Element
-from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
+from ..errors import ColoniesRefused, ReplyUnreadable
 from ..kinds import ProcessState
-from .nodes import NodeList, never_sent, parse_nodes
-from .reply import backend_down  # noqa: F401 - re-exported: callers check replies with it
-from .reply import NO_QUORUM, Unreadable, decode_reply, read_capped, salvage_list
+from .reply import Unreadable, salvage_list
+from .reply import backend_down as backend_down  # re-exported: callers check replies with it
+from .signing import key_id as key_id  # re-exported: the identities every layer needs
+from .signing import message_bytes as message_bytes
+from .signing import new_prvkey as new_prvkey
+from .signing import sign as sign
 from .spec import encode_call_kwargs
+from .transport import Transport
 
 IDLE_MESSAGE = "No process available for assignment"
-PENDING, APPROVED, REJECTED, UNREGISTERED = 0, 1, 2, 3  # executor states
-CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 30.0
-LONG_POLL_SLACK_S = 15.0
 FAILED_SETTLE_S = 2.0  # how long a FAILED process may show no errors (see ColoniesClient.wait)
 DEFAULT_EXECUTOR_TYPE = "faas-executor"
-
-_keys: dict[str, PrivateKey] = {}
-_keys_lock = threading.Lock()
-
-
-def _private_key(prvkey: str) -> PrivateKey:
-    key = _keys.get(prvkey)
-    if key is None:
-        key = PrivateKey(bytes.fromhex(prvkey))
-        with _keys_lock:
-            _keys[prvkey] = key
-    return key
-
-
-def sign(payload: str, prvkey: str) -> str:
-    """130 hex characters r||s||v over SHA3-256 of the payload text, as pycolonies signs."""
-    digest = hashlib.sha3_256(payload.encode()).digest()
-    return str(_private_key(prvkey).sign_recoverable(digest, hasher=None).hex())
-
-
-def key_id(prvkey: str) -> str:
-    """The Colonies ID of a private key: SHA3-256 of the uncompressed public key's hex."""
-    public = _private_key(prvkey).public_key.format(compressed=False)
-    return hashlib.sha3_256(public.hex().encode()).hexdigest()
-
-
-def new_prvkey() -> str:
-    """A fresh random private key, 64 hex characters."""
-    return str(PrivateKey().secret.hex())
-
-
-# -- connections we can shut down from another thread (to end long-polls at shutdown) ---------
-
-_sockets_lock = threading.Lock()
-_connections: dict[int, weakref.WeakSet[HTTPConnection]] = {}
-
-
-class _TrackedMixin:
-    sock: socket.socket | None
-
-    def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        with _sockets_lock:
-            _connections.setdefault(threading.get_ident(), weakref.WeakSet()).add(self)  # type: ignore[arg-type]
-
-
-class _HTTPConnection(_TrackedMixin, HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_TrackedMixin, HTTPSConnection):
-    pass
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-class _Adapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-
-def shutdown_connections(thread_ids: Sequence[int]) -> None:
-    """Shut down the sockets of these threads' sessions, so their blocked requests end now."""
-    with _sockets_lock:
-        conns = [c for t in thread_ids for c in list(_connections.get(t, ()))]
-    for conn in conns:
-        sock = conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class FastColonies(pycolonies.Colonies):  # type: ignore[misc]
-    """pycolonies.Colonies with coincurve signing, per-thread keep-alive and classified errors."""
-
-    def __init__(self, host: str, port: int, tls: bool = False) -> None:
-        """``host`` may list several nodes of one cluster (see faas_sandbox.colonies.nodes)."""
-        self.nodes = NodeList(parse_nodes(host, port))
-        first = self.nodes.nodes[0]
-        super().__init__(first.host, first.port, tls)
-        self.tls = tls
-        self._urls = tuple(node.url(tls) for node in self.nodes.nodes)
-        self._local = threading.local()
-        self.aborting = False  # set at shutdown: a failed long-poll is then no node failure
-
-    def _use(self, index: int) -> None:
-        """Point pycolonies' own attributes (url, host, port) at the node in use."""
-        node = self.nodes.nodes[index]
-        self.url, self.host, self.port = self._urls[index], node.host, node.port
-
-    def pubsub_url(self) -> tuple[int, str]:
-        """(node index, WebSocket URL) of the node in use, for subscriptions."""
-        index, node = self.nodes.current()
-        return index, node.url(self.tls, "/pubsub", ws=True)
-
-    def node_failed(self, index: int, reason: str) -> None:
-        if self.nodes.failed(index, reason):
-            self._use(self.nodes.current()[0])
-
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        now = time.monotonic()
-        if session is not None and now - self._local.used > IDLE_RECONNECT_S:
-            # The server drops keep-alive connections idle for 120 s; reconnect before it does,
-            # so a request is never sent on a connection the server already closed.
-            session.close()
-            session = None
-        self._local.used = now
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False  # no proxy/netrc scan of the environment per request
-            adapter = _Adapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            self._local.session = session
-        return session
-
-    def _Colonies__rpc(self, msg: dict[str, Any], prvkey: str) -> Any:  # noqa: N802
-        payload = base64.b64encode(message_bytes(msg)).decode()
-        body = json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
-                           "signature": sign(payload, prvkey)})
-        # Failover (faas_sandbox.colonies.nodes): a request that never left goes to the next node; one
-        # that may have reached a server is re-sent only when repeating it is harmless: not a
-        # submit (duplicate) and not an assign (the caller handles a possibly lost assignment;
-        # an abort at shutdown must end it). One round over the nodes; a single node gets a
-        # second try, which covers a keep-alive connection the server closed while idle.
-        kind = msg["msgtype"]
-        read, resend = READ_TIMEOUT_S, kind not in _NOT_IDEMPOTENT
-        if kind == "assignprocessmsg":
-            read, resend = max(float(msg.get("timeout", 0)), 0.0) + LONG_POLL_SLACK_S, False
-        tries = max(len(self.nodes), 2)
-        for attempt in range(1, tries + 1):
-            index, _node = self.nodes.current()
-            url = self._urls[index]
-            try:
-                reply = self._session().post(url, data=body, stream=True,
-                                             timeout=(CONNECT_TIMEOUT_S, read))
-                content, truncated = _read(reply)  # a node failing mid-body fails over too
-                break
-            except requests.RequestException as exc:
-                reason = _short(exc)
-                if self.aborting and kind == "assignprocessmsg":
-                    raise ColoniesUnreachable(f"{url}: {reason}") from exc
-                unsent = never_sent(exc)
-                self.node_failed(index, reason)
-                again = unsent or resend
-                if len(self.nodes) == 1:  # the same node again: only after a dropped keep-alive
-                    again = again and isinstance(exc, requests.ConnectionError) \
-                        and not isinstance(exc, requests.ConnectTimeout)
-                if attempt == tries or not again:
-                    raise ColoniesUnreachable(f"{url}: {reason}") from exc
-        try:
-            result = decode_reply(content, reply.status_code, truncated)
-        except ColoniesRefused:
-            self.nodes.answered()
-            raise
-        except ColoniesUnreachable as exc:
-            if NO_QUORUM in str(exc):  # this node cannot reach an etcd majority; another may
-                self.node_failed(index, "no etcd quorum")
-            raise
-        self.nodes.answered()
-        return result
-
-
-def message_bytes(msg: dict[str, Any]) -> bytes:
-    """A request message's JSON. An ``out`` holding output elements the sandbox made
-    (:class:`~faas_sandbox.engine.element.Element`, already checked to be one JSON number or
-    string) gets their bytes spliced in as they are: a result is never decoded here."""
-    out = msg.get("out")
-    if not isinstance(out, list) or not any(isinstance(item, Element) for item in out):
-        return json.dumps(msg, allow_nan=False).encode()
-    head = json.dumps({k: v for k, v in msg.items() if k != "out"}, allow_nan=False).encode()
-    items = b",".join(item if isinstance(item, Element) else
-                      json.dumps(item, allow_nan=False).encode() for item in out)
-    return head[:-1] + (b', "out": [' if len(head) > 2 else b'"out": [') + items + b"]}"
-
-
-_NOT_IDEMPOTENT = frozenset({"submitfuncspecmsg", "submitworkflowspecmsg", "addfilemsg"})
-IDLE_RECONNECT_S = 60.0
-READ_CHUNK = 256 * 1024
-
-_CAUSES = ("Connection refused", "Connection reset", "Read timed out", "Connection aborted",
-           "Remote end closed", "Name or service not known", "No route to host", "timed out")
-
-
-def _short(exc: BaseException) -> str:
-    """The gist of a requests/urllib3 error ("Connection refused"), not its whole chain."""
-    text = str(exc)
-    for cause in _CAUSES:
-        if cause in text:
-            return cause.lower()
-    return text if len(text) <= 200 else text[:200] + "..."
-
-
-def _read(reply: requests.Response) -> tuple[bytes, bool]:
-    """(body, truncated): at most reply.MAX_REPLY_BYTES of the body, read incrementally;
-    decoding is reply.py's (raw bytes in, a value or a typed error out)."""
-    try:
-        return read_capped(reply.iter_content(READ_CHUNK))
-    finally:
-        reply.close()  # a body cut short closes the connection instead of draining it
 
 
 class ColoniesClient:
     """Raw-JSON Colonies calls for one colony and one signing key (the executor's or a user's)."""
 
-    def __init__(self, sdk: FastColonies, colony: str, prvkey: str) -> None:
-        self.sdk = sdk
+    def __init__(self, transport: Transport, colony: str, prvkey: str) -> None:
+        self.transport = transport
         self.colony = colony
         self.prvkey = prvkey
         self._assigning: set[int] = set()
@@ -277,14 +43,16 @@ class ColoniesClient:
 
     @classmethod
     def connect(cls, host: str, port: int, tls: bool, colony: str, prvkey: str) -> ColoniesClient:
-        return cls(FastColonies(host, port, tls), colony, prvkey)
+        return cls(Transport(host, port, tls), colony, prvkey)
 
     def with_key(self, prvkey: str) -> ColoniesClient:
         """The same connection pool, signing with another key."""
-        return ColoniesClient(self.sdk, self.colony, prvkey)
+        return ColoniesClient(self.transport, self.colony, prvkey)
 
     def rpc(self, msgtype: str, prvkey: str | None = None, **fields: Any) -> Any:
-        return self.sdk._Colonies__rpc({"msgtype": msgtype, **fields}, prvkey or self.prvkey)
+        """Send one message of type ``msgtype`` with ``fields``, signed with ``prvkey`` (by
+        default the client's key); the reply's payload value."""
+        return self.transport.call({"msgtype": msgtype, **fields}, prvkey or self.prvkey)
 
     # -- the executor's hot path ------------------------------------------------------------
     def assign(self, timeout: int) -> dict[str, Any] | None:
@@ -305,10 +73,10 @@ class ColoniesClient:
 
     def abort_assigns(self) -> None:
         """End every long-poll in progress now (shutdown); they raise ColoniesUnreachable."""
-        self.sdk.aborting = True
+        self.transport.aborting = True
         with self._assigning_lock:
             threads = list(self._assigning)
-        shutdown_connections(threads)
+        self.transport.interrupt(threads)
 
     def close(self, processid: str, out: list[Any]) -> None:
         self.rpc("closesuccessfulmsg", processid=processid, out=out)

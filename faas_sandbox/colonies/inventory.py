@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..kinds import ProcessState
+from ..kinds import ExecutorState, ProcessState
 
 LABEL = "/faas"
-EXECUTOR_STATES = {0: "pending", 1: "approved", 2: "rejected", 3: "unregistered"}
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
@@ -69,7 +68,8 @@ def list_functions(client: Rpc, label: str = LABEL) -> list[DeployedFunction]:
         name = str(entry.get("name", ""))
         versions = client.rpc("getfilemsg", colonyname=client.colony, fileid="", label=label,
                               name=name, latest=False) or []
-        newest = max(versions, key=lambda v: int(v.get("sequencenr", 0)), default={})
+        newest: dict[str, Any] = max(versions, key=lambda v: int(v.get("sequencenr", 0)),
+                                     default={})
         functions.append(DeployedFunction(
             name=name, size=int(entry.get("size", newest.get("size", 0)) or 0),
             revisions=len(versions), deployed_at=str(newest.get("added", "")),
@@ -83,11 +83,19 @@ def colony_status(client: Rpc) -> ColonyStatus:
     rows = client.rpc("getexecutorsmsg", colonyname=client.colony) or []
     executors = [ExecutorInfo(
         name=str(row.get("executorname", "")), type=str(row.get("executortype", "")),
-        state=EXECUTOR_STATES.get(int(row.get("state", -1)), str(row.get("state"))),
+        state=_executor_state(row.get("state")),
         last_heard="" if row.get("lastheardfromtime") in (None, _ZERO_TIME)
         else str(row["lastheardfromtime"]))
         for row in rows]
-    executors.sort(key=lambda e: (e.state != "approved", e.name))
+    executors.sort(key=lambda e: (e.state != ExecutorState.APPROVED.label, e.name))
     processes = {state.label: int(stats.get(f"{state.label}processes", 0) or 0)
                  for state in ProcessState}
     return ColonyStatus(client.colony, executors, processes)
+
+
+def _executor_state(value: Any) -> str:
+    """The state's name, or the value as text when it is no state we know."""
+    try:
+        return ExecutorState(int(value)).label
+    except (TypeError, ValueError):
+        return str(value)

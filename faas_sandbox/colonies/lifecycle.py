@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import ColoniesRefused
+from ..names import FunctionName
 
 LABEL = "/faas"
 
@@ -43,7 +44,7 @@ def _revision(meta: dict[str, Any], number: int) -> Revision:
                     size if isinstance(size, int) else 0, str(meta.get("added", "")), meta)
 
 
-def _files(client: Rpc, name: str, latest: bool, label: str) -> list[dict[str, Any]]:
+def _files(client: Rpc, name: FunctionName, latest: bool, label: str) -> list[dict[str, Any]]:
     try:
         files = client.rpc("getfilemsg", colonyname=client.colony, fileid="", label=label,
                            name=name, latest=latest)
@@ -54,18 +55,18 @@ def _files(client: Rpc, name: str, latest: bool, label: str) -> list[dict[str, A
     return [f for f in files or [] if isinstance(f, dict)]
 
 
-def history(client: Rpc, name: str, label: str = LABEL) -> list[Revision]:
+def history(client: Rpc, name: FunctionName, label: str = LABEL) -> list[Revision]:
     """All revisions of ``name``, oldest first (numbered 1..n); [] if never deployed."""
     files = sorted(_files(client, name, False, label), key=lambda f: int(f.get("sequencenr", 0)))
     return [_revision(meta, i) for i, meta in enumerate(files, start=1)]
 
 
-def current(client: Rpc, name: str, label: str = LABEL) -> Revision | None:
+def current(client: Rpc, name: FunctionName, label: str = LABEL) -> Revision | None:
     """The newest revision (one lookup; its number is 0 = not counted), or None."""
     files = _files(client, name, True, label)
     return _revision(files[0], 0) if files else None
 
 
-def remove(client: Rpc, name: str, label: str = LABEL) -> None:
+def remove(client: Rpc, name: FunctionName, label: str = LABEL) -> None:
     """Delete every revision's metadata of ``name`` (the S3 objects are left in place)."""
     client.rpc("removefilemsg", colonyname=client.colony, fileid="", label=label, name=name)

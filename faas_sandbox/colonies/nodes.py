@@ -9,7 +9,7 @@ robin). It does not go back on its own: a node that failed may be failing again 
 staying put keeps keep-alive connections warm. List the nodes in a different order on
 different hosts to spread clients over the cluster.
 
-What a failure allows (:func:`never_sent`):
+What a failure allows (the transport decides, from the step that failed: colonies.connection):
 
 - the request never left (connection refused, connect timeout, no route, unknown name): any
   request may go to the next node at once, a submit too;
@@ -29,9 +29,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import requests
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +134,3 @@ class NodeList:
                         reason, new)
         return True
 
-
-def never_sent(exc: requests.RequestException) -> bool:
-    """Whether a failed request certainly never reached a server (no connection was made)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if not isinstance(exc, requests.ConnectionError) or not exc.args:
-        return False
-    cause = exc.args[0]
-    if isinstance(cause, MaxRetryError):
-        cause = cause.reason
-    # urllib3's NewConnectionError (refused, no route, name unknown) is a ConnectTimeoutError.
-    return isinstance(cause, ConnectTimeoutError)

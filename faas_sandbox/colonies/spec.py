@@ -15,7 +15,7 @@ Three spec forms are served, checked in this order:
 
 Results go out so that pycolonies' ``Process`` model (strings and numbers only in ``out``) can
 read them: int and float raw, str raw, everything else as JSON text (the rule lives in
-:mod:`faas_sandbox.engine.element`; :func:`encode_result`, :func:`decode_result`).
+:mod:`faas_sandbox.element`; :func:`encode_result`, :func:`decode_result`).
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine import element
+from .. import element
 from ..errors import SpecError
+from ..names import FunctionName, function_name
 from .reply import MAX_DEPTH, DecodeError, loads
 
 EXECUTE = "execute"  # the one function a faas executor registers (tutorial)
 ENV_ATTRIBUTE = 3  # Colonies attribute type of spec.env entries
-FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 EXECUTE_KEYS = frozenset({"function", "arg", "args", "kwargs", "revision", "sha256", "wall"})
 MAX_WALL_SECONDS = 86_400.0
 _FILEID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -48,7 +48,7 @@ class Call:
     """One call a process asks for."""
 
     processid: str
-    function: str
+    function: FunctionName
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     source: str | None = None  # inline code; None means ColonyFS /faas/<function>
@@ -56,15 +56,6 @@ class Call:
     form: str = "json"  # "tutorial", "json" or "inline", for logs
     revision: tuple[str, str] | None = None  # pinned (file id, sha256); None: the latest
     wall: float | None = None  # seconds the submitter asked for (kwargs.wall); None: policy's
-
-
-def check_function_name(name: object) -> str:
-    """``name`` if it is a plain ASCII identifier (no path characters); else SpecError."""
-    if not isinstance(name, str) or not FUNCTION_NAME.fullmatch(name):
-        shown = repr(name)[:80]
-        raise SpecError(f"invalid function name {shown}: expected an identifier "
-                        f"([A-Za-z_][A-Za-z0-9_]*, at most 128 characters)")
-    return name
 
 
 MAX_ARGS_TEXT_BYTES = 1 << 20  # default cap on kwargs.args/kwargs.kwargs text (policy's)
@@ -94,7 +85,7 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
 
     code = _env_code(spec, process.get("attributes"))
     if code is not None:
-        return Call(processid, check_function_name(funcname), tuple(args), _keywords(kwargs),
+        return Call(processid, function_name(funcname), tuple(args), _keywords(kwargs),
                     _decode_code(code), maxexectime, "inline")
     if funcname != EXECUTE:
         raise SpecError(f"unknown funcname {funcname!r}: use funcname \"execute\" with "
@@ -104,7 +95,7 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
         raise SpecError(f"unknown kwargs {unknown}; expected some of {sorted(EXECUTE_KEYS)}")
     if "function" not in kwargs:
         raise SpecError("kwargs.function is missing: name the function to call")
-    function = check_function_name(kwargs["function"])
+    function = function_name(kwargs["function"])
     revision = _revision(kwargs)
     if "arg" in kwargs:
         if "args" in kwargs or "kwargs" in kwargs or args:
@@ -156,8 +147,10 @@ def _revision(kwargs: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def encode_call_kwargs(function: str, args: Sequence[Any] = (),
                        kwargs: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """The ``spec.kwargs`` that ask ``execute`` to call ``function(*args, **kwargs)``."""
-    out = {"function": check_function_name(function)}
+    """The ``spec.kwargs`` that ask ``execute`` to call ``function(*args, **kwargs)``.
+
+    ``function`` is not checked here: the executor checks every spec it decodes."""
+    out: dict[str, str] = {"function": function}
     if args:
         out["args"] = json.dumps(list(args), allow_nan=False, separators=(",", ":"))
     if kwargs:
@@ -167,7 +160,7 @@ def encode_call_kwargs(function: str, args: Sequence[Any] = (),
 
 def encode_result(value: Any) -> str | int | float:
     """One ``out`` element for a value in this process, by the one encoding rule
-    (:mod:`faas_sandbox.engine.element`; the executor sends what the sandbox child encoded).
+    (:mod:`faas_sandbox.element`; the executor sends what the sandbox child encoded).
     ValueError for what has no element (NaN, infinities, a plain string with a lone
     surrogate)."""
     return json.loads(element.of_value(value))  # type: ignore[no-any-return]

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..policy import Limits
-from .isolation.prctl import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
 from . import run, wire
 from .guards import compile_source
 from .isolation import Lockdown
+from .isolation.prctl import set_dumpable, set_name, set_no_new_privs, set_parent_death_signal
 from .verdict import ExitCode
 
 RESERVE_BYTES = 1 << 20  # address space freed on MemoryError so the child can still report
@@ -57,6 +57,12 @@ _WARM_REQUEST = wire.Request(
 _WARM_FRAME = wire.encode_request(wire.CODE_BODY, b"f", wire.module_mask(_WARM_REQUEST.modules),
                                   wire.pack_limits(_WARM_LIMITS), _WARM_REQUEST.body,
                                   _WARM_REQUEST.args, element=True)
+
+
+# Globals for the warm-up call and for the real call, built here in the forker (at import,
+# before any fork): a child takes each at most once (run.Prepared).
+_WARM_GLOBALS = run.Prepared()
+_CALL_GLOBALS = run.Prepared()
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +149,7 @@ def warm_up() -> None:
     """Decode a request, run the warm-up call, set every limit to what it is (a no-op that
     touches the code path); results are discarded."""
     wire.decode_request_head(_WARM_FRAME)
-    run.execute(_WARM_REQUEST, [b""], lambda frame: None)
+    run.execute(_WARM_REQUEST, [b""], lambda frame: None, prepared=_WARM_GLOBALS)
     for which in _LIMITED:
         soft, hard = resource.getrlimit(which)
         _lower(which, soft, hard)
@@ -183,7 +189,7 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
             iso.lockdown.enter()
             code = ExitCode.INTERNAL
         frame = run.execute(request, reserve, lambda data: wire.write_all(res_fd, data),
-                            {"result_fd": res_fd})
+                            {"result_fd": res_fd}, _CALL_GLOBALS)
         code = ExitCode.WIRE
         wire.write_all(res_fd, frame)
         code = ExitCode.OK

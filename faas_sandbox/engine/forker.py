@@ -39,9 +39,13 @@ import warnings
 from contextlib import suppress
 from typing import Any
 
+from . import (
+    child,
+    control,
+    isolation,  # oslayer (#9)
+    modules,
+)
 from .isolation import prctl
-from . import isolation  # oslayer (#9)
-from . import child, control, modules
 
 OWN_HEADROOM = 256 << 20  # RLIMIT_AS soft limit of the forker over its size at start
 _BASE_NAME = re.compile(r"faas-sandbox-(\d+)-\w+")

@@ -1,8 +1,10 @@
 """The restricted language: compile with RestrictedPython, run with guarded hooks.
 
 This module and ``transform.py`` (the compiler's AST policy) are the only ones that import
-RestrictedPython. ``compile_source`` runs in the forker (cached by source hash);
-``make_globals`` runs in each child, after fork and before user code.
+RestrictedPython. ``compile_source`` runs in a child, under the call's limits;
+``make_globals`` builds one call's globals: in the forker before any fork (each child then
+gets its own never-used copy, :class:`~faas_sandbox.engine.run.Prepared`) or per call
+in-process.
 
 A guard that refuses something raises :class:`GuardViolation` (a ``BaseException``, so
 ``except Exception`` in user code does not swallow it) and also records it in the call's
@@ -53,8 +55,8 @@ Defence in depth beyond the checks on the attribute *name*: ``_getattr_`` also r
 """
 
 from __future__ import annotations
-
 import __future__
+
 import builtins as _builtins
 import decimal
 import functools
@@ -108,6 +110,7 @@ class RunState:
     """Sticky facts about one call, kept out of reach of user code (closures only)."""
 
     max_stdout_bytes: int
+    allowed_modules: frozenset[str] = frozenset()  # what ``import`` may name in this call
     violations: list[str] = field(default_factory=list)
     stdout_parts: list[str] = field(default_factory=list)
     stdout_bytes: int = 0
@@ -196,8 +199,11 @@ class _Printer:
         print(*objects, **kwargs)
 
 
-def make_globals(state: RunState, allowed_modules: frozenset[str]) -> dict[str, Any]:
-    """A fresh globals dict for one call: guarded hooks, builtins and the import allow-list."""
+def make_globals(state: RunState, allowed_modules: frozenset[str] | None = None) -> dict[str, Any]:
+    """A fresh globals dict for one call: guarded hooks, builtins and the import allow-list
+    (``state.allowed_modules``, read at each import; ``allowed_modules`` sets it)."""
+    if allowed_modules is not None:
+        state.allowed_modules = allowed_modules
 
     def refuse(message: str) -> None:
         state.violations.append(message)
@@ -261,7 +267,7 @@ def make_globals(state: RunState, allowed_modules: frozenset[str]) -> dict[str, 
             return None  # type: ignore[return-value]
         if name == "__future__":
             proxy = _FUTURE
-        elif name not in allowed_modules:
+        elif name not in state.allowed_modules:
             refuse(f"import of {name!r} is not allowed by the policy")
         else:
             proxy = PROXIES[name]

@@ -46,6 +46,7 @@ string.Formatter, logging, dataclasses, copy, os, sys, io, socket, subprocess.
 
 from __future__ import annotations
 
+import _strptime  # noqa: F401  (datetime.strptime imports it from C; see C_IMPORTS)
 import base64
 import bisect
 import cmath
@@ -66,11 +67,10 @@ import textwrap
 import time
 import unicodedata
 import uuid
-import _strptime  # noqa: F401  (datetime.strptime imports it from C; see C_IMPORTS)
 from types import MappingProxyType
 from typing import Any
 
-from . import module_names
+from .. import policy
 
 
 def _public(module: Any, exclude: frozenset[str] = frozenset()) -> tuple[str, ...]:
@@ -170,8 +170,8 @@ def _build() -> dict[str, ModuleProxy]:
 
 PROXIES: MappingProxyType[str, ModuleProxy] = MappingProxyType(_build())
 MODULE_NAMES: frozenset[str] = frozenset(PROXIES)
-if MODULE_NAMES != module_names.MODULE_NAMES:  # the light list policies use must match
-    raise RuntimeError(f"module_names.py is out of date: proxies {sorted(MODULE_NAMES)}")
+if MODULE_NAMES != policy.MODULE_NAMES:  # the light list policies use must match
+    raise RuntimeError(f"policy.MODULE_NAMES is out of date: proxies {sorted(MODULE_NAMES)}")
 # Modules that C code in an exposed module imports through PyImport_Import, i.e. through the
 # sandbox's __import__ (datetime: strftime/timetuple/astimezone -> time, strptime ->
 # _strptime). The guard lets only that C call through, and returns None to it.

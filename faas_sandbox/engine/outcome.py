@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..element import Element, of_value, read
 from ..kinds import ErrorKind
-from .element import Element, of_value, read
 
 __all__ = ["ErrorKind", "Outcome", "Usage"]
 

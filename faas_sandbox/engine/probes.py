@@ -16,6 +16,7 @@ import os
 import resource
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -154,6 +155,7 @@ def _probe_selfkill(ctx: dict[str, int]) -> None:
 
 PROBES: dict[str, Callable[[dict[str, int]], Any]] = {
     "identity": _probe_identity,
+    "modules": lambda ctx: sorted(sys.modules),  # what a child inherited from the forker
     "syscalls": _probe_syscalls,
     "rss": _probe_rss,
     "segv": lambda ctx: ctypes.string_at(0),

@@ -34,10 +34,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import EngineError
+from ..kinds import ErrorKind
 from ..policy import Limits, Policy
 from . import call, codecache, wire
 from .link import Link
-from ..kinds import ErrorKind
 from .outcome import Outcome, Usage
 from .verdict import Seen, admit, classify, refusal
 

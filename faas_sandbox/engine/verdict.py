@@ -19,9 +19,10 @@ import os
 import signal
 from dataclasses import dataclass
 
-from ..policy import Limits
-from . import element, wire
+from .. import element
 from ..kinds import OK, ErrorKind
+from ..policy import Limits
+from . import wire
 from .outcome import Outcome, Usage
 
 

@@ -7,7 +7,7 @@ parent only slices bytes and decodes two bounded UTF-8 texts (stdout, message).
 Caller -> child (one :data:`REQUEST` per child, written by the calling thread)::
 
     REQ_HEAD  kind u8 (SOURCE | CODE | PROBE), flags u8 (ELEMENT: send the result as its
-              Colonies output element, engine.element), modules u64 (bit mask over
+              Colonies output element, faas_sandbox.element), modules u64 (bit mask over
               MODULE_ORDER), function u16, body u32, args u32 (byte lengths)
     LIMITS    every field of policy.Limits, in order: wall_seconds f64, the rest u64
     then      function (UTF-8), body (source UTF-8 | marshalled code | nothing), args (the

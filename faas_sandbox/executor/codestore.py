@@ -2,8 +2,8 @@
 
 Reading (the executor's hot path):
 
-- A function name must be a plain identifier; anything else (``../x``, ``a/b``) is refused
-  before any lookup.
+- A function name arrives checked (:data:`~faas_sandbox.names.FunctionName`: a plain
+  identifier, checked where it entered: the spec decode, the CLI), so it is used as it is.
 - Source is cached by (file id, checksum), at most 512 revisions. A function's metadata
   (``getfilemsg``, latest revision) is re-checked at most every ``recheck_s`` seconds (2 s by
   default), so a new deploy is served within about 2 s and most calls cost no metadata round
@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..colonies.lifecycle import LABEL
 from ..errors import (
     CodeUnavailable,
     ColoniesRefused,
@@ -47,14 +48,13 @@ from ..errors import (
     FunctionNotFound,
     ReplyUnreadable,
 )
-from .s3fetch import S3Reader
+from ..names import FunctionName
 from ..settings import S3Settings
-from ..colonies.spec import check_function_name
+from .s3fetch import S3Reader
 from .texts import for_log
 
 log = logging.getLogger(__name__)
 
-LABEL = "/faas"
 RECHECK_S = 2.0
 _MAX_CACHED_SOURCES = 512
 _MAX_ENTRIES = 4096  # function names remembered, found or not
@@ -73,7 +73,7 @@ class FileClient(Protocol):
 class Code:
     """One revision of a function's source."""
 
-    name: str
+    name: FunctionName
     source: str
     fileid: str
     checksum: str
@@ -107,10 +107,9 @@ class CodeStore:
         self._down: set[str] = set()  # "ColonyFS" and/or "S3" while they fail
 
     # -- reading --------------------------------------------------------------------------------
-    def get(self, name: str, deadline: float | None = None) -> Code:
+    def get(self, name: FunctionName, deadline: float | None = None) -> Code:
         """The function's current source; FunctionNotFound, or CodeUnavailable when down or
         not fetched by ``deadline`` (a ``clock`` time; default: FETCH_S from now)."""
-        check_function_name(name)
         if deadline is None:
             deadline = self._clock() + FETCH_S
         entry = self._entries.get(name)
@@ -133,7 +132,7 @@ class CodeStore:
         finally:
             lock.release()
 
-    def get_revision(self, name: str, fileid: str, checksum: str,
+    def get_revision(self, name: FunctionName, fileid: str, checksum: str,
                      deadline: float | None = None) -> Code:
         """Exactly revision ``fileid`` of ``name`` (a call pinned by its submitter).
 
@@ -141,7 +140,6 @@ class CodeStore:
         a miss one ``getfilemsg`` by id. FunctionNotFound if the id is not a revision of
         ``name`` or its checksum is not ``checksum``; CodeUnavailable when ColonyFS/S3 is down.
         """
-        check_function_name(name)
         key = (fileid, checksum.lower())
         source = self._sources.get(key)
         if source is not None and self._pinned.get(fileid) == name:
@@ -180,7 +178,7 @@ class CodeStore:
             self._pinned[fileid] = name
         return Code(name, source, fileid, key[1])
 
-    def _refresh(self, name: str, old: _Entry | None, deadline: float) -> _Entry:
+    def _refresh(self, name: FunctionName, old: _Entry | None, deadline: float) -> _Entry:
         now = self._clock()
         try:
             meta = self._latest(name)
@@ -315,9 +313,8 @@ class CodeStore:
             raise FunctionNotFound(f"/faas/{name} is not UTF-8 text") from None
 
     # -- writing --------------------------------------------------------------------------------
-    def upload(self, name: str, data: bytes) -> tuple[dict[str, Any], bool]:
+    def upload(self, name: FunctionName, data: bytes) -> tuple[dict[str, Any], bool]:
         """Store ``data`` as /faas/<name>; (metadata, False) if the latest is identical."""
-        check_function_name(name)
         checksum = hashlib.sha256(data).hexdigest()
         try:
             latest = self._latest(name)
@@ -353,7 +350,7 @@ class CodeStore:
         return self._client.add_file(meta), True
 
 
-def _found(name: str, entry: _Entry) -> Code:
+def _found(name: FunctionName, entry: _Entry) -> Code:
     if entry.code is None:
         raise FunctionNotFound(entry.missing)
     return entry.code

@@ -2,9 +2,9 @@
 
 Rules (protocol §6.3):
 
-- Every text sent (log, errors) passes :func:`~faas_sandbox.executor.texts.for_server` first: NUL and
-  lone surrogates escaped visibly, so the server never refuses a reason (v1.9.12 refuses a
-  NUL only after it has set the state, leaving a failure without its reason).
+- Every text sent (log, errors) passes :func:`~faas_sandbox.executor.texts.for_server` first:
+  NUL and lone surrogates escaped visibly, so the server never refuses a reason (v1.9.12
+  refuses a NUL only after it has set the state, leaving a failure without its reason).
 - The process log (``add_log``) goes first: the server takes logs only while the process is
   RUNNING, so a log after close is refused.
 - Refused by the server (403/400/500 with a message): the server has moved on (requeued after

@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..errors import ColoniesError, ReplyUnreadable
-from ..kinds import ProcessState
 from ..colonies.reply import Unreadable
 from ..colonies.spec import EXECUTE
+from ..errors import ColoniesError, ReplyUnreadable
+from ..kinds import ProcessState
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ def serve_http(port: int, verdict: Callable[[], tuple[bool, dict[str, Any]]],
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
                 ok, details = verdict()
@@ -88,7 +88,7 @@ def serve_http(port: int, verdict: Callable[[], tuple[bool, dict[str, Any]]],
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # probes every few seconds would flood the executor's log
 
     server = ThreadingHTTPServer((addr, port), Handler)

@@ -46,8 +46,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .codestore import CodeStore
-from .delivery import Backoff, Outbox, Reachability, Report
+from ..colonies.reply import Unreadable
+from ..colonies.spec import MAX_ARGS_TEXT_BYTES, parse_process
+from ..engine.outcome import Outcome
 from ..errors import (
     CodeUnavailable,
     ColoniesError,
@@ -58,13 +59,12 @@ from ..errors import (
     ReplyUnreadable,
     SpecError,
 )
-from ..engine.outcome import Outcome
 from ..kinds import ErrorKind
+from .codestore import CodeStore
+from .delivery import Backoff, Outbox, Reachability, Report
 from .intake import lacks_env, orphans, reread_env, started_ago
 from .liveness import Liveness
-from ..colonies.reply import Unreadable
 from .reports import failed_report, outcome_report
-from ..colonies.spec import MAX_ARGS_TEXT_BYTES, parse_process
 from .texts import for_log
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class Executor:
             try:
                 self._worker(index)
                 return
-            except BaseException as exc:  # noqa: BLE001 - a worker must never die silently
+            except BaseException as exc:  # a worker must never die silently
                 if self._stopping.is_set():
                     return
                 now = self._clock()

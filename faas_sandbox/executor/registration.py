@@ -27,11 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ..colonies.client import APPROVED, ColoniesClient, key_id, new_prvkey
-from .delivery import Backoff, Reachability
-from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable, SettingsError
-from ..settings import Settings
+from ..colonies.client import ColoniesClient, key_id, new_prvkey
 from ..colonies.spec import EXECUTE
+from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable, SettingsError
+from ..kinds import ExecutorState
+from ..settings import Settings
+from .delivery import Backoff, Reachability
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -116,7 +117,7 @@ def _check_operator(settings: Settings, client: ColoniesClient, executor_type: s
         return f"not found or not approved ({exc})"
     if executor.get("executorid") != key_id(settings.prvkey):
         return "COLONIES_PRVKEY is not that executor's key"
-    if executor.get("state") != APPROVED:
+    if executor.get("state") != ExecutorState.APPROVED:
         return "not approved"
     if executor.get("executortype") != executor_type:
         return f"its type is {executor.get('executortype')!r}, not {executor_type!r}"

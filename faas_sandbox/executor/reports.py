@@ -1,8 +1,9 @@
-"""What the executor tells the server about one call: a :class:`~faas_sandbox.executor.delivery.Report`
-built from a sandbox Outcome or from one of our own failure kinds, with its log line.
+"""What the executor tells the server about one call: a
+:class:`~faas_sandbox.executor.delivery.Report` built from a sandbox Outcome or from one of our
+own failure kinds, with its log line.
 
 - success: ``out = [outcome.element]``, the output element the sandbox child encoded
-  (engine/element.py: the encoding rule, incl. lone surrogates), sent as its bytes, never
+  (element.py: the encoding rule, incl. lone surrogates), sent as its bytes, never
   decoded here; the process log gets the prints (if any) and a ``[faas-sandbox]`` usage line;
 - failure: ``errors = ["<kind>: <message>"]`` (at most MAX_REASON_CHARS), with the prints and
   the reason in the process log. User text in our own log lines goes through ``for_log``.
@@ -13,10 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .delivery import Report
-from ..engine.element import Unsendable
+from ..element import Unsendable
 from ..engine.outcome import Outcome
 from ..kinds import ErrorKind
+from .delivery import Report
 from .texts import for_log
 
 log = logging.getLogger("faas_sandbox.executor.loop")

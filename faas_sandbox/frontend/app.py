@@ -36,10 +36,15 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import ValidationError
 
-from ..colonies import calls
 from .._version import __version__
+from ..colonies import calls
 from ..colonies.calls import Backend, CallEnd, CallRequest, CallResult
 from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
+from ..kinds import OK, ErrorKind
+from ..metrics import Metrics
+from ..metrics import default as default_metrics
+from ..names import FUNCTION_NAME_PATTERN, PROCESSID_PATTERN, FunctionName, ProcessId
+from ..policy import Policy
 from . import docs, problems
 from .auth import RateLimiter, TokenStore, bearer
 from .body import DEFAULT_MAX_BODY_BYTES, FrontDoor, read_json
@@ -57,16 +62,11 @@ from .models import (
     LogsResponse,
 )
 from .problems import ApiError
-from ..metrics import Metrics
-from ..metrics import default as default_metrics
-from ..kinds import OK, ErrorKind
-from ..policy import Policy
 
 log = logging.getLogger(__name__)
 
 STATUS = problems.STATUS  # kind -> HTTP status (422 for every sandbox kind)
-FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-PROCESSID_PATTERN = r"^[0-9a-f]{64}$"
+TUTORIAL = FunctionName("convert")
 MAX_FUNCTION_LABELS = 256  # distinct function labels on the call counter; then "_other"
 _DESCRIPTIONS = {
     400: "malformed request (kind spec)", 401: "missing or unknown bearer token",
@@ -255,7 +255,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         headers = {"X-Process-Id": processid} if processid else {}
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def make(function: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+    def make(function: FunctionName, args: tuple[Any, ...], kwargs: dict[str, Any],
              maxexectime: float | None, tutorial: bool = False) -> CallRequest:
         try:
             call = calls.make_request(settings.policy, function, args, kwargs, maxexectime,
@@ -277,8 +277,8 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
     async def convert(request: Request, celsius: float = Query(
             ..., ge=-273.15, le=1e300, allow_inf_nan=False,
             description="degrees Celsius, from absolute zero up")) -> Any:
-        authorize(request, "convert")
-        call = await prepare(request, make("convert", (), {"arg": str(float(celsius))}, None,
+        authorize(request, TUTORIAL)
+        call = await prepare(request, make(TUTORIAL, (), {"arg": str(float(celsius))}, None,
                                            tutorial=True))
         result = await run(request, call)
         if not result.ok:
@@ -294,8 +294,9 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
               openapi_extra=call_body_schema,
               summary="Call a deployed function with JSON arguments (sync or async)")
     async def call_function(request: Request,
-                            name: str = Path(..., pattern=FUNCTION_PATTERN),
+                            name: str = Path(..., pattern=FUNCTION_NAME_PATTERN),
                             mode: Literal["sync", "async"] = Query("sync")) -> Any:
+        name = FunctionName(name)  # FastAPI checked it against the one pattern (names.py)
         authorize(request, name)
         raw = await read_json(request, settings.max_body_bytes)
         try:
@@ -327,7 +328,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         return answer(request, {"output": result.output, "processid": result.processid,
                                 "revision": revision}, processid=result.processid)
 
-    async def fetch(request: Request, processid: str) -> CallEnd:
+    async def fetch(request: Request, processid: ProcessId) -> CallEnd:
         authorize(request, None)
         try:
             end: CallEnd = await blocking(backend.get, processid)
@@ -347,7 +348,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
              responses=_errors(400, *auth_codes, 404, 429, 502),
              summary="The state of a call (async or not) and, once final, its result")
     async def call_status(request: Request, processid: str = processid_param) -> Any:
-        end = await fetch(request, processid)
+        end = await fetch(request, ProcessId(processid))  # FastAPI checked the pattern
         body: dict[str, Any] = {"processid": processid, "state": end.state.label,
                                 "function": end.function or None, "output": [],
                                 "kind": None, "message": None, "revision": end.revision or None}
@@ -362,7 +363,7 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
              summary="The captured output (process log) of a call")
     async def call_logs(request: Request, processid: str = processid_param) -> Any:
         if tokens is not None:
-            await fetch(request, processid)
+            await fetch(request, ProcessId(processid))  # FastAPI checked the pattern
         try:
             lines = await blocking(backend.logs, processid)
         except ColoniesUnreachable as exc:
@@ -386,7 +387,8 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
              responses=_errors(400, *auth_codes, 404, 429, 502),
              summary="A function's revisions, oldest first, and the current one")
     async def function_detail(request: Request,
-                              name: str = Path(..., pattern=FUNCTION_PATTERN)) -> Any:
+                              name: str = Path(..., pattern=FUNCTION_NAME_PATTERN)) -> Any:
+        name = FunctionName(name)  # FastAPI checked it against the one pattern (names.py)
         authorize(request, name)
         try:
             revisions = await blocking(backend.history, name)

@@ -157,11 +157,11 @@ class Cluster:
     def log(self, i: int) -> Path:
         return self.logs / f"node{i + 1}.log"
 
-    def sdk(self, i: int = 0) -> Any:
-        """A pycolonies client of node i+1 (admin calls)."""
-        from faas_sandbox.colonies.client import FastColonies
+    def transport(self, i: int = 0) -> Any:
+        """Our Colonies transport to node i+1 only (admin calls)."""
+        from faas_sandbox.colonies.transport import Transport
 
-        return FastColonies(self.bind, self.api_port(i))
+        return Transport(self.bind, self.api_port(i))
 
     # -- internals ----------------------------------------------------------------------------
     def _all_ports(self) -> list[int]:
@@ -241,13 +241,14 @@ class Cluster:
 
     def _register(self) -> None:
         """The colony, and a member identity (an executor of type "cli") that submits."""
-        sdk = self.sdk(0)
-        colony_id = _key_id(self.keys["colony"])
-        sdk.add_colony({"colonyid": colony_id, "name": COLONY}, self.keys["server"])
-        sdk.add_executor({"executorid": _key_id(self.keys["member"]),
-                          "executorname": MEMBER_NAME, "executortype": MEMBER_TYPE,
-                          "colonyname": COLONY}, self.keys["colony"])
-        sdk.approve_executor(COLONY, MEMBER_NAME, self.keys["colony"])
+        from faas_sandbox.colonies.client import ColoniesClient
+
+        owner = ColoniesClient(self.transport(0), COLONY, self.keys["colony"])
+        owner.rpc("addcolonymsg", self.keys["server"],
+                  colony={"colonyid": _key_id(self.keys["colony"]), "name": COLONY})
+        owner.add_executor(MEMBER_NAME, _key_id(self.keys["member"]), MEMBER_TYPE,
+                           self.keys["colony"])
+        owner.approve_executor(MEMBER_NAME, self.keys["colony"])
         self.wait_quorum()
 
     def wait_quorum(self, timeout: float = 60) -> None:
@@ -259,7 +260,7 @@ class Cluster:
         for i in range(self.size):
             if not self.alive(i):
                 continue
-            client = ColoniesClient(self.sdk(i), COLONY, self.keys["member"])
+            client = ColoniesClient(self.transport(i), COLONY, self.keys["member"])
             while True:
                 try:
                     client.assign(1)  # a "cli" executor: no FaaS process is ever its work

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.client import ColoniesClient
 from faas_sandbox.errors import ColoniesRefused
+from faas_sandbox.kinds import ProcessState
 from harness import (
     NOBODY,
     REPO,

@@ -18,16 +18,16 @@ import contextlib
 import os
 import signal
 import subprocess
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.client import ColoniesClient
+from faas_sandbox.kinds import ProcessState
 from harness import (
     NOBODY,
     Drill,

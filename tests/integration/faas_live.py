@@ -36,12 +36,13 @@ def free_port() -> int:
 
 
 def deploy(name: str, source: str) -> None:
-    """Upload ``source`` as ColonyFS /faas/NAME the tutorial's way (pycolonies upload_data)."""
-    from faas_sandbox.colonies.client import FastColonies
+    """Upload ``source`` as ColonyFS /faas/NAME the tutorial's way: pycolonies' own client and
+    its ``upload_data``, as they are (what the executor must read is what pycolonies writes)."""
+    from pycolonies import Colonies
 
     env = os.environ
-    sdk = FastColonies(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
-                       env.get("COLONIES_SERVER_TLS") == "true")
+    sdk = Colonies(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
+                   env.get("COLONIES_SERVER_TLS") == "true")
     sdk.upload_data(env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"], filename=name,
                     data=source.encode(), label=LABEL)
 

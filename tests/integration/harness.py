@@ -24,16 +24,15 @@ from typing import Any, Protocol
 import psutil
 import requests
 
-from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.client import (
     ColoniesClient,
-    FastColonies,
     call_spec,
     key_id,
     new_prvkey,
     sign,
 )
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+from faas_sandbox.kinds import ProcessState
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = 65534  # the sandbox children's uid (policy default)
@@ -98,10 +97,13 @@ def member_client() -> ColoniesClient:
 
 
 def upload(name: str, data: bytes) -> None:
-    """Put raw bytes at ColonyFS /faas/NAME the tutorial's way (pycolonies upload_data)."""
+    """Put raw bytes at ColonyFS /faas/NAME the tutorial's way: pycolonies' own client and
+    its ``upload_data``, as they are (what the executor must read is what pycolonies writes)."""
+    from pycolonies import Colonies
+
     env = os.environ
-    sdk = FastColonies(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
-                       env.get("COLONIES_SERVER_TLS") == "true")
+    sdk = Colonies(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
+                   env.get("COLONIES_SERVER_TLS") == "true")
     sdk.upload_data(env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"], filename=name,
                     data=data, label=LABEL)
 
@@ -142,7 +144,7 @@ def submit_raw_payload(member: ColoniesClient, payload: bytes) -> dict[str, Any]
     text = base64.b64encode(payload).decode()
     body = json.dumps({"payloadtype": "submitfuncspecmsg", "payload": text,
                        "signature": sign(text, member.prvkey)})
-    reply = requests.post(member.sdk.url, data=body, timeout=10)
+    reply = requests.post(member.transport.url, data=body, timeout=10)
     envelope = reply.json()
     content = json.loads(base64.b64decode(envelope["payload"]))
     if envelope.get("error"):
@@ -207,7 +209,7 @@ class Executor:
         ``name`` (registered with :func:`register_operator`; never unregistered by itself)."""
         self.name = name or unique(f"{executor_type}-")
         self.type, self.log_path = executor_type, log_path
-        self._log = open(log_path, "wb")  # closed in stop()/kill()
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()/kill()
         env = {**os.environ, "FAAS_SANDBOX_LOG_LEVEL": "INFO"}
         identity = "self"
         if operator_key is not None:

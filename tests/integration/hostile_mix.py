@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import harness
-import hostile_pull as hp
 import psutil
 
+import harness
+import hostile_pull as hp
 from faas_sandbox.kinds import ProcessState
 
 SERVER_DEADLINE = "Maximum execution time limit exceeded"  # Colonies' own failure text

@@ -21,13 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import harness
-
 import requests
 
+import harness
 from faas_sandbox.colonies.client import ColoniesClient, sign
-from faas_sandbox.errors import ReplyUnreadable
 from faas_sandbox.colonies.reply import decode_reply, read_capped
+from faas_sandbox.errors import ReplyUnreadable
 
 INLINE_CONVERT = "def convert(celsius):\n    return (celsius * 9 / 5) + 32\n"
 
@@ -69,7 +68,7 @@ def submit_payload(member: ColoniesClient, payload: bytes) -> str:
     text = base64.b64encode(payload).decode()
     body = json.dumps({"payloadtype": "submitfuncspecmsg", "payload": text,
                        "signature": sign(text, member.prvkey)})
-    reply = requests.post(member.sdk.url, data=body, timeout=60)
+    reply = requests.post(member.transport.url, data=body, timeout=60)
     content, truncated = read_capped([reply.content])
     try:
         return str(decode_reply(content, reply.status_code, truncated)["processid"])
@@ -239,7 +238,7 @@ def wait_huge(member: ColoniesClient, pid: str, timeout: float) -> dict[str, Any
                                                 "processid": pid}).encode()).decode()
             body = json.dumps({"payloadtype": "getprocessmsg", "payload": text,
                                "signature": sign(text, member.prvkey)})
-            reply = requests.post(member.sdk.url, data=body, timeout=60)
+            reply = requests.post(member.transport.url, data=body, timeout=60)
             process = json.loads(base64.b64decode(reply.json()["payload"]))
         if (process["state"] == 3 and process["errors"]) or process["state"] == 2 \
                 or time.monotonic() > deadline:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import harness
-from faas_sandbox.kinds import ProcessState
 from faas_sandbox.colonies.client import ColoniesClient, call_spec
 from faas_sandbox.errors import ColoniesUnreachable
+from faas_sandbox.kinds import ProcessState
 
 sys.path.insert(0, str(harness.REPO / "scripts"))
 from devstack.cluster import Cluster

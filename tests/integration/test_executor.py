@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faas_live import deploy as upload_data
 
-from faas_sandbox.kinds import ProcessState
+from faas_live import deploy as upload_data
 from faas_sandbox.colonies.client import (
-    UNREGISTERED,
     ColoniesClient,
     submit_call,
 )
+from faas_sandbox.kinds import ExecutorState, ProcessState
 
 pytestmark = pytest.mark.colonies
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +37,7 @@ class ExecutorProcess:
 
     def __init__(self, log_path: Path, name: str, executor_type: str, *flags: str) -> None:
         self.name, self.log_path = name, log_path
-        self._log = open(log_path, "wb")  # closed in stop()/kill()
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()/kill()
         env = {**os.environ, "FAAS_SANDBOX_LOG_LEVEL": "INFO"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "faas_sandbox", "executor", "--identity", "self",
@@ -96,7 +95,7 @@ def executor(stack, logs_dir, member) -> Iterator[ExecutorProcess]:
     yield ex
     assert ex.stop() == 0, ex.log()
     assert "unregistered" in ex.log()
-    assert member.get_executor(ex.name)["state"] == UNREGISTERED
+    assert member.get_executor(ex.name)["state"] == ExecutorState.UNREGISTERED
 
 
 def deploy(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -115,8 +114,8 @@ def call(member: ColoniesClient, function: str, args=(), kwargs=None, *, timeout
 
 def test_tutorial_flow_end_to_end(stack, logs_dir, member):
     """deploy.py's upload_data, the tutorial's spec via pycolonies, [69.8] back."""
-    from pycolonies import colonies_client
     from model import FuncSpec
+    from pycolonies import colonies_client
 
     colonies, colonyname, _, _, prvkey = colonies_client()
     source = (REPO / "examples" / "convert.py").read_text()

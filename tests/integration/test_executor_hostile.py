@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import harness
-import hostile_pull as hp
 import pytest
 
-from faas_sandbox.kinds import ProcessState
+import harness
+import hostile_pull as hp
 from faas_sandbox.colonies.client import ColoniesClient
+from faas_sandbox.kinds import ProcessState
 
 pytestmark = pytest.mark.colonies
 SUFFIX = uuid.uuid4().hex[:8]

@@ -4,8 +4,9 @@ contacted, the executor stays alive and healthy, its memory returns to where it 
 
 from __future__ import annotations
 
-import hostile_mix
 import pytest
+
+import hostile_mix
 
 pytestmark = pytest.mark.colonies
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from faas_live import CONVERT_SOURCE, deploy, executor, frontend, free_port, unique
+from faas_live import CONVERT_SOURCE, deploy, executor, free_port, frontend, unique
 
 pytestmark = pytest.mark.colonies
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from faas_live import deploy, executor, frontend, run_cli, unique
 
+from faas_live import deploy, executor, frontend, run_cli, unique
 from faas_sandbox.colonies.client import ColoniesClient
 
 pytestmark = pytest.mark.colonies

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from faas_live import CONVERT_SOURCE, REPO, deploy, executor, frontend, run_cli, unique
 
 pytestmark = pytest.mark.colonies

@@ -29,7 +29,7 @@ def try_finally(depth: int, tag: str = "") -> str:
     for _ in range(depth):
         lines += [indent + "try:", indent + "    x = 1", indent + "finally:"]
         indent += "    "
-    return "\n".join(lines + [indent + "x = 2", "    return 1"]) + "\n"
+    return "\n".join([*lines, indent + "x = 2", "    return 1"]) + "\n"
 
 
 def many_errors(names: int, tag: str = "") -> str:
@@ -202,7 +202,7 @@ def test_a_call_next_to_running_and_compiling_bombs_answers_in_its_normal_time(
 
 def _tree_rss(pid: int) -> int:
     root = psutil.Process(pid)
-    procs = [root] + root.children(recursive=True)
+    procs = [root, *root.children(recursive=True)]
     total = 0
     for p in procs:
         try:

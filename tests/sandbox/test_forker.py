@@ -15,7 +15,6 @@ import psutil
 import pytest
 
 from faas_sandbox import EngineError, ErrorKind, Sandbox
-
 from tests.sandbox.waiting import wait_for
 
 CONVERT = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"
@@ -169,6 +168,16 @@ def test_calling_a_closed_sandbox_raises(make_sandbox: Any) -> None:
     sb.close()
     with pytest.raises(EngineError, match="closed"):
         sb.call(CONVERT, "convert", [1])
+
+
+def test_children_inherit_no_threading_or_seccomp_builder(engine: Sandbox) -> None:
+    """The filter is built in a throwaway child: pyseccomp imports subprocess and threading,
+    whose fork hook would otherwise run in every sandbox child (~110 page faults each)."""
+    loaded = engine._probe("modules").value
+    assert "faas_sandbox.engine.child" in loaded  # the probe saw the real module table
+    assert not {"threading", "subprocess", "pyseccomp", "ctypes.util"} & set(loaded)
+    with open(f"/proc/{engine._forker_pid}/maps") as maps:
+        assert "libseccomp" not in maps.read()
 
 
 def test_features_report_isolation(engine: Sandbox) -> None:

@@ -15,7 +15,6 @@ import pyseccomp
 import pytest
 
 from faas_sandbox import ErrorKind, Limits, Policy, Sandbox
-
 from tests.sandbox.waiting import wait_for
 
 from .conftest import FAST

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from faas_sandbox import ErrorKind, Sandbox
+from faas_sandbox.colonies.spec import decode_result, encode_result
 from faas_sandbox.engine.outcome import Outcome
 from faas_sandbox.executor.reports import outcome_report
-from faas_sandbox.colonies.spec import decode_result, encode_result
 
 from .conftest import FAST
 

@@ -12,9 +12,9 @@ import json
 import pytest
 
 from faas_sandbox import Sandbox
-from faas_sandbox.engine.element import Element, well_formed
-from faas_sandbox.engine.outcome import ErrorKind
 from faas_sandbox.colonies.spec import decode_result
+from faas_sandbox.element import Element, well_formed
+from faas_sandbox.engine.outcome import ErrorKind
 
 from .conftest import FAST_POLICY
 

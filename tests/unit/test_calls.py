@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from faas_sandbox.kinds import ProcessState
+from faas_sandbox.colonies.backend import ColoniesBackend
 from faas_sandbox.colonies.calls import (
     EXEC_LIMIT_TEXT,
     WAIT_LIMIT_TEXT,
@@ -19,10 +19,10 @@ from faas_sandbox.colonies.calls import (
     poll_until_final,
     run_call,
 )
-from faas_sandbox.colonies.backend import ColoniesBackend
-from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
-from faas_sandbox.policy import Limits, Policy
 from faas_sandbox.colonies.spec import encode_result, parse_process
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+from faas_sandbox.kinds import ProcessState
+from faas_sandbox.policy import Limits, Policy
 
 POLICY = Policy(limits=Limits(wall_seconds=10.0), functions={"fast": {"wall_seconds": 0.4}})
 
@@ -139,14 +139,9 @@ def test_poll_returns_the_last_state_at_the_deadline() -> None:
     assert clock.now == pytest.approx(101.0)
 
 
-class FakeSdk:
-    host, port, tls = "127.0.0.1", 50080, False
-
-
 class FakeClient:
     colony = "dev"
     prvkey = "1" * 64
-    sdk = FakeSdk()
 
     def __init__(self) -> None:
         self.specs: list[dict[str, Any]] = []
@@ -187,8 +182,8 @@ def test_backend_ws_url_follows_the_clients_node() -> None:
 
     client = ColoniesClient.connect("127.0.0.1, 127.0.0.2:50081", 50080, False, "dev", "1" * 64)
     backend = ColoniesBackend(client)
-    assert client.sdk.pubsub_url() == (0, "ws://127.0.0.1:50080/pubsub")
-    client.sdk.node_failed(0, "test")
-    assert backend.client.sdk.pubsub_url() == (1, "ws://127.0.0.2:50081/pubsub")
+    assert client.transport.pubsub_url() == (0, "ws://127.0.0.1:50080/pubsub")
+    client.transport.node_failed(0, "test")
+    assert backend.client.transport.pubsub_url() == (1, "ws://127.0.0.2:50081/pubsub")
     with pytest.raises(ValueError, match="unknown wait strategy"):
         ColoniesBackend(FakeClient(), strategy="nap")  # type: ignore[arg-type]

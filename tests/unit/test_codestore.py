@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from faas_sandbox.executor.codestore import CodeStore
+from faas_sandbox.colonies.spec import parse_process
 from faas_sandbox.errors import (
     CodeUnavailable,
     ColoniesRefused,
@@ -15,6 +15,7 @@ from faas_sandbox.errors import (
     FunctionNotFound,
     SpecError,
 )
+from faas_sandbox.executor.codestore import CodeStore
 from faas_sandbox.settings import S3Settings
 
 SRC = b"def convert(celsius):\n    return (celsius * 9/5) + 32\n"
@@ -117,7 +118,7 @@ def test_same_revision_rechecks_metadata_but_does_not_download_again(world):
 
 
 def test_new_revision_is_picked_up_after_the_recheck_delay(world):
-    store, files, s3, clock, _ = world
+    store, files, _s3, clock, _ = world
     files.deploy("convert", SRC)
     first = store.get("convert")
     new = files.deploy("convert", b"def convert(c):\n    return c\n")
@@ -141,10 +142,14 @@ def test_unknown_function_is_not_found_and_remembered_briefly(world):
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "x.y", "", "ab cd"])
-def test_bad_names_are_refused_before_any_lookup(world, name):
+def test_bad_names_are_refused_at_the_intake_before_any_lookup(world, name):
+    """The store takes checked names (FunctionName) and trusts them; the executor's intake
+    (the spec decode) is where a name is checked, once, before it can reach the store."""
     store, files, s3, _, _ = world
+    process = {"processid": "p", "spec": {"funcname": "execute",
+                                          "kwargs": {"function": name, "arg": "1"}}}
     with pytest.raises(SpecError, match="invalid function name"):
-        store.get(name)
+        store.get(parse_process(process).function)
     assert (files.lookups, s3.gets) == (0, 0)
 
 
@@ -286,7 +291,7 @@ def test_metadata_without_a_sha256_checksum_is_refused(world, meta):
 
 
 def test_checksum_failure_never_quotes_the_content(world):
-    store, files, s3, _, _ = world
+    store, files, _s3, _, _ = world
     files.deploy("convert", b"STOLEN-SECRET-\xff", checksum="1" * 64)
     with pytest.raises(CodeUnavailable) as info:
         store.get("convert")
@@ -303,7 +308,7 @@ def test_no_configured_store_refuses_every_function():
 
 
 def test_a_caller_waiting_for_another_fetch_gives_up_at_its_own_deadline(world):
-    store, files, s3, clock, _ = world
+    store, files, _s3, clock, _ = world
     files.deploy("convert", SRC)
     lock = store._locks.setdefault("convert", threading.Lock())
     lock.acquire()  # another call's fetch in progress (a slow store)
@@ -321,6 +326,6 @@ def test_a_pinned_revision_naming_another_store_is_refused_too(world):
     meta = files.files["convert"]
     meta["ref"]["s3object"]["server"] = "evil.example"
     files.rpc = lambda msgtype, **fields: [meta] if fields.get("fileid") == fileid else []
-    with pytest.raises(FunctionNotFound, match="names the store 'http://evil.example"):
+    with pytest.raises(FunctionNotFound, match=r"names the store 'http://evil\.example"):
         store.get_revision("convert", fileid, meta["checksum"])
     assert s3.gets == 0

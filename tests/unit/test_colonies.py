@@ -17,9 +17,6 @@ from faas_sandbox.colonies.client import (
     ColoniesClient,
     backend_down,
     call_spec,
-    key_id,
-    new_prvkey,
-    sign,
 )
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
 
@@ -32,15 +29,6 @@ def recover_id(payload: str, signature: str) -> str:
     digest = hashlib.sha3_256(payload.encode()).digest()
     public = PublicKey.from_signature_and_message(bytes.fromhex(signature), digest, hasher=None)
     return hashlib.sha3_256(public.format(compressed=False).hex().encode()).hexdigest()
-
-
-def test_signatures_are_byte_identical_to_pycolonies():
-    from crypto import Crypto  # pycolonies' pure-Python signer
-
-    for key in (KNOWN_KEY, new_prvkey()):
-        for payload in ("eyJtc2d0eXBlIjoidmVyc2lvbm1zZyJ9", "x" * 999):
-            assert sign(payload, key) == Crypto().sign(payload, key)
-    assert key_id(KNOWN_KEY) == KNOWN_ID
 
 
 class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
@@ -185,7 +173,7 @@ def test_connection_refused_is_unreachable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again before use: nothing listens there
     client = ColoniesClient.connect("127.0.0.1", port, False, "dev", KNOWN_KEY)
-    with pytest.raises(ColoniesUnreachable, match="127.0.0.1"):
+    with pytest.raises(ColoniesUnreachable, match=r"127\.0\.0\.1"):
         client.get_process("x")
 
 
@@ -207,11 +195,6 @@ def test_abort_ends_a_long_poll_at_once(client, server):
     assert not thread.is_alive()
     assert time.monotonic() - started < 2
     assert isinstance(errors[0], ColoniesUnreachable)
-
-
-def test_pycolonies_methods_use_the_fast_transport(client, server):
-    client.sdk.add_log("pid", "hello", KNOWN_KEY)
-    assert server.state["callers"] == [KNOWN_ID]
 
 
 @pytest.mark.parametrize(("maxexectime", "maxretries"), [(0, 0), (-2, 0), (5, -2), (True, 0),

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from faas_sandbox.executor.delivery import Backoff, Outbox, Reachability, Report
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+from faas_sandbox.executor.delivery import Backoff, Outbox, Reachability, Report
 
 
 class FakeClient:

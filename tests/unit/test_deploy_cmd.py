@@ -40,6 +40,20 @@ def test_a_named_function_must_be_a_top_level_def(run):
     assert "no top-level function 'inner' (found: outer)" in result.output
 
 
+def test_a_function_option_that_is_no_function_name_is_a_usage_error(run):
+    result = run("def f():\n    return 1\n", "--function", "../f")
+    assert result.exit_code == 2
+    assert "--function: invalid function name '../f': expected an identifier" in result.output
+
+
+def test_a_def_whose_name_cannot_be_a_function_name_is_refused_before_upload(run):
+    long = "f" * 129
+    result = run(f"def {long}():\n    return 1\n")
+    assert result.exit_code == 1
+    assert f"invalid function name '{long[:78]}" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_async_functions_are_refused(run):
     result = run("async def later():\n    return 1\n")
     assert result.exit_code == 1

@@ -7,18 +7,18 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from faas_sandbox.executor.codestore import CodeStore
-from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, EngineError
-from faas_sandbox.executor.loop import Executor
-from faas_sandbox.engine.element import Element
-from faas_sandbox.engine.outcome import ErrorKind, Outcome, Usage
-from faas_sandbox.settings import S3Settings
 from faas_sandbox.colonies.spec import encode_call_kwargs
+from faas_sandbox.element import Element
+from faas_sandbox.engine.outcome import ErrorKind, Outcome, Usage
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, EngineError
+from faas_sandbox.executor.codestore import CodeStore
+from faas_sandbox.executor.loop import Executor
+from faas_sandbox.settings import S3Settings
 
 STORE = S3Settings(endpoint="s3:1", bucket="b")
 CONVERT = "def convert(celsius):\n    return (celsius * 9/5) + 32\n"
@@ -240,7 +240,7 @@ class OrphanColonies(FakeColonies):
         super().__init__()
         self.listings = 0
         kwargs = {"function": "convert", "arg": "100"}
-        started = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
+        started = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
         self.running = [
             {"processid": "p-orphan", "assignedexecutorid": "me", "starttime": started,
              "spec": {"funcname": "execute", "kwargs": kwargs, "maxexectime": 60}},
@@ -337,7 +337,7 @@ def test_grace_expiry_fails_the_call_in_flight_with_a_reason():
 
 def test_second_stop_ends_the_call_at_once():
     client, sandbox = FakeColonies(), FakeSandbox()
-    executor, result, thread = run_executor(client, sandbox, grace=60)
+    executor, _result, thread = run_executor(client, sandbox, grace=60)
     client.submit("p1", {"function": "block"})
     wait_inflight(executor)
     started = time.monotonic()
@@ -357,7 +357,7 @@ def test_second_stop_ends_the_call_at_once():
 def test_assign_refused_with_403_stops_the_executor_with_status_1(message):
     client, sandbox = FakeColonies(), FakeSandbox()
     client.assign_errors.append(ColoniesRefused(message, 403))
-    executor, result, thread = run_executor(client, sandbox, grace=1)
+    _executor, result, thread = run_executor(client, sandbox, grace=1)
     thread.join(5)
     assert result["status"] == 1
 

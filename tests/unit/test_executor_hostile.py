@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from faas_sandbox.colonies.reply import Unreadable
+from faas_sandbox.errors import ReplyUnreadable
 from faas_sandbox.executor.codestore import CodeStore
 from faas_sandbox.executor.delivery import Outbox, Report
-from faas_sandbox.errors import ReplyUnreadable
 from faas_sandbox.executor.loop import Executor
-from faas_sandbox.colonies.reply import Unreadable
 
 from .test_executor import STORE, FakeColonies, FakeS3, FakeSandbox
 

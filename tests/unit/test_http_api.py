@@ -14,10 +14,10 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from faas_sandbox.colonies.calls import EXEC_LIMIT_TEXT, WAIT_LIMIT_TEXT, CallEnd, CallRequest
-from faas_sandbox.kinds import ProcessState
+from faas_sandbox.colonies.lifecycle import Revision
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
 from faas_sandbox.frontend.app import ApiSettings, create_app
-from faas_sandbox.colonies.lifecycle import Revision
+from faas_sandbox.kinds import ProcessState
 from faas_sandbox.metrics import Metrics
 from faas_sandbox.policy import Limits, Policy
 

@@ -12,13 +12,13 @@ import anyio
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
-from tests.unit.test_http_api import POLICY, FakeBackend, pid, revision
 
-from faas_sandbox.kinds import ProcessState
 from faas_sandbox.frontend import auth
 from faas_sandbox.frontend.app import ApiSettings, create_app
+from faas_sandbox.kinds import ProcessState
 from faas_sandbox.metrics import Metrics
 from faas_sandbox.policy import Limits, Policy
+from tests.unit.test_http_api import POLICY, FakeBackend, pid, revision
 
 OK = (ProcessState.SUCCESS, [1], [])
 

@@ -36,14 +36,19 @@ def test_the_table_compiles_on_this_architecture() -> None:
     assert unknown == () and program.instructions > len(syscalls.ALLOWED)
 
 
+def test_the_filter_built_in_a_child_is_the_same_program() -> None:
+    program, unknown = seccomp.build_in_child()
+    assert (program.bpf, unknown) == (seccomp.build()[0].bpf, ())
+
+
 def test_policy_require_names_layers() -> None:
     assert set(LAYERS) == LAYER_NAMES
     policy = Policy.from_dict({"sandbox": {"require": ["seccomp", "landlock"]}})
     assert policy.require == {"seccomp", "landlock"}
     assert policy.describe()["sandbox"]["require"] == ["landlock", "seccomp"]
-    with pytest.raises(PolicyError, match="sandbox.require: unknown layer"):
+    with pytest.raises(PolicyError, match=r"sandbox\.require: unknown layer"):
         Policy.from_dict({"sandbox": {"require": ["selinux"]}}, source="p.toml")
-    with pytest.raises(PolicyError, match="sandbox.require: expected a list"):
+    with pytest.raises(PolicyError, match=r"sandbox\.require: expected a list"):
         Policy.from_dict({"sandbox": {"require": "seccomp"}}, source="p.toml")
 
 

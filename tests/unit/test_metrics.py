@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from faas_sandbox.metrics import Metrics
 from faas_sandbox.engine.outcome import ErrorKind, Outcome
+from faas_sandbox.metrics import Metrics
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_start_metrics_server_serves_the_default_registry() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server, thread = metrics.start_metrics_server(port)
+    server, _thread = metrics.start_metrics_server(port)
     try:
         metrics.observe_kind("ok", 0.01)
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from faas_sandbox.colonies.client import ColoniesClient
-from faas_sandbox.errors import ColoniesUnreachable, SettingsError
 from faas_sandbox.colonies.nodes import Node, NodeList, parse_nodes
+from faas_sandbox.errors import ColoniesUnreachable, SettingsError
 from faas_sandbox.settings import Settings
 
 KEY = "ddf7f7791208083b6a9ed975a72684f6406a269cfa36f1b1c32045c0a71fff05"
@@ -139,7 +139,7 @@ def test_a_refused_node_is_skipped_for_every_request_even_a_submit(cluster, capl
     assert reply == {"node": "n1"}  # never sent to the dead node, so sending it on is safe
     assert cluster[0].state["seen"] == ["submitfuncspecmsg"]
     assert client.get_process("p") == {"node": "n1"}  # stays on the node that works
-    assert client.sdk.url.endswith(f":{cluster[0].server_address[1]}/api")
+    assert client.transport.url.endswith(f":{cluster[0].server_address[1]}/api")
     assert [r.getMessage() for r in caplog.records] == [
         f"colonies node 127.0.0.1:{dead} failed (connection refused); switching to "
         f"127.0.0.1:{cluster[0].server_address[1]}"]
@@ -177,7 +177,7 @@ def test_every_node_down_is_unreachable_after_one_round(cluster):
     client = _client(_free_port(), _free_port())
     with pytest.raises(ColoniesUnreachable, match="connection refused"):
         client.get_process("p")
-    assert client.sdk.nodes.switches == 2  # one round: each node tried once
+    assert client.transport.nodes.switches == 2  # one round: each node tried once
 
 
 def test_while_no_node_answers_switches_are_counted_not_logged(caplog):

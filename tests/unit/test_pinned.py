@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from faas_sandbox.errors import ColoniesRefused, FunctionNotFound, SpecError
 from faas_sandbox.colonies.spec import parse_process
+from faas_sandbox.errors import ColoniesRefused, FunctionNotFound, SpecError
 from tests.unit.test_codestore import world  # noqa: F401  (fixture)
 
 SHA = "a" * 64
@@ -53,7 +53,7 @@ class ById:
 
 
 def test_code_store_serves_exactly_the_pinned_revision(world: Any) -> None:  # noqa: F811
-    store, files, s3, clock, _ = world
+    store, files, _s3, _clock, _ = world
     ids = ById(files)
     files.rpc = ids.rpc
     old = files.deploy("f", b"def f():\n    return 1\n")

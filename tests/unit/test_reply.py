@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 from faas_sandbox.colonies.reply import (
     DecodeError,
     Unreadable,
@@ -20,6 +19,7 @@ from faas_sandbox.colonies.reply import (
     salvage_list,
     split_array,
 )
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
 
 PID = "ab" * 32
 

@@ -9,13 +9,13 @@ import threading
 
 import pytest
 
-from faas_sandbox import Limits, Usage
-from faas_sandbox.executor.codestore import CodeStore
+from faas_sandbox import Limits, Usage, element
 from faas_sandbox.colonies.client import message_bytes
-from faas_sandbox.engine import element, wire
-from faas_sandbox.engine.element import Element, well_formed
+from faas_sandbox.element import Element, well_formed
+from faas_sandbox.engine import wire
 from faas_sandbox.engine.outcome import ErrorKind, Outcome
 from faas_sandbox.engine.verdict import Seen, classify
+from faas_sandbox.executor.codestore import CodeStore
 from faas_sandbox.executor.loop import Executor
 
 from .test_executor import STORE, FakeColonies, FakeS3, FakeSandbox
@@ -78,7 +78,7 @@ def test_message_bytes_splices_elements_and_encodes_the_rest_as_before():
            "out": [Element(b'"{\\"a\\":\\"\\\\ud800\\"}"'), 3, "é"]}
     data = message_bytes(msg)
     assert data == (b'{"msgtype": "closesuccessfulmsg", "processid": "p1", "out": ['
-                    b'"{\\"a\\":\\"\\\\ud800\\"}",3,"\\u00e9"]}')
+                    b'"{\\"a\\":\\"\\\\ud800\\"}", 3, "\\u00e9"]}')
     assert json.loads(data)["out"] == ['{"a":"\\ud800"}', 3, "é"]
     plain = {"msgtype": "closesuccessfulmsg", "processid": "p1", "out": [69.8]}
     assert message_bytes(plain) == json.dumps(plain).encode()

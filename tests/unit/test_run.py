@@ -136,3 +136,21 @@ def _nest(depth: int) -> list[Any]:
     for _ in range(depth):
         value = [value]
     return value
+
+
+def test_prepared_globals_take_the_calls_modules_and_stdout_cap_and_serve_once() -> None:
+    prepared = run.Prepared()  # built with no modules and a zero stdout cap, as in the forker
+    request = wire.Request(wire.SOURCE, "f", frozenset({"math"}), Limits(max_stdout_bytes=3),
+                           b"import math\ndef f():\n    print('abcdef')\n    return math.pi\n",
+                           b"[[],{}]")
+    res = wire.decode_result(run.execute(request, [b""], lambda b: None,
+                                         prepared=prepared)[wire.FRAME.size:])
+    assert (res.kind, res.stdout) == ("output", "abc")  # the call's cap, not the template's
+    with pytest.raises(RuntimeError, match="serve one call"):
+        prepared.take(request)
+    denied = wire.Request(wire.SOURCE, "f", frozenset(), Limits(),
+                          b"def f():\n    import math\n    return 1\n", b"[[],{}]")
+    res = wire.decode_result(run.execute(denied, [b""], lambda b: None,
+                                         prepared=run.Prepared())[wire.FRAME.size:])
+    assert (res.kind, res.message) == ("forbidden",
+                                       "import of 'math' is not allowed by the policy")

@@ -100,7 +100,7 @@ def test_a_dead_port_is_unavailable_at_once():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(CodeUnavailable, match="S3 127.0.0.1"):
+    with pytest.raises(CodeUnavailable, match=r"S3 127\.0\.0\.1"):
         bounded_get(f"http://127.0.0.1:{port}/b/k?x=1", deadline=time.monotonic() + 5,
                     max_bytes=100)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from faas_sandbox.colonies.client import APPROVED, key_id, new_prvkey
+from faas_sandbox.colonies.client import key_id, new_prvkey
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, SettingsError
 from faas_sandbox.executor.registration import Interrupted, default_name, establish, unregister
+from faas_sandbox.kinds import ExecutorState
 from faas_sandbox.settings import Settings
 
 COLONY_KEY = new_prvkey()
@@ -82,7 +83,7 @@ class FakeRegistry:
 
     def approve_executor(self, name, colony_prvkey):
         self.log.append(("approve", name))
-        self.executors[name]["state"] = APPROVED
+        self.executors[name]["state"] = ExecutorState.APPROVED
 
     def remove_executor(self, name, colony_prvkey):
         self._maybe_down()
@@ -107,7 +108,7 @@ def never() -> bool:
 def test_auto_uses_a_matching_operator_identity_and_registers_execute_once():
     reg = FakeRegistry()
     reg.executors["ops-1"] = {"executorid": key_id(MEMBER_KEY), "executortype": "faas-executor",
-                              "state": APPROVED}
+                              "state": ExecutorState.APPROVED}
     s = settings(COLONIES_PRVKEY=MEMBER_KEY, COLONIES_EXECUTOR_NAME="ops-1",
                  COLONIES_COLONY_PRVKEY=COLONY_KEY)
     for _ in range(2):
@@ -122,7 +123,7 @@ def test_auto_uses_a_matching_operator_identity_and_registers_execute_once():
 def test_auto_registers_itself_when_the_operator_identity_has_another_type():
     reg = FakeRegistry()
     reg.executors["dev-cli"] = {"executorid": key_id(MEMBER_KEY), "executortype": "cli",
-                                "state": APPROVED}
+                                "state": ExecutorState.APPROVED}
     s = settings(COLONIES_PRVKEY=MEMBER_KEY, COLONIES_EXECUTOR_NAME="dev-cli",
                  COLONIES_COLONY_PRVKEY=COLONY_KEY)
     me = establish(s, reg, mode="auto", name="faas-a", executor_type="faas-executor",
@@ -137,7 +138,8 @@ def test_auto_registers_itself_when_the_operator_identity_has_another_type():
 
 @pytest.mark.parametrize(("executor", "problem"), [
     (None, "not found"),
-    ({"executorid": "0" * 64, "executortype": "faas-executor", "state": APPROVED}, "not that"),
+    ({"executorid": "0" * 64, "executortype": "faas-executor",
+      "state": ExecutorState.APPROVED}, "not that"),
     ({"executorid": key_id(MEMBER_KEY), "executortype": "faas-executor", "state": 0},
      "not approved"),
 ])

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
 from ...errors import ColoniesRefused, ColoniesUnreachable, PolicyError, SettingsError
 from ...policy import Policy
+from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
 
 if TYPE_CHECKING:
     from ...colonies.client import ColoniesClient

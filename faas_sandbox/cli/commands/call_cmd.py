@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from ..dispatch import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, usage_error
 from ...colonies.client import DEFAULT_EXECUTOR_TYPE
+from ..dispatch import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, usage_error
 from ._colonies import colonies_errors, connect, fail, load_policy
 
 
@@ -56,11 +56,11 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
                  as_json: bool, maxexectime: float | None, maxwaittime: int,
                  executor_type: str, policy_path: str | None, wait_strategy: str) -> None:
     """Call function NAME with ARGS through Colonies and print its output."""
-    from ...colonies.calls import make_request
-    from ...kinds import ErrorKind
     from ...colonies.backend import ColoniesBackend
+    from ...colonies.calls import make_request
     from ...errors import SpecError
-    from ...colonies.spec import check_function_name
+    from ...kinds import ErrorKind
+    from ...names import function_name
 
     kwargs: dict[str, Any] = {}
     if kwargs_json is not None:
@@ -71,18 +71,18 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
         if not isinstance(kwargs, dict):
             usage_error("--kwargs: expected a JSON object")
     try:
-        check_function_name(name)
+        function = function_name(name)
     except SpecError as exc:
         usage_error(str(exc))
     policy = load_policy(policy_path)
     try:
-        request = make_request(policy, name, tuple(parse_arg(a) for a in args), kwargs,
+        request = make_request(policy, function, tuple(parse_arg(a) for a in args), kwargs,
                                maxexectime, maxwaittime=maxwaittime)
     except SpecError as exc:
         usage_error(str(exc))
     backend = ColoniesBackend(connect(), executor_type, wait_strategy)
     with colonies_errors(f"call {name}"):
-        revision = backend.current(name)  # pin: exactly the code deployed now runs
+        revision = backend.current(function)  # pin: exactly the code deployed now runs
     if revision is None:
         fail(f"call {name} failed: not_found: no function {name!r} is deployed")
         return

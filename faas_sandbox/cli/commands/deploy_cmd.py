@@ -23,15 +23,17 @@ import sys
 
 import click
 
-from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
 from ...errors import (
     CodeUnavailable,
     ColoniesRefused,
     ColoniesUnreachable,
     PolicyError,
     SettingsError,
+    SpecError,
 )
+from ...names import FunctionName, function_name
 from ...policy import Policy
+from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
 
 
 def _fail(message: str, status: int = EXIT_FAILED) -> None:
@@ -44,7 +46,7 @@ def top_level_functions(tree: ast.Module) -> list[str]:
     return [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
 
 
-def choose(path: str, source: str, wanted: tuple[str, ...]) -> list[str]:
+def choose(path: str, source: str, wanted: tuple[FunctionName, ...]) -> list[FunctionName]:
     """The function names to deploy from ``source``; exits 1 with the reason if none can be."""
     from ...engine.guards import compile_source
 
@@ -60,7 +62,11 @@ def choose(path: str, source: str, wanted: tuple[str, ...]) -> list[str]:
     for name in names:
         if name not in defs:
             _fail(f"{path}: no top-level function {name!r} (found: {', '.join(defs) or 'none'})")
-    return names
+    try:
+        return [function_name(name) for name in names]  # a def's name may be too long
+    except SpecError as exc:
+        _fail(f"{path}: {exc}")
+        raise  # not reached: _fail exits
 
 
 @click.command("deploy")
@@ -71,6 +77,10 @@ def choose(path: str, source: str, wanted: tuple[str, ...]) -> list[str]:
               help="Policy whose max_source_bytes applies [default: the built-in one].")
 def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | None) -> None:
     """Check PATH's functions compile in the sandbox, then upload them to ColonyFS /faas."""
+    try:
+        wanted = tuple(function_name(name) for name in functions)
+    except SpecError as exc:
+        usage_error(f"--function: {exc}")
     try:
         policy = Policy.load(policy_path) if policy_path else Policy()
     except PolicyError as exc:
@@ -88,7 +98,7 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
     if len(data) > largest:  # before compiling or parsing anything
         _fail(f"{path}: {len(data)} bytes, over every function's max_source_bytes "
               f"(at most {largest})")
-    names = choose(path, source, functions)
+    names = choose(path, source, wanted)
     for name in names:
         found = problems(data, policy, name, filename=path)
         for problem in found:
@@ -97,8 +107,8 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
             _fail(f"{path}: {name} can never run under policy {policy.name!r}; nothing "
                   f"deployed")
 
-    from ...executor.codestore import CodeStore
     from ...colonies.client import ColoniesClient
+    from ...executor.codestore import CodeStore
     from ...settings import Settings
 
     try:

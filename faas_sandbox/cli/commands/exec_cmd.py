@@ -13,11 +13,11 @@ from typing import Any
 
 import click
 
-from ..dispatch import EXIT_FAILED, EXIT_OK, configure_logging, usage_error
-from ...errors import EngineError, PolicyError
 from ...engine.outcome import Outcome
+from ...errors import EngineError, PolicyError
 from ...kinds import ErrorKind
 from ...policy import Policy
+from ..dispatch import EXIT_FAILED, EXIT_OK, configure_logging, usage_error
 
 
 def _json_arg(text: str | None, option: str, kind: type) -> Any:

@@ -21,12 +21,12 @@ from typing import Any
 
 import click
 
-from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, configure_logging, usage_error
-from ...executor.secrets import fixed_mmap_threshold, reexec_without_keys, take_keys
 from ...colonies.client import DEFAULT_EXECUTOR_TYPE
 from ...errors import PolicyError, ReplyUnreadable, SettingsError
-from ...policy import Policy
 from ...executor.registration import MODES
+from ...executor.secrets import fixed_mmap_threshold, reexec_without_keys, take_keys
+from ...policy import Policy
+from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, configure_logging, usage_error
 
 
 class _Signals:
@@ -120,12 +120,12 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
            mode: str, grace: float, assign_timeout: int, metrics_port: int,
            signals: _Signals, ahead: int | None = None) -> int:
     from ... import metrics
-    from ...executor.codestore import CodeStore
     from ...colonies.client import ColoniesClient
-    from ...executor.loop import Executor
-    from ...executor.liveness import serve_http
-    from ...executor.registration import Interrupted, establish, unregister
     from ...engine.sandbox import Sandbox
+    from ...executor.codestore import CodeStore
+    from ...executor.liveness import serve_http
+    from ...executor.loop import Executor
+    from ...executor.registration import Interrupted, establish, unregister
     from ...settings import KEY_VARIABLES, Settings
 
     with Sandbox(policy) as sandbox:  # the forker starts here, before any key is read

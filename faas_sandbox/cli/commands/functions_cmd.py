@@ -23,6 +23,7 @@ from ._colonies import colonies_errors, connect, fail
 if TYPE_CHECKING:
     from ...colonies.client import ColoniesClient
     from ...colonies.lifecycle import Revision
+    from ...names import FunctionName
 
 
 @click.group("functions", invoke_without_command=True)
@@ -49,15 +50,21 @@ def functions_command(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{f.name:<{width}}  {f.size:>8}  {f.revisions:>9}  {f.deployed_at}")
 
 
-def _history(client: ColoniesClient, name: str) -> list[Revision]:
+def _checked(name: str) -> FunctionName:
+    """NAME as a checked function name (the one rule, names.py); exit 2 if it is not one."""
     from ...errors import SpecError
-    from ...colonies.lifecycle import history
-    from ...colonies.spec import check_function_name
+    from ...names import function_name
 
     try:
-        check_function_name(name)
+        return function_name(name)
     except SpecError as exc:
         usage_error(str(exc))
+        raise  # not reached: usage_error exits
+
+
+def _history(client: ColoniesClient, name: FunctionName) -> list[Revision]:
+    from ...colonies.lifecycle import history
+
     with colonies_errors(f"history of {name}"):
         revisions = history(client, name)
     if not revisions:
@@ -75,9 +82,9 @@ def _pick(revisions: list[Revision], number: int | None, name: str) -> Revision:
     raise AssertionError("unreachable")
 
 
-def _source(client: ColoniesClient, name: str, revision: Revision) -> bytes:
-    from ...executor.codestore import CodeStore
+def _source(client: ColoniesClient, name: FunctionName, revision: Revision) -> bytes:
     from ...errors import CodeUnavailable, FunctionNotFound, SettingsError
+    from ...executor.codestore import CodeStore
     from ...settings import Settings
 
     try:
@@ -99,7 +106,7 @@ def _source(client: ColoniesClient, name: str, revision: Revision) -> bytes:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def history_command(name: str, as_json: bool) -> None:
     """List NAME's revisions, oldest first; the last is the current one."""
-    revisions = _history(connect(), name)
+    revisions = _history(connect(), _checked(name))
     if as_json:
         click.echo(json.dumps([r.to_json() for r in revisions]))
         return
@@ -116,6 +123,7 @@ def history_command(name: str, as_json: bool) -> None:
               help="Revision number (see history) [default: the current one].")
 def show_command(name: str, number: int | None) -> None:
     """Print the source of NAME (a revision of it)."""
+    name = _checked(name)
     client = connect()
     revision = _pick(_history(client, name), number, name)
     click.echo(_source(client, name, revision).decode("utf-8"), nl=False)
@@ -127,6 +135,7 @@ def rm_command(name: str) -> None:
     """Remove NAME and all its revisions (calls to it then answer not_found)."""
     from ...colonies.lifecycle import remove
 
+    name = _checked(name)
     client = connect()
     revisions = _history(client, name)
     with colonies_errors(f"remove {name}"):
@@ -140,10 +149,11 @@ def rm_command(name: str) -> None:
               help="Revision to make current again [default: the one before the current].")
 def rollback_command(name: str, number: int | None) -> None:
     """Deploy an earlier revision of NAME again, as its newest revision."""
-    from ...executor.codestore import CodeStore
     from ...errors import CodeUnavailable, SettingsError
+    from ...executor.codestore import CodeStore
     from ...settings import Settings
 
+    name = _checked(name)
     client = connect()
     revisions = _history(client, name)
     if number is None:

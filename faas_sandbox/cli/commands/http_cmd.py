@@ -20,8 +20,8 @@ import socket
 
 import click
 
-from ..dispatch import EXIT_FAILED
 from ...colonies.client import DEFAULT_EXECUTOR_TYPE
+from ..dispatch import EXIT_FAILED
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,12 @@ def http_command(host: str, port: int, executor_type: str, policy_path: str | No
     """Serve the HTTP front end: GET /convert, POST /functions/NAME/call, GET /healthz."""
     import uvicorn
 
-    from ..dispatch import configure_logging, usage_error
     from ...colonies.backend import ColoniesBackend
     from ...errors import ColoniesError
-    from ...frontend.auth import TokenFileError, TokenStore
     from ...frontend.app import ApiSettings, create_app
+    from ...frontend.auth import TokenFileError, TokenStore
     from ...settings import KEY_VARIABLES
+    from ..dispatch import configure_logging, usage_error
     from ._colonies import connect, load_policy
 
     configure_logging()

@@ -6,9 +6,9 @@ import json
 
 import click
 
-from ..dispatch import EXIT_FAILED, EXIT_USAGE, usage_error
 from ...errors import PolicyError
 from ...policy import Policy
+from ..dispatch import EXIT_FAILED, EXIT_USAGE, usage_error
 
 
 @click.group("policy")

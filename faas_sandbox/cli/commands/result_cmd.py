@@ -9,7 +9,6 @@ Exit status: 0 successful, 1 failed (reason on stderr) or no such process, 2 usa
 from __future__ import annotations
 
 import json
-import re
 
 import click
 
@@ -17,7 +16,6 @@ from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
 from ._colonies import colonies_errors, connect, fail
 
 EXIT_PENDING = 4
-_PROCESSID = re.compile(r"^[0-9a-f]{64}$")
 
 
 @click.command("result")
@@ -28,13 +26,17 @@ _PROCESSID = re.compile(r"^[0-9a-f]{64}$")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def result_command(processid: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Print the result of call PROCESSID (see `call --no-wait`, HTTP ?mode=async)."""
-    from ...colonies.calls import CallRequest, classify
-    from ...kinds import ErrorKind
     from ...colonies.backend import ColoniesBackend
+    from ...colonies.calls import CallRequest, classify
+    from ...errors import SpecError
+    from ...kinds import ErrorKind
+    from ...names import processid as checked
     from .call_cmd import format_value
 
-    if not _PROCESSID.match(processid):
-        usage_error(f"PROCESSID: expected 64 hex digits, got {processid[:80]!r}")
+    try:
+        processid = checked(processid)
+    except SpecError as exc:
+        usage_error(f"PROCESSID: {exc}")
     backend = ColoniesBackend(connect())
     with colonies_errors(f"result of {processid}"):
         end = backend.wait(processid, timeout) if wait else backend.get(processid)

@@ -13,9 +13,9 @@ import json
 
 import click
 
-from ..dispatch import EXIT_FAILED, EXIT_OK, usage_error
 from ...errors import EngineError, PolicyError
 from ...policy import Policy
+from ..dispatch import EXIT_FAILED, EXIT_OK, usage_error
 
 
 def run_selftest(policy: Policy) -> dict:

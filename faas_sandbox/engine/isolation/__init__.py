@@ -26,8 +26,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from . import prctl
-from . import landlock, namespaces, seccomp
+from . import landlock, namespaces, prctl, seccomp
 
 LAYERS = ("seccomp", "landlock", "net_namespace", "ipc_namespace", "drop_privileges")
 
@@ -76,11 +75,11 @@ def prepare(want_seccomp: bool, want_namespaces: bool = True) -> tuple[Lockdown,
     program = None
     if want_seccomp:
         try:
-            program, unknown = seccomp.build()
+            program, unknown = seccomp.build_in_child()
             report["seccomp_instructions"] = program.instructions
             if unknown:
                 report["seccomp_unknown_syscalls"] = list(unknown)
-        except Exception as exc:  # noqa: BLE001 - libseccomp missing or broken
+        except Exception as exc:  # noqa: BLE001 - libseccomp missing or broken (OSError)
             report["seccomp_error"] = f"cannot build the filter: {exc}"
     abi = landlock.abi_version()
     report["landlock_abi"] = abi

@@ -14,13 +14,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .attacks_inside import (clear_parent_death_signal, execve, fork, kernel_attack_surface,
-                             map_executable_memory, other_function_code_in_memory,
-                             ptrace_other_process, raise_rlimit, see_other_processes,
-                             set_dumpable, signal_other_process, unshare_or_mount)
-from .attacks_outside import (connect_loopback, create_file_cwd, create_file_tmp, list_root,
-                              read_etc_passwd, read_package_source, read_parent_environ,
-                              socket_inet, socket_unix)
+from .attacks_inside import (
+    clear_parent_death_signal,
+    execve,
+    fork,
+    kernel_attack_surface,
+    map_executable_memory,
+    other_function_code_in_memory,
+    ptrace_other_process,
+    raise_rlimit,
+    see_other_processes,
+    set_dumpable,
+    signal_other_process,
+    unshare_or_mount,
+)
+from .attacks_outside import (
+    connect_loopback,
+    create_file_cwd,
+    create_file_tmp,
+    list_root,
+    read_etc_passwd,
+    read_package_source,
+    read_parent_environ,
+    socket_inet,
+    socket_unix,
+)
 
 PROBES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     f.__name__: f for f in (

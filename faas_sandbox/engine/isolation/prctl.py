@@ -63,11 +63,12 @@ def set_no_new_privs() -> None:
 class Program:
     """A raw seccomp BPF program kept in ctypes memory, ready to load after fork."""
 
-    __slots__ = ("_buf", "_prog", "instructions")
+    __slots__ = ("_buf", "_prog", "instructions", "bpf")
 
     def __init__(self, bpf: bytes) -> None:
         if not bpf or len(bpf) % 8:
             raise ValueError(f"not a BPF program: {len(bpf)} bytes")
+        self.bpf = bpf
         self.instructions = len(bpf) // 8
         self._buf = ctypes.create_string_buffer(bpf, len(bpf))
         self._prog = _SockFprog(self.instructions, ctypes.addressof(self._buf))

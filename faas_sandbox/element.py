@@ -1,5 +1,6 @@
 """The one place that knows how a result becomes a Colonies output element (docs/protocol.md,
-Results), and how a reader turns the element back into the value.
+Results), and how a reader turns the element back into the value. Standard library only: the
+sandbox child writes elements, the executor sends them, callers (front end, CLI) read them.
 
 pycolonies' ``Process`` model takes only strings and numbers in ``out``, so a result travels as
 one element: ints within +-2**53 and finite floats as the number; a plain string as itself;
@@ -8,7 +9,7 @@ text as a JSON string holding the value's JSON text. A plain string holding a lo
 cannot be sent unchanged (the server turns it into U+FFFD) and is refused; inside JSON text a
 lone surrogate travels as a ``\\udXXX`` escape.
 
-- :func:`from_json` runs in the sandbox child, under the call's limits (run.encode_value calls
+- :func:`from_json` runs in the sandbox child, under the call's limits (engine/run.py's encode_value calls
   it with the value's JSON text, already encoded once): it returns the element's JSON text.
 - :func:`well_formed` is the caller's bounded shape check of the child's bytes (one JSON number
   or one JSON string, nothing around it), so the element can be spliced into a message to the
@@ -95,7 +96,7 @@ def of_value(value: Any) -> Element:
 
 def well_formed(data: bytes) -> bool:
     """One JSON number or one JSON string, nothing else: what :func:`from_json` makes."""
-    return bool(len(data) <= MAX_NUMBER_BYTES and _NUMBER.fullmatch(data)
+    return bool((len(data) <= MAX_NUMBER_BYTES and _NUMBER.fullmatch(data))
                 or _STRING.fullmatch(data))
 
 

@@ -1,0 +1,48 @@
+"""The identifier rules, each defined once, and the types that say a value passed them.
+
+A name from outside (an HTTP path, a CLI argument, a Colonies spec) is checked once, where it
+enters, by :func:`function_name` or :func:`processid`; inside, the types :data:`FunctionName`
+and :data:`ProcessId` say it was checked, and nothing checks it again. The HTTP front end hands
+the same patterns to FastAPI, so its OpenAPI schema shows the rule it applies.
+
+Standard library only: every layer (engine, Colonies, executor, front end, CLI) may import it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NewType
+
+from .errors import SpecError
+
+FunctionName = NewType("FunctionName", str)
+"""A function name that passed :func:`function_name`: safe as a ColonyFS file name."""
+
+ProcessId = NewType("ProcessId", str)
+"""A Colonies process id that passed :func:`processid`."""
+
+# A plain ASCII identifier: no path characters, so it can name a ColonyFS file in /faas.
+FUNCTION_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+FUNCTION_NAME_RULE = "[A-Za-z_][A-Za-z0-9_]*, at most 128 characters"
+PROCESSID_PATTERN = r"^[0-9a-f]{64}$"  # the server's ids: 64 lowercase hex digits
+
+_FUNCTION_NAME = re.compile(FUNCTION_NAME_PATTERN)
+_PROCESSID = re.compile(PROCESSID_PATTERN)
+
+
+def function_name(value: object) -> FunctionName:
+    """``value`` as a :data:`FunctionName` if it is a plain ASCII identifier of at most 128
+    characters; else SpecError saying so."""
+    if not isinstance(value, str) or not _FUNCTION_NAME.fullmatch(value):
+        shown = repr(value)[:80]
+        raise SpecError(f"invalid function name {shown}: expected an identifier "
+                        f"({FUNCTION_NAME_RULE})")
+    return FunctionName(value)
+
+
+def processid(value: object) -> ProcessId:
+    """``value`` as a :data:`ProcessId` if it is 64 lowercase hex digits; else SpecError."""
+    if not isinstance(value, str) or not _PROCESSID.fullmatch(value):
+        shown = repr(value[:80] if isinstance(value, str) else value)[:90]
+        raise SpecError(f"expected 64 hex digits, got {shown}")
+    return ProcessId(value)
