@@ -36,6 +36,7 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import ValidationError
 
+from .. import sizes
 from .._version import __version__
 from ..colonies import calls
 from ..colonies.calls import Backend, CallEnd, CallRequest, CallResult
@@ -263,12 +264,13 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
                                       maxretries=settings.maxretries, tutorial=tutorial)
         except SpecError as exc:
             raise ApiError(ErrorKind.SPEC, str(exc)) from None
+        try:
+            size = len(sizes.args_json(args, kwargs))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ApiError(ErrorKind.SPEC, f"arguments cannot travel as JSON: {exc}") from None
         limit = settings.policy.for_function(function).limits.max_args_bytes
-        size = len(json.dumps([list(args), kwargs], separators=(",", ":")))
-        if size > limit:
-            raise ApiError(ErrorKind.TOO_LARGE,
-                           f"arguments are {size} bytes of JSON, over the policy's "
-                           f"max_args_bytes of {limit} for {function}")
+        if (why := sizes.args_over(size, limit)) is not None:
+            raise ApiError(ErrorKind.TOO_LARGE, f"{function}: {why}")
         return call
 
     @app.get("/convert", response_model=ConvertResponse, dependencies=secured,
