@@ -8,16 +8,18 @@ In ONE run, at the SAME concurrency N, one phase per executor, in this order:
   null (after)   the ceiling again, since it drifts (table growth, other load on the machine)
 
 Each executor runs as its own process with its own unique executor type (so none takes another's
-calls). The load generator (this process) submits the tutorial's spec (``execute``, kwargs
-``{function: convert, arg: "21"}``, explicit maxexectime/maxretries) with our own client
-(faas_sandbox.colonies.client, which reads no proxy settings) from ``--submitters`` threads,
-keeping ``--window`` calls outstanding (closed loop), and detects ends with server-pushed
-WebSocket frames (see bench/_load.py); after ``--warmup`` calls it measures ``--calls`` calls:
-calls/s, p50/p95/p99 submit -> end latency, outputs (every SUCCESS must be [69.8]), lost
-calls, CPU per process (psutil) and our executor's parent RSS. The 2 cores are shared by the
-server, PostgreSQL, the executor and this load generator, so the report also gives the CPU-ms
-per call of each and the CPU-bound capacity they imply; the CPU of other
-tenants of the machine shows as ``other``: check it before trusting a comparison.
+calls) and writes its output straight into its log file (no thread here copies it). Ours, as
+deployed, also keeps ``--ahead`` more assigns in flight than its N slots; the report prints the
+long-polls of each next to the calls outstanding. The load generator (this process) submits the
+tutorial's spec (``execute``, kwargs ``{function: convert, arg: "21"}``, explicit
+maxexectime/maxretries) with our own client (faas_sandbox.colonies.client, which reads no proxy
+settings) from ``--submitters`` threads, keeping ``--window`` calls outstanding (closed loop),
+and detects ends with server-pushed WebSocket frames (see bench/_load.py); after ``--warmup``
+calls it measures ``--calls`` calls: calls/s, p50/p95/p99 submit -> end latency, outputs (every
+SUCCESS must be [69.8]), lost calls, CPU per process (psutil) and our executor's parent RSS. The
+2 cores are shared by the server, PostgreSQL, the executor and this load generator, so the
+report also gives the CPU-ms per call of each and the CPU-bound capacity they imply; the CPU of
+other tenants of the machine shows as ``other``: check it before trusting a comparison.
 
     scripts/stack.sh up && .venv/bin/python bench/bench_e2e.py [--quick] [-n 4] [--calls 3000]
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -68,6 +71,7 @@ PY = str(REPO / ".venv" / "bin" / "python")
 FAAS = str(REPO / ".venv" / "bin" / "faas-sandbox")
 LOG_DIR = REPO / ".dev" / "bench"
 PHASES = ("naive", "null-before", "ours", "null-after")
+SERVING = re.compile(rb"serving \((\d+) in flight at most, (\d+) more assigned ahead\)")
 
 
 @dataclass
@@ -173,6 +177,7 @@ class Runner:
         self.ready_rss: dict[str, tuple[int, int]] = {}
         self.notes: dict[str, list[str]] = {}
         self.pids: list[str] = []
+        self.polls: dict[str, tuple[int, int]] = {}  # kind -> (slots, assigns ahead)
 
     def executortype(self, kind: str) -> str:
         return f"bench-{self.run_id}-{kind}"
@@ -202,6 +207,7 @@ class Runner:
         executor.wait_ready(120, registered(self.member, self.executortype(kind))
                             if kind == "ours" else None)
         self.ready_rss[kind] = tree_rss(executor.proc.pid)
+        self.polls[kind] = (self.opts.concurrency, 0)  # ours: read from its log at the end
         watcher.start()
         warm = LoadRun(self.member, watcher, self.spec(kind), EXPECTED, total=self.opts.warmup,
                        window=self.opts.window, submitters=self.opts.submitters, timeout=120)
@@ -284,6 +290,7 @@ def report(phases: list[Phase], opts: argparse.Namespace, runner: Runner) -> int
               f"start of the measured run (after the warm-up), {end / MIB:.1f} MiB at its end "
               f"({(end - start) / MIB:+.1f} MiB over {total} calls), peak {peak / MIB:.1f} MiB; "
               f"forker + spare children {ours[-1].rss['end'][1] / MIB:.1f} MiB at the end")
+    polls_line(runner, opts)
     print("\nexecutor parent RSS (MiB): start / end of each measured phase")
     for p in done:
         print(f"  {p.label:12} {p.rss['start'][0] / MIB:6.1f} / {p.rss['end'][0] / MIB:6.1f}")
@@ -302,6 +309,28 @@ def report(phases: list[Phase], opts: argparse.Namespace, runner: Runner) -> int
             print(f"  note [{p.label}]: {note}")
     print(f"\nload average (1 min) at the end: {os.getloadavg()[0]:.2f}")
     return 0 if ok else 1
+
+
+def polls_line(runner: Runner, opts: argparse.Namespace) -> None:
+    """How many assign long-polls each executor keeps open, next to the calls outstanding."""
+    if not runner.polls:
+        return
+    if "ours" in runner.polls:  # its ready line says how many assigns it keeps in flight
+        log = LOG_DIR / f"{runner.run_id}-ours.log"
+        found = SERVING.search(log.read_bytes()[:1 << 20]) if log.exists() else None
+        if found is None:
+            print("assigns in flight: ours' log does not say (no `serving (` line)")
+            return
+        runner.polls["ours"] = (int(found.group(1)), int(found.group(2)))
+    print("assigns in flight (long-polls): " + ", ".join(
+        f"{kind} {slots + ahead}" + (f" ({slots} slots + {ahead} ahead)" if ahead else "")
+        for kind, (slots, ahead) in runner.polls.items()) + f"; calls outstanding: {opts.window}")
+    slots, ahead = runner.polls.get("ours", (0, 0))
+    if slots + ahead > opts.window:
+        print("  (more long-polls than calls outstanding: an assign then usually waits for the "
+              "next submission, and the server tries it twice (liveness update + select each "
+              "time) instead of once; `--ours-args=\"--ahead 0\"` measures ours without the "
+              "assigns ahead, which is not its default)")
 
 
 def pooled_rate(phases: list[Phase]) -> float:

@@ -14,7 +14,7 @@ Layers (one sub-package each; ``tests/unit/test_layers.py`` enforces the arrows)
 
 Shared by all, stdlib only: ``policy`` (limits, the vetted module names), ``settings``,
 ``errors``, ``metrics``, ``devenv``, ``kinds`` (the failure kinds and the process states),
-``names`` (the function-name and process-id rules) and ``element`` (how a result travels as an
+``names`` and ``sizes`` (the function-name, process-id and size rules) and ``element`` (how a result travels as an
 output element). ``Outcome`` and ``Usage`` (a sandboxed call's result) are the engine's and,
 like ``Sandbox``, load the engine on first use only: the front end never does.
 """

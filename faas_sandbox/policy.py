@@ -176,6 +176,13 @@ class Policy:
             modules = frozenset(override["imports"])
         return CallPolicy(limits, modules)
 
+    def ceiling(self, limit: str) -> float:
+        """The largest value of Limits field ``limit`` any function has (the policy's own or an
+        override): the bound for reading or parsing before the function is known."""
+        every = [self.limits, *(self.for_function(f).limits for f in self.functions)]
+        values: list[float] = [getattr(limits, limit) for limits in every]
+        return max(values)
+
     def for_call(self, function: str, maxexectime: float | None = None) -> CallPolicy:
         base = self.for_function(function)
         return CallPolicy(base.limits.for_call(maxexectime), base.allowed_modules)

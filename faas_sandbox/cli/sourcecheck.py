@@ -13,15 +13,15 @@ from __future__ import annotations
 import ast
 
 from ..policy import Policy
+from ..sizes import source_over
 
 
 def problems(data: bytes, policy: Policy, function: str, filename: str = "<source>"
              ) -> list[str]:
     """Reasons ``data`` can never run as ``function`` under ``policy`` ([] if none found)."""
     call = policy.for_function(function)
-    limit = call.limits.max_source_bytes
-    if len(data) > limit:
-        return [f"{len(data)} bytes, over {function}'s max_source_bytes of {limit}"]
+    if (why := source_over(len(data), call.limits.max_source_bytes)) is not None:
+        return [why]
     try:
         tree = ast.parse(data.decode("utf-8"), filename=filename)
     except UnicodeDecodeError as exc:

@@ -33,6 +33,7 @@ from typing import Any
 from .. import element
 from ..errors import SpecError
 from ..names import FunctionName, function_name
+from ..policy import Limits
 from .reply import MAX_DEPTH, DecodeError, loads
 
 EXECUTE = "execute"  # the one function a faas executor registers (tutorial)
@@ -58,7 +59,9 @@ class Call:
     wall: float | None = None  # seconds the submitter asked for (kwargs.wall); None: policy's
 
 
-MAX_ARGS_TEXT_BYTES = 1 << 20  # default cap on kwargs.args/kwargs.kwargs text (policy's)
+# Default cap on kwargs.args/kwargs.kwargs text before parsing: the default policy's limit (an
+# executor passes its policy's ceiling; the engine applies each function's own limit).
+MAX_ARGS_TEXT_BYTES = Limits().max_args_bytes
 
 
 def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEXT_BYTES) -> Call:

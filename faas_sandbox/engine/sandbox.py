@@ -33,6 +33,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .. import sizes
 from ..errors import EngineError
 from ..kinds import ErrorKind
 from ..policy import Limits, Policy
@@ -65,16 +66,6 @@ def _wire_limits(limits: Limits) -> bytes:
 @functools.lru_cache(maxsize=256)
 def _wire_modules(modules: frozenset[str]) -> int:
     return wire.module_mask(modules)
-
-
-def _args_json(args: Iterable[Any], kwargs: Mapping[str, Any] | None) -> bytes:
-    text = json.dumps([list(args), dict(kwargs or {})], ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":"))
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: the escaped form is the same JSON value
-        return json.dumps([list(args), dict(kwargs or {})], allow_nan=False,
-                          separators=(",", ":")).encode("ascii")
 
 
 class Sandbox:
@@ -154,7 +145,7 @@ class Sandbox:
             args_json = bytes(args_json)
         else:
             try:
-                args_json = _args_json(args, kwargs)
+                args_json = sizes.args_json(args, kwargs)
             except (TypeError, ValueError, RecursionError) as exc:
                 return Outcome.failure(ErrorKind.RUNTIME,
                                        f"ValueError: arguments are not JSON-serialisable: {exc}")

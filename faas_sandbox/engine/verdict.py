@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from .. import element
 from ..kinds import OK, ErrorKind
 from ..policy import Limits
+from ..sizes import args_over, source_over
 from . import wire
 from .outcome import Outcome, Usage
 
@@ -81,14 +82,11 @@ class Refusal:
 
 def admit(size: int, args_json_bytes: int, max_source_bytes: int,
           max_args_bytes: int) -> Outcome | None:
-    """A refusal for an oversize call (sizes in bytes of UTF-8), or None."""
-    if size > max_source_bytes:
-        return Outcome.failure(ErrorKind.COMPILE, f"source is {size} bytes, over the limit of "
-                               f"{max_source_bytes} (max_source_bytes)")
-    if args_json_bytes > max_args_bytes:
-        return Outcome.failure(ErrorKind.RUNTIME, f"ValueError: arguments are {args_json_bytes} "
-                               f"bytes of JSON, over the limit of {max_args_bytes} "
-                               "(max_args_bytes)")
+    """A refusal for an oversize call (sizes in bytes of UTF-8, rules: sizes.py), or None."""
+    if (why := source_over(size, max_source_bytes)) is not None:
+        return Outcome.failure(ErrorKind.COMPILE, why)
+    if (why := args_over(args_json_bytes, max_args_bytes)) is not None:
+        return Outcome.failure(ErrorKind.RUNTIME, f"ValueError: {why}")
     return None
 
 

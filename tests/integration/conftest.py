@@ -99,28 +99,28 @@ def session_colony(dev_env: Mapping[str, str]) -> Iterator[dict[str, str]]:
     Yields ``dev_env`` with COLONIES_COLONY_NAME, COLONIES_COLONY_PRVKEY, COLONIES_PRVKEY and
     COLONIES_EXECUTOR_NAME replaced by the new colony's. ColonyFS files are per colony too.
     """
-    from crypto import Crypto  # pycolonies' top-level module
-    from pycolonies import Colonies
+    from faas_sandbox.colonies.client import ColoniesClient, key_id, new_prvkey
+    from faas_sandbox.errors import ColoniesError
 
-    client = Colonies(dev_env["COLONIES_SERVER_HOST"], int(dev_env["COLONIES_SERVER_PORT"]),
-                      tls=dev_env.get("COLONIES_SERVER_TLS") == "true")
-    crypto = Crypto()
     server_prvkey = dev_env["COLONIES_SERVER_PRVKEY"]
-    colony_prvkey, member_prvkey = crypto.prvkey(), crypto.prvkey()
+    colony_prvkey, member_prvkey = new_prvkey(), new_prvkey()
     name = f"test-{uuid.uuid4().hex[:10]}"
     member = dev_env.get("COLONIES_EXECUTOR_NAME", "dev-cli")
-    client.add_colony({"colonyid": crypto.id(colony_prvkey), "name": name}, server_prvkey)
+    client = ColoniesClient.connect(dev_env["COLONIES_SERVER_HOST"],
+                                    int(dev_env["COLONIES_SERVER_PORT"]),
+                                    dev_env.get("COLONIES_SERVER_TLS") == "true", name,
+                                    server_prvkey)
+    client.rpc("addcolonymsg", colony={"colonyid": key_id(colony_prvkey), "name": name})
     try:
-        client.add_executor({"executorid": crypto.id(member_prvkey), "executorname": member,
-                             "executortype": dev_env.get("COLONIES_EXECUTOR_TYPE", "cli"),
-                             "colonyname": name}, colony_prvkey)
-        client.approve_executor(name, member, colony_prvkey)
+        client.add_executor(member, key_id(member_prvkey),
+                            dev_env.get("COLONIES_EXECUTOR_TYPE", "cli"), colony_prvkey)
+        client.approve_executor(member, colony_prvkey)
         yield {**dev_env, "COLONIES_COLONY_NAME": name, "COLONIES_COLONY_PRVKEY": colony_prvkey,
                "COLONIES_PRVKEY": member_prvkey, "COLONIES_EXECUTOR_NAME": member}
     finally:
         try:
-            client.del_colony(name, server_prvkey)
-        except Exception as err:  # noqa: BLE001 - a leftover colony must not fail the session
+            client.rpc("removecolonymsg", colonyname=name)
+        except ColoniesError as err:  # a leftover colony must not fail the session
             print(f"could not remove the session colony {name}: {err}")
 
 

@@ -6,7 +6,7 @@ however indirect the import, which a grep over import lines would miss.
 
 - engine: the standard library, RestrictedPython and pyseccomp only; of our own package, only
   ``engine.*`` and the shared modules (SHARED).
-- shared modules (``kinds``, ``names``, ``element``, ``policy``, ``errors``): standard library
+- shared modules (``kinds``, ``names``, ``sizes``, ``element``, ``policy``, ``errors``): stdlib
   only, and no layer's module.
 - frontend: never the engine (no RestrictedPython, no ``faas_sandbox.engine`` module at all),
   never the executor.
@@ -22,11 +22,12 @@ import subprocess
 import sys
 
 # The shared vocabulary, outside every layer and standard library only (checked below): the
-# failure kinds and process states (``kinds``), the identifier rules (``names``), the
+# failure kinds and process states (``kinds``), the identifier and size rules (``names``,
+# ``sizes``), the
 # result-element encoding rule the child, the executor and callers share (``element``), the
 # policy with its limits and vetted module names (``policy``), and the exceptions (``errors``).
 SHARED = {"faas_sandbox", "faas_sandbox.errors", "faas_sandbox.policy", "faas_sandbox.kinds",
-          "faas_sandbox.names", "faas_sandbox.element"}
+          "faas_sandbox.names", "faas_sandbox.sizes", "faas_sandbox.element"}
 
 WEB = {"fastapi", "starlette", "uvicorn", "pydantic"}
 NETWORK = {"pycolonies", "colonies", "boto3", "botocore", "requests", "urllib3", "websocket"}

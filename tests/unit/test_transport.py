@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,3 +132,38 @@ def test_a_refused_submit_is_unreachable():
     client = ColoniesClient.connect("127.0.0.1", port, False, "dev", KEY)
     with pytest.raises(ColoniesUnreachable, match="connection refused"):
         client.submit({"maxexectime": 5, "conditions": {}})
+
+
+TLS_DIR = Path(__file__).parent / "tls"  # a self-signed certificate for 127.0.0.1 (test only)
+
+
+@pytest.fixture
+def tls_server() -> Iterator[Server]:
+    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd.state = {"seen": [], "peers": set(), "mode": "", "closed": threading.Semaphore(0),
+                   "release": threading.Event()}
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS_DIR / "localhost.crt", TLS_DIR / "localhost.key")
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_tls_verifies_the_server_against_the_trusted_cas(tls_server, monkeypatch):
+    """COLONIES_SERVER_TLS: the default context, so SSL_CERT_FILE adds a private CA."""
+    port = tls_server.server_address[1]
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS_DIR / "localhost.crt"))
+    client = ColoniesClient.connect("127.0.0.1", port, True, "dev", KEY)
+    assert client.transport.url == f"https://127.0.0.1:{port}/api"
+    for _ in range(3):
+        assert client.get_process("p") == {"ok": True}
+    assert len(tls_server.state["peers"]) == 1  # keep-alive over TLS too
+
+    monkeypatch.delenv("SSL_CERT_FILE")
+    untrusting = ColoniesClient.connect("127.0.0.1", port, True, "dev", KEY)
+    with pytest.raises(ColoniesUnreachable, match="certificate verify failed"):
+        untrusting.submit({"maxexectime": 5, "conditions": {}})
+    assert tls_server.state["seen"] == ["getprocessmsg"] * 3  # the submit never left

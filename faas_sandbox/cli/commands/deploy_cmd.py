@@ -93,8 +93,7 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
         _fail(f"{path}: not UTF-8 text ({exc})")
     from ..sourcecheck import problems
 
-    largest = max([policy.limits.max_source_bytes,
-                   *(policy.for_function(f).limits.max_source_bytes for f in policy.functions)])
+    largest = int(policy.ceiling("max_source_bytes"))
     if len(data) > largest:  # before compiling or parsing anything
         _fail(f"{path}: {len(data)} bytes, over every function's max_source_bytes "
               f"(at most {largest})")

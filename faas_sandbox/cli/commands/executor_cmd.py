@@ -152,15 +152,14 @@ def _serve(policy: Policy, concurrency: int, executor_type: str, name: str | Non
                        f"registering: {exc}", err=True)
             return EXIT_UNREACHABLE
         client = client.with_key(me.prvkey)
-        every = [policy.limits, *(policy.for_function(f).limits for f in policy.functions)]
-        code = CodeStore(client, settings.s3, max_bytes=max(x.max_source_bytes for x in every),
+        code = CodeStore(client, settings.s3, max_bytes=int(policy.ceiling("max_source_bytes")),
                          pool_size=concurrency + 2)
         executor = Executor(client, sandbox, code, name=me.name, concurrency=concurrency,
                             assign_timeout=assign_timeout, grace=grace,
                             metrics=metrics.default() if metrics_port else None,
                             executor_id=me.executor_id, executor_type=executor_type,
-                            max_args_bytes=max(x.max_args_bytes for x in every),
-                            max_call_s=max(x.wall_seconds for x in every) + 30.0, ahead=ahead)
+                            max_args_bytes=int(policy.ceiling("max_args_bytes")),
+                            max_call_s=policy.ceiling("wall_seconds") + 30.0, ahead=ahead)
         if metrics_port:
             metrics.default()
             serve_http(metrics_port, executor.liveness.verdict)
