@@ -7,13 +7,16 @@ for exactly one call:
    closed but its two pipes, empty environment, an empty cwd, supplementary groups dropped
    and the sandbox uid/gid taken (when root), not dumpable, SIGKILL on forker death (set
    *after* the uid change, which clears it), RLIMIT_CORE 0, no_new_privs.
-2. Warm up while idle (:func:`warm_up`), then block reading one REQUEST frame, written by
-   the calling thread of the parent directly (the forker handed it our pipe ends).
+2. Warm up while idle (:func:`warm_up`), take the memory reserve, read its size and hard
+   limits, enter Landlock (from here on it can open no path), then block reading one REQUEST
+   frame, written by the calling thread of the parent directly (the forker handed it our
+   pipe ends).
 3. :func:`apply_limits`: RLIMIT_CPU (soft n, hard n+1 so SIGXCPU comes first), RLIMIT_AS
    (current size + memory_mb), RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC. Lowering a limit
    never needs privilege, so a spare can apply the limits of whichever call it gets.
-   Then the lockdown (:mod:`faas_sandbox.engine.isolation`): Landlock and the allow-list
-   seccomp filter; from here on the child can open nothing and create no socket or process.
+   Then the allow-list seccomp filter (:mod:`faas_sandbox.engine.isolation`); from here on
+   the child creates no socket or process and cannot change its rlimits (``prlimit64`` may
+   only read).
 4. :func:`faas_sandbox.engine.run.execute`: compile the source (or unmarshal the cached
    code), run, encode the result once -- all under those limits.
 5. Write the frames on the result pipe and leave through ``os._exit`` in ``finally``.
@@ -71,7 +74,7 @@ class Isolation:
 
     forker_pid: int
     drop_to: tuple[int, int] | None  # (uid, gid) to become; None when not running as root
-    lockdown: Lockdown | None  # oslayer (#9): Landlock + allow-list filter, entered per call
+    lockdown: Lockdown | None  # oslayer (#9): Landlock (while idle) + allow-list filter (per call)
 
 
 class _Orphaned(Exception):
@@ -110,14 +113,13 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
     if os.getppid() != iso.forker_pid:
         raise _Orphaned
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    set_no_new_privs()  # the filter and Landlock come after the request (Lockdown.enter)
-    if iso.lockdown is not None:  # oslayer (#9): fault in the lockdown's code path while idle
+    set_no_new_privs()  # Landlock comes while idle, the filter after the request
+    if iso.lockdown is not None:  # oslayer (#9): fault in the filter's code path while idle
         iso.lockdown.warm()
 
 
-def _lower(which: int, soft: int, hard: int | None = None) -> None:
+def _lower(which: int, soft: int, hard: int | None, current_hard: int) -> None:
     hard = soft if hard is None else hard
-    _, current_hard = resource.getrlimit(which)
     if current_hard != resource.RLIM_INFINITY:
         hard = min(hard, current_hard)
         soft = min(soft, hard)
@@ -133,17 +135,25 @@ def vm_size() -> int:
         os.close(fd)
 
 
-def apply_limits(limits: Limits, vm_bytes: int) -> None:
-    """Per-call rlimits; RLIMIT_AS is ``memory_mb`` of headroom over ``vm_bytes``."""
-    _lower(resource.RLIMIT_AS, vm_bytes + (limits.memory_mb << 20))
-    _lower(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1)
-    _lower(resource.RLIMIT_FSIZE, limits.file_size_bytes)
-    _lower(resource.RLIMIT_NPROC, limits.max_processes)
-    _lower(resource.RLIMIT_NOFILE, limits.max_open_files)
-
-
 _LIMITED = (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC,
             resource.RLIMIT_NOFILE)
+
+
+def hard_limits() -> dict[int, int]:
+    """The hard limits ``apply_limits`` must not exceed, read while idle (off the call's path)."""
+    return {which: resource.getrlimit(which)[1] for which in _LIMITED}
+
+
+def apply_limits(limits: Limits, vm_bytes: int, hard: dict[int, int]) -> None:
+    """Per-call rlimits (lowering only: never above ``hard``, the current hard limits);
+    RLIMIT_AS is ``memory_mb`` of headroom over ``vm_bytes``."""
+    _lower(resource.RLIMIT_AS, vm_bytes + (limits.memory_mb << 20), None,
+           hard[resource.RLIMIT_AS])
+    _lower(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1,
+           hard[resource.RLIMIT_CPU])
+    _lower(resource.RLIMIT_FSIZE, limits.file_size_bytes, None, hard[resource.RLIMIT_FSIZE])
+    _lower(resource.RLIMIT_NPROC, limits.max_processes, None, hard[resource.RLIMIT_NPROC])
+    _lower(resource.RLIMIT_NOFILE, limits.max_open_files, None, hard[resource.RLIMIT_NOFILE])
 
 
 def warm_up() -> None:
@@ -153,7 +163,7 @@ def warm_up() -> None:
     run.execute(_WARM_REQUEST, [b""], lambda frame: None, prepared=_WARM_GLOBALS)
     for which in _LIMITED:
         soft, hard = resource.getrlimit(which)
-        _lower(which, soft, hard)
+        _lower(which, soft, hard, hard)
 
 
 def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
@@ -176,6 +186,10 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         # report; the size is read now, the request's bytes are added to it below.
         reserve: list[Any] = [mmap.mmap(-1, RESERVE_BYTES)]
         vm_bytes = vm_size()
+        hard = hard_limits()
+        if iso.lockdown is not None:  # oslayer (#9): from here on no path can be opened
+            code = ExitCode.SETUP
+            iso.lockdown.restrict_paths()
         code = ExitCode.WIRE
         request = wire.read_request(req_fd)
         if request is None:
@@ -184,10 +198,10 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         os.close(req_fd)
         set_name(b"faas-call")
         code = ExitCode.INTERNAL
-        apply_limits(request.limits, vm_bytes + request.size)
-        if iso.lockdown is not None:  # oslayer (#9): from here on no path, socket or new fd
+        apply_limits(request.limits, vm_bytes + request.size, hard)
+        if iso.lockdown is not None:  # oslayer (#9): from here on no socket, process or rlimit
             code = ExitCode.SETUP
-            iso.lockdown.enter()
+            iso.lockdown.install_filter()
             code = ExitCode.INTERNAL
         frame = run.execute(request, reserve, lambda data: wire.write_all(res_fd, data),
                             {"result_fd": res_fd}, _CALL_GLOBALS)

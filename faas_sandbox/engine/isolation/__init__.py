@@ -12,9 +12,10 @@ Layers (each detected at forker start and reported in ``Sandbox.features["layers
 ========================  ===================================================================
 
 Set up in two places: :func:`prepare` runs once in the forker (enter namespaces, build the
-filter, create the Landlock ruleset); :meth:`Lockdown.enter` runs in each child once it has
-read its request and lowered its rlimits (Landlock, then the filter: the filter denies the
-Landlock syscalls). A policy's ``[sandbox] require`` names layers without which the Sandbox
+filter, create the Landlock ruleset); in each child Landlock comes while it is idle
+(:meth:`Lockdown.restrict_paths`, once it has opened all it needs) and the filter once it has
+read its request and lowered its rlimits (:meth:`Lockdown.install_filter`; the filter denies
+the Landlock syscalls and any new rlimit). A policy's ``[sandbox] require`` names layers without which the Sandbox
 refuses to start (:func:`missing`).
 """
 
@@ -44,12 +45,9 @@ class Lockdown:
         return () if self.ruleset_fd is None else (self.ruleset_fd,)
 
     def warm(self) -> None:
-        """Run the ctypes paths of :meth:`enter` once with arguments the kernel refuses, so the
-        copy-on-write faults they take (~40 us of CPU here) are paid while the child is idle,
-        not on the call's critical path. Changes nothing."""
-        if self.ruleset_fd is not None:
-            with suppress(OSError):
-                landlock.restrict_self(-1)  # EBADF
+        """Run the ctypes path of :meth:`install_filter` once with arguments the kernel
+        refuses, so the copy-on-write faults it takes are paid while the child is idle, not
+        on the call's critical path. Changes nothing."""
         if self.program is not None:
             with suppress(OSError):
                 prctl.prctl(prctl.PR_SET_SECCOMP, prctl.SECCOMP_MODE_FILTER, 0)  # EFAULT
@@ -57,9 +55,17 @@ class Lockdown:
     def enter(self) -> None:
         """Landlock, then the filter; raises OSError if a layer fails. no_new_privs is set
         already (the child sets it while isolating; both layers require it)."""
+        self.restrict_paths()
+        self.install_filter()
+
+    def restrict_paths(self) -> None:
+        """Landlock (a spare enters it while idle, once it has opened all it needs)."""
         if self.ruleset_fd is not None:
             landlock.restrict_self(self.ruleset_fd)
             os.close(self.ruleset_fd)
+
+    def install_filter(self) -> None:
+        """The allow-list filter (after the call's rlimits: it lets ``prlimit64`` only read)."""
         if self.program is not None:
             self.program.install()
 
