@@ -26,13 +26,12 @@ from typing import Any, Protocol
 from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from ..kinds import OK, ErrorKind, ProcessState
 from ..names import FunctionName
-from ..policy import Policy
+from ..policy import MIN_WALL_SECONDS, Policy
 from .lifecycle import Revision
 from .spec import decode_result
 
 log = logging.getLogger(__name__)
 
-MIN_MAXEXECTIME = 0.001  # the policy's smallest wall limit (Limits' wall_seconds minimum)
 
 WAIT_LIMIT_TEXT = "Maximum waiting time limit exceeded"
 EXEC_LIMIT_TEXT = "Maximum execution time limit exceeded"
@@ -80,8 +79,8 @@ def make_request(policy: Policy, function: str, args: tuple[Any, ...] = (),
     if maxexectime is not None and (isinstance(maxexectime, bool)
                                     or not isinstance(maxexectime, (int, float))
                                     or not math.isfinite(maxexectime)
-                                    or maxexectime < MIN_MAXEXECTIME):
-        raise SpecError(f"maxexectime must be a number of seconds >= {MIN_MAXEXECTIME:g}, "
+                                    or maxexectime < MIN_WALL_SECONDS):
+        raise SpecError(f"maxexectime must be a number of seconds >= {MIN_WALL_SECONDS:g}, "
                         f"got {maxexectime!r}")
     wall = policy.for_call(function, maxexectime).limits.wall_seconds
     return CallRequest(function, tuple(args), dict(kwargs or {}), wall, max(1, maxwaittime),
