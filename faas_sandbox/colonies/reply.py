@@ -256,8 +256,8 @@ def salvage_list(exc: ReplyUnreadable) -> list[Any]:
 # it (v1.9.12, HTTP 500); the client then moves to another node (colonies.py).
 NO_QUORUM = "context deadline exceeded"
 _BACKEND_DOWN = ("dial tcp ", "dial unix ", "connect: connection refused",
-                 "connection reset by peer", "driver: bad connection", "sql: database is closed", "broken pipe",
-                 "pq: the database system is", "pq: terminating connection",
+                 "connection reset by peer", "driver: bad connection", "sql: database is closed",
+                 "broken pipe", "pq: the database system is", "pq: terminating connection",
                  "pq: sorry, too many clients", "server closed the connection unexpectedly",
                  "i/o timeout", "unexpected EOF", NO_QUORUM)
 
