@@ -371,8 +371,9 @@ def capacity_lines(done: list[Phase]) -> None:
     """CPU-ms per call of the FaaS system, and the calls/s the machine's cores allow at that."""
     cores = psutil.cpu_count() or 1
     print(f"\nCPU-bound capacity = {cores} cores / CPU-ms per call of server + postgres + minio + "
-          f"executor + load generator (`other` left out; the server and postgres also serve "
-          f"any other client of the shared stack):")
+          f"executor + load generator, + the stack's forward when the server runs in a network "
+          f"namespace (`other` left out; the server and postgres also serve any other client "
+          f"of the shared stack):")
     per_kind: dict[str, list[float]] = {}
     for p in done:
         assert p.result is not None
