@@ -325,12 +325,6 @@ def polls_line(runner: Runner, opts: argparse.Namespace) -> None:
     print("assigns in flight (long-polls): " + ", ".join(
         f"{kind} {slots + ahead}" + (f" ({slots} slots + {ahead} ahead)" if ahead else "")
         for kind, (slots, ahead) in runner.polls.items()) + f"; calls outstanding: {opts.window}")
-    slots, ahead = runner.polls.get("ours", (0, 0))
-    if slots + ahead > opts.window:
-        print("  (more long-polls than calls outstanding: an assign then usually waits for the "
-              "next submission, and the server tries it twice (liveness update + select each "
-              "time) instead of once; `--ours-args=\"--ahead 0\"` measures ours without the "
-              "assigns ahead, which is not its default)")
 
 
 def pooled_rate(phases: list[Phase]) -> float:
