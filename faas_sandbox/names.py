@@ -1,9 +1,10 @@
 """The identifier rules, each defined once, and the types that say a value passed them.
 
 A name from outside (an HTTP path, a CLI argument, a Colonies spec) is checked once, where it
-enters, by :func:`function_name` or :func:`processid` (a content digest by :func:`is_sha256`); inside, the types :data:`FunctionName`
-and :data:`ProcessId` say it was checked, and nothing checks it again. The HTTP front end hands
-the same patterns to FastAPI, so its OpenAPI schema shows the rule it applies.
+enters, by :func:`function_name` or :func:`processid` (a content digest by :func:`is_sha256`);
+inside, the types :data:`FunctionName` and :data:`ProcessId` say it was checked, and nothing
+checks it again. The HTTP front end hands the same patterns to FastAPI, so its OpenAPI schema
+shows the rule it applies.
 
 Standard library only: every layer (engine, Colonies, executor, front end, CLI) may import it.
 """

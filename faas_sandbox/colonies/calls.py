@@ -149,7 +149,8 @@ class CallResult:
         return self.state is ProcessState.FAILED and self.message == NO_REASON
 
     def to_json(self) -> dict[str, Any]:
-        """``faas-sandbox call --json``: ``{ok, output, error: {kind, message} | null, processid}``."""
+        """``faas-sandbox call --json``: ``{ok, output, error: {kind, message} | null,
+        processid}``."""
         error = None if self.ok else {"kind": self.kind, "message": self.message}
         return {"ok": self.ok, "output": self.output, "error": error,
                 "processid": self.processid}
