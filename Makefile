@@ -43,11 +43,11 @@ test: install ## Start the stack, run all tests (PYTEST_ARGS='tests/unit -x' nar
 test-fast: install ## Unit and sandbox tests only, no stack: the edit loop (about a minute)
 	$(BIN)/pytest -q -m "not colonies" tests/unit tests/sandbox
 
-run: install ## Start the stack, executor and HTTP front end (port 8000) in the background
+run: install ## Start the stack (as root: Colonies in a network namespace of its own), executor and HTTP front end (port 8000)
 	@$(STACK) up
 	@$(STACK) app
 
-stop: ## Stop the executor, the HTTP front end and the stack
+stop: ## Stop the executor, the HTTP front end and the stack; delete the server's network namespace
 	@$(STACK) down
 
 status: ## Show which services run and where the logs are

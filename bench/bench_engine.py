@@ -14,6 +14,13 @@ p50/p99 per call, calls/s and the sandbox/floor ratio, with the issue's targets 
 paced p50 <= 0.40 ms, back-to-back p50 <= 2.0x the fork floor, >= 1,000 calls/s with two
 threads. Workload: the tutorial's ``convert(21)``.
 
+A second table gives the CPU each call cost the whole process tree (less noisy than wall
+time on a shared machine): for the floor, its process and children; for the sandbox, this
+process (the calling threads and the link's reader thread), the forker, and the children the
+forker reaped (``/proc`` utime+stime and cutime+cstime, 10 ms ticks summed over every call of
+the rounds), with the children's page faults. Two cores give at most ``2000 / cpu_ms``
+calls/s.
+
     .venv/bin/python bench/bench_engine.py [--seconds 1.0] [--rounds 3] [--prefork 2]
 """
 
@@ -23,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import threading
@@ -41,6 +49,7 @@ PACE_S = 0.005
 _FLOOR = r"""
 import json, os, sys, threading, time
 mode, threads, seconds, pace = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+import resource
 lat, lock = [], threading.Lock()
 def fork_once():
     r, w = os.pipe()
@@ -71,11 +80,15 @@ def worker():
         mine.append(once())
     with lock:
         lat.extend(mine)
+def cpu():
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF,
+               resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))
+cpu0 = cpu()
 start = time.perf_counter()
 pool = [threading.Thread(target=worker) for _ in range(threads)]
 for t in pool: t.start()
 for t in pool: t.join()
-print(json.dumps({"lat": lat, "elapsed": time.perf_counter() - start}))
+print(json.dumps({"lat": lat, "elapsed": time.perf_counter() - start, "cpu": cpu() - cpu0}))
 """
 
 
@@ -83,10 +96,20 @@ class Samples:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.elapsed = 0.0
+        self.cpu = {"caller": 0.0, "forker": 0.0, "children": 0.0}  # seconds, whole rounds
+        self.child_faults = 0
 
     def add(self, other: Samples) -> None:
         self.latencies += other.latencies
         self.elapsed += other.elapsed
+        for key, value in other.cpu.items():
+            self.cpu[key] += value
+        self.child_faults += other.child_faults
+
+    def cpu_ms(self, key: str | None = None) -> float:
+        """CPU per call in ms: one part, or all of them."""
+        total = self.cpu[key] if key else sum(self.cpu.values())
+        return total * 1e3 / len(self.latencies) if self.latencies else float("nan")
 
     def pct(self, q: float) -> float:
         xs = sorted(self.latencies)
@@ -103,13 +126,27 @@ def floor_round(mode: str, threads: int, seconds: float, pace: float = 0.0) -> S
     data = json.loads(out.stdout)
     samples = Samples()
     samples.latencies, samples.elapsed = data["lat"], data["elapsed"]
+    samples.cpu["children"] = data["cpu"]  # the floor process and its children
     return samples
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_usage(forker_pid: int) -> tuple[float, float, float, int]:
+    """(this process, forker, forker's reaped children) CPU seconds, children's faults."""
+    with open(f"/proc/{forker_pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return (me.ru_utime + me.ru_stime, (int(fields[11]) + int(fields[12])) / _TICK,
+            (int(fields[13]) + int(fields[14])) / _TICK, int(fields[8]))
+
+
 def run_round(call: Callable[[], Outcome], threads: int, seconds: float,
-              pace: float = 0.0) -> Samples:
+              pace: float = 0.0, forker_pid: int = 0) -> Samples:
     """``threads`` callers, back to back (or one call every ``pace`` s), for ``seconds``."""
     out = Samples()
+    before = tree_usage(forker_pid) if forker_pid else None
     lock = threading.Lock()
     start = time.perf_counter()
     stop_at = start + seconds
@@ -135,6 +172,12 @@ def run_round(call: Callable[[], Outcome], threads: int, seconds: float,
     for t in pool:
         t.join()
     out.elapsed = time.perf_counter() - start
+    if before is not None:
+        time.sleep(0.05)  # the last children exit and are reaped
+        after = tree_usage(forker_pid)
+        out.cpu = {key: after[i] - before[i]
+                   for i, key in enumerate(("caller", "forker", "children"))}
+        out.child_faults = after[3] - before[3]
     return out
 
 
@@ -144,7 +187,7 @@ def scenario(sb: Sandbox, floor_mode: str, threads: int, seconds: float, rounds:
     sandboxed = lambda: sb.call(SOURCE, "convert", [21])  # noqa: E731
     for _ in range(rounds):  # alternate: floor, sandbox, floor, sandbox ...
         floor.add(floor_round(floor_mode, threads, seconds, pace))
-        sandbox.add(run_round(sandboxed, threads, seconds, pace))
+        sandbox.add(run_round(sandboxed, threads, seconds, pace, sb._forker_pid))
     return floor, sandbox
 
 
@@ -199,6 +242,19 @@ def main() -> None:
     print("latencies in ms, measured in the calling thread (request to Outcome). Floors run in "
           "a separate small `python -I`: pipe = a child forked ahead answers over a pipe; "
           "fork = fork + pipe + waitpid.")
+    print()
+    header = (f"{'CPU ms per call':24s} | {'floor':>7s} | {'sandbox':>7s} = {'caller':>6s} + "
+              f"{'forker':>6s} + {'children':>8s} | {'child faults':>12s} | 2 cores at most")
+    print(header)
+    print("-" * len(header))
+    for name, _, floor, sandbox, _ in rows:
+        total = sandbox.cpu_ms()
+        print(f"{name:24s} | {floor.cpu_ms():7.3f} | {total:7.3f} = {sandbox.cpu_ms('caller'):6.3f}"
+              f" + {sandbox.cpu_ms('forker'):6.3f} + {sandbox.cpu_ms('children'):8.3f} | "
+              f"{sandbox.child_faults / max(1, len(sandbox.latencies)):12.0f} | "
+              f"{2000 / total:6.0f} calls/s")
+    print("CPU of the whole process tree per call (10 ms ticks summed over all rounds): floor = "
+          "its process and children; sandbox = this process + forker + reaped children.")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ usage: scripts/stack.sh COMMAND [SERVICE]
   up                 install/build what is missing, start everything, bootstrap the colony and
                      keys, write .dev/stack.env (idempotent; about a second when already up)
   down               stop everything this script started (pid files in $FAAS_SANDBOX_HOME/state)
+                     and delete the Colonies server's network namespace
   status             one line per service; exit 1 when a core service is not healthy
   env [--json]       print the path of the client env file (.dev/stack.env), or its
                      variables as one JSON object
@@ -14,6 +15,11 @@ usage: scripts/stack.sh COMMAND [SERVICE]
                      exist, deploy examples/convert.py (used by `make run`)
   wipe               down, then delete service data, PostgreSQL data and .dev/ keys
                      (keeps built binaries, logs and the venv)
+
+As root (with iproute2) the Colonies server runs in a network namespace of its own, reached
+through a forward on 127.0.0.1:50080: see scripts/devstack/serverns.py. Environment:
+FAAS_SANDBOX_HOME, FAAS_SANDBOX_PORT_OFFSET, FAAS_SANDBOX_PGDATA, FAAS_SANDBOX_NETNS (a name,
+or `off`): see scripts/devstack/config.py.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from devstack import bootstrap, config, envfile, procs, services, tools
+from devstack import bootstrap, config, envfile, procs, serverns, services, tools
 from devstack.procs import Daemon, StackError, say
 
 SERVICES = services.CORE + services.APPS
@@ -55,7 +61,7 @@ def daemon(name: str, generate: bool = False) -> Daemon:
     if name == "minio":
         return services.minio(bootstrap.load_minio_secrets(generate))
     if name == "colonies":
-        return services.colonies(bootstrap.load_keys(generate))
+        return serverns.server(bootstrap.load_keys(generate), serverns.wanted())
     return services.app(name, envfile.read(config.STACK_ENV_FILE))
 
 
@@ -71,7 +77,7 @@ def cmd_up() -> int:
     services.set_db_password(keys["COLONIES_DB_PASSWORD"])
     procs.ensure(services.minio(creds))
     bootstrap.ensure_schema(keys)
-    procs.ensure(services.colonies(keys))
+    serverns.ensure(keys)
     bootstrap.register(keys)
     bootstrap.ensure_bucket(creds)
     bootstrap.write_stack_env(bootstrap.client_env(keys, creds))
@@ -83,8 +89,14 @@ def cmd_up() -> int:
 
 
 def cmd_down() -> int:
-    stopped = [name for name in reversed(SERVICES) if procs.stop(daemon(name))]
+    stopped: list[str] = []
+    for name in reversed(SERVICES):
+        if name == "colonies":
+            stopped += serverns.stop(bootstrap.load_keys(generate=False))
+        elif procs.stop(daemon(name)):
+            stopped.append(name)
     say("stopped " + ", ".join(stopped) if stopped else "nothing was running")
+    serverns.remove()
     return 0
 
 
@@ -93,7 +105,7 @@ def _state(name: str) -> tuple[str, bool]:
     d = daemon(name)
     pid = procs.running_pid(d)
     if pid is None:
-        foreign = [p for p in d.ports if procs.port_open(p)]
+        foreign = [p for p in d.ports if procs.port_open(p, netns=d.netns or None)]
         return (f"stopped (port {foreign} busy: not ours)" if foreign else "stopped"), False
     if name in services.APPS:
         return f"running pid {pid}", True
@@ -107,6 +119,8 @@ def cmd_status() -> int:
         line, healthy = _state(name)
         ok = ok and (healthy or name in services.APPS)
         print(f"{name:9} {line}")
+        if name == "colonies":
+            print(f"{'':9} {serverns.describe(bootstrap.load_keys(generate=False))}")
     print(f"env file  {config.STACK_ENV_FILE}" + ("" if config.STACK_ENV_FILE.exists()
                                                   else " (missing: run scripts/stack.sh up)"))
     print(f"logs      {config.LOG_DIR}")
@@ -127,7 +141,10 @@ def cmd_service(action: str, name: str) -> int:
         return 2
     d = daemon(name, generate=action != "stop")
     if action in ("stop", "restart"):
-        procs.stop(d)
+        if name == "colonies":
+            serverns.stop(bootstrap.load_keys(generate=False))
+        else:
+            procs.stop(d)
         if action == "stop":
             return 0
     if name == "colonies" and not services.pg_ready():
@@ -136,7 +153,9 @@ def cmd_service(action: str, name: str) -> int:
     if name in services.APPS and not services.app_available(name):
         procs.fail(f"`faas-sandbox {name}` does not exist yet")
         return 1
-    if name in services.CORE:
+    if name == "colonies":
+        serverns.ensure(bootstrap.load_keys())  # in its namespace, with the forward
+    elif name in services.CORE:
         procs.ensure(d)  # also restarts it when its configuration changed
     else:
         procs.start(d)

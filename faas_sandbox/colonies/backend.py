@@ -34,7 +34,7 @@ import websocket
 from ..errors import ColoniesRefused, ColoniesUnreachable
 from ..kinds import ProcessState
 from ..names import FunctionName
-from .calls import CallEnd, CallRequest, poll_until_final
+from .calls import CallRequest, CallResult, poll_until_final
 from .client import (
     DEFAULT_EXECUTOR_TYPE,
     FAILED_SETTLE_S,
@@ -89,7 +89,7 @@ class ColoniesBackend:
         return spec
 
     def wait(self, processid: str, timeout: float,
-             cancel: threading.Event | None = None) -> CallEnd:
+             cancel: threading.Event | None = None) -> CallResult:
         if self.strategy == "poll":
             end = poll_until_final(lambda: self.get(processid), timeout, cancel=cancel)
         else:
@@ -97,13 +97,13 @@ class ColoniesBackend:
         # The server writes FAILED and the errors in two statements: a reader in between sees a
         # failure without its reason. Same settle bound as ColoniesClient.wait.
         settle = time.monotonic() + FAILED_SETTLE_S
-        while end.state is ProcessState.FAILED and not end.errors and time.monotonic() < settle:
+        while end.reasonless and time.monotonic() < settle:
             time.sleep(0.02)
             end = self.get(processid)
         return end
 
-    def get(self, processid: str) -> CallEnd:
-        return CallEnd.from_process(self.client.get_process(processid))
+    def get(self, processid: str) -> CallResult:
+        return CallResult.from_process(self.client.get_process(processid))
 
     def remove(self, processid: str) -> None:
         self.client.rpc("removeprocessmsg", processid=processid, all=False)
@@ -168,7 +168,7 @@ class ColoniesBackend:
 
     def _wait_ws(self, processid: str, timeout: float,
                  clock: Callable[[], float] = time.monotonic,
-                 cancel: threading.Event | None = None) -> CallEnd:
+                 cancel: threading.Event | None = None) -> CallResult:
         deadline = clock() + timeout
         sockets = [self._subscribe(processid, state, timeout + 1)
                    for state in (ProcessState.SUCCESS, ProcessState.FAILED)]
@@ -188,7 +188,7 @@ class ColoniesBackend:
                 if not readable:
                     last_get = clock()
                     end = self.get(processid)
-                    if end.state.final:
+                    if end.final:
                         return end
                     continue
                 for ws in [w for w in sockets if w.sock in readable]:
@@ -196,14 +196,14 @@ class ColoniesBackend:
                     if pushed is None:
                         sockets.remove(ws)
                         ws.close()
-                    elif pushed.state.final:
+                    elif pushed.final:
                         return pushed
         finally:
             for ws in sockets:
                 ws.close()
 
     @staticmethod
-    def _read_frame(ws: websocket.WebSocket, processid: str) -> CallEnd | None:
+    def _read_frame(ws: websocket.WebSocket, processid: str) -> CallResult | None:
         """The process a frame carries; None when the server closed the subscription."""
         try:
             frame = ws.recv()
@@ -221,7 +221,7 @@ class ColoniesBackend:
             message = payload.get("message", "") if isinstance(payload, dict) else str(payload)
             raise ColoniesRefused(str(message), int(payload.get("status", 0) or 0)
                                   if isinstance(payload, dict) else 0)
-        return CallEnd.from_process(payload)
+        return CallResult.from_process(payload)
 
 
 def _parse_time(value: Any) -> datetime | None:

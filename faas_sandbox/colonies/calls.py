@@ -1,13 +1,15 @@
 """Submitting function calls through Colonies and reading how they ended.
 
-Shared by the HTTP front end (``http_api.py``) and ``faas-sandbox call``::
+Shared by the HTTP front end (``frontend/app.py``) and ``faas-sandbox call/result``::
 
-    CallRequest --Backend.submit--> processid --Backend.wait--> CallEnd --classify--> CallResult
+    CallRequest --Backend.submit--> processid --Backend.wait/get--> CallResult
 
-A :class:`Backend` hides Colonies (the real one is ``colonies_backend.ColoniesBackend``; unit
+A :class:`Backend` hides Colonies (the real one is ``backend.ColoniesBackend``; unit
 tests use a fake). Every request carries explicit ``maxexectime``, ``maxwaittime`` and
 ``maxretries``, so the server itself fails a call nobody picks up or that overruns.
-User failures are values (``CallResult.kind``), never exceptions.
+:class:`CallResult` is this layer's one result type: the process as the server last reported
+it, classified once (``kind``: "ok", an error kind, or pending). User failures are values
+(``CallResult.kind``), never exceptions.
 """
 
 from __future__ import annotations
@@ -18,19 +20,18 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from ..kinds import OK, ErrorKind, ProcessState
 from ..names import FunctionName
-from ..policy import Policy
+from ..policy import MIN_WALL_SECONDS, Policy
 from .lifecycle import Revision
 from .spec import decode_result
 
 log = logging.getLogger(__name__)
 
-MIN_MAXEXECTIME = 0.001  # the policy's smallest wall limit (Limits' wall_seconds minimum)
 
 WAIT_LIMIT_TEXT = "Maximum waiting time limit exceeded"
 EXEC_LIMIT_TEXT = "Maximum execution time limit exceeded"
@@ -47,7 +48,7 @@ _KIND = re.compile(r"^([a-z][a-z_]{1,30}): (.*)$", re.DOTALL)
 class CallRequest:
     """One call to submit. ``tutorial`` selects the tutorial's spec form (one string ``arg``)."""
 
-    function: str
+    function: FunctionName  # checked where it entered (names.py)
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     wall_seconds: float = 10.0  # the limit the policy grants this call
@@ -67,7 +68,7 @@ class CallRequest:
         return self.maxwaittime + self.maxexectime + 2 * GRACE_SECONDS
 
 
-def make_request(policy: Policy, function: str, args: tuple[Any, ...] = (),
+def make_request(policy: Policy, function: FunctionName, args: tuple[Any, ...] = (),
                  kwargs: Mapping[str, Any] | None = None, maxexectime: float | None = None,
                  *, maxwaittime: int = 10, maxretries: int = 0,
                  tutorial: bool = False) -> CallRequest:
@@ -78,29 +79,39 @@ def make_request(policy: Policy, function: str, args: tuple[Any, ...] = (),
     if maxexectime is not None and (isinstance(maxexectime, bool)
                                     or not isinstance(maxexectime, (int, float))
                                     or not math.isfinite(maxexectime)
-                                    or maxexectime < MIN_MAXEXECTIME):
-        raise SpecError(f"maxexectime must be a number of seconds >= {MIN_MAXEXECTIME:g}, "
+                                    or maxexectime < MIN_WALL_SECONDS):
+        raise SpecError(f"maxexectime must be a number of seconds >= {MIN_WALL_SECONDS:g}, "
                         f"got {maxexectime!r}")
     wall = policy.for_call(function, maxexectime).limits.wall_seconds
     return CallRequest(function, tuple(args), dict(kwargs or {}), wall, max(1, maxwaittime),
                        maxretries, tutorial)
 
 
-@dataclass(frozen=True, slots=True)
-class CallEnd:
-    """What a backend last saw of a process; ``state`` is final unless the wait timed out."""
+PENDING = ""  # the kind of a call whose process is still waiting or running
+NO_REASON = "failed without a reason"
 
-    processid: str
-    state: ProcessState
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """One call as its caller sees it (the HTTP front end, ``faas-sandbox call/result``).
+
+    ``state`` is the process state the server last reported (None: the call never reached
+    it). ``kind`` is "ok", the error kind, or PENDING while the process waits or runs; a
+    successful call's ``output`` holds the decoded values. The one result type of this layer.
+    """
+
+    kind: str
     output: list[Any] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    message: str = ""
+    processid: str | None = None
+    state: ProcessState | None = None
     function: str = ""  # spec.kwargs.function, when the process says
-    tutorial: bool = False  # the tutorial's spec form (kwargs.arg): output is not re-decoded
     revision: str = ""  # the pinned file id, when the spec carries one
 
     @classmethod
-    def from_process(cls, process: Mapping[str, Any]) -> CallEnd:
-        """From a Colonies process JSON object (a dict, as the wire carries it)."""
+    def from_process(cls, process: Mapping[str, Any]) -> CallResult:
+        """From a Colonies process JSON object (a dict, as the wire carries it): classified if
+        its state is final, else PENDING."""
         spec = process.get("spec")
         kwargs = spec.get("kwargs") if isinstance(spec, Mapping) else None
         kwargs = kwargs if isinstance(kwargs, Mapping) else {}
@@ -108,29 +119,52 @@ class CallEnd:
             state = ProcessState(int(process.get("state", 0)))
         except (TypeError, ValueError):
             state = ProcessState.WAITING
-        return cls(str(process.get("processid", "")), state,
-                   list(process.get("out") or []), [str(e) for e in process.get("errors") or []],
-                   str(kwargs.get("function", ""))[:128], "arg" in kwargs,
-                   str(kwargs.get("revision", ""))[:128])
-
-
-@dataclass(frozen=True, slots=True)
-class CallResult:
-    """How a call ended, for people: ``kind`` is "ok" or the error kind."""
-
-    kind: str
-    output: list[Any] = field(default_factory=list)
-    message: str = ""
-    processid: str | None = None
+        kind, output, message = PENDING, [], ""
+        if state is ProcessState.SUCCESS:
+            out = process.get("out")
+            out = list(out) if isinstance(out, list) else []
+            # the tutorial's spec form (kwargs.arg) gets its output as it is, not re-decoded
+            kind, output = OK, out if "arg" in kwargs else decode_output(out)
+        elif state is ProcessState.FAILED:
+            errors = process.get("errors")
+            kind, message = parse_error(str(errors[0]) if isinstance(errors, list) and errors
+                                        else NO_REASON)
+        elif state is ProcessState.CANCELLED:
+            kind, message = ErrorKind.CANCELLED, "the call was cancelled"
+        return cls(kind, output, message, str(process.get("processid", "")) or None, state,
+                   str(kwargs.get("function", ""))[:128], str(kwargs.get("revision", ""))[:128])
 
     @property
     def ok(self) -> bool:
         return self.kind == OK
 
+    @property
+    def final(self) -> bool:
+        """The server reports the process ended (successful, failed or cancelled)."""
+        return self.state is not None and self.state.final
+
+    @property
+    def reasonless(self) -> bool:
+        """FAILED without its reason yet (the server writes the two in separate statements)."""
+        return self.state is ProcessState.FAILED and self.message == NO_REASON
+
     def to_json(self) -> dict[str, Any]:
+        """``faas-sandbox call --json``: ``{ok, output, error: {kind, message} | null,
+        processid}``."""
         error = None if self.ok else {"kind": self.kind, "message": self.message}
         return {"ok": self.ok, "output": self.output, "error": error,
                 "processid": self.processid}
+
+    def status_json(self) -> dict[str, Any]:
+        """``GET /calls/{processid}`` and ``faas-sandbox result --json``: ``{processid, state,
+        function, output, kind, message, revision}``; kind and message are null while pending."""
+        pending = self.kind == PENDING
+        return {"processid": self.processid,
+                "state": self.state.label if self.state is not None else None,
+                "function": self.function or None, "output": [] if pending else self.output,
+                "kind": None if pending else self.kind,
+                "message": None if pending else self.message or None,
+                "revision": self.revision or None}
 
 
 class Backend(Protocol):
@@ -141,7 +175,7 @@ class Backend(Protocol):
         ...
 
     def wait(self, processid: str, timeout: float,
-             cancel: threading.Event | None = None) -> CallEnd:
+             cancel: threading.Event | None = None) -> CallResult:
         """Return as soon as the process is final, ``cancel`` is set, or after ``timeout`` s."""
         ...
 
@@ -149,7 +183,7 @@ class Backend(Protocol):
         """Remove a process that is still waiting (the server refuses a running one)."""
         ...
 
-    def get(self, processid: str) -> CallEnd:
+    def get(self, processid: str) -> CallResult:
         """The process as it is now."""
         ...
 
@@ -196,35 +230,29 @@ def decode_output(output: list[Any]) -> list[Any]:
     return [decode_result(item) for item in output]
 
 
-def classify(end: CallEnd, request: CallRequest) -> CallResult:
-    """Turn an end state (or the last state seen at our deadline) into a CallResult."""
-    processid = end.processid or None
-    if end.state is ProcessState.SUCCESS:
-        output = list(end.output) if request.tutorial else decode_output(end.output)
-        return CallResult(OK, output, "", processid)
-    if end.state is ProcessState.FAILED:
-        kind, message = parse_error(end.errors[0] if end.errors else "failed without a reason")
-        return CallResult(kind, [], message, processid)
-    if end.state is ProcessState.CANCELLED:
-        return CallResult(ErrorKind.CANCELLED, [], "the call was cancelled", processid)
-    if end.state is ProcessState.WAITING:
-        return CallResult(ErrorKind.NO_EXECUTOR, [], f"no executor picked the call up within "
-                          f"{request.deadline_seconds:g} s", processid)
-    return CallResult(ErrorKind.TIMEOUT, [], f"no result within {request.deadline_seconds:g} s",
-                      processid)
+def at_deadline(result: CallResult, request: CallRequest) -> CallResult:
+    """A result our wait for ``request`` gave up on while still PENDING: no executor took the
+    call, or it gave no result in time; any other result as it is."""
+    if result.kind != PENDING:
+        return result
+    if result.state is ProcessState.WAITING:
+        return replace(result, kind=ErrorKind.NO_EXECUTOR, message=f"no executor picked the call "
+                       f"up within {request.deadline_seconds:g} s")
+    return replace(result, kind=ErrorKind.TIMEOUT,
+                   message=f"no result within {request.deadline_seconds:g} s")
 
 
 def run_call(backend: Backend, request: CallRequest,
              cancel: threading.Event | None = None) -> CallResult:
-    """Submit, wait up to the request's deadline, classify. Never raises for Colonies faults.
+    """Submit, wait up to the request's deadline. Never raises for Colonies faults.
 
     ``cancel`` set (the HTTP client hung up) ends the wait early; a call still waiting in the
     queue is then removed, so no executor runs it for nobody.
     """
     try:
         processid = backend.submit(request)
-        end = backend.wait(processid, request.deadline_seconds, cancel)
-        if cancel is not None and cancel.is_set() and end.state is ProcessState.WAITING:
+        result = backend.wait(processid, request.deadline_seconds, cancel)
+        if cancel is not None and cancel.is_set() and result.state is ProcessState.WAITING:
             try:
                 backend.remove(processid)
             except (ColoniesUnreachable, ColoniesRefused) as exc:  # assigned meanwhile: it runs
@@ -234,21 +262,21 @@ def run_call(backend: Backend, request: CallRequest,
         return CallResult(ErrorKind.UNREACHABLE, [], f"Colonies server unreachable: {exc}")
     except ColoniesRefused as exc:
         return CallResult(ErrorKind.REFUSED, [], f"Colonies server refused the call: {exc}")
-    return classify(end, request)
+    return at_deadline(result, request)
 
 
-def poll_until_final(fetch: Callable[[], CallEnd], timeout: float, *,
+def poll_until_final(fetch: Callable[[], CallResult], timeout: float, *,
                      clock: Callable[[], float] = time.monotonic,
                      sleep: Callable[[float], None] = time.sleep,
                      first: float = 0.005, cap: float = 0.1,
-                     cancel: threading.Event | None = None) -> CallEnd:
+                     cancel: threading.Event | None = None) -> CallResult:
     """Call ``fetch`` until the state is final or ``timeout`` passes; back off 5 ms -> 100 ms."""
     deadline = clock() + timeout
     delay = first
     while True:
-        end = fetch()
+        result = fetch()
         left = deadline - clock()
-        if end.state.final or left <= 0 or (cancel is not None and cancel.is_set()):
-            return end
+        if result.final or left <= 0 or (cancel is not None and cancel.is_set()):
+            return result
         sleep(min(delay, left))
         delay = min(cap, delay * 2)

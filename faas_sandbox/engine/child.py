@@ -93,7 +93,8 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, _MAX_FD)
-    os.environ.clear()
+    if os.environ:  # empty already: the forker cleared its own before forking
+        os.environ.clear()
     os.chdir(workdir)
     if iso.drop_to is not None:
         uid, gid = iso.drop_to

@@ -1,5 +1,5 @@
-"""The HTTP front end: FastAPI over a :class:`~faas_sandbox.colonies.calls.Backend` (pydantic: here and
-in ``front/models.py`` only).
+"""The HTTP front end: FastAPI over a :class:`~faas_sandbox.colonies.calls.Backend` (pydantic:
+here and in ``models.py`` only).
 
 Endpoints (docs/http-api.md has the details and examples)::
 
@@ -12,7 +12,7 @@ Endpoints (docs/http-api.md has the details and examples)::
     GET  /healthz   /metrics   /docs   /openapi.json
 
 Every answer that is not 2xx is ``{"detail": {"kind", "message", ...}}`` with the status of
-``front/problems.py``; every answer carries X-Request-Id, every call answer X-Process-Id.
+``problems.py``; every answer carries X-Request-Id, every call answer X-Process-Id.
 Blocking Colonies calls run in worker threads, never on the event loop; a client that hangs
 up releases its slot at once and a call of its still waiting in the queue is removed.
 """
@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from .. import sizes
 from .._version import __version__
 from ..colonies import calls
-from ..colonies.calls import Backend, CallEnd, CallRequest, CallResult
+from ..colonies.calls import Backend, CallRequest, CallResult
 from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from ..kinds import OK, ErrorKind
 from ..metrics import Metrics
@@ -330,19 +330,19 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         return answer(request, {"output": result.output, "processid": result.processid,
                                 "revision": revision}, processid=result.processid)
 
-    async def fetch(request: Request, processid: ProcessId) -> CallEnd:
+    async def fetch(request: Request, processid: ProcessId) -> CallResult:
         authorize(request, None)
         try:
-            end: CallEnd = await blocking(backend.get, processid)
+            result: CallResult = await blocking(backend.get, processid)
         except ColoniesUnreachable as exc:
             raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
         except ColoniesRefused:
             raise ApiError(ErrorKind.NOT_FOUND, "no such process", processid=processid) from None
         grant = getattr(request.state, "grant", None)
-        if grant is not None and not grant.allows(end.function):
+        if grant is not None and not grant.allows(result.function):
             raise ApiError(ErrorKind.DENIED, f"token {grant.name!r} may not read calls of "
-                           f"{end.function!r}")
-        return end
+                           f"{result.function!r}")
+        return result
 
     processid_param = Path(..., pattern=PROCESSID_PATTERN, description="64 hex digits")
 
@@ -350,15 +350,9 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
              responses=_errors(400, *auth_codes, 404, 429, 502),
              summary="The state of a call (async or not) and, once final, its result")
     async def call_status(request: Request, processid: str = processid_param) -> Any:
-        end = await fetch(request, ProcessId(processid))  # FastAPI checked the pattern
-        body: dict[str, Any] = {"processid": processid, "state": end.state.label,
-                                "function": end.function or None, "output": [],
-                                "kind": None, "message": None, "revision": end.revision or None}
-        if end.state.final:
-            result = calls.classify(end, CallRequest(end.function or "-",
-                                                     tutorial=end.tutorial))
-            body.update(output=result.output, kind=result.kind, message=result.message or None)
-        return answer(request, body, processid=processid)
+        result = await fetch(request, ProcessId(processid))  # FastAPI checked the pattern
+        return answer(request, {**result.status_json(), "processid": processid},
+                      processid=processid)
 
     @app.get("/calls/{processid}/logs", response_model=LogsResponse, dependencies=secured,
              responses=_errors(400, *auth_codes, 404, 429, 502),

@@ -6,12 +6,23 @@ All state is outside the repository, under ``$FAAS_SANDBOX_HOME`` (default
 
 PostgreSQL data is the one exception when running as root: the server must run as the
 ``postgres`` OS user, which cannot traverse ``/root`` (mode 700), so its data directory is
-``/var/lib/postgresql/faas-sandbox`` (override with ``FAAS_SANDBOX_PGDATA``).
+``/var/lib/postgresql/faas-sandbox`` (``faas-sandbox-<offset>`` with a port offset; override
+with ``FAAS_SANDBOX_PGDATA``).
+
+A second stack on the same machine (e.g. to try changes to these scripts without touching
+the one everybody uses) needs a checkout of its own (``.dev/`` is per checkout) and::
+
+    FAAS_SANDBOX_HOME=~/.cache/faas-sandbox-2 FAAS_SANDBOX_PORT_OFFSET=300 scripts/stack.sh up
+
+The Colonies server's network namespace (devstack/serverns.py) is named after its API port
+(``faasdev-50080``); ``FAAS_SANDBOX_NETNS`` names another one, or ``off`` runs the server in
+the root namespace as an unprivileged user would.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 # Pinned versions. MinIO has no tags on the Go proxy that `go install` accepts here, so we pin
@@ -38,6 +49,12 @@ RELAY_PORT = 23810 + PORT_OFFSET
 MINIO_PORT = 9000 + PORT_OFFSET
 MINIO_CONSOLE_PORT = 9001 + PORT_OFFSET
 HTTP_PORT = 8000 + PORT_OFFSET
+# Not "faas-...": the continuum drills remove every namespace named faas-* (devstack/netns.py).
+_NETNS = os.environ.get("FAAS_SANDBOX_NETNS", "")
+NETNS_NAME = _NETNS if _NETNS not in ("", "off") else f"faasdev-{COLONIES_PORT}"
+NETNS: str | None = None if _NETNS == "off" else NETNS_NAME  # None: the server is not hidden
+if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", NETNS_NAME):
+    raise SystemExit(f"FAAS_SANDBOX_NETNS={NETNS!r}: expected a namespace name or 'off'")
 
 COLONY_NAME = "dev"
 MEMBER_EXECUTOR_NAME = "dev-cli"  # the shared member identity (COLONIES_PRVKEY)
@@ -64,7 +81,8 @@ PG_OS_USER = "postgres" if IS_ROOT else None  # postgres refuses to run as root
 PGDATA = Path(
     os.environ.get(
         "FAAS_SANDBOX_PGDATA",
-        "/var/lib/postgresql/faas-sandbox" if IS_ROOT else str(STATE_DIR / "pg"),
+        f"/var/lib/postgresql/faas-sandbox{f'-{PORT_OFFSET}' if PORT_OFFSET else ''}"
+        if IS_ROOT else str(STATE_DIR / "pg"),
     )
 )
 MINIO_DATA = STATE_DIR / "minio"

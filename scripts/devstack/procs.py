@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,11 +18,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, setns
 
 # Environment variables that may differ between callers without changing a service's config.
 AMBIENT = ("PATH", "HOME", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR")
@@ -50,6 +49,11 @@ class Daemon:
     start_timeout: float = 60.0
     stop_timeout: float = 20.0
     marker: str = ""  # must appear in /proc/<pid>/cmdline; default: the program path, argv[0]
+    # Placement: run inside this named network namespace (`ip netns exec`, which execs: the pid
+    # is the program's), with ``netns_env`` on top of ``env``; ``ports`` are checked in there.
+    # Not part of the fingerprint: ensure() checks where the process runs from /proc instead.
+    netns: str | None = None
+    netns_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def pid_file(self) -> Path:
@@ -66,6 +70,12 @@ class Daemon:
     @property
     def cmd_marker(self) -> str:
         return self.marker or self.argv[0]
+
+    def launch(self) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment to start it with, placement included."""
+        if self.netns is None:
+            return list(self.argv), dict(self.env)
+        return ["ip", "netns", "exec", self.netns, *self.argv], {**self.env, **self.netns_env}
 
     def fingerprint(self) -> str:
         """Hash of what configures the service (argv, non-ambient env, user); no secrets kept."""
@@ -97,11 +107,14 @@ def running_pid(daemon: Daemon) -> int | None:
     return pid
 
 
-def port_open(port: int, host: str = config.HOST) -> bool:
+def port_open(port: int, host: str = config.HOST, netns: str | None = None) -> bool:
+    """Whether something accepts connections on host:port (inside ``netns`` when given)."""
     try:
-        with socket.create_connection((host, port), timeout=0.5):
+        with setns.tcp_socket(netns) as sock:
+            sock.settimeout(0.5)
+            sock.connect((host, port))
             return True
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -144,12 +157,13 @@ def start(daemon: Daemon) -> int:
         )
     say(f"starting {daemon.name} (log: {daemon.log_file})")
     creds = user_credentials(daemon.user)
+    argv, env = daemon.launch()
     with open(daemon.log_file, "ab") as log:
         log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} start {daemon.name}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            list(daemon.argv),
-            env=dict(daemon.env),
+            argv,
+            env=env,
             cwd=daemon.cwd,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -192,6 +206,12 @@ def ensure(daemon: Daemon) -> int:
         say(f"{daemon.name}: configuration changed since it started; restarting it")
         stop(daemon)
         return start(daemon)
+    if daemon.netns is not None and not setns.runs_in(pid, daemon.netns):
+        say(f"{daemon.name}: restarting it in network namespace {daemon.netns}")
+        old = placement(pid)
+        gone = old is None and not setns.runs_in(pid, None)  # its namespace was deleted since
+        stop(replace(daemon, netns=old, ports=() if gone else daemon.ports))
+        return start(daemon)
     deadline = time.monotonic() + daemon.start_timeout
     while not daemon.healthy():
         if running_pid(daemon) is None or time.monotonic() > deadline:
@@ -228,11 +248,20 @@ def stop(daemon: Daemon) -> bool:
     return True
 
 
+def placement(pid: int) -> str | None:
+    """The named network namespace process ``pid`` runs in (None: ours, or an unnamed one)."""
+    with suppress(OSError):
+        for entry in setns.NETNS_DIR.iterdir():
+            if setns.runs_in(pid, entry.name):
+                return entry.name
+    return None
+
+
 def _busy_ports(daemon: Daemon, grace: float) -> list[int]:
     """The daemon's ports that still accept connections after waiting up to ``grace`` s."""
     deadline = time.monotonic() + grace
     while True:
-        busy = [port for port in daemon.ports if port_open(port)]
+        busy = [port for port in daemon.ports if port_open(port, netns=daemon.netns)]
         if not busy or time.monotonic() > deadline:
             return busy
         time.sleep(0.1)

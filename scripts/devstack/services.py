@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 
@@ -99,7 +100,10 @@ def colonies_env(keys: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def colonies(keys: Mapping[str, str]) -> Daemon:
+def colonies(keys: Mapping[str, str], netns: str | None = None) -> Daemon:
+    """The server; inside ``netns`` it reaches PostgreSQL through its unix socket (in PGDATA:
+    filesystem sockets are not per network namespace; local connections are trusted there,
+    and only root and the postgres user can enter that directory)."""
     return Daemon(
         name="colonies",
         argv=[
@@ -116,6 +120,28 @@ def colonies(keys: Mapping[str, str]) -> Daemon:
         ports=(config.COLONIES_PORT, config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT,
                config.RELAY_PORT),
         start_timeout=90,
+        netns=netns,
+        netns_env={"COLONIES_DB_HOST": str(config.PGDATA)} if netns else {},
+    )
+
+
+def forward(netns: str) -> Daemon:
+    """127.0.0.1:<API port> in the root namespace -> the server's API inside ``netns``.
+
+    The system python (the forwarder needs only the standard library) and no checkout path in
+    argv, so that every checkout's `up` sees the same configuration and leaves it running."""
+    python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+    listen = f"{config.HOST}:{config.COLONIES_PORT}"
+    return Daemon(
+        name="colonies-forward",
+        argv=[python, "-E", "-s", "-m", "devstack.forward", "--listen", listen,
+              "--netns", netns, "--to", f"127.0.0.1:{config.COLONIES_PORT}"],
+        env=_base_env(),
+        healthy=lambda: port_open(config.COLONIES_PORT),
+        ports=(config.COLONIES_PORT,),
+        cwd=str(config.REPO / "scripts"),
+        marker=f"-m devstack.forward --listen {listen} ",
+        start_timeout=15,
     )
 
 

@@ -4,8 +4,10 @@ driven through pycolonies with nothing but the variables in .dev/stack.env."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -26,6 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 CONVERT_SOURCE = b"def convert(celsius):\n    return (celsius * 9/5) + 32\n"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MINIO_PORT = 9000 + int(os.environ.get("FAAS_SANDBOX_PORT_OFFSET", "0") or "0")
+sys.path.insert(0, str(REPO / "scripts"))
+from devstack import config, procs, services, setns  # noqa: E402  (this stack's ports, pids)
 
 
 def _client() -> tuple:  # (Colonies, colonyname, colony_prvkey, executorname, prvkey)
@@ -153,6 +157,62 @@ def test_restarted_service_keeps_data(restore_stack: Stack, service: str) -> Non
     assert colonies.get_executor(colonyname, executorname, prvkey)["state"] == 1
     assert colonies.download_data(colonyname, prvkey, label="/faas",
                                   filename="convert") == CONVERT_SOURCE
+
+
+def _listeners() -> list[tuple[str, int, set[int]]]:
+    """(address, port, pids) of every listening TCP socket in our network namespace."""
+    assert shutil.which("ss"), "ss (iproute2) is needed to list listening sockets"
+    out = subprocess.run(["ss", "-H", "-l", "-t", "-n", "-p"], capture_output=True, text=True,
+                         check=True, timeout=30).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        host, _, port = fields[3].rpartition(":")
+        found.append((host, int(port), {int(p) for p in re.findall(r"pid=(\d+)", line)}))
+    return found
+
+
+def _loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:  # "*": every address
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def _stack_pids() -> dict[str, int]:
+    """The stack's running processes, by the pid files and command lines stack.sh checks."""
+    daemons = [services.postgres(), services.minio({}), services.colonies({}),
+               services.forward(config.NETNS_NAME), *(services.app(a, {}) for a in services.APPS)]
+    running = {d.name: procs.running_pid(d) for d in daemons}
+    return {name: pid for name, pid in running.items() if pid is not None}
+
+
+@pytest.mark.colonies
+def test_nothing_of_the_stack_listens_off_loopback(stack: Stack) -> None:
+    """Colonies v1.9.12 binds its API, etcd and relay on every interface; as root the stack
+    runs it in a network namespace of its own behind a forward on 127.0.0.1 (README, "What
+    the local stack exposes"). Seen from the root namespace (as `ss -ltnp` sees it), every
+    socket a stack process listens on, and every socket on a stack port, is loopback only."""
+    if os.geteuid() != 0:
+        pytest.skip("the server gets a network namespace of its own only when run as root")
+    running = _stack_pids()
+    pids = set(running.values())
+    ports = {config.PG_PORT, config.COLONIES_PORT, config.ETCD_CLIENT_PORT,
+             config.ETCD_PEER_PORT, config.RELAY_PORT, config.MINIO_PORT,
+             config.MINIO_CONSOLE_PORT, config.HTTP_PORT}
+    ours = [(h, port, p) for h, port, p in _listeners() if port in ports or p & pids]
+    exposed = [(h, port, p) for h, port, p in ours if not _loopback(h)]
+    assert exposed == [], f"listening off loopback: {exposed}"
+    assert config.NETNS, "FAAS_SANDBOX_NETNS=off: the server runs in the root namespace"
+    server, forward = running["colonies"], running["colonies-forward"]
+    assert setns.runs_in(server, config.NETNS) and not setns.runs_in(server, None)
+    assert [(h, p) for h, p, owners in ours if server in owners] == []  # none out here
+    assert ("127.0.0.1", config.COLONIES_PORT) in [(h, p) for h, p, o in ours if forward in o]
+    assert ("127.0.0.1", config.PG_PORT) in [(h, p) for h, p, _ in ours]  # the parse sees it
+    assert not {config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT, config.RELAY_PORT} & \
+        {p for _, p, _ in ours}
 
 
 def test_ci_turns_skips_into_failures(tmp_path: Path) -> None:

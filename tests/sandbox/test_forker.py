@@ -176,6 +176,7 @@ def test_children_inherit_no_threading_or_seccomp_builder(engine: Sandbox) -> No
     loaded = engine._probe("modules").value
     assert "faas_sandbox.engine.child" in loaded  # the probe saw the real module table
     assert not {"threading", "subprocess", "pyseccomp", "ctypes.util"} & set(loaded)
+    assert not {"shutil", "tempfile", "zlib", "bz2", "lzma"} & set(loaded)  # 30 mappings
     with open(f"/proc/{engine._forker_pid}/maps") as maps:
         assert "libseccomp" not in maps.read()
 

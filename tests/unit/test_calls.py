@@ -10,9 +10,9 @@ from faas_sandbox.colonies.backend import ColoniesBackend
 from faas_sandbox.colonies.calls import (
     EXEC_LIMIT_TEXT,
     WAIT_LIMIT_TEXT,
-    CallEnd,
     CallRequest,
-    classify,
+    CallResult,
+    at_deadline,
     decode_output,
     make_request,
     parse_error,
@@ -79,21 +79,49 @@ def test_decode_output_leaves_nan_as_text_json_cannot_carry_it() -> None:
     assert decode_output(["NaN", "Infinity"]) == ["NaN", "Infinity"]
 
 
-def test_classify_each_end_state() -> None:
-    request = CallRequest("f")
-    ok = classify(CallEnd("p", ProcessState.SUCCESS, ['{"a":1}']), request)
-    assert (ok.kind, ok.output, ok.processid) == ("ok", [{"a": 1}], "p")
-    failed = classify(CallEnd("p", ProcessState.FAILED, [], ["memory: MemoryError"]), request)
+def read(state: ProcessState, out: Any = None, errors: Any = None, **kwargs: str) -> CallResult:
+    return CallResult.from_process({"processid": "p", "state": int(state), "out": out,
+                                    "errors": errors, "spec": {"kwargs": kwargs}})
+
+
+def test_each_end_state_is_classified_once_read() -> None:
+    ok = read(ProcessState.SUCCESS, ['{"a":1}'], function="f")
+    assert (ok.kind, ok.output, ok.processid, ok.function) == ("ok", [{"a": 1}], "p", "f")
+    failed = read(ProcessState.FAILED, [], ["memory: MemoryError"])
     assert (failed.kind, failed.message) == ("memory", "MemoryError")
-    assert classify(CallEnd("p", ProcessState.CANCELLED), request).kind == "cancelled"
-    assert classify(CallEnd("p", ProcessState.WAITING), request).kind == "no_executor"
-    assert classify(CallEnd("p", ProcessState.RUNNING), request).kind == "timeout"
-    assert classify(CallEnd("p", ProcessState.FAILED), request).kind == "failed"
+    assert read(ProcessState.CANCELLED).kind == "cancelled"
+    assert (read(ProcessState.FAILED).kind, read(ProcessState.FAILED).reasonless) == ("failed",
+                                                                                        True)
+    assert read(ProcessState.FAILED, errors="not a list").message == "failed without a reason"
+    assert read(ProcessState.SUCCESS, out="not a list").output == []
+
+
+def test_a_call_still_pending_at_our_deadline_is_no_executor_or_timeout() -> None:
+    request = CallRequest("f")
+    waiting, running = read(ProcessState.WAITING), read(ProcessState.RUNNING)
+    assert (waiting.kind, waiting.final, running.kind, running.final) == ("", False, "", False)
+    assert at_deadline(waiting, request).kind == "no_executor"
+    assert at_deadline(running, request).kind == "timeout"
+    assert at_deadline(running, request).message == (f"no result within "
+                                                     f"{request.deadline_seconds:g} s")
+    done = read(ProcessState.CANCELLED)
+    assert at_deadline(done, request) is done
 
 
 def test_tutorial_output_is_passed_through_untouched() -> None:
-    result = classify(CallEnd("p", ProcessState.SUCCESS, [69.8]), CallRequest("convert", tutorial=True))
-    assert result.output == [69.8]
+    result = read(ProcessState.SUCCESS, [69.8, "[1]"], function="convert", arg="21")
+    assert result.output == [69.8, "[1]"]
+
+
+def test_the_status_body_shows_the_state_and_once_final_the_result() -> None:
+    running = read(ProcessState.RUNNING, function="f", revision="file1")
+    assert running.status_json() == {"processid": "p", "state": "running", "function": "f",
+                                     "output": [], "kind": None, "message": None,
+                                     "revision": "file1"}
+    failed = read(ProcessState.FAILED, errors=["runtime: ValueError: x"], function="f")
+    assert failed.status_json() == {"processid": "p", "state": "failed", "function": "f",
+                                    "output": [], "kind": "runtime",
+                                    "message": "ValueError: x", "revision": None}
 
 
 class RaisingBackend:
@@ -103,7 +131,7 @@ class RaisingBackend:
     def submit(self, request: CallRequest) -> str:
         raise self.exc
 
-    def wait(self, processid: str, timeout: float) -> CallEnd:  # pragma: no cover
+    def wait(self, processid: str, timeout: float) -> CallResult:  # pragma: no cover
         raise AssertionError
 
     def logs(self, processid: str) -> list[str]:  # pragma: no cover
@@ -124,7 +152,7 @@ def test_run_call_turns_colonies_faults_into_values() -> None:
 def test_poll_backs_off_from_5ms_to_100ms_and_stops_at_the_end_state() -> None:
     clock = FakeClock()
     states = iter([ProcessState.WAITING] * 8 + [ProcessState.RUNNING] * 3 + [ProcessState.SUCCESS])
-    end = poll_until_final(lambda: CallEnd("p", next(states)), 30, clock=clock,
+    end = poll_until_final(lambda: read(next(states)), 30, clock=clock,
                            sleep=clock.sleep)
     assert end.state is ProcessState.SUCCESS
     assert clock.sleeps[:6] == pytest.approx([0.005, 0.01, 0.02, 0.04, 0.08, 0.1])
@@ -133,7 +161,7 @@ def test_poll_backs_off_from_5ms_to_100ms_and_stops_at_the_end_state() -> None:
 
 def test_poll_returns_the_last_state_at_the_deadline() -> None:
     clock = FakeClock()
-    end = poll_until_final(lambda: CallEnd("p", ProcessState.RUNNING), 1.0, clock=clock,
+    end = poll_until_final(lambda: read(ProcessState.RUNNING), 1.0, clock=clock,
                            sleep=clock.sleep)
     assert end.state is ProcessState.RUNNING
     assert clock.now == pytest.approx(101.0)

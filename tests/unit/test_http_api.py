@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from faas_sandbox.colonies.calls import EXEC_LIMIT_TEXT, WAIT_LIMIT_TEXT, CallEnd, CallRequest
+from faas_sandbox.colonies.calls import EXEC_LIMIT_TEXT, WAIT_LIMIT_TEXT, CallRequest, CallResult
 from faas_sandbox.colonies.lifecycle import Revision
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
 from faas_sandbox.frontend.app import ApiSettings, create_app
@@ -34,6 +34,15 @@ def revision(name: str, number: int = 1) -> Revision:
     fileid = hashlib.sha256(f"{name}-{number}".encode()).hexdigest()
     return Revision(number, fileid, hashlib.sha256(name.encode()).hexdigest(), 42,
                     "2026-12-06T00:00:00Z", {})
+
+
+def seen(processid: str, state: ProcessState, out: list[Any] | None = None,
+         errors: list[str] | None = None, name: str = "") -> CallResult:
+    """The result a backend reads from a process in ``state`` (``convert``: the tutorial form)."""
+    kwargs = {"function": name, **({"arg": "21"} if name == "convert" else {})} if name else {}
+    return CallResult.from_process({"processid": processid, "state": int(state),
+                                    "out": out or [], "errors": errors or [],
+                                    "spec": {"kwargs": kwargs}})
 
 
 class FakeBackend:
@@ -60,23 +69,23 @@ class FakeBackend:
         return pid(request.function)
 
     def wait(self, processid: str, timeout: float,
-             cancel: threading.Event | None = None) -> CallEnd:
+             cancel: threading.Event | None = None) -> CallResult:
         self.waits.append(timeout)
         try:
             if self.release is not None:
                 while not self.release.wait(0.01):
                     if cancel is not None and cancel.is_set():
-                        return CallEnd(processid, ProcessState.WAITING)
+                        return seen(processid, ProcessState.WAITING)
             return self.get(processid)
         finally:
             self.wait_ended.set()
 
-    def get(self, processid: str) -> CallEnd:
+    def get(self, processid: str) -> CallResult:
         if processid not in self.names:
             raise ColoniesRefused("Failed to get process", 404)
         name = self.names[processid]
         state, out, errors = self.ends[name]
-        return CallEnd(processid, state, out, errors, name, name == "convert")
+        return seen(processid, state, out, errors, name)
 
     def remove(self, processid: str) -> None:
         self.removed.append(processid)

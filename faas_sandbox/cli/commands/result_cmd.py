@@ -27,7 +27,6 @@ EXIT_PENDING = 4
 def result_command(processid: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Print the result of call PROCESSID (see `call --no-wait`, HTTP ?mode=async)."""
     from ...colonies.backend import ColoniesBackend
-    from ...colonies.calls import CallRequest, classify
     from ...errors import SpecError
     from ...kinds import ErrorKind
     from ...names import processid as checked
@@ -39,20 +38,14 @@ def result_command(processid: str, wait: bool, timeout: float, as_json: bool) ->
         usage_error(f"PROCESSID: {exc}")
     backend = ColoniesBackend(connect())
     with colonies_errors(f"result of {processid}"):
-        end = backend.wait(processid, timeout) if wait else backend.get(processid)
-    state = end.state.label
-    body: dict[str, object] = {"processid": processid, "state": state, "function": end.function or None,
-            "output": [], "kind": None, "message": None, "revision": end.revision or None}
-    result = None
-    if end.state.final:
-        result = classify(end, CallRequest(end.function or "-", tutorial=end.tutorial))
-        body.update(output=result.output, kind=result.kind, message=result.message or None)
+        result = backend.wait(processid, timeout) if wait else backend.get(processid)
     if as_json:
-        click.echo(json.dumps(body))
-    elif result is not None and result.ok:
+        click.echo(json.dumps({**result.status_json(), "processid": processid}))
+    elif result.ok:
         for value in result.output:
             click.echo(format_value(value))
-    if result is None:
+    if not result.final:
+        state = result.state.label if result.state is not None else "unknown"
         fail(f"call {processid} is not finished: {state}", EXIT_PENDING)
     elif not result.ok:
         status = EXIT_UNREACHABLE if result.kind == ErrorKind.UNREACHABLE else EXIT_FAILED
