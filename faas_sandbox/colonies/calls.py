@@ -48,7 +48,7 @@ _KIND = re.compile(r"^([a-z][a-z_]{1,30}): (.*)$", re.DOTALL)
 class CallRequest:
     """One call to submit. ``tutorial`` selects the tutorial's spec form (one string ``arg``)."""
 
-    function: str
+    function: FunctionName  # checked where it entered (names.py)
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     wall_seconds: float = 10.0  # the limit the policy grants this call
@@ -68,7 +68,7 @@ class CallRequest:
         return self.maxwaittime + self.maxexectime + 2 * GRACE_SECONDS
 
 
-def make_request(policy: Policy, function: str, args: tuple[Any, ...] = (),
+def make_request(policy: Policy, function: FunctionName, args: tuple[Any, ...] = (),
                  kwargs: Mapping[str, Any] | None = None, maxexectime: float | None = None,
                  *, maxwaittime: int = 10, maxretries: int = 0,
                  tutorial: bool = False) -> CallRequest:
@@ -149,7 +149,8 @@ class CallResult:
         return self.state is ProcessState.FAILED and self.message == NO_REASON
 
     def to_json(self) -> dict[str, Any]:
-        """``faas-sandbox call --json``: ``{ok, output, error: {kind, message} | null, processid}``."""
+        """``faas-sandbox call --json``: ``{ok, output, error: {kind, message} | null,
+        processid}``."""
         error = None if self.ok else {"kind": self.kind, "message": self.message}
         return {"ok": self.ok, "output": self.output, "error": error,
                 "processid": self.processid}

@@ -1,5 +1,5 @@
 """The pydantic models of the front end's OpenAPI schema (pydantic is used only here and in
-``http_api.py``)."""
+``app.py``)."""
 
 from __future__ import annotations
 
