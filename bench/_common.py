@@ -90,15 +90,44 @@ STACK_PORTS = {"colonies": 50080, "postgres": 55432, "minio": 9000}  # docs/team
 
 
 def stack_pids() -> dict[str, int]:
-    """Pids of the processes listening on the stack's ports (whoever started them)."""
-    pids = {}
+    """Pids of the processes listening on the stack's ports (whoever started them).
+
+    When the Colonies server runs in a network namespace of its own (scripts/stack.sh as
+    root), what listens on its port here is the stack's forward: that counts as ``forward``
+    and the server itself, found by its command line (``colonies server ... --port 50080``),
+    as ``colonies``, so neither ends up in ``other``."""
+    pids: dict[str, int] = {}
     for conn in psutil.net_connections(kind="tcp"):
         if conn.status != psutil.CONN_LISTEN or conn.pid is None or not conn.laddr:
             continue
         for name, port in STACK_PORTS.items():
             if conn.laddr.port == port:
                 pids.setdefault(name, conn.pid)
+    listener = pids.get("colonies")
+    if listener is not None and not _colonies_server(_cmdline(listener)):
+        pids["forward"] = pids.pop("colonies")
+        port = str(STACK_PORTS["colonies"])
+        for proc in psutil.process_iter(["cmdline"]):
+            cmd = proc.info.get("cmdline") or []
+            if _colonies_server(cmd) and port in _after(cmd, "--port"):
+                pids["colonies"] = proc.pid
+                break
     return pids
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
+
+
+def _colonies_server(cmd: list[str]) -> bool:
+    return bool(cmd) and os.path.basename(cmd[0]) == "colonies" and "server" in cmd[1:3]
+
+
+def _after(cmd: list[str], flag: str) -> list[str]:
+    return [cmd[i + 1] for i, arg in enumerate(cmd[:-1]) if arg == flag]
 
 
 def tree_cpu(pid: int) -> float:
@@ -242,7 +271,10 @@ def registered(member: Any, name: str) -> Any:
 
 
 class RssPeak:
-    """The largest parent RSS of a process, sampled every 0.25 s until stop()."""
+    """The largest RSS of one process (not its descendants), sampled every 0.25 s until stop().
+
+    Only that process is read: finding its descendants scans every process on the machine
+    (~3 ms of this process's CPU, which the report counts as the load generator's, per sample)."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak = pid, 0
@@ -251,8 +283,15 @@ class RssPeak:
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            proc = psutil.Process(self.pid)
+        except psutil.Error:
+            return
         while not self._stop.wait(0.25):
-            self.peak = max(self.peak, tree_rss(self.pid)[0])
+            try:
+                self.peak = max(self.peak, proc.memory_info().rss)
+            except psutil.Error:
+                return
 
     def stop(self) -> int:
         self._stop.set()

@@ -325,12 +325,6 @@ def polls_line(runner: Runner, opts: argparse.Namespace) -> None:
     print("assigns in flight (long-polls): " + ", ".join(
         f"{kind} {slots + ahead}" + (f" ({slots} slots + {ahead} ahead)" if ahead else "")
         for kind, (slots, ahead) in runner.polls.items()) + f"; calls outstanding: {opts.window}")
-    slots, ahead = runner.polls.get("ours", (0, 0))
-    if slots + ahead > opts.window:
-        print("  (more long-polls than calls outstanding: an assign then usually waits for the "
-              "next submission, and the server tries it twice (liveness update + select each "
-              "time) instead of once; `--ours-args=\"--ahead 0\"` measures ours without the "
-              "assigns ahead, which is not its default)")
 
 
 def pooled_rate(phases: list[Phase]) -> float:
@@ -377,8 +371,9 @@ def capacity_lines(done: list[Phase]) -> None:
     """CPU-ms per call of the FaaS system, and the calls/s the machine's cores allow at that."""
     cores = psutil.cpu_count() or 1
     print(f"\nCPU-bound capacity = {cores} cores / CPU-ms per call of server + postgres + minio + "
-          f"executor + load generator (`other` left out; the server and postgres also serve "
-          f"any other client of the shared stack):")
+          f"executor + load generator, + the stack's forward when the server runs in a network "
+          f"namespace (`other` left out; the server and postgres also serve any other client "
+          f"of the shared stack):")
     per_kind: dict[str, list[float]] = {}
     for p in done:
         assert p.result is not None

@@ -1,9 +1,10 @@
 """The identifier rules, each defined once, and the types that say a value passed them.
 
 A name from outside (an HTTP path, a CLI argument, a Colonies spec) is checked once, where it
-enters, by :func:`function_name` or :func:`processid`; inside, the types :data:`FunctionName`
-and :data:`ProcessId` say it was checked, and nothing checks it again. The HTTP front end hands
-the same patterns to FastAPI, so its OpenAPI schema shows the rule it applies.
+enters, by :func:`function_name` or :func:`processid` (a content digest by :func:`is_sha256`);
+inside, the types :data:`FunctionName` and :data:`ProcessId` say it was checked, and nothing
+checks it again. The HTTP front end hands the same patterns to FastAPI, so its OpenAPI schema
+shows the rule it applies.
 
 Standard library only: every layer (engine, Colonies, executor, front end, CLI) may import it.
 """
@@ -25,9 +26,11 @@ ProcessId = NewType("ProcessId", str)
 FUNCTION_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 FUNCTION_NAME_RULE = "[A-Za-z_][A-Za-z0-9_]*, at most 128 characters"
 PROCESSID_PATTERN = r"^[0-9a-f]{64}$"  # the server's ids: 64 lowercase hex digits
+SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"  # a SHA-256 digest in hex (ColonyFS checksums, pins)
 
 _FUNCTION_NAME = re.compile(FUNCTION_NAME_PATTERN)
 _PROCESSID = re.compile(PROCESSID_PATTERN)
+_SHA256 = re.compile(SHA256_PATTERN)
 
 
 def function_name(value: object) -> FunctionName:
@@ -46,3 +49,8 @@ def processid(value: object) -> ProcessId:
         shown = repr(value[:80] if isinstance(value, str) else value)[:90]
         raise SpecError(f"expected 64 hex digits, got {shown}")
     return ProcessId(value)
+
+
+def is_sha256(value: object) -> bool:
+    """Whether ``value`` is a SHA-256 digest written as 64 hex digits (either case)."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None

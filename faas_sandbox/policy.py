@@ -15,6 +15,8 @@ from typing import Any
 from .errors import PolicyError
 
 _NOBODY = 65534
+MIN_WALL_SECONDS = 0.001  # the smallest wall limit a policy, a caller or a spec may set
+MAX_WALL_SECONDS = 86_400.0  # the largest wall limit a caller or a spec may ask for
 # The vetted modules a policy may allow, by name only (the engine's ``modules.py`` builds their
 # proxies and checks at import that it builds exactly these), so loading a policy loads no engine.
 MODULE_NAMES: frozenset[str] = frozenset({
@@ -66,7 +68,7 @@ class Limits:
 
 
 _MINIMUM: dict[str, float] = {
-    "wall_seconds": 0.001,
+    "wall_seconds": MIN_WALL_SECONDS,
     "cpu_seconds": 1,
     "memory_mb": 16,
     "max_result_bytes": 16,

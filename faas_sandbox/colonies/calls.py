@@ -26,13 +26,12 @@ from typing import Any, Protocol
 from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from ..kinds import OK, ErrorKind, ProcessState
 from ..names import FunctionName
-from ..policy import Policy
+from ..policy import MIN_WALL_SECONDS, Policy
 from .lifecycle import Revision
 from .spec import decode_result
 
 log = logging.getLogger(__name__)
 
-MIN_MAXEXECTIME = 0.001  # the policy's smallest wall limit (Limits' wall_seconds minimum)
 
 WAIT_LIMIT_TEXT = "Maximum waiting time limit exceeded"
 EXEC_LIMIT_TEXT = "Maximum execution time limit exceeded"
@@ -49,7 +48,7 @@ _KIND = re.compile(r"^([a-z][a-z_]{1,30}): (.*)$", re.DOTALL)
 class CallRequest:
     """One call to submit. ``tutorial`` selects the tutorial's spec form (one string ``arg``)."""
 
-    function: str
+    function: FunctionName  # checked where it entered (names.py)
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     wall_seconds: float = 10.0  # the limit the policy grants this call
@@ -69,7 +68,7 @@ class CallRequest:
         return self.maxwaittime + self.maxexectime + 2 * GRACE_SECONDS
 
 
-def make_request(policy: Policy, function: str, args: tuple[Any, ...] = (),
+def make_request(policy: Policy, function: FunctionName, args: tuple[Any, ...] = (),
                  kwargs: Mapping[str, Any] | None = None, maxexectime: float | None = None,
                  *, maxwaittime: int = 10, maxretries: int = 0,
                  tutorial: bool = False) -> CallRequest:
@@ -80,8 +79,8 @@ def make_request(policy: Policy, function: str, args: tuple[Any, ...] = (),
     if maxexectime is not None and (isinstance(maxexectime, bool)
                                     or not isinstance(maxexectime, (int, float))
                                     or not math.isfinite(maxexectime)
-                                    or maxexectime < MIN_MAXEXECTIME):
-        raise SpecError(f"maxexectime must be a number of seconds >= {MIN_MAXEXECTIME:g}, "
+                                    or maxexectime < MIN_WALL_SECONDS):
+        raise SpecError(f"maxexectime must be a number of seconds >= {MIN_WALL_SECONDS:g}, "
                         f"got {maxexectime!r}")
     wall = policy.for_call(function, maxexectime).limits.wall_seconds
     return CallRequest(function, tuple(args), dict(kwargs or {}), wall, max(1, maxwaittime),
@@ -150,7 +149,8 @@ class CallResult:
         return self.state is ProcessState.FAILED and self.message == NO_REASON
 
     def to_json(self) -> dict[str, Any]:
-        """``faas-sandbox call --json``: ``{ok, output, error: {kind, message} | null, processid}``."""
+        """``faas-sandbox call --json``: ``{ok, output, error: {kind, message} | null,
+        processid}``."""
         error = None if self.ok else {"kind": self.kind, "message": self.message}
         return {"ok": self.ok, "output": self.output, "error": error,
                 "processid": self.processid}

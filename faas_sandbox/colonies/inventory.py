@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..kinds import ExecutorState, ProcessState
+from .lifecycle import LABEL
 
-LABEL = "/faas"
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 

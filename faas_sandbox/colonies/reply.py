@@ -248,14 +248,16 @@ def salvage_list(exc: ReplyUnreadable) -> list[Any]:
 
 # The server passes its database driver's error text through as the reply, with 400, 403 or
 # 500 (e.g. 403 "dial tcp 127.0.0.1:55432: connect: connection refused" from the membership
-# check of every request while PostgreSQL restarts). Those say nothing about the request: they
-# are "unreachable" (retry later), never a decision such as "removed" or "already closed".
+# check of every request while PostgreSQL restarts; "dial unix ...: no such file or directory"
+# when it reaches PostgreSQL through its unix socket, as the dev stack's namespaced server
+# does). Those say nothing about the request: they are "unreachable" (retry later), never a
+# decision such as "removed" or "already closed".
 # NO_QUORUM: a cluster node that cannot reach a majority of its etcd peers answers assigns with
 # it (v1.9.12, HTTP 500); the client then moves to another node (colonies.py).
 NO_QUORUM = "context deadline exceeded"
-_BACKEND_DOWN = ("dial tcp ", "connect: connection refused", "connection reset by peer",
-                 "driver: bad connection", "sql: database is closed", "broken pipe",
-                 "pq: the database system is", "pq: terminating connection",
+_BACKEND_DOWN = ("dial tcp ", "dial unix ", "connect: connection refused",
+                 "connection reset by peer", "driver: bad connection", "sql: database is closed",
+                 "broken pipe", "pq: the database system is", "pq: terminating connection",
                  "pq: sorry, too many clients", "server closed the connection unexpectedly",
                  "i/o timeout", "unexpected EOF", NO_QUORUM)
 

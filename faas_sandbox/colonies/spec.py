@@ -32,16 +32,14 @@ from typing import Any
 
 from .. import element
 from ..errors import SpecError
-from ..names import FunctionName, function_name
-from ..policy import Limits
+from ..names import FunctionName, function_name, is_sha256
+from ..policy import MAX_WALL_SECONDS, MIN_WALL_SECONDS, Limits
 from .reply import MAX_DEPTH, DecodeError, loads
 
 EXECUTE = "execute"  # the one function a faas executor registers (tutorial)
 ENV_ATTRIBUTE = 3  # Colonies attribute type of spec.env entries
 EXECUTE_KEYS = frozenset({"function", "arg", "args", "kwargs", "revision", "sha256", "wall"})
-MAX_WALL_SECONDS = 86_400.0
 _FILEID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +128,9 @@ def _wall(kwargs: Mapping[str, Any]) -> float | None:
             and not isinstance(value, bool) and len(str(value)) <= 32 else math.nan
     except ValueError:
         wall = math.nan
-    if not 0.001 <= wall <= MAX_WALL_SECONDS:  # NaN fails this too
-        raise SpecError(f"kwargs.wall must be seconds from 0.001 to {MAX_WALL_SECONDS:g}, "
+    if not MIN_WALL_SECONDS <= wall <= MAX_WALL_SECONDS:  # NaN fails this too
+        raise SpecError(f"kwargs.wall must be seconds from {MIN_WALL_SECONDS:g} to "
+                        f"{MAX_WALL_SECONDS:g}, "
                         f"got {str(value)[:40]!r}")
     return wall
 
@@ -143,7 +142,7 @@ def _revision(kwargs: Mapping[str, Any]) -> tuple[str, str] | None:
     fileid, sha = kwargs.get("revision"), kwargs.get("sha256")
     if not isinstance(fileid, str) or not _FILEID.fullmatch(fileid):
         raise SpecError("kwargs.revision must be a ColonyFS file id (with kwargs.sha256)")
-    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+    if not isinstance(sha, str) or not is_sha256(sha):
         raise SpecError("kwargs.sha256 must be 64 hex digits (with kwargs.revision)")
     return fileid, sha.lower()
 

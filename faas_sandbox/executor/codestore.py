@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
 import uuid
@@ -48,7 +47,7 @@ from ..errors import (
     FunctionNotFound,
     ReplyUnreadable,
 )
-from ..names import FunctionName
+from ..names import FunctionName, is_sha256
 from ..settings import S3Settings
 from .s3fetch import S3Reader
 from .texts import for_log
@@ -58,7 +57,6 @@ log = logging.getLogger(__name__)
 RECHECK_S = 2.0
 _MAX_CACHED_SOURCES = 512
 _MAX_ENTRIES = 4096  # function names remembered, found or not
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 FETCH_S = 10.0  # deadline of a fetch whose caller gave none
 
 
@@ -286,7 +284,7 @@ class CodeStore:
         if not isinstance(key, str) or not 0 < len(key) <= 1024:
             raise FunctionNotFound(f"/faas/{name}: its metadata names no valid object key")
         checksum, alg = meta.get("checksum"), meta.get("checksumalg")
-        if not isinstance(checksum, str) or not _SHA256.fullmatch(checksum) \
+        if not isinstance(checksum, str) or not is_sha256(checksum) \
                 or str(alg or "SHA256").upper() != "SHA256":
             raise FunctionNotFound(f"/faas/{name}: its metadata carries no SHA-256 checksum, "
                                    f"so its content cannot be verified")

@@ -52,6 +52,9 @@ class S3Reader:
         self._pool_size = pool_size
         self._client: Any = None
         self._lock = threading.Lock()
+        # Loaded now, when the executor starts, not by the first call's fetch: importing boto3
+        # takes 0.2 s or more on a busy host, which would come out of that call's deadline.
+        import boto3  # noqa: F401
 
     @property
     def client(self) -> Any:

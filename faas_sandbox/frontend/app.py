@@ -1,5 +1,5 @@
-"""The HTTP front end: FastAPI over a :class:`~faas_sandbox.colonies.calls.Backend` (pydantic: here and
-in ``front/models.py`` only).
+"""The HTTP front end: FastAPI over a :class:`~faas_sandbox.colonies.calls.Backend` (pydantic:
+here and in ``models.py`` only).
 
 Endpoints (docs/http-api.md has the details and examples)::
 
@@ -12,7 +12,7 @@ Endpoints (docs/http-api.md has the details and examples)::
     GET  /healthz   /metrics   /docs   /openapi.json
 
 Every answer that is not 2xx is ``{"detail": {"kind", "message", ...}}`` with the status of
-``front/problems.py``; every answer carries X-Request-Id, every call answer X-Process-Id.
+``problems.py``; every answer carries X-Request-Id, every call answer X-Process-Id.
 Blocking Colonies calls run in worker threads, never on the event loop; a client that hangs
 up releases its slot at once and a call of its still waiting in the queue is removed.
 """

@@ -1,5 +1,5 @@
 """The pydantic models of the front end's OpenAPI schema (pydantic is used only here and in
-``http_api.py``)."""
+``app.py``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-MIN_MAXEXECTIME = 0.001  # the policy's smallest wall limit
-MAX_MAXEXECTIME = 86_400.0
+from ..policy import MAX_WALL_SECONDS, MIN_WALL_SECONDS
+
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
@@ -38,7 +38,7 @@ class CallBody(BaseModel):
                                           description="keyword arguments (JSON); names are "
                                                       "identifiers",
                                           json_schema_extra={"additionalProperties": False})
-    maxexectime: float | None = Field(None, ge=MIN_MAXEXECTIME, le=MAX_MAXEXECTIME,
+    maxexectime: float | None = Field(None, ge=MIN_WALL_SECONDS, le=MAX_WALL_SECONDS,
                                       description="seconds; may lower the policy's wall limit, "
                                                   "never raise it")
 

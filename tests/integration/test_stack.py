@@ -8,6 +8,7 @@ import ipaddress
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -29,7 +30,7 @@ CONVERT_SOURCE = b"def convert(celsius):\n    return (celsius * 9/5) + 32\n"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MINIO_PORT = 9000 + int(os.environ.get("FAAS_SANDBOX_PORT_OFFSET", "0") or "0")
 sys.path.insert(0, str(REPO / "scripts"))
-from devstack import config, procs, services, setns  # noqa: E402  (this stack's ports, pids)
+from devstack import config, procs, serverns, services, setns  # noqa: E402  (ports, pids)
 
 
 def _client() -> tuple:  # (Colonies, colonyname, colony_prvkey, executorname, prvkey)
@@ -213,6 +214,24 @@ def test_nothing_of_the_stack_listens_off_loopback(stack: Stack) -> None:
     assert ("127.0.0.1", config.PG_PORT) in [(h, p) for h, p, _ in ours]  # the parse sees it
     assert not {config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT, config.RELAY_PORT} & \
         {p for _, p, _ in ours}
+
+
+@pytest.mark.colonies
+def test_up_repairs_what_a_killed_run_left_in_the_namespace(restore_stack: Stack) -> None:
+    """The forward killed and the server's pid file lost (a run killed half-way): `up` stops
+    the orphaned server by its pid in our namespace and starts both again."""
+    if os.geteuid() != 0:
+        pytest.skip("the server gets a network namespace of its own only when run as root")
+    before = _stack_pids()
+    orphan, forward = before["colonies"], before["colonies-forward"]
+    os.kill(forward, signal.SIGKILL)
+    (config.STATE_DIR / "colonies.pid").unlink()
+    restore_stack.up()
+    after = _stack_pids()
+    assert orphan not in serverns.pids_inside(config.NETNS_NAME)
+    assert serverns.pids_inside(config.NETNS_NAME) == [after["colonies"]]
+    assert after["colonies-forward"] != forward
+    assert _get(f"{restore_stack.colonies_url}/health") == 200
 
 
 def test_ci_turns_skips_into_failures(tmp_path: Path) -> None:

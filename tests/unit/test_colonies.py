@@ -148,6 +148,8 @@ def test_the_servers_database_errors_are_unreachable_not_refusals(client):
 
 @pytest.mark.parametrize(("message", "down"), [
     ("dial tcp 127.0.0.1:55432: connect: connection refused", True),
+    ("dial unix /var/lib/postgresql/faas-sandbox/.s.PGSQL.55432: connect: no such file or "
+     "directory", True),  # the dev stack's namespaced server, while PostgreSQL restarts
     ("read tcp 127.0.0.1:37576->127.0.0.1:55432: read: connection reset by peer", True),
     ("pq: terminating connection due to administrator command", True),
     ("pq: the database system is starting up", True),

@@ -9,6 +9,7 @@ from faas_sandbox.names import (
     FUNCTION_NAME_PATTERN,
     PROCESSID_PATTERN,
     function_name,
+    is_sha256,
     processid,
 )
 
@@ -48,3 +49,9 @@ def test_the_front_end_documents_and_applies_the_same_patterns():
                 for path in schema["paths"].values() for op in path.values()
                 for param in op.get("parameters", []) if param["in"] == "path"}
     assert patterns == {"name": FUNCTION_NAME_PATTERN, "processid": PROCESSID_PATTERN}
+
+
+def test_sha256_digests_are_64_hex_digits_in_either_case():
+    assert is_sha256("ab" * 32) and is_sha256("AB" * 32)
+    for bad in ["ab" * 31, "ab" * 32 + "\n", "g" * 64, None, 64]:
+        assert not is_sha256(bad)

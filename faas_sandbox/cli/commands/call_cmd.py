@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from ...colonies.client import DEFAULT_EXECUTOR_TYPE
+from ...policy import MIN_WALL_SECONDS
 from ..dispatch import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, usage_error
 from ._colonies import colonies_errors, connect, fail, load_policy
 
@@ -42,7 +43,7 @@ def format_value(value: Any) -> str:
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for the result, or print the process id and return at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@click.option("--maxexectime", type=click.FloatRange(min=0.001), default=None,
+@click.option("--maxexectime", type=click.FloatRange(min=MIN_WALL_SECONDS), default=None,
               metavar="S", help="Seconds; may lower the policy's wall limit, never raise it.")
 @click.option("--maxwaittime", type=click.IntRange(min=1), default=10, show_default=True,
               metavar="S", help="Seconds the call may wait for an executor.")

@@ -16,7 +16,7 @@ import click
 from ...engine.outcome import Outcome
 from ...errors import EngineError, PolicyError
 from ...kinds import ErrorKind
-from ...policy import Policy
+from ...policy import MIN_WALL_SECONDS, Policy
 from ..dispatch import EXIT_FAILED, EXIT_OK, configure_logging, usage_error
 
 
@@ -64,8 +64,9 @@ def exec_command(path: str, function: str, args_json: str | None, kwargs_json: s
     source = _read_source(path)
     args = _json_arg(args_json, "--args", list)
     kwargs = _json_arg(kwargs_json, "--kwargs", dict)
-    if maxexectime is not None and not maxexectime >= 0.001:  # the policy's smallest limit
-        usage_error(f"--maxexectime: must be at least 0.001 seconds, got {maxexectime}")
+    if maxexectime is not None and not maxexectime >= MIN_WALL_SECONDS:
+        usage_error(f"--maxexectime: must be at least {MIN_WALL_SECONDS:g} seconds, got "
+                    f"{maxexectime}")
     policy = Policy()
     if policy_path is not None:
         try:

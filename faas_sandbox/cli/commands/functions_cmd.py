@@ -33,7 +33,8 @@ def functions_command(ctx: click.Context, as_json: bool) -> None:
     """List the functions deployed in ColonyFS /faas (or manage one: see the commands)."""
     if ctx.invoked_subcommand is not None:
         return
-    from ...colonies.inventory import LABEL, list_functions
+    from ...colonies.inventory import list_functions
+    from ...colonies.lifecycle import LABEL
 
     client = connect()
     with colonies_errors("list functions"):
