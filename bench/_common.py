@@ -262,9 +262,11 @@ class ExecutorProc:
 
 def registered(member: Any, name: str) -> Any:
     """A probe: is executor ``name`` registered and approved? (log-level independent)."""
+    from faas_sandbox.kinds import ExecutorState
+
     def probe() -> bool:
         try:
-            return bool(member.get_executor(name).get("state") == 1)
+            return bool(member.get_executor(name).get("state") == ExecutorState.APPROVED)
         except Exception:  # noqa: BLE001 - not there yet
             return False
     return probe

@@ -32,7 +32,7 @@ from typing import Any
 import websocket
 
 from ..errors import ColoniesRefused, ColoniesUnreachable
-from ..kinds import ProcessState
+from ..kinds import ExecutorState, ProcessState
 from ..names import FunctionName
 from .calls import CallRequest, CallResult, poll_until_final
 from .client import (
@@ -121,7 +121,7 @@ class ColoniesBackend:
         alive = 0
         for row in rows:
             if (not isinstance(row, dict) or row.get("executortype") != self.executor_type
-                    or row.get("state") != 1):
+                    or row.get("state") != ExecutorState.APPROVED):
                 continue
             heard = _parse_time(row.get("lastheardfromtime"))
             if heard is not None and (now - heard).total_seconds() < ALIVE_S:

@@ -199,6 +199,31 @@ def test_abort_ends_a_long_poll_at_once(client, server):
     assert isinstance(errors[0], ColoniesUnreachable)
 
 
+def test_an_aborted_long_poll_is_no_node_failure(server):
+    """At shutdown the ended long-poll must not move a cluster client to another node."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        spare = s.getsockname()[1]
+    hosts = f"127.0.0.1:{server.server_address[1]}, 127.0.0.1:{spare}"
+    client = ColoniesClient.connect(hosts, 50080, False, "dev", KNOWN_KEY)
+    errors: list[BaseException] = []
+
+    def poll() -> None:
+        try:
+            client.assign(99)
+        except BaseException as exc:  # noqa: BLE001 - recorded and checked by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    assert server.state["long_poll"].wait(10)
+    client.abort_assigns()
+    thread.join(5)
+    assert isinstance(errors[0], ColoniesUnreachable)
+    assert client.transport.nodes.switches == 0
+    assert client.get_process("x")["echo"]["processid"] == "x"  # the same node, reconnected
+
+
 @pytest.mark.parametrize(("maxexectime", "maxretries"), [(0, 0), (-2, 0), (5, -2), (True, 0),
                                                          (1.5, 0)])
 def test_call_spec_refuses_the_zero_trap_and_bad_limits(maxexectime, maxretries):

@@ -19,6 +19,7 @@ from ._colonies import colonies_errors, connect
 def status_command(as_json: bool, show_all: bool) -> None:
     """Show the colony's executors and waiting/running/successful/failed counts."""
     from ...colonies.inventory import colony_status
+    from ...kinds import ExecutorState
 
     client = connect()
     with colonies_errors("colony status"):
@@ -27,8 +28,8 @@ def status_command(as_json: bool, show_all: bool) -> None:
         click.echo(json.dumps(status.to_json()))
         return
     shown = [e for e in status.executors
-             if show_all or e.state in ("approved", "pending")]
-    active = sum(1 for e in status.executors if e.state == "approved")
+             if show_all or e.state in (ExecutorState.APPROVED.label, ExecutorState.PENDING.label)]
+    active = sum(1 for e in status.executors if e.state == ExecutorState.APPROVED.label)
     click.echo(f"colony {status.colony}: {active} approved executor(s), "
                f"{len(status.executors)} registered")
     if shown:
