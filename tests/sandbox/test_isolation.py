@@ -181,3 +181,25 @@ def test_policy_can_turn_seccomp_off(make_sandbox: Any) -> None:
     status = _outside(sb)["status"]
     assert status["Seccomp"] == "0"
     assert status["NoNewPrivs"] == "1"  # still set without it
+
+
+def test_rehearsing_the_filter_installs_nothing() -> None:
+    """Lockdown.warm runs the install path with an empty program (EINVAL) while a spare is
+    idle; it must leave the process without a filter."""
+    from faas_sandbox.engine.isolation import seccomp
+
+    program, _ = seccomp.build_in_child()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child leaves through os._exit
+        try:
+            program.rehearse()
+            with open("/proc/self/status") as f:
+                os.write(write_fd, f.read().split("Seccomp:")[1].split()[0].encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    seen = os.read(read_fd, 16)
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    assert seen == b"0"  # no filter (2 would be a filter)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,12 +44,11 @@ class Lockdown:
         return () if self.ruleset_fd is None else (self.ruleset_fd,)
 
     def warm(self) -> None:
-        """Run the ctypes path of :meth:`install_filter` once with arguments the kernel
-        refuses, so the copy-on-write faults it takes are paid while the child is idle, not
-        on the call's critical path. Changes nothing."""
+        """Rehearse :meth:`install_filter` with a program the kernel refuses, so the
+        copy-on-write faults of its path are paid while the child is idle, not on the call's
+        critical path. Changes nothing."""
         if self.program is not None:
-            with suppress(OSError):
-                prctl.prctl(prctl.PR_SET_SECCOMP, prctl.SECCOMP_MODE_FILTER, 0)  # EFAULT
+            self.program.rehearse()
 
     def enter(self) -> None:
         """Landlock, then the filter; raises OSError if a layer fails. no_new_privs is set
