@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import psutil
 import pytest
 
 from faas_live import deploy, executor, frontend, run_cli, unique
+from faas_sandbox.colonies.backend import ColoniesBackend
 from faas_sandbox.colonies.client import ColoniesClient
 
 pytestmark = pytest.mark.colonies
@@ -160,12 +162,22 @@ def test_a_chunked_body_over_the_cap_is_413(live: tuple[str, str]) -> None:
 
 
 def test_clients_that_hang_up_free_their_slots_and_their_queued_calls_never_run(
-        tmp_path: Path) -> None:
+        live: tuple[str, str], tmp_path: Path) -> None:
     marker = unique("m")
     etype = unique("faas-gone-")
     # Given an executor type whose only executor was killed: it still counts as alive (it was
     # heard from moments ago), but nobody takes calls, so they stay waiting in the queue
+    env = os.environ
+    client = ColoniesClient.connect(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
+                                    env.get("COLONIES_SERVER_TLS") == "true",
+                                    env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"])
+    backend = ColoniesBackend(client, etype)
     with executor(etype, tmp_path / "executor.log") as proc:
+        # ("registered" is logged before its first assign reaches the server: wait for that)
+        deadline = time.monotonic() + 30
+        while backend.alive_executors() == 0:
+            assert time.monotonic() < deadline, "the executor was never heard from"
+            time.sleep(0.05)
         proc.kill()
         proc.wait(10)
     with frontend(etype, tmp_path / "http.log", "--max-inflight", "2",
@@ -182,10 +194,6 @@ def test_clients_that_hang_up_free_their_slots_and_their_queued_calls_never_run(
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
     # the front end saw both clients go, and removed their calls from the queue
     assert f'faas_http_calls_total{{function="{ECHO}",kind="cancelled"}} 2.0' in metrics
-    env = os.environ
-    client = ColoniesClient.connect(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
-                                    env.get("COLONIES_SERVER_TLS") == "true",
-                                    env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"])
     left = [p for state in (0, 1, 2, 3)
             for p in client.list_processes(state, 100, executortype=etype)
             if isinstance(p, dict) and marker in json.dumps(p.get("spec", {}))]
