@@ -157,10 +157,16 @@ def apply_limits(limits: Limits, vm_bytes: int, hard: dict[int, int]) -> None:
 
 
 def warm_up() -> None:
-    """Decode a request, run the warm-up call, set every limit to what it is (a no-op that
-    touches the code path); results are discarded."""
-    wire.decode_request_head(_WARM_FRAME)
-    run.execute(_WARM_REQUEST, [b""], lambda frame: None, prepared=_WARM_GLOBALS)
+    """Read a request from a pipe, run the warm-up call, set every limit to what it is (a
+    no-op that touches the code path); results are discarded."""
+    read_fd, write_fd = os.pipe()  # the frame is far below a pipe's buffer: no blocking
+    try:
+        wire.write_all(write_fd, _WARM_FRAME)
+        request = wire.read_request(read_fd)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    run.execute(request or _WARM_REQUEST, [b""], lambda frame: None, prepared=_WARM_GLOBALS)
     for which in _LIMITED:
         soft, hard = resource.getrlimit(which)
         _lower(which, soft, hard, hard)
