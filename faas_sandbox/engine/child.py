@@ -118,14 +118,6 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
         iso.lockdown.warm()
 
 
-def _lower(which: int, soft: int, hard: int | None, current_hard: int) -> None:
-    hard = soft if hard is None else hard
-    if current_hard != resource.RLIM_INFINITY:
-        hard = min(hard, current_hard)
-        soft = min(soft, hard)
-    resource.setrlimit(which, (soft, hard))
-
-
 def vm_size() -> int:
     """This process's address-space size now (what RLIMIT_AS counts)."""
     fd = os.open("/proc/self/statm", os.O_RDONLY)
@@ -144,16 +136,34 @@ def hard_limits() -> dict[int, int]:
     return {which: resource.getrlimit(which)[1] for which in _LIMITED}
 
 
+def call_limits(limits: Limits, vm_bytes: int,
+                hard: dict[int, int]) -> list[tuple[int, int, int]]:
+    """One call's ``(resource, soft, hard)``: RLIMIT_AS ``memory_mb`` over ``vm_bytes``, CPU
+    soft n / hard n+1 (SIGXCPU first), FSIZE, NPROC, NOFILE; lowering only: none above
+    ``hard``, the hard limits the child has."""
+    out = []
+    for which, soft, top in ((resource.RLIMIT_AS, vm_bytes + (limits.memory_mb << 20), None),
+                             (resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1),
+                             (resource.RLIMIT_FSIZE, limits.file_size_bytes, None),
+                             (resource.RLIMIT_NPROC, limits.max_processes, None),
+                             (resource.RLIMIT_NOFILE, limits.max_open_files, None)):
+        top = soft if top is None else top
+        ceiling = hard[which]
+        if ceiling != resource.RLIM_INFINITY:
+            top = min(top, ceiling)
+            soft = min(soft, top)
+        out.append((which, soft, top))
+    return out
+
+
+def set_limits(triples: list[tuple[int, int, int]]) -> None:
+    for which, soft, top in triples:
+        resource.setrlimit(which, (soft, top))
+
+
 def apply_limits(limits: Limits, vm_bytes: int, hard: dict[int, int]) -> None:
-    """Per-call rlimits (lowering only: never above ``hard``, the current hard limits);
-    RLIMIT_AS is ``memory_mb`` of headroom over ``vm_bytes``."""
-    _lower(resource.RLIMIT_AS, vm_bytes + (limits.memory_mb << 20), None,
-           hard[resource.RLIMIT_AS])
-    _lower(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1,
-           hard[resource.RLIMIT_CPU])
-    _lower(resource.RLIMIT_FSIZE, limits.file_size_bytes, None, hard[resource.RLIMIT_FSIZE])
-    _lower(resource.RLIMIT_NPROC, limits.max_processes, None, hard[resource.RLIMIT_NPROC])
-    _lower(resource.RLIMIT_NOFILE, limits.max_open_files, None, hard[resource.RLIMIT_NOFILE])
+    """Per-call rlimits (:func:`call_limits`)."""
+    set_limits(call_limits(limits, vm_bytes, hard))
 
 
 def warm_up() -> None:
@@ -167,9 +177,8 @@ def warm_up() -> None:
         os.close(read_fd)
         os.close(write_fd)
     run.execute(request or _WARM_REQUEST, [b""], lambda frame: None, prepared=_WARM_GLOBALS)
-    for which in _LIMITED:
-        soft, hard = resource.getrlimit(which)
-        _lower(which, soft, hard, hard)
+    call_limits(_WARM_LIMITS, 0, hard_limits())  # computed, not applied
+    set_limits([(which, *resource.getrlimit(which)) for which in _LIMITED])  # unchanged
 
 
 def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
