@@ -8,15 +8,17 @@ for exactly one call:
    and the sandbox uid/gid taken (when root), not dumpable, SIGKILL on forker death (set
    *after* the uid change, which clears it), RLIMIT_CORE 0, no_new_privs.
 2. Warm up while idle (:func:`warm_up`), take the memory reserve, read its size and hard
-   limits, enter Landlock (from here on it can open no path), then block reading one REQUEST
-   frame, written by the calling thread of the parent directly (the forker handed it our
-   pipe ends).
-3. :func:`apply_limits`: RLIMIT_CPU (soft n, hard n+1 so SIGXCPU comes first), RLIMIT_AS
-   (current size + memory_mb), RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_NPROC. Lowering a limit
-   never needs privilege, so a spare can apply the limits of whichever call it gets.
-   Then the allow-list seccomp filter (:mod:`faas_sandbox.engine.isolation`); from here on
-   the child creates no socket or process and cannot change its rlimits (``prlimit64`` may
-   only read).
+   limits, enter Landlock (from here on it can open no path) and install the allow-list
+   seccomp filter (:mod:`faas_sandbox.engine.isolation`; from here on no socket, process or
+   new fd, and ``prlimit64`` only on itself), then block reading one REQUEST frame, written
+   by the calling thread of the parent directly (the forker handed it our pipe ends).
+3. :func:`apply_limits`: RLIMIT_CPU, RLIMIT_AS (current size + memory_mb), RLIMIT_FSIZE,
+   RLIMIT_NOFILE, RLIMIT_NPROC, each with soft == hard. Lowering a limit never needs
+   privilege, so a spare can apply the limits of whichever call it gets; raising a hard
+   limit needs CAP_SYS_RESOURCE, which a child never has (the start-up selftest checks it),
+   so from here on its limits can only go down. At the CPU limit the kernel sends SIGKILL
+   (soft == hard: no SIGXCPU first); the caller classifies that from the child's CPU time
+   (:func:`faas_sandbox.engine.verdict.classify`).
 4. :func:`faas_sandbox.engine.run.execute`: compile the source (or unmarshal the cached
    code), run, encode the result once -- all under those limits.
 5. Write the frames on the result pipe and leave through ``os._exit`` in ``finally``.
@@ -81,8 +83,10 @@ class _Orphaned(Exception):
     pass
 
 
-def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
-    """Cut the child off from the forker's session, files, environment and privileges."""
+def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> int:
+    """Cut the child off from the forker's session, files, environment and privileges.
+    Returns a descriptor of its own ``/proc/self/comm`` (-1 if it cannot be opened) so it
+    can rename itself once its request arrives, under the filter (which refuses prctl)."""
     os.setsid()
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -99,6 +103,8 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
     if os.environ:  # empty already: the forker cleared its own before forking
         os.environ.clear()
     os.chdir(workdir)
+    # opened before the uid change: that (and set_dumpable) hand /proc/self to root
+    comm_fd = _open_comm()
     if iso.drop_to is not None:
         uid, gid = iso.drop_to
         os.setgroups([])
@@ -113,9 +119,26 @@ def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
     if os.getppid() != iso.forker_pid:
         raise _Orphaned
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    set_no_new_privs()  # Landlock comes while idle, the filter after the request
-    if iso.lockdown is not None:  # oslayer (#9): fault in the filter's code path while idle
-        iso.lockdown.warm()
+    set_no_new_privs()  # Landlock and the filter come while idle, after the warm-up
+    return comm_fd
+
+
+def _open_comm() -> int:
+    try:
+        return os.open("/proc/self/comm", os.O_WRONLY)
+    except OSError:
+        return -1
+
+
+def _rename(comm_fd: int, name: bytes) -> None:
+    """Rename this process through the descriptor :func:`isolate_child` opened, then close it
+    (errors ignored: a name is for ps/top and tests only)."""
+    if comm_fd >= 0:
+        try:
+            os.write(comm_fd, name)
+        except OSError:
+            pass
+        os.close(comm_fd)
 
 
 def vm_size() -> int:
@@ -138,21 +161,19 @@ def hard_limits() -> dict[int, int]:
 
 def call_limits(limits: Limits, vm_bytes: int,
                 hard: dict[int, int]) -> list[tuple[int, int, int]]:
-    """One call's ``(resource, soft, hard)``: RLIMIT_AS ``memory_mb`` over ``vm_bytes``, CPU
-    soft n / hard n+1 (SIGXCPU first), FSIZE, NPROC, NOFILE; lowering only: none above
-    ``hard``, the hard limits the child has."""
+    """One call's ``(resource, soft, hard)``, soft == hard for each: RLIMIT_AS ``memory_mb``
+    over ``vm_bytes``, CPU, FSIZE, NPROC, NOFILE; lowering only: none above ``hard``, the
+    hard limits the child has."""
     out = []
-    for which, soft, top in ((resource.RLIMIT_AS, vm_bytes + (limits.memory_mb << 20), None),
-                             (resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1),
-                             (resource.RLIMIT_FSIZE, limits.file_size_bytes, None),
-                             (resource.RLIMIT_NPROC, limits.max_processes, None),
-                             (resource.RLIMIT_NOFILE, limits.max_open_files, None)):
-        top = soft if top is None else top
+    for which, value in ((resource.RLIMIT_AS, vm_bytes + (limits.memory_mb << 20)),
+                         (resource.RLIMIT_CPU, limits.cpu_seconds),
+                         (resource.RLIMIT_FSIZE, limits.file_size_bytes),
+                         (resource.RLIMIT_NPROC, limits.max_processes),
+                         (resource.RLIMIT_NOFILE, limits.max_open_files)):
         ceiling = hard[which]
         if ceiling != resource.RLIM_INFINITY:
-            top = min(top, ceiling)
-            soft = min(soft, top)
-        out.append((which, soft, top))
+            value = min(value, ceiling)
+        out.append((which, value, value))
     return out
 
 
@@ -186,7 +207,7 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
     code = ExitCode.INTERNAL
     try:
         try:
-            isolate_child(iso, (req_fd, res_fd), workdir)
+            comm_fd = isolate_child(iso, (req_fd, res_fd), workdir)
         except _Orphaned:
             code = ExitCode.ORPHAN
             return  # type: ignore[misc]  # finally exits
@@ -202,22 +223,18 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         reserve: list[Any] = [mmap.mmap(-1, RESERVE_BYTES)]
         vm_bytes = vm_size()
         hard = hard_limits()
-        if iso.lockdown is not None:  # oslayer (#9): from here on no path can be opened
+        if iso.lockdown is not None:  # oslayer (#9): no path, socket, process or higher rlimit
             code = ExitCode.SETUP
-            iso.lockdown.restrict_paths()
+            iso.lockdown.enter()
         code = ExitCode.WIRE
         request = wire.read_request(req_fd)
         if request is None:
             code = ExitCode.ORPHAN
             return  # type: ignore[misc]
         os.close(req_fd)
-        set_name(b"faas-call")
+        _rename(comm_fd, b"faas-call")
         code = ExitCode.INTERNAL
         apply_limits(request.limits, vm_bytes + request.size, hard)
-        if iso.lockdown is not None:  # oslayer (#9): from here on no socket, process or rlimit
-            code = ExitCode.SETUP
-            iso.lockdown.install_filter()
-            code = ExitCode.INTERNAL
         frame = run.execute(request, reserve, lambda data: wire.write_all(res_fd, data),
                             {"result_fd": res_fd}, _CALL_GLOBALS)
         code = ExitCode.WIRE
@@ -227,15 +244,36 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         os._exit(code)
 
 
+def lowering_only() -> None:
+    """Check that this process can lower a hard rlimit but not raise it back (no
+    CAP_SYS_RESOURCE): what lets a child set its own limits after its filter is in. Leaves
+    RLIMIT_NOFILE one lower; raises OSError if the rule does not hold."""
+    which = resource.RLIMIT_NOFILE
+    hard = resource.getrlimit(which)[1]
+    lower = hard - 1 if hard != resource.RLIM_INFINITY else 1 << 20
+    try:
+        resource.setrlimit(which, (lower, lower))
+    except (OSError, ValueError) as exc:
+        raise OSError(f"a child cannot lower its own rlimits: {exc}") from None
+    try:
+        resource.setrlimit(which, (lower + 1, lower + 1))
+    except (OSError, ValueError):
+        return
+    raise OSError("a child can raise its own hard rlimits (CAP_SYS_RESOURCE?)")
+
+
 def selftest(iso: Isolation, res_fd: int, workdir: str) -> NoReturn:
     """Isolate exactly as a real child does and report whether it worked (forker start-up):
     one byte 1 and the uid/gid, or 0 and the error text."""
     code = ExitCode.INTERNAL
     try:
         try:
-            isolate_child(iso, (res_fd, res_fd), workdir)
+            comm_fd = isolate_child(iso, (res_fd, res_fd), workdir)
+            if comm_fd >= 0:
+                os.close(comm_fd)
             if iso.lockdown is not None:  # oslayer (#9)
                 iso.lockdown.enter()
+            lowering_only()
             report = b"\x01%d %d" % (os.getuid(), os.getgid())
         except BaseException as exc:  # noqa: BLE001 - reported, not raised
             report = b"\x00" + run.describe(exc).encode("utf-8", "replace")

@@ -12,7 +12,8 @@ pipe, result pipe and a pidfd with SCM_RIGHTS, keeping only its own pidfd. The c
 thread then writes its request to the child and reads the answer itself; it enforces the
 wall deadline itself (SIGKILL through its pidfd) whatever the forker is doing. When a child
 exits the forker SIGKILLs its process group, reaps it with ``wait4`` and reports the wait
-status and rusage (EXIT), which the caller needs only when no RESULT frame came.
+status, its CPU time (the larger of rusage and the clock RLIMIT_CPU is checked against) and
+peak RSS (EXIT), which the caller needs only when no RESULT frame came.
 
 The forker runs under its own RLIMIT_AS (soft: its size at start + :data:`OWN_HEADROOM`);
 nothing it does grows with what functions send.
@@ -32,6 +33,7 @@ import select
 import signal
 import socket
 import sys
+import time
 import traceback
 import warnings
 from contextlib import suppress
@@ -51,6 +53,18 @@ _POLLIN = select.POLLIN | select.POLLHUP | select.POLLERR
 _TEMP_DIRS = ("/dev/shm", "/tmp", "/var/tmp")
 assert modules.MODULE_NAMES  # imported for its side effect: every vetted module is loaded
 
+
+
+def limit_clock(pid: int) -> float:
+    """The CPU time RLIMIT_CPU is checked against (the process's tick-sampled PROF clock) of
+    a child that has exited but is not reaped yet; 0.0 if it cannot be read. ``wait4``'s
+    utime+stime is scaled to the scheduler's runtime and can read below the limit (0.99 s
+    and less here) when the kernel has just killed the child at it; with RLIMIT_CPU
+    soft == hard that SIGKILL is only told apart from others by CPU time >= the limit."""
+    try:
+        return time.clock_gettime(-(pid + 1) * 8)  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_PROF)
+    except OSError:
+        return 0.0
 
 class Kid:
     """One forked child as the forker sees it: a pidfd to reap it and its work dir."""
@@ -149,14 +163,16 @@ class Forker:
         """The child is gone: kill what is left of its group, reap, report, clean up."""
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(kid.pid, signal.SIGKILL)  # it is a zombie: the pid is still ours
+        cpu_s = limit_clock(kid.pid)  # before wait4: read from the zombie
         _, status, ru = os.wait4(kid.pid, 0)
+        cpu_s = max(cpu_s, ru.ru_utime + ru.ru_stime)
         self.poller.unregister(kid.pidfd)
         del self.kids[kid.pidfd]
         os.close(kid.pidfd)
         with suppress(OSError):
             os.rmdir(kid.workdir)
         control.send(self.sock, control.EXIT, control.EXIT_MSG.pack(
-            kid.serial, kid.pid, status, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024))
+            kid.serial, kid.pid, status, cpu_s, ru.ru_maxrss * 1024))
 
     def on_message(self, op: int, payload: bytes, fds: list[int]) -> None:
         for fd in fds:

@@ -83,6 +83,23 @@ def _probe_syscalls(ctx: dict[str, int]) -> dict[str, str]:
     }
 
 
+def _probe_rlimit_rules(ctx: dict[str, Any]) -> dict[str, Any]:
+    """What the kernel lets a locked-down child do with its own RLIMIT_NOFILE (soft == hard
+    already): lower it, raise it back, set soft above hard, touch it by its pid."""
+    which = resource.RLIMIT_NOFILE
+    start = resource.getrlimit(which)
+    hard = start[1]
+    return {
+        "start": start,
+        "lower": _attempt(lambda: resource.setrlimit(which, (hard - 1, hard - 1))),
+        "raise_hard": _attempt(lambda: resource.setrlimit(which, (hard, hard))),
+        "soft_above_hard": _attempt(lambda: resource.setrlimit(which, (hard, hard - 1))),
+        "by_own_pid": _attempt(lambda: resource.prlimit(os.getpid(), which,
+                                                        (hard - 2, hard - 2))),
+        "end": resource.getrlimit(which),
+    }
+
+
 def _probe_rss(ctx: dict[str, int]) -> int:
     block = bytearray(48 << 20)
     for i in range(0, len(block), 4096):
@@ -110,9 +127,9 @@ def _probe_forged_value(ctx: dict[str, Any]) -> None:
 
 
 def _probe_block_signals_and_spin(ctx: dict[str, Any]) -> None:
-    """An escaped child blocks every signal (rt_sigprocmask is allowed: glibc needs it), so
-    SIGXCPU at the soft CPU limit stays pending, then spins: the hard limit's SIGKILL (or the
-    wall clock) must still end it (redteam)."""
+    """An escaped child blocks every signal (rt_sigprocmask is allowed: glibc needs it), then
+    spins: the kernel's SIGKILL at the CPU limit (or the wall clock) must still end it as
+    `cpu` (redteam)."""
     mask = (ctypes.c_ulong * 16)(0xFFFF_FFFF_FFFF_FFFF)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(ctypes.c_long(14), 0, mask, None, 8) != 0:  # x86_64 rt_sigprocmask
@@ -158,6 +175,7 @@ PROBES: dict[str, Callable[[dict[str, int]], Any]] = {
     "modules": lambda ctx: sorted(sys.modules),  # what a child inherited from the forker
     "syscalls": _probe_syscalls,
     "rss": _probe_rss,
+    "rlimit_rules": _probe_rlimit_rules,
     "segv": lambda ctx: ctypes.string_at(0),
     "exit3": lambda ctx: os._exit(3),
     "exit0": lambda ctx: os._exit(0),

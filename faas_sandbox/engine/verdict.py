@@ -140,7 +140,10 @@ def classify(seen: Seen, usage: Usage, limits: Limits, as_element: bool = False)
             if seen.killed is not None:
                 return Outcome.failure(ErrorKind.CRASH, "killed by the sandbox: it is shutting "
                                        "down", usage=usage)
-            if usage.cpu_s >= limits.cpu_seconds:  # the hard RLIMIT_CPU (soft + 1): SIGKILL
+            # RLIMIT_CPU is set soft == hard, so the kernel ends a child at its CPU limit with
+            # SIGKILL (no SIGXCPU first); the forker reports the clock that limit is checked
+            # against (forker.limit_clock), so such a child's CPU time is >= the limit.
+            if usage.cpu_s >= limits.cpu_seconds:
                 return Outcome.failure(cpu_kind, _cpu_text(seen, limits), usage=usage)
             return Outcome.failure(ErrorKind.CRASH, "killed by SIGKILL not sent by the sandbox "
                                    "(likely the kernel OOM killer)", usage=usage)

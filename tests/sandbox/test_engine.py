@@ -164,7 +164,7 @@ def test_per_function_policy_lowers_the_wall_clock(make_sandbox: Any) -> None:
 def test_cpu_loop_hits_rlimit_cpu_before_the_wall(make_sandbox: Any) -> None:
     sb = make_sandbox(limits=Limits(wall_seconds=5.0, cpu_seconds=1, memory_mb=64))
     out = sb.call("def f():\n    n = 0\n    while True:\n        n += 1\n", "f")
-    assert (out.error_kind, out.message) == (ErrorKind.CPU, "CPU-time limit of 1 s exceeded")
+    assert (out.error_kind, out.message) == (ErrorKind.CPU, "CPU-time limit of 1 s exceeded"), out.usage
     assert out.usage.cpu_s > 0.5
 
 
@@ -174,7 +174,7 @@ def test_huge_integer_power_hits_the_cpu_limit_first(make_sandbox: Any, expr: st
     # of multiplication, so RLIMIT_CPU (SIGXCPU) always fires first, never MemoryError.
     sb = make_sandbox(limits=Limits(wall_seconds=8.0, cpu_seconds=1, memory_mb=64))
     out = sb.call(f"def f():\n    return {expr}\n", "f")
-    assert (out.error_kind, out.message) == (ErrorKind.CPU, "CPU-time limit of 1 s exceeded")
+    assert (out.error_kind, out.message) == (ErrorKind.CPU, "CPU-time limit of 1 s exceeded"), out.usage
 
 
 def test_huge_allocation_is_memory(make_sandbox: Any) -> None:

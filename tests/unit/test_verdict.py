@@ -61,7 +61,14 @@ def test_sigkill_at_shutdown_is_a_crash() -> None:
 
 
 def test_sigkill_not_ours_after_the_cpu_limit_is_the_hard_rlimit_cpu() -> None:
-    assert verdict(Seen(status=9), Usage(wall_s=3.0, cpu_s=1.9))[0] is ErrorKind.CPU
+    """RLIMIT_CPU soft == hard: the kernel's SIGKILL at the limit reads exactly as SIGXCPU."""
+    for cpu_s in (1.9, 1.004, 1.0):
+        assert verdict(Seen(status=9), Usage(wall_s=3.0, cpu_s=cpu_s)) == verdict(
+            Seen(status=24), Usage(wall_s=3.0, cpu_s=cpu_s)) == (
+            ErrorKind.CPU, "CPU-time limit of 1 s exceeded")
+    assert verdict(Seen(status=9, compiling=True), Usage(wall_s=3.0, cpu_s=1.0)) == (
+        ErrorKind.COMPILE, "compile exceeded its CPU limit of 1 s")
+    assert verdict(Seen(status=9), Usage(wall_s=3.0, cpu_s=0.999))[0] is ErrorKind.CRASH
 
 
 def test_sigkill_not_ours_otherwise_is_likely_the_oom_killer() -> None:

@@ -12,10 +12,11 @@ Layers (each detected at forker start and reported in ``Sandbox.features["layers
 ========================  ===================================================================
 
 Set up in two places: :func:`prepare` runs once in the forker (enter namespaces, build the
-filter, create the Landlock ruleset); in each child Landlock comes while it is idle
-(:meth:`Lockdown.restrict_paths`, once it has opened all it needs) and the filter once it has
-read its request and lowered its rlimits (:meth:`Lockdown.install_filter`; the filter denies
-the Landlock syscalls and any new rlimit). A policy's ``[sandbox] require`` names layers without which the Sandbox
+filter, create the Landlock ruleset); each child enters both while it is idle, once it has
+opened all it needs and before it blocks on its request (:meth:`Lockdown.enter`). The filter
+lets ``prlimit64`` act only on the child itself, so it can still lower its rlimits to the
+call's (soft == hard; raising a hard limit needs CAP_SYS_RESOURCE, which a child lacks).
+A policy's ``[sandbox] require`` names layers without which the Sandbox
 refuses to start (:func:`missing`).
 """
 
@@ -43,13 +44,6 @@ class Lockdown:
         """Descriptors a child must keep open until :meth:`enter`."""
         return () if self.ruleset_fd is None else (self.ruleset_fd,)
 
-    def warm(self) -> None:
-        """Rehearse :meth:`install_filter` with a program the kernel refuses, so the
-        copy-on-write faults of its path are paid while the child is idle, not on the call's
-        critical path. Changes nothing."""
-        if self.program is not None:
-            self.program.rehearse()
-
     def enter(self) -> None:
         """Landlock, then the filter; raises OSError if a layer fails. no_new_privs is set
         already (the child sets it while isolating; both layers require it)."""
@@ -63,7 +57,7 @@ class Lockdown:
             os.close(self.ruleset_fd)
 
     def install_filter(self) -> None:
-        """The allow-list filter (after the call's rlimits: it lets ``prlimit64`` only read)."""
+        """The allow-list filter (:mod:`.syscalls`)."""
         if self.program is not None:
             self.program.install()
 

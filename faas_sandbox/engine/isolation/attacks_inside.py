@@ -73,13 +73,32 @@ def set_dumpable(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def raise_rlimit(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The child may set its own limits (it lowers them after its request), so the kernel's
+    rule is what must hold: a hard limit cannot rise, and soft == hard leaves soft no room.
+    A soft limit below its hard one is raised here and counts as a worked attempt."""
     t = Attempts()
     inf = resource.RLIM_INFINITY
     for name in ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_FSIZE"):
         which = getattr(resource, name)
-        hard = resource.getrlimit(which)[1]
+        soft, hard = resource.getrlimit(which)
+        if hard == inf:
+            t.worked = True
+            t.lines.append(f"{name}: WORKED (no hard limit to raise)")
+            continue
         t(f"setrlimit({name}, inf)", partial(resource.setrlimit, which, (inf, inf)))
-        t(f"soft {name} up to hard", partial(resource.setrlimit, which, (hard, hard)))
+        t(f"hard {name} up by one", partial(resource.setrlimit, which, (hard + 1, hard + 1)))
+        if soft < hard:
+            t(f"soft {name} up to hard", partial(resource.setrlimit, which, (hard, hard)))
+        else:
+            t.lines.append(f"{name}: soft == hard == {hard}")
+        now = resource.getrlimit(which)
+        if now[0] > soft or now[1] > hard:
+            t.worked = True
+            t.lines.append(f"{name}: WORKED (({soft}, {hard}) -> {now})")
+    new = (ctypes.c_uint64 * 2)(inf, inf)
+    for label, pid in (("the forker", ctx["args"]["forker_pid"]), ("its own pid", os.getpid())):
+        t.raw(f"prlimit64({label}, RLIMIT_CPU, inf)", "prlimit64", pid, resource.RLIMIT_CPU,
+              new, None)
     return t.report()
 
 

@@ -28,7 +28,7 @@ NR = {"fork": 57, "vfork": 58, "clone": 56, "clone3": 435, "ptrace": 101, "kill"
       "openat": 257, "open": 2, "openat2": 437, "getdents64": 217, "memfd_create": 319,
       "bpf": 321, "perf_event_open": 298, "io_uring_setup": 425, "userfaultfd": 323,
       "keyctl": 250, "execveat": 322, "sched_getaffinity": 204, "getpgid": 121,
-      "getsid": 124, "getppid": 110, "socket": 41, "socketpair": 53}
+      "getsid": 124, "getppid": 110, "socket": 41, "socketpair": 53, "prlimit64": 302}
 
 
 

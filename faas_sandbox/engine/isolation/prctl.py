@@ -73,15 +73,6 @@ class Program:
         self._buf = ctypes.create_string_buffer(bpf, len(bpf))
         self._prog = _SockFprog(self.instructions, ctypes.addressof(self._buf))
 
-    def rehearse(self) -> None:
-        """The install path with an empty program, which the kernel refuses (EINVAL) before
-        anything is installed: a child runs it while idle, so the copy-on-write faults of
-        this path are not paid on the call's. Installs nothing, raises nothing."""
-        empty = _SockFprog(0, None)
-        set_no_new_privs()  # already set: succeeds, changes nothing
-        _prctl(ctypes.c_int(PR_SET_SECCOMP), ctypes.c_ulong(SECCOMP_MODE_FILTER),
-               ctypes.byref(empty), ctypes.c_ulong(0), ctypes.c_ulong(0))
-
     def install(self) -> None:
         """Install the filter on the calling process (sets no_new_privs first)."""
         set_no_new_privs()

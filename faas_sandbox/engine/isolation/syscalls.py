@@ -1,9 +1,12 @@
 """The syscall allow-list of a sandbox child, one line per syscall: what the call needs it for.
 
 Read it like RestrictedPython's ``Guards.py`` reads for builtins: anything not listed here is
-refused. The filter is installed (:mod:`.seccomp`) once the child has read its request and
-lowered its rlimits, i.e. after everything the call needs is open; from then on the process
-runs pure Python on memory it already has, two pipes and the clock.
+refused. The filter is installed (:mod:`.seccomp`) by an idle spare, once it has opened all it
+needs and before it blocks on its request; from then on the process runs pure Python on
+memory it already has, two pipes and the clock. It still lowers its rlimits to the call's
+after the request arrives (``prlimit64`` on itself may write): every limit is set with soft
+equal to hard, and without CAP_SYS_RESOURCE the kernel lets a process only lower a hard
+limit, so the limits it runs under can go down, never up.
 
 Default action: **EPERM** for every syscall not listed (and for a listed one whose argument
 filter does not match). Why not kill: a denied syscall does nothing either way, so killing
@@ -75,8 +78,8 @@ ALLOWED: tuple[Rule, ...] = (
     _r("rt_sigprocmask", "glibc masks signals around some library calls"),
     _r("getrusage", "the child reports its own CPU time and peak RSS (RUSAGE_SELF only)",
        Cond(0, 0)),
-    _r("prlimit64", "resource.getrlimit on itself: read only (no new limit), pid 0 only",
-       Cond(0, 0), Cond(2, 0)),
+    _r("prlimit64", "getrlimit/setrlimit on itself (pid 0 only): the call's limits are set "
+       "after the request, soft == hard, so the kernel lets them only go down", Cond(0, 0)),
     _r("getpid", "its own pid"),
     _r("gettid", "its own thread id (glibc)"),
     _r("getuid", "its own credentials (read only)"),
