@@ -81,7 +81,7 @@ class _Orphaned(Exception):
     pass
 
 
-def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> None:
+def isolate_child(iso: Isolation, keep: tuple[int, ...], workdir: str) -> None:
     """Cut the child off from the forker's session, files, environment and privileges."""
     os.setsid()
     null = os.open(os.devnull, os.O_RDWR)
@@ -192,7 +192,7 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
             return  # type: ignore[misc]  # finally exits
         except OSError:
             code = ExitCode.SETUP
-            return  # type: ignore[misc]
+            return  # type: ignore[misc]  # finally exits
         set_name(b"faas-spare")
         if not select.select([req_fd], [], [], 0)[0]:
             warm_up()  # only while idle: a child whose request is waiting goes straight on
@@ -209,7 +209,7 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         request = wire.read_request(req_fd)
         if request is None:
             code = ExitCode.ORPHAN
-            return  # type: ignore[misc]
+            return  # type: ignore[misc]  # finally exits
         os.close(req_fd)
         set_name(b"faas-call")
         code = ExitCode.INTERNAL
