@@ -83,7 +83,7 @@ class _Orphaned(Exception):
     pass
 
 
-def isolate_child(iso: Isolation, keep: tuple[int, int], workdir: str) -> int:
+def isolate_child(iso: Isolation, keep: tuple[int, ...], workdir: str) -> int:
     """Cut the child off from the forker's session, files, environment and privileges.
     Returns a descriptor of its own ``/proc/self/comm`` (-1 if it cannot be opened) so it
     can rename itself once its request arrives, under the filter (which refuses prctl)."""
@@ -213,7 +213,7 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
             return  # type: ignore[misc]  # finally exits
         except OSError:
             code = ExitCode.SETUP
-            return  # type: ignore[misc]
+            return  # type: ignore[misc]  # finally exits
         set_name(b"faas-spare")
         if not select.select([req_fd], [], [], 0)[0]:
             warm_up()  # only while idle: a child whose request is waiting goes straight on
@@ -230,7 +230,7 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         request = wire.read_request(req_fd)
         if request is None:
             code = ExitCode.ORPHAN
-            return  # type: ignore[misc]
+            return  # type: ignore[misc]  # finally exits
         os.close(req_fd)
         _rename(comm_fd, b"faas-call")
         code = ExitCode.INTERNAL

@@ -63,6 +63,7 @@ import functools
 import operator
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +138,7 @@ _SAFE_BUILTIN_NAMES = (
 _SAFE_BUILTINS = {name: getattr(_builtins, name) for name in _SAFE_BUILTIN_NAMES}
 _REAL_BUILTINS = frozenset(dir(_builtins))
 
-_INPLACE = {
+_INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
     "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
     "<<=": operator.ilshift, ">>=": operator.irshift, "&=": operator.iand,
@@ -152,10 +153,11 @@ _FUTURE = ModuleProxy("__future__", {name: getattr(__future__, name)
                                      for name in __future__.all_feature_names})
 
 
-class _Builtins(dict):  # type: ignore[type-arg]
+class _Builtins(dict[str, Any]):
     """Builtins whose missing names are refusals (``forbidden``) when Python has them."""
 
     __slots__ = ("_refuse",)
+    _refuse: Callable[[str], None]  # raises GuardViolation
 
     def __missing__(self, name: str) -> Any:
         if name in _REAL_BUILTINS:
@@ -288,7 +290,7 @@ def make_globals(state: RunState, allowed_modules: frozenset[str] | None = None)
         return cls
 
     builtins_ = _Builtins(_SAFE_BUILTINS)
-    builtins_._refuse = refuse  # type: ignore[attr-defined]
+    builtins_._refuse = refuse
     builtins_.update(
         getattr=guarded_getattr,
         hasattr=guarded_hasattr,

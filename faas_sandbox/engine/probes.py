@@ -170,7 +170,8 @@ def _probe_selfkill(ctx: dict[str, int]) -> None:
     time.sleep(5)
 
 
-PROBES: dict[str, Callable[[dict[str, int]], Any]] = {
+# ctx: the child's numbers (result_fd, ...) and, for the attacker probes, their "args"
+PROBES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "identity": _probe_identity,
     "modules": lambda ctx: sorted(sys.modules),  # what a child inherited from the forker
     "syscalls": _probe_syscalls,

@@ -25,7 +25,7 @@ import marshal
 import resource
 import sys
 from collections.abc import Callable
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any
 
 from .. import element
@@ -72,10 +72,11 @@ def compile_errors(errors: tuple[str, ...]) -> str:
 
 
 def stack_depth() -> int:
-    frame, depth = sys._getframe(), 0
+    frame: FrameType | None = sys._getframe()
+    depth = 0
     while frame is not None:
         depth += 1
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return depth
 
 
@@ -134,7 +135,7 @@ def load_code(request: wire.Request, reserve: list[Any],
 
 def _call(request: wire.Request, state: RunState, g: dict[str, Any] | None,
           reserve: list[Any], emit: Callable[[bytes], None],
-          ctx: dict[str, int]) -> bytes | tuple[str, str]:
+          ctx: dict[str, Any]) -> bytes | tuple[str, str]:
     """Run the function; the encoded result or ``(kind, message)``."""
     code = None if request.kind == wire.PROBE else load_code(request, reserve, emit)
     try:
@@ -179,7 +180,7 @@ class Prepared:
 
 
 def execute(request: wire.Request, reserve: list[Any], emit: Callable[[bytes], None],
-            ctx: dict[str, int] | None = None, prepared: Prepared | None = None) -> bytes:
+            ctx: dict[str, Any] | None = None, prepared: Prepared | None = None) -> bytes:
     """Run one call and return its complete RESULT frame (the child's own usage included).
     ``prepared``: globals built before fork (a child's one call); else built here."""
     if prepared is not None:

@@ -65,6 +65,7 @@ class FileClient(Protocol):
 
     def get_file(self, label: str, name: str) -> list[dict[str, Any]]: ...
     def add_file(self, file: dict[str, Any]) -> dict[str, Any]: ...
+    def rpc(self, msgtype: str, prvkey: str | None = None, **fields: Any) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ class CodeStore:
         if source is not None and self._pinned.get(fileid) == name:
             return Code(name, source, fileid, key[1])
         try:
-            files = self._client.rpc("getfilemsg", colonyname=self._client.colony,  # type: ignore[attr-defined]
+            files = self._client.rpc("getfilemsg", colonyname=self._client.colony,
                                      fileid=fileid, label="", name="", latest=False)
         except ColoniesRefused as exc:
             if exc.status == 404:

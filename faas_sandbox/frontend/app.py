@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -65,6 +65,7 @@ from .models import (
 from .problems import ApiError
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 STATUS = problems.STATUS  # kind -> HTTP status (422 for every sandbox kind)
 TUTORIAL = FunctionName("convert")
@@ -181,11 +182,12 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         by_function.labels(function=function if function in labelled else "_other",
                            kind=kind).inc()
 
-    async def until_disconnect(request: Request, func: Callable[[threading.Event], Any]) -> Any:
+    async def until_disconnect(request: Request,
+                               func: Callable[[threading.Event], _T]) -> _T | None:
         """Run ``func(cancel)`` in a thread; if the client hangs up, set ``cancel`` and return
         None at once (the thread notices within ~0.2 s)."""
         cancel = threading.Event()
-        outcome: list[Any] = []
+        outcome: list[_T] = []
         async with anyio.create_task_group() as tg:
             async def watch() -> None:
                 while True:

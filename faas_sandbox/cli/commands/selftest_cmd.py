@@ -10,6 +10,7 @@ policy) or when the sandbox cannot start at all (e.g. a required layer is missin
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -18,7 +19,7 @@ from ...policy import Policy
 from ..dispatch import EXIT_FAILED, EXIT_OK, usage_error
 
 
-def run_selftest(policy: Policy) -> dict:
+def run_selftest(policy: Policy) -> dict[str, Any]:
     from ...engine.isolation import selftest  # imported late: the CLI stays light
 
     return selftest.run(policy)

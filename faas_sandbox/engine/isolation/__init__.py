@@ -92,10 +92,10 @@ def prepare(want_seccomp: bool, want_namespaces: bool = True) -> tuple[Lockdown,
     return Lockdown(program, ruleset_fd), report
 
 
-def confirm(report: dict[str, Any], lockdown: Lockdown, child_ok: bool) -> None:
-    """Mark the layers that a start-up child actually entered."""
-    report["seccomp"] = child_ok and lockdown.program is not None
-    report["landlock"] = child_ok and lockdown.ruleset_fd is not None
+def confirm(report: dict[str, Any], lockdown: Lockdown | None, child_ok: bool) -> None:
+    """Mark the layers that a start-up child actually entered (none without a lockdown)."""
+    report["seccomp"] = child_ok and lockdown is not None and lockdown.program is not None
+    report["landlock"] = child_ok and lockdown is not None and lockdown.ruleset_fd is not None
 
 
 def missing(required: tuple[str, ...] | frozenset[str], layers: dict[str, Any]) -> list[str]:

@@ -13,7 +13,9 @@ import errno
 import os
 import platform
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -45,7 +47,7 @@ class Attempts:
         self.lines: list[str] = []
         self.worked = False
 
-    def __call__(self, label: str, fn: Callable[[], Any]) -> Any:
+    def __call__(self, label: str, fn: Callable[[], _T]) -> _T | None:
         try:
             value = fn()
         except _Skipped:
@@ -65,7 +67,7 @@ class Attempts:
         self.lines.append(f"{label}: WORKED ({str(value)[:80]})")
         return value
 
-    def raw(self, label: str, name: str, *args: Any) -> int:
+    def raw(self, label: str, name: str, *args: Any) -> int | None:
         """A raw syscall; negative results become OSError(errno)."""
         return self(label, lambda: check(syscall(name, *args)))
 

@@ -16,19 +16,20 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from typing import Any
 
 from .prctl import Program
 from .syscalls import ALLOWED, Rule
 
 
-def _export(filt: object) -> bytes:
+def _export(filt: Any) -> bytes:  # a pyseccomp.SyscallFilter (pyseccomp has no types)
     read_fd, write_fd = os.pipe()
     try:
         class _Sink:
             def fileno(self) -> int:
                 return write_fd
 
-        filt.export_bpf(_Sink())  # type: ignore[attr-defined]
+        filt.export_bpf(_Sink())
         os.close(write_fd)
         write_fd = -1
         chunks = []
