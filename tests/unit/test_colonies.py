@@ -179,7 +179,8 @@ def test_connection_refused_is_unreachable():
         client.get_process("x")
 
 
-def test_abort_ends_a_long_poll_at_once(client, server):
+def _long_poll_in_thread(client: ColoniesClient) -> tuple[threading.Thread, list[BaseException]]:
+    """A long assign in a thread of its own; what it raises lands in the returned list."""
     errors: list[BaseException] = []
 
     def poll() -> None:
@@ -190,6 +191,11 @@ def test_abort_ends_a_long_poll_at_once(client, server):
 
     thread = threading.Thread(target=poll)
     thread.start()
+    return thread, errors
+
+
+def test_abort_ends_a_long_poll_at_once(client, server):
+    thread, errors = _long_poll_in_thread(client)
     assert server.state["long_poll"].wait(10)  # the server holds the request now
     started = time.monotonic()
     client.abort_assigns()
@@ -206,16 +212,7 @@ def test_an_aborted_long_poll_is_no_node_failure(server):
         spare = s.getsockname()[1]
     hosts = f"127.0.0.1:{server.server_address[1]}, 127.0.0.1:{spare}"
     client = ColoniesClient.connect(hosts, 50080, False, "dev", KNOWN_KEY)
-    errors: list[BaseException] = []
-
-    def poll() -> None:
-        try:
-            client.assign(99)
-        except BaseException as exc:  # noqa: BLE001 - recorded and checked by the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=poll)
-    thread.start()
+    thread, errors = _long_poll_in_thread(client)
     assert server.state["long_poll"].wait(10)
     client.abort_assigns()
     thread.join(5)
