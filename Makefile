@@ -30,8 +30,9 @@ $(VENV)/.install-stamp: pyproject.toml
 
 check: lint typecheck ## What must pass before a change lands (CI runs it first): lint, typecheck
 
-lint: install ## ruff check (rules in pyproject.toml)
+lint: install ## ruff check and ruff format --check (settings in pyproject.toml)
 	$(BIN)/ruff check faas_sandbox tests scripts bench
+	$(BIN)/ruff format --check faas_sandbox tests scripts bench
 
 typecheck: install ## mypy --strict on the package (settings in pyproject.toml)
 	$(BIN)/mypy

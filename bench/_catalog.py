@@ -59,6 +59,8 @@ def _words(text: str) -> list[list[Any]]:
 
 _WORDS = ["alpha", "beta", "gamma", "delta", "colony", "sandbox"]
 
+# A table, one entry per row as laid out by hand: ruff format leaves it alone.
+# fmt: off
 CATALOG: list[Fn] = [
     # -- benign: must succeed with exactly this output -----------------------------------------
     Fn("add", "benign", 20, "def {name}(a, b):\n    return a + b\n",
@@ -130,6 +132,7 @@ CATALOG: list[Fn] = [
     Fn("bad_args", "input", 2, "def {name}(x):\n    return x\n", "spec",
        "kwargs.args is not valid JSON", raw_kwargs={"function": "{name}", "args": "[1, 2"}),
 ]
+# fmt: on
 
 
 def pick(rng: random.Random, count: int, catalog: list[Fn] = CATALOG) -> list[Fn]:

@@ -45,7 +45,7 @@ def load_stack_env(path: Path = STACK_ENV) -> dict[str, str]:
         line = line.strip()
         if not line.startswith("export ") or "=" not in line:
             continue
-        name, value = line[len("export "):].split("=", 1)
+        name, value = line[len("export ") :].split("=", 1)
         value = value.strip().strip("'\"")
         if name not in os.environ:
             os.environ[name] = value
@@ -53,13 +53,19 @@ def load_stack_env(path: Path = STACK_ENV) -> dict[str, str]:
     return added
 
 
-def tutorial_spec(colony: str, executortype: str, maxexectime: int,
-                  maxretries: int) -> dict[str, Any]:
+def tutorial_spec(
+    colony: str, executortype: str, maxexectime: int, maxretries: int
+) -> dict[str, Any]:
     """The tutorial's spec for one call, as our submit helper builds it (limits explicit)."""
     from faas_sandbox.colonies.client import call_spec
 
-    spec = call_spec(FUNCTION, colony=colony, executortype=executortype,
-                     maxexectime=maxexectime, maxretries=maxretries)
+    spec = call_spec(
+        FUNCTION,
+        colony=colony,
+        executortype=executortype,
+        maxexectime=maxexectime,
+        maxretries=maxretries,
+    )
     spec["kwargs"] = {"function": FUNCTION, "arg": ARG}  # the tutorial's form, not kwargs.args
     return spec
 
@@ -210,13 +216,17 @@ def format_cpu(d: Mapping[str, float], calls: int) -> str:
     """``label: 45% core (1.2 ms/call)`` for each label of a CpuMeter delta."""
     wall = d.get("wall", 0.0) or 1e-9
     cores = psutil.cpu_count() or 1
-    items = [f"{k} {100 * v / wall:.0f}% ({1000 * v / max(calls, 1):.2f} ms/call)"
-             for k, v in d.items() if k not in ("wall", "busy")]
+    items = [
+        f"{k} {100 * v / wall:.0f}% ({1000 * v / max(calls, 1):.2f} ms/call)"
+        for k, v in d.items()
+        if k not in ("wall", "busy")
+    ]
     items.append(f"machine busy {100 * d.get('busy', 0.0) / wall / cores:.0f}% of {cores} cores")
     return "; ".join(items)
 
 
 # -- executor processes -------------------------------------------------------------------
+
 
 class ExecutorProc:
     """One executor subprocess writing its output straight into a log file.
@@ -229,8 +239,9 @@ class ExecutorProc:
     def __init__(self, argv: list[str], marker: str, log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=REPO, env=dict(os.environ))
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ)
+        )
         self._marker = marker.encode()
 
     def _ready(self) -> bool:
@@ -269,6 +280,7 @@ def registered(member: Any, name: str) -> Any:
             return bool(member.get_executor(name).get("state") == ExecutorState.APPROVED)
         except Exception:  # noqa: BLE001 - not there yet
             return False
+
     return probe
 
 
@@ -319,5 +331,7 @@ def cleanup(member: Any, pids: list[str], threads: int) -> None:
         w.start()
     for w in workers:
         w.join()
-    print(f"removed {len(pids) - failed[0]} benchmark processes in "
-          f"{time.monotonic() - started:.1f}s" + (f" ({failed[0]} refused)" if failed[0] else ""))
+    print(
+        f"removed {len(pids) - failed[0]} benchmark processes in "
+        f"{time.monotonic() - started:.1f}s" + (f" ({failed[0]} refused)" if failed[0] else "")
+    )

@@ -52,23 +52,46 @@ class World:
         self.cluster.start()
         self.net.up()
         gw = self.net.gateway
-        self.minio_creds = {"MINIO_ROOT_USER": "continuum",
-                            "MINIO_ROOT_PASSWORD": secrets.token_hex(16)}
-        self._spawn("minio", [str(config.BIN_DIR / "minio"), "server", "--quiet", "--address",
-                              f"{gw}:{MINIO_PORT}", "--console-address", "127.0.0.1:9191",
-                              str(self.cluster.dir / "minio")],
-                    {**self.minio_creds, "MINIO_UPDATE": "off", "PATH": os.environ["PATH"]})
-        self._spawn("toxiproxy", [str(config.BIN_DIR / "toxiproxy-server"), "-host",
-                                  "127.0.0.1", "-port", str(TOXI_API_PORT)],
-                    {"PATH": os.environ["PATH"], "LOG_LEVEL": "warn"})
+        self.minio_creds = {
+            "MINIO_ROOT_USER": "continuum",
+            "MINIO_ROOT_PASSWORD": secrets.token_hex(16),
+        }
+        self._spawn(
+            "minio",
+            [
+                str(config.BIN_DIR / "minio"),
+                "server",
+                "--quiet",
+                "--address",
+                f"{gw}:{MINIO_PORT}",
+                "--console-address",
+                "127.0.0.1:9191",
+                str(self.cluster.dir / "minio"),
+            ],
+            {**self.minio_creds, "MINIO_UPDATE": "off", "PATH": os.environ["PATH"]},
+        )
+        self._spawn(
+            "toxiproxy",
+            [
+                str(config.BIN_DIR / "toxiproxy-server"),
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(TOXI_API_PORT),
+            ],
+            {"PATH": os.environ["PATH"], "LOG_LEVEL": "warn"},
+        )
         self.toxi = Toxiproxy(f"http://127.0.0.1:{TOXI_API_PORT}")
         self.toxi.wait()
         self.hosts = ["fe"] + [f"ex{i + 1}" for i in range(self.executor_hosts)]
         for h, host in enumerate(self.hosts):
             self.net.add(host)
             for n in range(3):
-                self.toxi.proxy(f"{host}-{n}", f"{gw}:{PROXY_BASE + 10 * h + n}",
-                                f"127.0.0.1:{self.cluster.api_port(n)}")
+                self.toxi.proxy(
+                    f"{host}-{n}",
+                    f"{gw}:{PROXY_BASE + 10 * h + n}",
+                    f"127.0.0.1:{self.cluster.api_port(n)}",
+                )
         deadline = time.monotonic() + 60
         while not http_ok(f"http://{gw}:{MINIO_PORT}/minio/health/live"):
             if time.monotonic() > deadline:
@@ -89,10 +112,14 @@ class World:
 
     # -- environments -----------------------------------------------------------------------
     def s3_env(self) -> dict[str, str]:
-        return {"AWS_S3_ENDPOINT": f"{self.net.gateway}:{MINIO_PORT}",
-                "AWS_S3_ACCESSKEY": self.minio_creds["MINIO_ROOT_USER"],
-                "AWS_S3_SECRETKEY": self.minio_creds["MINIO_ROOT_PASSWORD"],
-                "AWS_S3_REGION": "", "AWS_S3_TLS": "false", "AWS_S3_BUCKET": "faas"}
+        return {
+            "AWS_S3_ENDPOINT": f"{self.net.gateway}:{MINIO_PORT}",
+            "AWS_S3_ACCESSKEY": self.minio_creds["MINIO_ROOT_USER"],
+            "AWS_S3_SECRETKEY": self.minio_creds["MINIO_ROOT_PASSWORD"],
+            "AWS_S3_REGION": "",
+            "AWS_S3_TLS": "false",
+            "AWS_S3_BUCKET": "faas",
+        }
 
     def first_node(self, host: str) -> int:
         """The node ``host`` talks to first: ex1 and the front end node 1, ex2 node 2, ex3
@@ -103,10 +130,15 @@ class World:
         """A client on ``host``: the three nodes through that host's proxies, its first node
         (first_node) first."""
         h, first = self.hosts.index(host), self.first_node(host)
-        nodes = ",".join(f"{self.net.gateway}:{PROXY_BASE + 10 * h + (first + n) % 3}"
-                         for n in range(3))
-        return {**os.environ, **self.cluster.client_env(nodes), **self.s3_env(),
-                "FAAS_SANDBOX_LOG_LEVEL": "INFO"}
+        nodes = ",".join(
+            f"{self.net.gateway}:{PROXY_BASE + 10 * h + (first + n) % 3}" for n in range(3)
+        )
+        return {
+            **os.environ,
+            **self.cluster.client_env(nodes),
+            **self.s3_env(),
+            "FAAS_SANDBOX_LOG_LEVEL": "INFO",
+        }
 
     def direct_env(self) -> dict[str, str]:
         return {**os.environ, **self.cluster.client_env(), **self.s3_env()}
@@ -120,18 +152,49 @@ class World:
     # -- processes -------------------------------------------------------------------------------
     def start_executor(self, host: str, *flags: str) -> None:
         exe = str(REPO / ".venv" / "bin" / "faas-sandbox")
-        self._spawn(host, [exe, "executor", "--identity", "self", "--name", f"cont-{host}",
-                           "--executor-type", EXECUTOR_TYPE,
-                           "--concurrency", str(self.concurrency), "--grace", "5", *flags],
-                    self.host_env(host), netns=host, ready="serving")
+        self._spawn(
+            host,
+            [
+                exe,
+                "executor",
+                "--identity",
+                "self",
+                "--name",
+                f"cont-{host}",
+                "--executor-type",
+                EXECUTOR_TYPE,
+                "--concurrency",
+                str(self.concurrency),
+                "--grace",
+                "5",
+                *flags,
+            ],
+            self.host_env(host),
+            netns=host,
+            ready="serving",
+        )
 
     def start_front_end(self) -> str:
         exe = str(REPO / ".venv" / "bin" / "faas-sandbox")
         address = self.net.hosts["fe"]
-        self._spawn("fe", [exe, "http", "--host", address, "--port", "8000",
-                           "--executor-type", EXECUTOR_TYPE, "--max-inflight", "64",
-                           "--no-auth"],  # private namespaces; the bench is the only client
-                    self.host_env("fe"), netns="fe")
+        self._spawn(
+            "fe",
+            [
+                exe,
+                "http",
+                "--host",
+                address,
+                "--port",
+                "8000",
+                "--executor-type",
+                EXECUTOR_TYPE,
+                "--max-inflight",
+                "64",
+                "--no-auth",
+            ],  # private namespaces; the bench is the only client
+            self.host_env("fe"),
+            netns="fe",
+        )
         url = f"http://{address}:8000"
         deadline = time.monotonic() + 60
         while not http_ok(f"{url}/healthz", timeout=5):
@@ -156,14 +219,27 @@ class World:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str], netns: str | None = None,
-               ready: str | None = None) -> None:
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        netns: str | None = None,
+        ready: str | None = None,
+    ) -> None:
         log_path = self.log(name)
         with open(log_path, "wb") as log:
-            kwargs = dict(env=env, stdin=subprocess.DEVNULL, stdout=log,
-                          stderr=subprocess.STDOUT, start_new_session=True, cwd=str(REPO))
-            self.procs[name] = (self.net.popen(netns, argv, **kwargs) if netns
-                                else subprocess.Popen(argv, **kwargs))  # type: ignore[arg-type]
+            kwargs = dict(
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=str(REPO),
+            )
+            self.procs[name] = (
+                self.net.popen(netns, argv, **kwargs) if netns else subprocess.Popen(argv, **kwargs)
+            )  # type: ignore[arg-type]
         deadline = time.monotonic() + 90
         while ready and ready not in log_path.read_text(errors="replace"):
             if self.procs[name].poll() is not None or time.monotonic() > deadline:
@@ -173,14 +249,22 @@ class World:
     def _bucket(self) -> None:
         import boto3
 
-        boto3.client("s3", endpoint_url=f"http://{self.net.gateway}:{MINIO_PORT}",
-                     aws_access_key_id=self.minio_creds["MINIO_ROOT_USER"],
-                     aws_secret_access_key=self.minio_creds["MINIO_ROOT_PASSWORD"],
-                     region_name="us-east-1").create_bucket(Bucket="faas")
+        boto3.client(
+            "s3",
+            endpoint_url=f"http://{self.net.gateway}:{MINIO_PORT}",
+            aws_access_key_id=self.minio_creds["MINIO_ROOT_USER"],
+            aws_secret_access_key=self.minio_creds["MINIO_ROOT_PASSWORD"],
+            region_name="us-east-1",
+        ).create_bucket(Bucket="faas")
 
     def _deploy(self) -> None:
-        done = subprocess.run([str(REPO / ".venv" / "bin" / "faas-sandbox"), "deploy",
-                               str(FUNCTION_FILE)], env=self.direct_env(), capture_output=True,
-                              text=True, timeout=120, check=False)
+        done = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "faas-sandbox"), "deploy", str(FUNCTION_FILE)],
+            env=self.direct_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"deploy failed: {done.stdout}{done.stderr}")

@@ -34,8 +34,16 @@ EndCallback = Callable[[str, int, Any, float, str], None]  # pid, state, out|err
 class Watcher:
     """SUCCESS and FAILED frames of one executor type, delivered to a callback."""
 
-    def __init__(self, host: str, port: int, tls: bool, colony: str, prvkey: str,
-                 executortype: str, timeout_s: int = 1800) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: bool,
+        colony: str,
+        prvkey: str,
+        executortype: str,
+        timeout_s: int = 1800,
+    ) -> None:
         self.url = f"{'wss' if tls else 'ws'}://{host}:{port}/pubsub"
         self.colony, self.prvkey, self.executortype = colony, prvkey, executortype
         self.timeout_s = timeout_s
@@ -50,20 +58,33 @@ class Watcher:
     def start(self) -> None:
         for state in (ProcessState.SUCCESS, ProcessState.FAILED):
             ws = self._subscribe(state)
-            thread = threading.Thread(target=self._read, args=(state, ws), daemon=True,
-                                      name=f"watch-{state}")
+            thread = threading.Thread(
+                target=self._read, args=(state, ws), daemon=True, name=f"watch-{state}"
+            )
             thread.start()
             self._threads.append(thread)
         time.sleep(0.3)  # the server registers the listener asynchronously; no ack is sent
 
     def _subscribe(self, state: int) -> websocket.WebSocket:
-        msg = {"colonyname": self.colony, "executortype": self.executortype,
-               "state": state, "timeout": self.timeout_s, "msgtype": "subscribeprocessesmsg"}
+        msg = {
+            "colonyname": self.colony,
+            "executortype": self.executortype,
+            "state": state,
+            "timeout": self.timeout_s,
+            "msgtype": "subscribeprocessesmsg",
+        }
         payload = base64.b64encode(json.dumps(msg).encode()).decode()
         ws = websocket.create_connection(self.url, timeout=10)
         ws.settimeout(None)
-        ws.send(json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
-                            "signature": sign(payload, self.prvkey)}))
+        ws.send(
+            json.dumps(
+                {
+                    "payloadtype": msg["msgtype"],
+                    "payload": payload,
+                    "signature": sign(payload, self.prvkey),
+                }
+            )
+        )
         with self._lock:
             self._sockets.append(ws)
         return ws
@@ -104,8 +125,13 @@ class Watcher:
         self.frames += 1
         if self.on_end is not None:
             state = int(body.get("state", -1))
-            self.on_end(body.get("processid", ""), state,
-                        body.get("out") if state == ProcessState.SUCCESS else body.get("errors"), when, "ws")
+            self.on_end(
+                body.get("processid", ""),
+                state,
+                body.get("out") if state == ProcessState.SUCCESS else body.get("errors"),
+                when,
+                "ws",
+            )
 
     def stop(self) -> None:
         self._closing = True
@@ -148,9 +174,19 @@ class LoadResult:
 class LoadRun:
     """``total`` calls, ``window`` outstanding at all times, from ``submitters`` threads."""
 
-    def __init__(self, client: ColoniesClient, watcher: Watcher, spec: dict[str, Any],
-                 expected: list[Any], *, total: int, window: int, submitters: int,
-                 sweep_after: float = 5.0, timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        client: ColoniesClient,
+        watcher: Watcher,
+        spec: dict[str, Any],
+        expected: list[Any],
+        *,
+        total: int,
+        window: int,
+        submitters: int,
+        sweep_after: float = 5.0,
+        timeout: float = 300.0,
+    ) -> None:
         self.client, self.watcher, self.spec, self.expected = client, watcher, spec, expected
         self.total, self.window, self.submitters = total, window, submitters
         self.sweep_after, self.timeout = sweep_after, timeout
@@ -167,8 +203,10 @@ class LoadRun:
     def run(self) -> LoadResult:
         self.watcher.on_end = self._on_end
         self.result.first_submit = time.perf_counter()
-        threads = [threading.Thread(target=self._submitter, daemon=True, name=f"submit-{i}")
-                   for i in range(self.submitters)]
+        threads = [
+            threading.Thread(target=self._submitter, daemon=True, name=f"submit-{i}")
+            for i in range(self.submitters)
+        ]
         sweeper = threading.Thread(target=self._sweeper, daemon=True, name="sweeper")
         for thread in [*threads, sweeper]:
             thread.start()
@@ -216,8 +254,9 @@ class LoadRun:
             elif pid not in self._seen:
                 self._early[pid] = (state, out, when, how)  # frame before the submit reply
 
-    def _record(self, pid: str, started: float, state: int, out: Any, when: float,
-                how: str) -> None:
+    def _record(
+        self, pid: str, started: float, state: int, out: Any, when: float, how: str
+    ) -> None:
         """Count one ended call (lock held)."""
         self._seen.add(pid)
         result = self.result
@@ -258,5 +297,12 @@ class LoadRun:
                     continue
                 state = process.get("state")
                 if state in (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.CANCELLED):
-                    self._on_end(pid, int(state), process.get("out") if state == ProcessState.SUCCESS
-                                 else process.get("errors"), time.perf_counter(), "sweep")
+                    self._on_end(
+                        pid,
+                        int(state),
+                        process.get("out")
+                        if state == ProcessState.SUCCESS
+                        else process.get("errors"),
+                        time.perf_counter(),
+                        "sweep",
+                    )

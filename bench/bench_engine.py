@@ -121,8 +121,12 @@ class Samples:
 
 
 def floor_round(mode: str, threads: int, seconds: float, pace: float = 0.0) -> Samples:
-    out = subprocess.run([sys.executable, "-I", "-c", _FLOOR, mode, str(threads),
-                          str(seconds), str(pace)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", _FLOOR, mode, str(threads), str(seconds), str(pace)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     data = json.loads(out.stdout)
     samples = Samples()
     samples.latencies, samples.elapsed = data["lat"], data["elapsed"]
@@ -138,12 +142,21 @@ def tree_usage(forker_pid: int) -> tuple[float, float, float, int]:
     with open(f"/proc/{forker_pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     me = resource.getrusage(resource.RUSAGE_SELF)
-    return (me.ru_utime + me.ru_stime, (int(fields[11]) + int(fields[12])) / _TICK,
-            (int(fields[13]) + int(fields[14])) / _TICK, int(fields[8]))
+    return (
+        me.ru_utime + me.ru_stime,
+        (int(fields[11]) + int(fields[12])) / _TICK,
+        (int(fields[13]) + int(fields[14])) / _TICK,
+        int(fields[8]),
+    )
 
 
-def run_round(call: Callable[[], Outcome], threads: int, seconds: float,
-              pace: float = 0.0, forker_pid: int = 0) -> Samples:
+def run_round(
+    call: Callable[[], Outcome],
+    threads: int,
+    seconds: float,
+    pace: float = 0.0,
+    forker_pid: int = 0,
+) -> Samples:
     """``threads`` callers, back to back (or one call every ``pace`` s), for ``seconds``."""
     out = Samples()
     before = tree_usage(forker_pid) if forker_pid else None
@@ -175,14 +188,16 @@ def run_round(call: Callable[[], Outcome], threads: int, seconds: float,
     if before is not None:
         time.sleep(0.05)  # the last children exit and are reaped
         after = tree_usage(forker_pid)
-        out.cpu = {key: after[i] - before[i]
-                   for i, key in enumerate(("caller", "forker", "children"))}
+        out.cpu = {
+            key: after[i] - before[i] for i, key in enumerate(("caller", "forker", "children"))
+        }
         out.child_faults = after[3] - before[3]
     return out
 
 
-def scenario(sb: Sandbox, floor_mode: str, threads: int, seconds: float, rounds: int,
-             pace: float = 0.0) -> tuple[Samples, Samples]:
+def scenario(
+    sb: Sandbox, floor_mode: str, threads: int, seconds: float, rounds: int, pace: float = 0.0
+) -> tuple[Samples, Samples]:
     floor, sandbox = Samples(), Samples()
     sandboxed = lambda: sb.call(SOURCE, "convert", [21])  # noqa: E731
     for _ in range(rounds):  # alternate: floor, sandbox, floor, sandbox ...
@@ -213,48 +228,77 @@ def main() -> None:
         two = scenario(sb, "fork", 2, opts.seconds, opts.rounds)
     load_after = os.getloadavg()
 
-    print(f"faas-sandbox engine benchmark: convert(21), prefork={opts.prefork}, "
-          f"{opts.rounds} x {opts.seconds:g} s rounds per side, alternating")
-    print(f"machine: {os.cpu_count()} CPUs, Linux {platform.release()}, Python "
-          f"{platform.python_version()}, load {load_before[0]:.2f} -> {load_after[0]:.2f}; "
-          f"lockdown/seccomp={features.get('seccomp')}, drop_privileges="
-          f"{features.get('drop_privileges')}")
+    print(
+        f"faas-sandbox engine benchmark: convert(21), prefork={opts.prefork}, "
+        f"{opts.rounds} x {opts.seconds:g} s rounds per side, alternating"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs, Linux {platform.release()}, Python "
+        f"{platform.python_version()}, load {load_before[0]:.2f} -> {load_after[0]:.2f}; "
+        f"lockdown/seccomp={features.get('seccomp')}, drop_privileges="
+        f"{features.get('drop_privileges')}"
+    )
     print()
-    header = (f"{'scenario':24s} | {'floor':10s} {'p50':>8s} {'p99':>8s} {'calls/s':>8s} | "
-              f"{'sandbox p50':>11s} {'p99':>8s} {'calls/s':>8s} | {'ratio':>6s} | target")
+    header = (
+        f"{'scenario':24s} | {'floor':10s} {'p50':>8s} {'p99':>8s} {'calls/s':>8s} | "
+        f"{'sandbox p50':>11s} {'p99':>8s} {'calls/s':>8s} | {'ratio':>6s} | target"
+    )
     print(header)
     print("-" * len(header))
     rows = [
-        (f"1 thread, paced {PACE_S * 1e3:g} ms", "pipe", *paced,
-         lambda f, s: f"p50 <= 0.400 ms: {'met' if s.pct(0.5) <= 0.0004 else 'NOT met'}"),
-        ("1 thread, back to back", "fork", *one,
-         lambda f, s: f"p50 <= 2.0x floor: "
-                      f"{'met' if s.pct(0.5) <= 2 * f.pct(0.5) else 'NOT met'}"),
-        ("2 threads, back to back", "fork x2", *two,
-         lambda f, s: f">= 1000 calls/s: {'met' if s.rate >= 1000 else 'NOT met'}"),
+        (
+            f"1 thread, paced {PACE_S * 1e3:g} ms",
+            "pipe",
+            *paced,
+            lambda f, s: f"p50 <= 0.400 ms: {'met' if s.pct(0.5) <= 0.0004 else 'NOT met'}",
+        ),
+        (
+            "1 thread, back to back",
+            "fork",
+            *one,
+            lambda f, s: (
+                f"p50 <= 2.0x floor: {'met' if s.pct(0.5) <= 2 * f.pct(0.5) else 'NOT met'}"
+            ),
+        ),
+        (
+            "2 threads, back to back",
+            "fork x2",
+            *two,
+            lambda f, s: f">= 1000 calls/s: {'met' if s.rate >= 1000 else 'NOT met'}",
+        ),
     ]
     for name, kind, floor, sandbox, target in rows:
         ratio = sandbox.pct(0.5) / floor.pct(0.5)
-        print(f"{name:24s} | {kind:10s} {ms(floor.pct(0.5))} {ms(floor.pct(0.99))} "
-              f"{floor.rate:8.0f} | {ms(sandbox.pct(0.5))}    {ms(sandbox.pct(0.99))} "
-              f"{sandbox.rate:8.0f} | {ratio:5.2f}x | {target(floor, sandbox)}")
+        print(
+            f"{name:24s} | {kind:10s} {ms(floor.pct(0.5))} {ms(floor.pct(0.99))} "
+            f"{floor.rate:8.0f} | {ms(sandbox.pct(0.5))}    {ms(sandbox.pct(0.99))} "
+            f"{sandbox.rate:8.0f} | {ratio:5.2f}x | {target(floor, sandbox)}"
+        )
     print()
-    print("latencies in ms, measured in the calling thread (request to Outcome). Floors run in "
-          "a separate small `python -I`: pipe = a child forked ahead answers over a pipe; "
-          "fork = fork + pipe + waitpid.")
+    print(
+        "latencies in ms, measured in the calling thread (request to Outcome). Floors run in "
+        "a separate small `python -I`: pipe = a child forked ahead answers over a pipe; "
+        "fork = fork + pipe + waitpid."
+    )
     print()
-    header = (f"{'CPU ms per call':24s} | {'floor':>7s} | {'sandbox':>7s} = {'caller':>6s} + "
-              f"{'forker':>6s} + {'children':>8s} | {'child faults':>12s} | 2 cores at most")
+    header = (
+        f"{'CPU ms per call':24s} | {'floor':>7s} | {'sandbox':>7s} = {'caller':>6s} + "
+        f"{'forker':>6s} + {'children':>8s} | {'child faults':>12s} | 2 cores at most"
+    )
     print(header)
     print("-" * len(header))
     for name, _, floor, sandbox, _ in rows:
         total = sandbox.cpu_ms()
-        print(f"{name:24s} | {floor.cpu_ms():7.3f} | {total:7.3f} = {sandbox.cpu_ms('caller'):6.3f}"
-              f" + {sandbox.cpu_ms('forker'):6.3f} + {sandbox.cpu_ms('children'):8.3f} | "
-              f"{sandbox.child_faults / max(1, len(sandbox.latencies)):12.0f} | "
-              f"{2000 / total:6.0f} calls/s")
-    print("CPU of the whole process tree per call (10 ms ticks summed over all rounds): floor = "
-          "its process and children; sandbox = this process + forker + reaped children.")
+        print(
+            f"{name:24s} | {floor.cpu_ms():7.3f} | {total:7.3f} = {sandbox.cpu_ms('caller'):6.3f}"
+            f" + {sandbox.cpu_ms('forker'):6.3f} + {sandbox.cpu_ms('children'):8.3f} | "
+            f"{sandbox.child_faults / max(1, len(sandbox.latencies)):12.0f} | "
+            f"{2000 / total:6.0f} calls/s"
+        )
+    print(
+        "CPU of the whole process tree per call (10 ms ticks summed over all rounds): floor = "
+        "its process and children; sandbox = this process + forker + reaped children."
+    )
 
 
 if __name__ == "__main__":

@@ -41,13 +41,24 @@ EXPECTED = [69.8]
 
 def client(world: World) -> ColoniesClient:
     env = world.direct_env()
-    return ColoniesClient.connect(env["COLONIES_SERVER_HOST"], 50080, False,
-                                  env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"])
+    return ColoniesClient.connect(
+        env["COLONIES_SERVER_HOST"],
+        50080,
+        False,
+        env["COLONIES_COLONY_NAME"],
+        env["COLONIES_PRVKEY"],
+    )
 
 
 def submit_all(member: ColoniesClient, n: int) -> list[str]:
-    spec = call_spec("convert", [21], colony=member.colony, maxexectime=5, maxretries=3,
-                     executortype=EXECUTOR_TYPE)
+    spec = call_spec(
+        "convert",
+        [21],
+        colony=member.colony,
+        maxexectime=5,
+        maxretries=3,
+        executortype=EXECUTOR_TYPE,
+    )
 
     def one(_: int) -> str:
         for _attempt in range(50):
@@ -78,8 +89,11 @@ def wait_all(member: ColoniesClient, pids: list[str], timeout: float) -> dict[st
             except ColoniesError:
                 still.append(pid)
                 continue
-            if seen[pid].get("state") not in (ProcessState.SUCCESS, ProcessState.FAILED,
-                                              ProcessState.CANCELLED):
+            if seen[pid].get("state") not in (
+                ProcessState.SUCCESS,
+                ProcessState.FAILED,
+                ProcessState.CANCELLED,
+            ):
                 still.append(pid)
         open_ = still
         if open_:
@@ -88,17 +102,25 @@ def wait_all(member: ColoniesClient, pids: list[str], timeout: float) -> dict[st
 
 
 def summarize(procs: dict[str, dict]) -> dict[str, Any]:
-    done = [p for p in procs.values() if p.get("state") == ProcessState.SUCCESS and p.get("out") == EXPECTED]
+    done = [
+        p
+        for p in procs.values()
+        if p.get("state") == ProcessState.SUCCESS and p.get("out") == EXPECTED
+    ]
     lost = len(procs) - len(done)
     if not done:
         return {"rate": 0.0, "p50": 0.0, "p95": 0.0, "lost": lost, "retries": 0}
     starts = [_t(p["submissiontime"]) for p in done]
     ends = [_t(p["endtime"]) for p in done]
     lat = sorted(e - s for s, e in zip(starts, ends, strict=True))
-    return {"rate": len(done) / max(1e-3, max(ends) - min(starts)),
-            "p50": lat[len(lat) // 2] * 1000, "p95": lat[int(len(lat) * 0.95) - 1] * 1000,
-            "lost": lost, "retries": sum(int(p.get("retries") or 0) for p in procs.values()),
-            "ends": sorted(ends)}
+    return {
+        "rate": len(done) / max(1e-3, max(ends) - min(starts)),
+        "p50": lat[len(lat) // 2] * 1000,
+        "p95": lat[int(len(lat) * 0.95) - 1] * 1000,
+        "lost": lost,
+        "retries": sum(int(p.get("retries") or 0) for p in procs.values()),
+        "ends": sorted(ends),
+    }
 
 
 def drain(world: World, n: int) -> dict[str, Any]:
@@ -148,17 +170,25 @@ def http_load(url: str, n: int, clients: int = 16) -> dict[str, Any]:
     lat.sort()
     if not lat:
         return {"rate": 0.0, "p50": 0.0, "p95": 0.0, "lost": bad}
-    return {"rate": len(lat) / took, "p50": lat[len(lat) // 2] * 1000,
-            "p95": lat[int(len(lat) * 0.95) - 1] * 1000, "lost": bad}
+    return {
+        "rate": len(lat) / took,
+        "p50": lat[len(lat) // 2] * 1000,
+        "p95": lat[int(len(lat) * 0.95) - 1] * 1000,
+        "lost": bad,
+    }
 
 
 def latency_tolerance(world: World, n: int) -> list[str]:
     """One executor host, assigning ahead or not (--ahead 0: one assign per sandbox slot):
     drain rate at 0 and 25 ms one way, and their ratio, measured back to back."""
-    out = ["| executor (1 host, concurrency 2) | 0 ms calls/s | 25 ms calls/s | 25/0 ratio |",
-           "|---|---|---|---|"]
-    for label, flags in (("--ahead 0 (a thread per slot)", ("--ahead", "0")),
-                         ("default (assigns ahead)", ())):
+    out = [
+        "| executor (1 host, concurrency 2) | 0 ms calls/s | 25 ms calls/s | 25/0 ratio |",
+        "|---|---|---|---|",
+    ]
+    for label, flags in (
+        ("--ahead 0 (a thread per slot)", ("--ahead", "0")),
+        ("default (assigns ahead)", ()),
+    ):
         world.start_executor("ex1", *flags)
         rates = []
         for ms in (0, 25):
@@ -173,8 +203,11 @@ def latency_tolerance(world: World, n: int) -> list[str]:
 
 
 def rows(world: World, url: str, n_drain: int, n_http: int) -> list[str]:
-    out = ["| exec hosts | one-way ms | drain calls/s | http calls/s | http p50/p95 ms | lost | "
-           "load avg |", "|---|---|---|---|---|---|---|"]
+    out = [
+        "| exec hosts | one-way ms | drain calls/s | http calls/s | http p50/p95 ms | lost | "
+        "load avg |",
+        "|---|---|---|---|---|---|---|",
+    ]
     running = 0
     for hosts in (1, 2, 4):
         while running < hosts:
@@ -185,9 +218,11 @@ def rows(world: World, url: str, n_drain: int, n_http: int) -> list[str]:
             drain(world, 8)  # warm: code cached, connections open
             d = drain(world, n_drain)
             h = http_load(url, n_http)
-            line = (f"| {hosts} | {ms} | {d['rate']:.1f} | "
-                    f"{h['rate']:.1f} | {h['p50']:.0f} / {h['p95']:.0f} | "
-                    f"{d['lost'] + h['lost']} | {os.getloadavg()[0]:.1f} |")
+            line = (
+                f"| {hosts} | {ms} | {d['rate']:.1f} | "
+                f"{h['rate']:.1f} | {h['p50']:.0f} / {h['p95']:.0f} | "
+                f"{d['lost'] + h['lost']} | {os.getloadavg()[0]:.1f} |"
+            )
             print(line, flush=True)
             out.append(line)
     for host in range(3, running + 1):  # the drills use ex1 and ex2
@@ -241,8 +276,10 @@ def drill(world: World, title: str, n: int, action: Any, fraction: float = 0.33)
         note = note(ends)
     all_done = (max(ends) - acted) if ends else float("nan")
     failed = sum(1 for p in procs.values() if p.get("state") == ProcessState.FAILED)
-    line = (f"| {title} | {n} | {at_action} | {s['lost']} | {failed} | {s['retries']} | "
-            f"{largest_gap(ends, acted):.1f} | {all_done:.1f} | {note} |")
+    line = (
+        f"| {title} | {n} | {at_action} | {s['lost']} | {failed} | {s['retries']} | "
+        f"{largest_gap(ends, acted):.1f} | {all_done:.1f} | {note} |"
+    )
     print(line, flush=True)
     return line
 
@@ -268,13 +305,16 @@ def leader(world: World) -> int:
 def drills(world: World) -> list[str]:
     cluster = world.cluster
     world.latency(25)
-    out = ["| drill (25 ms, 2 executor hosts) | calls | done before | lost | failed | retries | "
-           "longest pause s | action to last call s | notes |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| drill (25 ms, 2 executor hosts) | calls | done before | lost | failed | retries | "
+        "longest pause s | action to last call s | notes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
 
     def kill_node1() -> str:
         cluster.kill(0)
         return "node 1 (ex1's and the front end's first node) killed"
+
     out.append(drill(world, "kill -9 the node in use", 600, kill_node1))
     cluster.start_node(0)
     cluster.wait_quorum()
@@ -284,6 +324,7 @@ def drills(world: World) -> list[str]:
         cluster.kill(victim)
         kill_leader.victim = victim  # type: ignore[attr-defined]
         return f"leader node {victim + 1} killed"
+
     out.append(drill(world, "kill -9 the etcd leader", 600, kill_leader))
     cluster.start_node(kill_leader.victim)  # type: ignore[attr-defined]
     cluster.wait_quorum()
@@ -298,25 +339,31 @@ def drills(world: World) -> list[str]:
         restored = time.time()
         back = world.log("ex1").stat().st_size
         deadline = time.monotonic() + 30
-        while "reachable again" not in world.log("ex1").read_text(errors="replace")[back:] \
-                and time.monotonic() < deadline:
+        while (
+            "reachable again" not in world.log("ex1").read_text(errors="replace")[back:]
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         again = time.time() - restored
         time.sleep(6)  # its queued closes go out with backoff
         text = world.log("ex1").read_text(errors="replace")
         served_after = len(wait_all(member_, submit_all(member_, 60), 60))
-        ex1_ok = world.log("ex1").read_text(errors="replace")[len(text):].count(" ok in ")
+        ex1_ok = world.log("ex1").read_text(errors="replace")[len(text) :].count(" ok in ")
         text = text[offset:]
-        return (f"ex1 link down 20 s; it reached Colonies {again:.1f} s after the restore; its "
-                f"log: {text.count('delivered late')} 'delivered late' line(s), "
-                f"{text.count('refused by the server, dropped')} late close(s) refused (the "
-                f"calls had been requeued and run elsewhere); of {served_after} calls submitted "
-                f"after, ex1 ran {ex1_ok}")
+        return (
+            f"ex1 link down 20 s; it reached Colonies {again:.1f} s after the restore; its "
+            f"log: {text.count('delivered late')} 'delivered late' line(s), "
+            f"{text.count('refused by the server, dropped')} late close(s) refused (the "
+            f"calls had been requeued and run elsewhere); of {served_after} calls submitted "
+            f"after, ex1 ran {ex1_ok}"
+        )
+
     out.append(drill(world, "cut ex1 for 20 s", 600, cut_20s, fraction=0.1))
 
     def cut_for_good() -> str:
         world.net.cut("ex1")
         return "ex1 link down for good"
+
     out.append(drill(world, "cut ex1 for good", 300, cut_for_good))
     world.stop("ex1")
 
@@ -327,9 +374,16 @@ def drills(world: World) -> list[str]:
         killed = time.time()
         time.sleep(3)
         try:  # does the survivor still take submits without a quorum?
-            client(world).submit(call_spec("convert", [21], colony=cluster_colony(world),
-                                           maxexectime=5, maxretries=3,
-                                           executortype=EXECUTOR_TYPE))
+            client(world).submit(
+                call_spec(
+                    "convert",
+                    [21],
+                    colony=cluster_colony(world),
+                    maxexectime=5,
+                    maxretries=3,
+                    executortype=EXECUTOR_TYPE,
+                )
+            )
             submit = "a submit meanwhile was taken"
         except ColoniesError as exc:
             submit = f"a submit meanwhile failed ({str(exc)[:60]})"
@@ -342,11 +396,15 @@ def drills(world: World) -> list[str]:
         def note(ends: list[float]) -> str:
             during = sum(1 for e in ends if killed + 2 < e < restart)
             first = min((e for e in ends if e > restart), default=float("nan"))
-            return (f"nodes 2+3 killed: {during} calls ended 2-15 s after; node 2 restarted "
-                    f"(healthy in {healthy - restart:.1f} s): first call ended "
-                    f"{first - restart:.1f} s after the restart began ({done_without} done "
-                    f"in the 15 s; {submit})")
+            return (
+                f"nodes 2+3 killed: {during} calls ended 2-15 s after; node 2 restarted "
+                f"(healthy in {healthy - restart:.1f} s): first call ended "
+                f"{first - restart:.1f} s after the restart began ({done_without} done "
+                f"in the 15 s; {submit})"
+            )
+
         return note
+
     out.append(drill(world, "lose 2 of 3 nodes, 15 s, one back", 200, lose_two))
     return out
 

@@ -60,8 +60,10 @@ def main() -> None:
         raise SystemExit("needs root and the server in its namespace (scripts/stack.sh up)")
     fwd, direct = connect(None), connect(netns)
     kinds: dict[str, Callable[[], None]] = {
-        "fwd": lambda: health(fwd), "direct": lambda: health(direct),
-        "fwd-new": lambda: fresh(None), "direct-new": lambda: fresh(netns),
+        "fwd": lambda: health(fwd),
+        "direct": lambda: health(direct),
+        "fwd-new": lambda: fresh(None),
+        "direct-new": lambda: fresh(netns),
     }
     for _ in range(50):  # warm-up
         for run in kinds.values():
@@ -77,9 +79,11 @@ def main() -> None:
         values.sort()
         p90 = values[int(len(values) * 0.9)]
         print(f"{kind:11} median {median[kind] * 1e6:7.0f} us   p90 {p90 * 1e6:7.0f} us")
-    print(f"the hop adds (medians): {(median['fwd'] - median['direct']) * 1e6:.0f} us per "
-          f"keep-alive request, {(median['fwd-new'] - median['direct-new']) * 1e6:.0f} us per "
-          f"new connection; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"the hop adds (medians): {(median['fwd'] - median['direct']) * 1e6:.0f} us per "
+        f"keep-alive request, {(median['fwd-new'] - median['direct-new']) * 1e6:.0f} us per "
+        f"new connection; load average {os.getloadavg()[0]:.1f}"
+    )
     fwd.close()
     direct.close()
 

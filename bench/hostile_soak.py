@@ -28,15 +28,23 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="per phase (3 phases)")
     parser.add_argument("--benign-threads", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--kinds", default=",".join(hostile_mix.KINDS),
-                        help="hostile kinds to run (comma-separated)")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(hostile_mix.KINDS),
+        help="hostile kinds to run (comma-separated)",
+    )
     args = parser.parse_args()
     load_stack_env()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "executor.log"
-        result = hostile_mix.run(log, args.seconds, args.benign_threads, args.concurrency,
-                                 tuple(k for k in args.kinds.split(",") if k))
+        result = hostile_mix.run(
+            log,
+            args.seconds,
+            args.benign_threads,
+            args.concurrency,
+            tuple(k for k in args.kinds.split(",") if k),
+        )
         for line in hostile_mix.summary(result):
             print(line)
         for item in (result.lost + result.unexpected)[:20]:

@@ -49,17 +49,21 @@ def main() -> None:
     load_stack_env()
     settings = Settings.from_env(os.environ)
     assert settings.colony_prvkey, "needs COLONIES_COLONY_PRVKEY"
-    member = ColoniesClient.connect(settings.host, settings.port, settings.tls,
-                                    settings.colony_name, settings.require_prvkey())
+    member = ColoniesClient.connect(
+        settings.host, settings.port, settings.tls, settings.colony_name, settings.require_prvkey()
+    )
     name = f"null-{uuid.uuid4().hex[:8]}"
-    client = member.with_key(register_executor(member, settings.colony_prvkey, name,
-                                               opts.executortype))
+    client = member.with_key(
+        register_executor(member, settings.colony_prvkey, name, opts.executortype)
+    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     counts = [0]
-    threads = [threading.Thread(target=serve, args=(client, stop, counts), daemon=True)
-               for _ in range(opts.threads)]
+    threads = [
+        threading.Thread(target=serve, args=(client, stop, counts), daemon=True)
+        for _ in range(opts.threads)
+    ]
     for thread in threads:
         thread.start()
     print(READY, name, flush=True)

@@ -67,8 +67,13 @@ class StackServices:
     """scripts/stack.sh for the drills (the same calls as the tests' Stack fixture)."""
 
     def _sh(self, *args: str) -> None:
-        subprocess.run([str(REPO / "scripts" / "stack.sh"), *args], cwd=REPO, check=True,
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [str(REPO / "scripts" / "stack.sh"), *args],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
 
     def stop(self, service: str) -> None:
         self._sh("stop", service)
@@ -137,6 +142,7 @@ class PhaseResult:
 
 # -- calls ---------------------------------------------------------------------------------------
 
+
 def deploy(run: str, catalog: list[Fn]) -> dict[str, str]:
     names = {}
     for fn in catalog:
@@ -147,8 +153,9 @@ def deploy(run: str, catalog: list[Fn]) -> dict[str, str]:
     return names
 
 
-def make_jobs(fns: list[Fn], names: dict[str, str], rng: random.Random,
-              executortype: str) -> list[Job]:
+def make_jobs(
+    fns: list[Fn], names: dict[str, str], rng: random.Random, executortype: str
+) -> list[Job]:
 
     jobs = []
     for fn in fns:
@@ -158,8 +165,9 @@ def make_jobs(fns: list[Fn], names: dict[str, str], rng: random.Random,
             kw = {k: v.format(name=name) for k, v in fn.raw_kwargs.items()}
             spec = harness.raw_spec(kw, executortype=executortype, maxexectime=fn.maxexectime)
         else:
-            spec = harness.spec(name, args, kwargs, executortype=executortype,
-                                maxexectime=fn.maxexectime)
+            spec = harness.spec(
+                name, args, kwargs, executortype=executortype, maxexectime=fn.maxexectime
+            )
         jobs.append(Job(fn, name, args, kwargs, spec))
     return jobs
 
@@ -167,8 +175,9 @@ def make_jobs(fns: list[Fn], names: dict[str, str], rng: random.Random,
 class Load:
     """Submit ``jobs`` from ``submitters`` threads with at most ``window`` outstanding."""
 
-    def __init__(self, member: Any, watcher: Any, jobs: list[Job], window: int,
-                 submitters: int) -> None:
+    def __init__(
+        self, member: Any, watcher: Any, jobs: list[Job], window: int, submitters: int
+    ) -> None:
         self.member, self.watcher, self.jobs = member, watcher, jobs
         self.window, self.submitters = window, submitters
         self.counters: dict[str, int] = {}
@@ -182,8 +191,9 @@ class Load:
 
     def run(self, timeout: float) -> None:
         self.watcher.on_end = self._on_end
-        threads = [threading.Thread(target=self._submitter, daemon=True)
-                   for _ in range(self.submitters)]
+        threads = [
+            threading.Thread(target=self._submitter, daemon=True) for _ in range(self.submitters)
+        ]
         threads.append(threading.Thread(target=self._sweeper, daemon=True))
         for thread in threads:
             thread.start()
@@ -203,8 +213,7 @@ class Load:
                 job = self.jobs[self._next]
                 self._next += 1
             job.submitted = time.perf_counter()
-            job.pid = harness.submit(self.member, job.spec, retry_for=120,
-                                     counters=self.counters)
+            job.pid = harness.submit(self.member, job.spec, retry_for=120, counters=self.counters)
             with self._lock:
                 self._by_pid[job.pid] = job
                 when = self._early.pop(job.pid, None)
@@ -234,8 +243,11 @@ class Load:
         while not self._done.wait(1.0):
             now = time.perf_counter()
             with self._lock:
-                old = [j for j in self._by_pid.values()
-                       if not j.ended and now - j.submitted > j.fn.maxexectime + 10]
+                old = [
+                    j
+                    for j in self._by_pid.values()
+                    if not j.ended and now - j.submitted > j.fn.maxexectime + 10
+                ]
             for job in old:
                 try:
                     process = self.member.get_process(job.pid)
@@ -266,38 +278,55 @@ def verify(member: Any, result: PhaseResult) -> None:
         job.process = process
         state = process.get("state")
         if state not in (ProcessState.SUCCESS, ProcessState.FAILED):
-            result.lost.append(f"{job.pid[:12] or '(never submitted)'} {job.fn.key} "
-                               f"state={state}")
+            result.lost.append(f"{job.pid[:12] or '(never submitted)'} {job.fn.key} state={state}")
             result.kinds["LOST"] += 1
             continue
         if state == ProcessState.SUCCESS:
             result.kinds["SUCCESS"] += 1
             want = job.fn.out(job.args, job.kwargs) if job.fn.out else None
             if job.fn.kind or process.get("out") != [want]:
-                result.unexpected.append(f"{job.fn.key}{job.args}: SUCCESS out="
-                                         f"{str(process.get('out'))[:80]} (want "
-                                         f"{job.fn.kind or repr(want)[:60]})")
+                result.unexpected.append(
+                    f"{job.fn.key}{job.args}: SUCCESS out="
+                    f"{str(process.get('out'))[:80]} (want "
+                    f"{job.fn.kind or repr(want)[:60]})"
+                )
             continue
         reason = (process.get("errors") or [""])[0]
         kind = reason.split(":", 1)[0]
         result.kinds[kind] += 1
         if kind != job.fn.kind or job.fn.text not in reason:
             want = job.fn.kind or "SUCCESS"
-            result.unexpected.append(f"{job.fn.key}: {reason[:160]!r} (want {want} with "
-                                     f"{job.fn.text!r})")
+            result.unexpected.append(
+                f"{job.fn.key}: {reason[:160]!r} (want {want} with {job.fn.text!r})"
+            )
 
 
 # -- phases --------------------------------------------------------------------------------------
 
-def run_phase(member: Any, run: str, names: dict[str, str], fns: list[Fn], count: int,
-              opts: argparse.Namespace, logdir: Path, rng: random.Random) -> PhaseResult:
+
+def run_phase(
+    member: Any,
+    run: str,
+    names: dict[str, str],
+    fns: list[Fn],
+    count: int,
+    opts: argparse.Namespace,
+    logdir: Path,
+    rng: random.Random,
+) -> PhaseResult:
     from _load import Watcher
 
     executortype = f"soak-{run}-x{count}"
     result = PhaseResult(count, opts.concurrency, make_jobs(fns, names, rng, executortype))
-    executors = [harness.Executor(logdir / f"x{count}-{i}.log", executortype,
-                                  name=f"soak-{run}-x{count}-{i}", concurrency=opts.concurrency)
-                 for i in range(count)]
+    executors = [
+        harness.Executor(
+            logdir / f"x{count}-{i}.log",
+            executortype,
+            name=f"soak-{run}-x{count}-{i}",
+            concurrency=opts.concurrency,
+        )
+        for i in range(count)
+    ]
     result.stats = [ExecutorStats(ex.name) for ex in executors]
     try:
         for ex, st in zip(executors, result.stats, strict=True):
@@ -309,13 +338,20 @@ def run_phase(member: Any, run: str, names: dict[str, str], fns: list[Fn], count
             st.rss_start, st.fds_start = ex.usage()
             ex.remember_children()
         env = os.environ
-        watcher = Watcher(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
-                          env.get("COLONIES_SERVER_TLS") == "true", env["COLONIES_COLONY_NAME"],
-                          env["COLONIES_PRVKEY"], executortype)
+        watcher = Watcher(
+            env["COLONIES_SERVER_HOST"],
+            int(env["COLONIES_SERVER_PORT"]),
+            env.get("COLONIES_SERVER_TLS") == "true",
+            env["COLONIES_COLONY_NAME"],
+            env["COLONIES_PRVKEY"],
+            executortype,
+        )
         watcher.start()
         pids = stack_pids()
-        meter = CpuMeter(trees={k: v for k, v in pids.items()},
-                         split={f"ex{i}": ex.pid for i, ex in enumerate(executors)})
+        meter = CpuMeter(
+            trees={k: v for k, v in pids.items()},
+            split={f"ex{i}": ex.pid for i, ex in enumerate(executors)},
+        )
         window = opts.window or 6 * count * opts.concurrency
         load = Load(member, watcher, result.jobs, window, opts.submitters)
         before = meter.sample()
@@ -359,6 +395,7 @@ def run_phase(member: Any, run: str, names: dict[str, str], fns: list[Fn], count
 
 def cleanup(member: Any, pids: list[str]) -> int:
     """Remove this run's processes from the shared dev database; how many were refused."""
+
     def remove(pid: str) -> bool:
         try:
             member.rpc("removeprocessmsg", processid=pid, all=False)
@@ -372,68 +409,102 @@ def cleanup(member: Any, pids: list[str]) -> int:
 
 # -- report --------------------------------------------------------------------------------------
 
+
 def _mib(n: int) -> str:
     return f"{n / MIB:.1f}"
 
 
-def report(phases: list[PhaseResult], drill_results: list[Any], orphans: list[int],
-           opts: argparse.Namespace, run: str) -> tuple[str, bool]:
-    lines = [f"# soak {run}: {sum(len(p.jobs) for p in phases)} calls, executors "
-             f"{opts.executors}, --concurrency {opts.concurrency}, {opts.submitters} "
-             f"submitters, mix {opts.mix}", ""]
+def report(
+    phases: list[PhaseResult],
+    drill_results: list[Any],
+    orphans: list[int],
+    opts: argparse.Namespace,
+    run: str,
+) -> tuple[str, bool]:
+    lines = [
+        f"# soak {run}: {sum(len(p.jobs) for p in phases)} calls, executors "
+        f"{opts.executors}, --concurrency {opts.concurrency}, {opts.submitters} "
+        f"submitters, mix {opts.mix}",
+        "",
+    ]
     kinds = sorted({k for p in phases for k in p.kinds if k != "SUCCESS"})
-    head = ("| executors | submitted | succeeded | failed | "
-            + "".join(f"{k} | " for k in kinds) + "lost | unexpected | calls/s | "
-            "p50 ms (benign) | p95 ms (benign) |")
+    head = (
+        "| executors | submitted | succeeded | failed | "
+        + "".join(f"{k} | " for k in kinds)
+        + "lost | unexpected | calls/s | "
+        "p50 ms (benign) | p95 ms (benign) |"
+    )
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     ok = True
     for p in phases:
-        benign = [1000 * (j.ended - j.submitted) for j in p.jobs
-                  if j.ended and j.fn.group == "benign"]
-        lines.append(f"| {p.executors} x {p.concurrency} | {len(p.jobs)} | {p.succeeded} | "
-                     f"{p.failed} | " + "".join(f"{p.kinds.get(k, 0)} | " for k in kinds)
-                     + f"{len(p.lost)} | {len(p.unexpected)} | {p.rate:.1f} | "
-                     f"{pct(sorted(benign), 50):.0f} | {pct(sorted(benign), 95):.0f} |")
+        benign = [
+            1000 * (j.ended - j.submitted) for j in p.jobs if j.ended and j.fn.group == "benign"
+        ]
+        lines.append(
+            f"| {p.executors} x {p.concurrency} | {len(p.jobs)} | {p.succeeded} | "
+            f"{p.failed} | "
+            + "".join(f"{p.kinds.get(k, 0)} | " for k in kinds)
+            + f"{len(p.lost)} | {len(p.unexpected)} | {p.rate:.1f} | "
+            f"{pct(sorted(benign), 50):.0f} | {pct(sorted(benign), 95):.0f} |"
+        )
         ok = ok and not p.lost and not p.unexpected
-    lines += ["", "Executor parents (RSS: after registration, after the warm-up, half-way, "
-                  "at the end, peak):", "",
-              "| executor | calls | RSS ready MiB | start | mid | end | peak | fds start | "
-              "fds end | exit | children left | tracebacks |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Executor parents (RSS: after registration, after the warm-up, half-way, "
+        "at the end, peak):",
+        "",
+        "| executor | calls | RSS ready MiB | start | mid | end | peak | fds start | "
+        "fds end | exit | children left | tracebacks |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for p in phases:
         for st in p.stats:
-            flat = (st.rss_end - st.rss_start <= RSS_GROWTH_LIMIT
-                    and st.fds_end - st.fds_start <= FD_GROWTH_LIMIT)
+            flat = (
+                st.rss_end - st.rss_start <= RSS_GROWTH_LIMIT
+                and st.fds_end - st.fds_start <= FD_GROWTH_LIMIT
+            )
             ok = ok and flat and st.exit_status == 0 and not st.leftovers and not st.tracebacks
-            lines.append(f"| {st.name} | {st.served} | {_mib(st.rss_ready)} | "
-                         f"{_mib(st.rss_start)} | {_mib(st.rss_mid)} | {_mib(st.rss_end)} | "
-                         f"{_mib(st.rss_peak)} | {st.fds_start} | {st.fds_end} | "
-                         f"{st.exit_status} | {len(st.leftovers)} | {st.tracebacks} |")
-    lines += ["", "CPU during each phase: % of one core (this machine has "
-                  f"{os.cpu_count()}), and CPU ms per call:", "",
-              "| executors | colonies | postgres | minio | executor parents | sandbox (forker+"
-              "children) | load generator | other | machine busy |",
-              "|---|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {st.name} | {st.served} | {_mib(st.rss_ready)} | "
+                f"{_mib(st.rss_start)} | {_mib(st.rss_mid)} | {_mib(st.rss_end)} | "
+                f"{_mib(st.rss_peak)} | {st.fds_start} | {st.fds_end} | "
+                f"{st.exit_status} | {len(st.leftovers)} | {st.tracebacks} |"
+            )
+    lines += [
+        "",
+        "CPU during each phase: % of one core (this machine has "
+        f"{os.cpu_count()}), and CPU ms per call:",
+        "",
+        "| executors | colonies | postgres | minio | executor parents | sandbox (forker+"
+        "children) | load generator | other | machine busy |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for p in phases:
         d, wall, calls = p.cpu, max(p.cpu.get("wall", 0.0), 1e-9), max(len(p.jobs), 1)
 
-        def share(*keys: str, d: dict[str, float] = d, wall: float = wall,
-                  calls: int = calls) -> str:
+        def share(
+            *keys: str, d: dict[str, float] = d, wall: float = wall, calls: int = calls
+        ) -> str:
             used = sum(v for k, v in d.items() if k.endswith(keys))
             return f"{100 * used / wall:.0f}% ({1000 * used / calls:.1f})"
 
-        lines.append(f"| {p.executors} | {share('colonies')} | {share('postgres')} | "
-                     f"{share('minio')} | {share('-parent')} | {share('-children')} | "
-                     f"{share('loadgen')} | {share('other')} | {share('busy')} |")
+        lines.append(
+            f"| {p.executors} | {share('colonies')} | {share('postgres')} | "
+            f"{share('minio')} | {share('-parent')} | {share('-children')} | "
+            f"{share('loadgen')} | {share('other')} | {share('busy')} |"
+        )
     if drill_results:
         lines += ["", "| drill | result | seconds | what happened |", "|---|---|---|---|"]
         for d in drill_results:
             facts = "; ".join(f"{k}={v}" for k, v in d.facts.items())
-            lines.append(f"| {d.name} | {'ok' if d.ok else 'FAILED'} | {d.seconds:.1f} | "
-                         f"{facts[:600]} |")
+            lines.append(
+                f"| {d.name} | {'ok' if d.ok else 'FAILED'} | {d.seconds:.1f} | {facts[:600]} |"
+            )
             ok = ok and d.ok
-    lines += ["", f"sandbox-uid (65534) processes orphaned on the machine after the run: "
-                  f"{len(orphans)}"]
+    lines += [
+        "",
+        f"sandbox-uid (65534) processes orphaned on the machine after the run: {len(orphans)}",
+    ]
     ok = ok and not orphans
     for p in phases:
         for text in (p.lost + p.unexpected)[:10]:
@@ -446,6 +517,7 @@ def report(phases: list[PhaseResult], drill_results: list[Any], orphans: list[in
 
 
 # -- main ----------------------------------------------------------------------------------------
+
 
 def run_drills(member: Any, which: list[str], workdir: Path) -> list[Any]:
     services = StackServices()
@@ -473,15 +545,20 @@ def run_drills(member: Any, which: list[str], workdir: Path) -> list[Any]:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--calls", type=int, default=3000, help="calls in all phases together")
     ap.add_argument("--quick", action="store_true", help="300 calls (drills unchanged)")
     ap.add_argument("--executors", default="1,2,4", help="executor counts, one phase each")
     ap.add_argument("--concurrency", type=int, default=2, help="--concurrency per executor")
     ap.add_argument("--submitters", type=int, default=4)
-    ap.add_argument("--window", type=int, default=0,
-                    help="calls outstanding [default: 6 x executors x concurrency]")
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=0,
+        help="calls outstanding [default: 6 x executors x concurrency]",
+    )
     ap.add_argument("--mix", choices=("mixed", "benign"), default="mixed")
     ap.add_argument("--drills", default="all", help=f"all, none or some of {','.join(DRILLS)}")
     ap.add_argument("--seed", type=int, default=1)
@@ -491,8 +568,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if opts.quick:
         opts.calls = 300
     opts.executors = [int(x) for x in str(opts.executors).split(",") if x]
-    opts.drills = (list(DRILLS) if opts.drills == "all" else [] if opts.drills == "none"
-                   else opts.drills.split(","))
+    opts.drills = (
+        list(DRILLS)
+        if opts.drills == "all"
+        else []
+        if opts.drills == "none"
+        else opts.drills.split(",")
+    )
     unknown = set(opts.drills) - set(DRILLS)
     if unknown:
         ap.error(f"unknown drills {sorted(unknown)}; choose from {DRILLS}")
@@ -511,16 +593,21 @@ def main(argv: list[str]) -> int:
     names = deploy(run, catalog)
     rng = random.Random(opts.seed)
     per_phase = max(1, opts.calls // len(opts.executors))
-    print(f"soak {run}: {per_phase} calls per phase, executors {opts.executors}, logs {logdir}",
-          flush=True)
+    print(
+        f"soak {run}: {per_phase} calls per phase, executors {opts.executors}, logs {logdir}",
+        flush=True,
+    )
     phases = []
     for count in opts.executors:
         fns = pick(rng, per_phase, catalog)
         phase = run_phase(member, run, names, fns, count, opts, logdir, rng)
         phases.append(phase)
-        print(f"  {count} executor(s): {len(phase.jobs)} calls, {phase.succeeded} ok, "
-              f"{phase.failed} failed, {len(phase.lost)} lost, {len(phase.unexpected)} "
-              f"unexpected, {phase.rate:.1f} calls/s", flush=True)
+        print(
+            f"  {count} executor(s): {len(phase.jobs)} calls, {phase.succeeded} ok, "
+            f"{phase.failed} failed, {len(phase.lost)} lost, {len(phase.unexpected)} "
+            f"unexpected, {phase.rate:.1f} calls/s",
+            flush=True,
+        )
     drill_results = run_drills(member, opts.drills, logdir)
     time.sleep(1.0)
     orphans = harness.orphaned_sandbox_processes()
@@ -531,8 +618,10 @@ def main(argv: list[str]) -> int:
     if not opts.keep:
         pids = [j.pid for p in phases for j in p.jobs if j.pid]
         refused = cleanup(member, pids)
-        print(f"\nremoved {len(pids) - refused} soak processes"
-              + (f" ({refused} refused)" if refused else ""))
+        print(
+            f"\nremoved {len(pids) - refused} soak processes"
+            + (f" ({refused} refused)" if refused else "")
+        )
     print(f"report: {logdir / 'report.md'}")
     return 0 if ok else 1
 

@@ -33,8 +33,9 @@ def main() -> None:
     opts = parser.parse_args()
     settings = Settings.from_env(os.environ)
     assert settings.colony_prvkey, "needs COLONIES_COLONY_PRVKEY to register a bench executor"
-    member = ColoniesClient.connect(settings.host, settings.port, settings.tls,
-                                    settings.colony_name, settings.require_prvkey())
+    member = ColoniesClient.connect(
+        settings.host, settings.port, settings.tls, settings.colony_name, settings.require_prvkey()
+    )
     etype = f"bench-wait-{uuid.uuid4().hex[:8]}"
     ekey = new_prvkey()
     executor = member.with_key(ekey)
@@ -46,15 +47,18 @@ def main() -> None:
             for delay in (0.0, 0.01, 0.05, 0.2):
                 for ok in (True, False):
                     lat, total = run(backend, executor, delay, ok, opts.runs)
-                    print(f"{strategy:4} run {delay * 1000:5.0f} ms {'ok  ' if ok else 'fail'}  "
-                          f"detect p50 {pct(lat, 50):6.1f} ms  p90 {pct(lat, 90):6.1f} ms  "
-                          f"max {max(lat):6.1f} ms   call p50 {pct(total, 50):6.1f} ms")
+                    print(
+                        f"{strategy:4} run {delay * 1000:5.0f} ms {'ok  ' if ok else 'fail'}  "
+                        f"detect p50 {pct(lat, 50):6.1f} ms  p90 {pct(lat, 90):6.1f} ms  "
+                        f"max {max(lat):6.1f} ms   call p50 {pct(total, 50):6.1f} ms"
+                    )
     finally:
         executor.remove_executor(etype, settings.colony_prvkey)
 
 
-def run(backend: ColoniesBackend, executor: ColoniesClient, delay: float, ok: bool,
-        runs: int) -> tuple[list[float], list[float]]:
+def run(
+    backend: ColoniesBackend, executor: ColoniesClient, delay: float, ok: bool, runs: int
+) -> tuple[list[float], list[float]]:
     latencies, totals = [], []
     for _ in range(runs):
         closed: list[float] = []

@@ -14,9 +14,9 @@ Layers (one sub-package each; ``tests/unit/test_layers.py`` enforces the arrows)
 
 Shared by all, stdlib only: ``policy`` (limits, the vetted module names), ``settings``,
 ``errors``, ``metrics``, ``devenv``, ``kinds`` (the failure kinds and the process states),
-``names`` and ``sizes`` (the function-name, process-id and size rules) and ``element`` (how a result travels as an
-output element). ``Outcome`` and ``Usage`` (a sandboxed call's result) are the engine's and,
-like ``Sandbox``, load the engine on first use only: the front end never does.
+``names`` and ``sizes`` (the function-name, process-id and size rules) and ``element`` (how a result
+travels as an output element). ``Outcome`` and ``Usage`` (a sandboxed call's result) are the
+engine's and, like ``Sandbox``, load the engine on first use only: the front end never does.
 """
 
 from __future__ import annotations
@@ -39,8 +39,20 @@ if TYPE_CHECKING:
     from .engine.sandbox import Sandbox
 
 __all__ = [
-    "CallPolicy", "ColoniesError", "EngineError", "ErrorKind", "Limits", "Outcome", "Policy",
-    "PolicyError", "ProcessState", "Sandbox", "SandboxError", "SettingsError", "SpecError", "Usage",
+    "CallPolicy",
+    "ColoniesError",
+    "EngineError",
+    "ErrorKind",
+    "Limits",
+    "Outcome",
+    "Policy",
+    "PolicyError",
+    "ProcessState",
+    "Sandbox",
+    "SandboxError",
+    "SettingsError",
+    "SpecError",
+    "Usage",
 ]
 
 

@@ -56,8 +56,11 @@ def _trusted(path: Path) -> bool:
         info = path.stat()
     except OSError:
         return False
-    return (stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
-            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+    return (
+        stat.S_ISREG(info.st_mode)
+        and info.st_uid == os.geteuid()
+        and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
 
 
 def load_stack_env(environ: MutableMapping[str, str]) -> Path | None:

@@ -9,8 +9,8 @@ text as a JSON string holding the value's JSON text. A plain string holding a lo
 cannot be sent unchanged (the server turns it into U+FFFD) and is refused; inside JSON text a
 lone surrogate travels as a ``\\udXXX`` escape.
 
-- :func:`from_json` runs in the sandbox child, under the call's limits (engine/run.py's encode_value calls
-  it with the value's JSON text, already encoded once): it returns the element's JSON text.
+- :func:`from_json` runs in the sandbox child, under the call's limits (engine/run.py's encode_value
+  calls it with the value's JSON text, already encoded once): it returns the element's JSON text.
 - :func:`well_formed` is the caller's bounded shape check of the child's bytes (one JSON number
   or one JSON string, nothing around it), so the element can be spliced into a message to the
   server without being decoded there.
@@ -32,7 +32,8 @@ _STRING = re.compile(rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"
 
 class Element(bytes):
     """One output element's JSON bytes, made in the child and checked by :func:`well_formed`:
-    sent to the server as they are (``faas_sandbox.colonies.client`` splices them into the message)."""
+    sent to the server as they are (``faas_sandbox.colonies.client`` splices them into the
+    message)."""
 
 
 class Unsendable(ValueError):
@@ -57,8 +58,10 @@ def from_json(text: str) -> str:
         if is_json_text(plain):
             return _quoted(escape_surrogates(text))
         if SURROGATE.search(plain):
-            raise Unsendable("result is a string holding a lone surrogate (not valid Unicode "
-                             "text), which cannot be delivered unchanged")
+            raise Unsendable(
+                "result is a string holding a lone surrogate (not valid Unicode "
+                "text), which cannot be delivered unchanged"
+            )
         return text
     if first and first in "-0123456789":
         if any(c in text for c in ".eE"):
@@ -96,8 +99,9 @@ def of_value(value: Any) -> Element:
 
 def well_formed(data: bytes) -> bool:
     """One JSON number or one JSON string, nothing else: what :func:`from_json` makes."""
-    return bool((len(data) <= MAX_NUMBER_BYTES and _NUMBER.fullmatch(data))
-                or _STRING.fullmatch(data))
+    return bool(
+        (len(data) <= MAX_NUMBER_BYTES and _NUMBER.fullmatch(data)) or _STRING.fullmatch(data)
+    )
 
 
 def read(item: Any) -> Any:

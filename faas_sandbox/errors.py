@@ -52,8 +52,9 @@ class ReplyUnreadable(ColoniesError):
     """Raised when a Colonies reply exceeds our limits or is not JSON; ``.fields`` holds the
     top-level string fields salvaged from its raw bytes (e.g. ``processid``), maybe none."""
 
-    def __init__(self, message: str, fields: dict[str, str] | None = None,
-                 raw: bytes = b"") -> None:
+    def __init__(
+        self, message: str, fields: dict[str, str] | None = None, raw: bytes = b""
+    ) -> None:
         super().__init__(message)
         self.fields = dict(fields or {})
         self.raw = raw  # the payload bytes (or the prefix read), for salvaging a listing

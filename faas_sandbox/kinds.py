@@ -73,9 +73,13 @@ class ProcessState(enum.IntEnum):
         return _LABELS[self]
 
 
-_LABELS = {ProcessState.WAITING: "waiting", ProcessState.RUNNING: "running",
-           ProcessState.SUCCESS: "successful", ProcessState.FAILED: "failed",
-           ProcessState.CANCELLED: "cancelled"}
+_LABELS = {
+    ProcessState.WAITING: "waiting",
+    ProcessState.RUNNING: "running",
+    ProcessState.SUCCESS: "successful",
+    ProcessState.FAILED: "failed",
+    ProcessState.CANCELLED: "cancelled",
+}
 
 
 class ExecutorState(enum.IntEnum):

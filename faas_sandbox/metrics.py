@@ -37,13 +37,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Kinds that mean the sandbox (not the user's code) ended the child.
-KILL_REASONS: frozenset[str] = frozenset({
-    ErrorKind.TIMEOUT.value, ErrorKind.CPU.value, ErrorKind.MEMORY.value,
-    ErrorKind.OUTPUT.value, ErrorKind.CRASH.value,
-})
+KILL_REASONS: frozenset[str] = frozenset(
+    {
+        ErrorKind.TIMEOUT.value,
+        ErrorKind.CPU.value,
+        ErrorKind.MEMORY.value,
+        ErrorKind.OUTPUT.value,
+        ErrorKind.CRASH.value,
+    }
+)
 # From a 2 ms fork-per-call up to the longest wall limit a policy is likely to grant.
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-           float("inf"))
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, float("inf"))
 
 
 class Metrics:
@@ -51,14 +55,27 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
         self.registry = registry
-        self.calls = Counter("faas_calls", "Finished calls by result kind (ok or error kind).",
-                             ["kind"], registry=registry)
-        self.seconds = Histogram("faas_call_seconds", "Wall time of a call in seconds.",
-                                 buckets=BUCKETS, registry=registry)
-        self.inflight_calls = Gauge("faas_inflight_calls", "Calls started and not yet finished.",
-                                    registry=registry)
-        self.kills = Counter("faas_sandbox_kills", "Children the sandbox ended, by reason.",
-                             ["reason"], registry=registry)
+        self.calls = Counter(
+            "faas_calls",
+            "Finished calls by result kind (ok or error kind).",
+            ["kind"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "faas_call_seconds",
+            "Wall time of a call in seconds.",
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.inflight_calls = Gauge(
+            "faas_inflight_calls", "Calls started and not yet finished.", registry=registry
+        )
+        self.kills = Counter(
+            "faas_sandbox_kills",
+            "Children the sandbox ended, by reason.",
+            ["reason"],
+            registry=registry,
+        )
 
     def observe_kind(self, kind: str, seconds: float) -> None:
         """Count one finished call of ``kind`` ("ok" or an error kind) that took ``seconds``."""

@@ -38,8 +38,9 @@ def function_name(value: object) -> FunctionName:
     characters; else SpecError saying so."""
     if not isinstance(value, str) or not _FUNCTION_NAME.fullmatch(value):
         shown = repr(value)[:80]
-        raise SpecError(f"invalid function name {shown}: expected an identifier "
-                        f"({FUNCTION_NAME_RULE})")
+        raise SpecError(
+            f"invalid function name {shown}: expected an identifier ({FUNCTION_NAME_RULE})"
+        )
     return FunctionName(value)
 
 

@@ -19,14 +19,34 @@ MIN_WALL_SECONDS = 0.001  # the smallest wall limit a policy, a caller or a spec
 MAX_WALL_SECONDS = 86_400.0  # the largest wall limit a caller or a spec may ask for
 # The vetted modules a policy may allow, by name only (the engine's ``modules.py`` builds their
 # proxies and checks at import that it builds exactly these), so loading a policy loads no engine.
-MODULE_NAMES: frozenset[str] = frozenset({
-    "base64", "bisect", "cmath", "collections", "datetime", "decimal", "fractions", "hashlib",
-    "heapq", "itertools", "json", "math", "random", "re", "statistics", "string", "textwrap",
-    "time", "unicodedata", "uuid",
-})
+MODULE_NAMES: frozenset[str] = frozenset(
+    {
+        "base64",
+        "bisect",
+        "cmath",
+        "collections",
+        "datetime",
+        "decimal",
+        "fractions",
+        "hashlib",
+        "heapq",
+        "itertools",
+        "json",
+        "math",
+        "random",
+        "re",
+        "statistics",
+        "string",
+        "textwrap",
+        "time",
+        "unicodedata",
+        "uuid",
+    }
+)
 # the OS isolation layers a policy may require (faas_sandbox.engine.isolation.LAYERS)
-LAYER_NAMES = frozenset({"seccomp", "landlock", "net_namespace", "ipc_namespace",
-                         "drop_privileges"})
+LAYER_NAMES = frozenset(
+    {"seccomp", "landlock", "net_namespace", "ipc_namespace", "drop_privileges"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +54,9 @@ class Limits:
     """Per-call resource limits; every name carries its unit."""
 
     wall_seconds: float = 10.0  # wall clock, enforced by the parent with SIGKILL
-    cpu_seconds: int = 10  # ceiling for RLIMIT_CPU (whole seconds); a call gets min(this, ceil(wall))
+    cpu_seconds: int = (
+        10  # ceiling for RLIMIT_CPU (whole seconds); a call gets min(this, ceil(wall))
+    )
     memory_mb: int = 256  # RLIMIT_AS headroom over the child's size at fork
     max_result_bytes: int = 1_048_576  # JSON-encoded return value
     max_stdout_bytes: int = 65_536  # captured print() output
@@ -77,10 +99,26 @@ _MINIMUM: dict[str, float] = {
     "max_args_bytes": 2,
 }
 LIMIT_KEYS = frozenset(f.name for f in fields(Limits))
-DEFAULT_MODULES = frozenset({
-    "math", "cmath", "json", "re", "random", "statistics", "datetime", "decimal", "fractions",
-    "itertools", "heapq", "bisect", "collections", "string", "textwrap", "time",
-})
+DEFAULT_MODULES = frozenset(
+    {
+        "math",
+        "cmath",
+        "json",
+        "re",
+        "random",
+        "statistics",
+        "datetime",
+        "decimal",
+        "fractions",
+        "itertools",
+        "heapq",
+        "bisect",
+        "collections",
+        "string",
+        "textwrap",
+        "time",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +147,10 @@ class Policy:
     def __post_init__(self) -> None:
         bad = self.require - LAYER_NAMES
         if bad:
-            raise PolicyError(f"{self.source}: sandbox.require: unknown layer(s) {sorted(bad)}; "
-                              f"available: {sorted(LAYER_NAMES)}")
+            raise PolicyError(
+                f"{self.source}: sandbox.require: unknown layer(s) {sorted(bad)}; "
+                f"available: {sorted(LAYER_NAMES)}"
+            )
         unknown = self.allowed_modules - MODULE_NAMES
         if unknown:
             raise PolicyError(
@@ -134,16 +174,22 @@ class Policy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> Policy:
-        _check_keys(data, {"name", "description", "limits", "imports", "sandbox", "functions"},
-                    source, "")
+        _check_keys(
+            data, {"name", "description", "limits", "imports", "sandbox", "functions"}, source, ""
+        )
         limits = _limits(Limits(), _table(data, "limits", source), source, "limits")
         imports = _table(data, "imports", source)
         _check_keys(imports, {"allowed"}, source, "imports")
-        allowed = _modules(imports.get("allowed", sorted(DEFAULT_MODULES)), source,
-                           "imports.allowed")
+        allowed = _modules(
+            imports.get("allowed", sorted(DEFAULT_MODULES)), source, "imports.allowed"
+        )
         sandbox = _table(data, "sandbox", source)
-        _check_keys(sandbox, {"run_as_uid", "run_as_gid", "seccomp", "prefork", "require"},
-                    source, "sandbox")
+        _check_keys(
+            sandbox,
+            {"run_as_uid", "run_as_gid", "seccomp", "prefork", "require"},
+            source,
+            "sandbox",
+        )
         functions = _table(data, "functions", source)
         for fname, override in functions.items():
             key = f"functions.{fname}"
@@ -191,16 +237,23 @@ class Policy:
 
     def describe(self, function: str | None = None) -> dict[str, Any]:
         """A JSON-able view, as ``faas-sandbox policy show`` prints it."""
-        call = self.for_function(function) if function else CallPolicy(self.limits,
-                                                                      self.allowed_modules)
+        call = (
+            self.for_function(function)
+            if function
+            else CallPolicy(self.limits, self.allowed_modules)
+        )
         out: dict[str, Any] = {"name": self.name, "source": self.source}
         if function:
             out["function"] = function
         out["limits"] = {f.name: getattr(call.limits, f.name) for f in fields(Limits)}
         out["imports"] = {"allowed": sorted(call.allowed_modules)}
-        out["sandbox"] = {"run_as_uid": self.run_as_uid, "run_as_gid": self.run_as_gid,
-                          "seccomp": self.seccomp, "prefork": self.prefork,
-                          "require": sorted(self.require)}
+        out["sandbox"] = {
+            "run_as_uid": self.run_as_uid,
+            "run_as_gid": self.run_as_gid,
+            "seccomp": self.seccomp,
+            "prefork": self.prefork,
+            "require": sorted(self.require),
+        }
         if not function:
             out["functions"] = sorted(self.functions)
         return out
@@ -213,8 +266,9 @@ def _table(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
     return value
 
 
-def _check_keys(table: dict[str, Any], allowed: set[str] | frozenset[str], source: str,
-                where: str) -> None:
+def _check_keys(
+    table: dict[str, Any], allowed: set[str] | frozenset[str], source: str, where: str
+) -> None:
     for key in table:
         if key not in allowed:
             full = f"{where}.{key}" if where else key
@@ -234,15 +288,19 @@ def _modules(value: Any, source: str, where: str) -> frozenset[str]:
         raise PolicyError(f"{source}: {where}: expected a list of module names")
     unknown = set(value) - MODULE_NAMES
     if unknown:
-        raise PolicyError(f"{source}: {where}: unknown module(s) {sorted(unknown)}; "
-                          f"available: {sorted(MODULE_NAMES)}")
+        raise PolicyError(
+            f"{source}: {where}: unknown module(s) {sorted(unknown)}; "
+            f"available: {sorted(MODULE_NAMES)}"
+        )
     return frozenset(value)
 
 
 def _layers(value: Any, source: str) -> frozenset[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise PolicyError(f"{source}: sandbox.require: expected a list of layer names "
-                          f"({', '.join(sorted(LAYER_NAMES))})")
+        raise PolicyError(
+            f"{source}: sandbox.require: expected a list of layer names "
+            f"({', '.join(sorted(LAYER_NAMES))})"
+        )
     return frozenset(value)
 
 

@@ -25,8 +25,12 @@ from .colonies.nodes import parse_nodes
 from .errors import SettingsError
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-KEY_VARIABLES = ("COLONIES_COLONY_PRVKEY", "COLONIES_PRVKEY", "COLONIES_SERVER_PRVKEY",
-                 "AWS_S3_SECRETKEY")
+KEY_VARIABLES = (
+    "COLONIES_COLONY_PRVKEY",
+    "COLONIES_PRVKEY",
+    "COLONIES_SERVER_PRVKEY",
+    "AWS_S3_SECRETKEY",
+)
 
 
 def _true(value: str | None) -> bool:
@@ -47,15 +51,22 @@ class S3Settings:
 
     def require_upload(self) -> None:
         """Raise SettingsError unless everything an upload needs is set."""
-        missing = [name for name, value in (("AWS_S3_ENDPOINT", self.endpoint),
-                                            ("AWS_S3_ACCESSKEY", self.access_key),
-                                            ("AWS_S3_SECRETKEY", self.secret_key),
-                                            ("AWS_S3_BUCKET", self.bucket)) if not value]
+        missing = [
+            name
+            for name, value in (
+                ("AWS_S3_ENDPOINT", self.endpoint),
+                ("AWS_S3_ACCESSKEY", self.access_key),
+                ("AWS_S3_SECRETKEY", self.secret_key),
+                ("AWS_S3_BUCKET", self.bucket),
+            )
+            if not value
+        ]
         if missing:
             raise SettingsError(f"missing environment variable(s): {', '.join(missing)}")
         if self.endpoint.count(":") != 1 or "/" in self.endpoint:
-            raise SettingsError(f"AWS_S3_ENDPOINT must be host:port without a scheme, "
-                                f"got {self.endpoint!r}")
+            raise SettingsError(
+                f"AWS_S3_ENDPOINT must be host:port without a scheme, got {self.endpoint!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +93,24 @@ class Settings:
         host = get("COLONIES_SERVER_HOST")
         port_text = get("COLONIES_SERVER_PORT")
         colony = get("COLONIES_COLONY_NAME")
-        missing = [name for name, value in (("COLONIES_SERVER_HOST", host),
-                                            ("COLONIES_SERVER_PORT", port_text),
-                                            ("COLONIES_COLONY_NAME", colony)) if value is None]
+        missing = [
+            name
+            for name, value in (
+                ("COLONIES_SERVER_HOST", host),
+                ("COLONIES_SERVER_PORT", port_text),
+                ("COLONIES_COLONY_NAME", colony),
+            )
+            if value is None
+        ]
         if missing:
             raise SettingsError(f"missing environment variable(s): {', '.join(missing)}")
         assert host is not None and port_text is not None and colony is not None
         try:
             port = int(port_text)
         except ValueError:
-            raise SettingsError(f"COLONIES_SERVER_PORT: expected a port number, "
-                                f"got {port_text!r}") from None
+            raise SettingsError(
+                f"COLONIES_SERVER_PORT: expected a port number, got {port_text!r}"
+            ) from None
         if not 0 < port < 65536:
             raise SettingsError(f"COLONIES_SERVER_PORT: out of range: {port}")
         try:
@@ -110,9 +128,16 @@ class Settings:
             skip_verify=_true(get("AWS_S3_SKIPVERIFY")),
             bucket=get("AWS_S3_BUCKET") or "",
         )
-        return cls(host=host, port=port, tls=_true(get("COLONIES_SERVER_TLS")),
-                   colony_name=colony, colony_prvkey=colony_prvkey, prvkey=prvkey,
-                   executor_name=get("COLONIES_EXECUTOR_NAME"), s3=s3)
+        return cls(
+            host=host,
+            port=port,
+            tls=_true(get("COLONIES_SERVER_TLS")),
+            colony_name=colony,
+            colony_prvkey=colony_prvkey,
+            prvkey=prvkey,
+            executor_name=get("COLONIES_EXECUTOR_NAME"),
+            s3=s3,
+        )
 
     def require_prvkey(self) -> str:
         """The member key (COLONIES_PRVKEY) that submits, deploys and reads; or SettingsError."""

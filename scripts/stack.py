@@ -81,9 +81,11 @@ def cmd_up() -> int:
     bootstrap.register(keys)
     bootstrap.ensure_bucket(creds)
     bootstrap.write_stack_env(bootstrap.client_env(keys, creds))
-    say(f"stack is up in {time.monotonic() - started:.1f}s: Colonies http://{config.HOST}:"
+    say(
+        f"stack is up in {time.monotonic() - started:.1f}s: Colonies http://{config.HOST}:"
         f"{config.COLONIES_PORT}, MinIO http://{config.HOST}:{config.MINIO_PORT} (console "
-        f":{config.MINIO_CONSOLE_PORT}), PostgreSQL {config.HOST}:{config.PG_PORT}")
+        f":{config.MINIO_CONSOLE_PORT}), PostgreSQL {config.HOST}:{config.PG_PORT}"
+    )
     say(f"client env: source {os.path.relpath(config.STACK_ENV_FILE)}")
     return 0
 
@@ -121,8 +123,10 @@ def cmd_status() -> int:
         print(f"{name:9} {line}")
         if name == "colonies":
             print(f"{'':9} {serverns.describe(bootstrap.load_keys(generate=False))}")
-    print(f"env file  {config.STACK_ENV_FILE}" + ("" if config.STACK_ENV_FILE.exists()
-                                                  else " (missing: run scripts/stack.sh up)"))
+    print(
+        f"env file  {config.STACK_ENV_FILE}"
+        + ("" if config.STACK_ENV_FILE.exists() else " (missing: run scripts/stack.sh up)")
+    )
     print(f"logs      {config.LOG_DIR}")
     return 0 if ok else 1
 
@@ -169,8 +173,12 @@ def cmd_app() -> int:
     example = config.REPO / "examples" / "convert.py"
     if services.app_available("deploy") and example.exists():
         say("deploying examples/convert.py")
-        deploy = subprocess.run([str(config.VENV_BIN / "faas-sandbox"), "deploy", str(example)],
-                                env={**os.environ, **env}, cwd=config.REPO, check=False)
+        deploy = subprocess.run(
+            [str(config.VENV_BIN / "faas-sandbox"), "deploy", str(example)],
+            env={**os.environ, **env},
+            cwd=config.REPO,
+            check=False,
+        )
         if deploy.returncode != 0:
             failed.append("deploy")
     else:

@@ -16,8 +16,7 @@ from ..policy import Policy
 from ..sizes import source_over
 
 
-def problems(data: bytes, policy: Policy, function: str, filename: str = "<source>"
-             ) -> list[str]:
+def problems(data: bytes, policy: Policy, function: str, filename: str = "<source>") -> list[str]:
     """Reasons ``data`` can never run as ``function`` under ``policy`` ([] if none found)."""
     call = policy.for_function(function)
     if (why := source_over(len(data), call.limits.max_source_bytes)) is not None:
@@ -44,7 +43,9 @@ def problems(data: bytes, policy: Policy, function: str, filename: str = "<sourc
             continue
         for module in modules:
             if module.split(".")[0] not in allowed:
-                found.append(f"line {node.lineno}: import of {module!r} is not allowed for "
-                             f"{function} by policy {policy.name!r} (allowed: "
-                             f"{', '.join(sorted(allowed))})")
+                found.append(
+                    f"line {node.lineno}: import of {module!r} is not allowed for "
+                    f"{function} by policy {policy.name!r} (allowed: "
+                    f"{', '.join(sorted(allowed))})"
+                )
     return found

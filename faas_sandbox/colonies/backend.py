@@ -1,4 +1,5 @@
-"""The real :class:`~faas_sandbox.colonies.calls.Backend`: submit through Colonies, learn the end state.
+"""The real :class:`~faas_sandbox.colonies.calls.Backend`: submit through Colonies, learn the end
+state.
 
 pycolonies' ``wait()`` subscribes to state 2 (SUCCESS) only, so on a failed call it blocks for
 the whole timeout (protocol §4.8). We detect every end state instead, in one of two ways:
@@ -59,8 +60,12 @@ _FRACTION = re.compile(r"(\.\d{1,6})\d*")
 class ColoniesBackend:
     """Calls go to executors of ``executor_type`` in the client's colony, signed by its key."""
 
-    def __init__(self, client: ColoniesClient, executor_type: str = DEFAULT_EXECUTOR_TYPE,
-                 strategy: str = "ws") -> None:
+    def __init__(
+        self,
+        client: ColoniesClient,
+        executor_type: str = DEFAULT_EXECUTOR_TYPE,
+        strategy: str = "ws",
+    ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown wait strategy {strategy!r}; expected one of {STRATEGIES}")
         self.client = client
@@ -77,10 +82,16 @@ class ColoniesBackend:
 
     def spec(self, request: CallRequest) -> dict[str, Any]:
         """The function spec for a request: maxexectime, maxwaittime, maxretries always set."""
-        spec = call_spec(request.function, request.args, request.kwargs,
-                         colony=self.client.colony, maxexectime=request.maxexectime,
-                         maxretries=request.maxretries, maxwaittime=request.maxwaittime,
-                         executortype=self.executor_type)
+        spec = call_spec(
+            request.function,
+            request.args,
+            request.kwargs,
+            colony=self.client.colony,
+            maxexectime=request.maxexectime,
+            maxretries=request.maxretries,
+            maxwaittime=request.maxwaittime,
+            executortype=self.executor_type,
+        )
         if request.tutorial:  # the tutorial's form: one number as text in kwargs.arg
             spec["kwargs"] = {"function": request.function, "arg": str(request.kwargs["arg"])}
         if request.pin is not None:
@@ -88,8 +99,9 @@ class ColoniesBackend:
         spec["kwargs"]["wall"] = repr(float(request.wall_seconds))  # the exact limit
         return spec
 
-    def wait(self, processid: str, timeout: float,
-             cancel: threading.Event | None = None) -> CallResult:
+    def wait(
+        self, processid: str, timeout: float, cancel: threading.Event | None = None
+    ) -> CallResult:
         if self.strategy == "poll":
             end = poll_until_final(lambda: self.get(processid), timeout, cancel=cancel)
         else:
@@ -120,8 +132,11 @@ class ColoniesBackend:
         now = now or datetime.now(UTC)
         alive = 0
         for row in rows:
-            if (not isinstance(row, dict) or row.get("executortype") != self.executor_type
-                    or row.get("state") != ExecutorState.APPROVED):
+            if (
+                not isinstance(row, dict)
+                or row.get("executortype") != self.executor_type
+                or row.get("state") != ExecutorState.APPROVED
+            ):
                 continue
             heard = _parse_time(row.get("lastheardfromtime"))
             if heard is not None and (now - heard).total_seconds() < ALIVE_S:
@@ -140,11 +155,17 @@ class ColoniesBackend:
         return current(self.client, name)
 
     # -- WebSocket watch ----------------------------------------------------------------------
-    def _subscribe(self, processid: str, state: ProcessState,
-                   timeout: float) -> websocket.WebSocket:
-        msg = {"processid": processid, "executortype": self.executor_type,
-               "state": int(state), "timeout": max(1, math.ceil(timeout)),
-               "colonyname": self.client.colony, "msgtype": "subscribeprocessmsg"}
+    def _subscribe(
+        self, processid: str, state: ProcessState, timeout: float
+    ) -> websocket.WebSocket:
+        msg = {
+            "processid": processid,
+            "executortype": self.executor_type,
+            "state": int(state),
+            "timeout": max(1, math.ceil(timeout)),
+            "colonyname": self.client.colony,
+            "msgtype": "subscribeprocessmsg",
+        }
         frame = request_body(msg, self.client.prvkey).decode()
         transport = self.client.transport
         failure = ""
@@ -166,12 +187,18 @@ class ColoniesBackend:
             return ws
         raise ColoniesUnreachable(failure)
 
-    def _wait_ws(self, processid: str, timeout: float,
-                 clock: Callable[[], float] = time.monotonic,
-                 cancel: threading.Event | None = None) -> CallResult:
+    def _wait_ws(
+        self,
+        processid: str,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        cancel: threading.Event | None = None,
+    ) -> CallResult:
         deadline = clock() + timeout
-        sockets = [self._subscribe(processid, state, timeout + 1)
-                   for state in (ProcessState.SUCCESS, ProcessState.FAILED)]
+        sockets = [
+            self._subscribe(processid, state, timeout + 1)
+            for state in (ProcessState.SUCCESS, ProcessState.FAILED)
+        ]
         tick = SAFETY_POLL_S if cancel is None else CANCEL_POLL_S
         last_get = clock()
         try:
@@ -181,8 +208,9 @@ class ColoniesBackend:
                     return self.get(processid)
                 if not sockets:  # the server dropped both: fall back to polling
                     return poll_until_final(lambda: self.get(processid), left, cancel=cancel)
-                readable, _, _ = select.select([ws.sock for ws in sockets if ws.sock], [], [],
-                                               min(left, tick))
+                readable, _, _ = select.select(
+                    [ws.sock for ws in sockets if ws.sock], [], [], min(left, tick)
+                )
                 if not readable and clock() - last_get < SAFETY_POLL_S:
                     continue
                 if not readable:
@@ -219,8 +247,9 @@ class ColoniesBackend:
             return None
         if envelope.get("payloadtype") == "error" or envelope.get("error"):
             message = payload.get("message", "") if isinstance(payload, dict) else str(payload)
-            raise ColoniesRefused(str(message), int(payload.get("status", 0) or 0)
-                                  if isinstance(payload, dict) else 0)
+            raise ColoniesRefused(
+                str(message), int(payload.get("status", 0) or 0) if isinstance(payload, dict) else 0
+            )
         return CallResult.from_process(payload)
 
 
@@ -235,8 +264,16 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def connect(host: str, port: int, tls: bool, colony: str, prvkey: str,
-            executor_type: str = DEFAULT_EXECUTOR_TYPE, strategy: str = "ws") -> ColoniesBackend:
+def connect(
+    host: str,
+    port: int,
+    tls: bool,
+    colony: str,
+    prvkey: str,
+    executor_type: str = DEFAULT_EXECUTOR_TYPE,
+    strategy: str = "ws",
+) -> ColoniesBackend:
     """A backend on a fresh keep-alive client."""
-    return ColoniesBackend(ColoniesClient.connect(host, port, tls, colony, prvkey),
-                           executor_type, strategy)
+    return ColoniesBackend(
+        ColoniesClient.connect(host, port, tls, colony, prvkey), executor_type, strategy
+    )

@@ -68,23 +68,34 @@ class CallRequest:
         return self.maxwaittime + self.maxexectime + 2 * GRACE_SECONDS
 
 
-def make_request(policy: Policy, function: FunctionName, args: tuple[Any, ...] = (),
-                 kwargs: Mapping[str, Any] | None = None, maxexectime: float | None = None,
-                 *, maxwaittime: int = 10, maxretries: int = 0,
-                 tutorial: bool = False) -> CallRequest:
+def make_request(
+    policy: Policy,
+    function: FunctionName,
+    args: tuple[Any, ...] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    maxexectime: float | None = None,
+    *,
+    maxwaittime: int = 10,
+    maxretries: int = 0,
+    tutorial: bool = False,
+) -> CallRequest:
     """A request whose limits come from ``policy.for_call(function, maxexectime)``.
 
     SpecError if ``maxexectime`` is not a finite number of at least 1 ms.
     """
-    if maxexectime is not None and (isinstance(maxexectime, bool)
-                                    or not isinstance(maxexectime, (int, float))
-                                    or not math.isfinite(maxexectime)
-                                    or maxexectime < MIN_WALL_SECONDS):
-        raise SpecError(f"maxexectime must be a number of seconds >= {MIN_WALL_SECONDS:g}, "
-                        f"got {maxexectime!r}")
+    if maxexectime is not None and (
+        isinstance(maxexectime, bool)
+        or not isinstance(maxexectime, (int, float))
+        or not math.isfinite(maxexectime)
+        or maxexectime < MIN_WALL_SECONDS
+    ):
+        raise SpecError(
+            f"maxexectime must be a number of seconds >= {MIN_WALL_SECONDS:g}, got {maxexectime!r}"
+        )
     wall = policy.for_call(function, maxexectime).limits.wall_seconds
-    return CallRequest(function, tuple(args), dict(kwargs or {}), wall, max(1, maxwaittime),
-                       maxretries, tutorial)
+    return CallRequest(
+        function, tuple(args), dict(kwargs or {}), wall, max(1, maxwaittime), maxretries, tutorial
+    )
 
 
 PENDING = ""  # the kind of a call whose process is still waiting or running
@@ -127,12 +138,20 @@ class CallResult:
             kind, output = OK, out if "arg" in kwargs else decode_output(out)
         elif state is ProcessState.FAILED:
             errors = process.get("errors")
-            kind, message = parse_error(str(errors[0]) if isinstance(errors, list) and errors
-                                        else NO_REASON)
+            kind, message = parse_error(
+                str(errors[0]) if isinstance(errors, list) and errors else NO_REASON
+            )
         elif state is ProcessState.CANCELLED:
             kind, message = ErrorKind.CANCELLED, "the call was cancelled"
-        return cls(kind, output, message, str(process.get("processid", "")) or None, state,
-                   str(kwargs.get("function", ""))[:128], str(kwargs.get("revision", ""))[:128])
+        return cls(
+            kind,
+            output,
+            message,
+            str(process.get("processid", "")) or None,
+            state,
+            str(kwargs.get("function", ""))[:128],
+            str(kwargs.get("revision", ""))[:128],
+        )
 
     @property
     def ok(self) -> bool:
@@ -152,19 +171,21 @@ class CallResult:
         """``faas-sandbox call --json``: ``{ok, output, error: {kind, message} | null,
         processid}``."""
         error = None if self.ok else {"kind": self.kind, "message": self.message}
-        return {"ok": self.ok, "output": self.output, "error": error,
-                "processid": self.processid}
+        return {"ok": self.ok, "output": self.output, "error": error, "processid": self.processid}
 
     def status_json(self) -> dict[str, Any]:
         """``GET /calls/{processid}`` and ``faas-sandbox result --json``: ``{processid, state,
         function, output, kind, message, revision}``; kind and message are null while pending."""
         pending = self.kind == PENDING
-        return {"processid": self.processid,
-                "state": self.state.label if self.state is not None else None,
-                "function": self.function or None, "output": [] if pending else self.output,
-                "kind": None if pending else self.kind,
-                "message": None if pending else self.message or None,
-                "revision": self.revision or None}
+        return {
+            "processid": self.processid,
+            "state": self.state.label if self.state is not None else None,
+            "function": self.function or None,
+            "output": [] if pending else self.output,
+            "kind": None if pending else self.kind,
+            "message": None if pending else self.message or None,
+            "revision": self.revision or None,
+        }
 
 
 class Backend(Protocol):
@@ -174,8 +195,9 @@ class Backend(Protocol):
         """Submit the call; return its process id."""
         ...
 
-    def wait(self, processid: str, timeout: float,
-             cancel: threading.Event | None = None) -> CallResult:
+    def wait(
+        self, processid: str, timeout: float, cancel: threading.Event | None = None
+    ) -> CallResult:
         """Return as soon as the process is final, ``cancel`` is set, or after ``timeout`` s."""
         ...
 
@@ -236,14 +258,19 @@ def at_deadline(result: CallResult, request: CallRequest) -> CallResult:
     if result.kind != PENDING:
         return result
     if result.state is ProcessState.WAITING:
-        return replace(result, kind=ErrorKind.NO_EXECUTOR, message=f"no executor picked the call "
-                       f"up within {request.deadline_seconds:g} s")
-    return replace(result, kind=ErrorKind.TIMEOUT,
-                   message=f"no result within {request.deadline_seconds:g} s")
+        return replace(
+            result,
+            kind=ErrorKind.NO_EXECUTOR,
+            message=f"no executor picked the call up within {request.deadline_seconds:g} s",
+        )
+    return replace(
+        result, kind=ErrorKind.TIMEOUT, message=f"no result within {request.deadline_seconds:g} s"
+    )
 
 
-def run_call(backend: Backend, request: CallRequest,
-             cancel: threading.Event | None = None) -> CallResult:
+def run_call(
+    backend: Backend, request: CallRequest, cancel: threading.Event | None = None
+) -> CallResult:
     """Submit, wait up to the request's deadline. Never raises for Colonies faults.
 
     ``cancel`` set (the HTTP client hung up) ends the wait early; a call still waiting in the
@@ -265,11 +292,16 @@ def run_call(backend: Backend, request: CallRequest,
     return at_deadline(result, request)
 
 
-def poll_until_final(fetch: Callable[[], CallResult], timeout: float, *,
-                     clock: Callable[[], float] = time.monotonic,
-                     sleep: Callable[[float], None] = time.sleep,
-                     first: float = 0.005, cap: float = 0.1,
-                     cancel: threading.Event | None = None) -> CallResult:
+def poll_until_final(
+    fetch: Callable[[], CallResult],
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    first: float = 0.005,
+    cap: float = 0.1,
+    cancel: threading.Event | None = None,
+) -> CallResult:
     """Call ``fetch`` until the state is final or ``timeout`` passes; back off 5 ms -> 100 ms."""
     deadline = clock() + timeout
     delay = first

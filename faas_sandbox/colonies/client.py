@@ -61,8 +61,11 @@ class ColoniesClient:
         with self._assigning_lock:
             self._assigning.add(me)
         try:
-            return self.rpc("assignprocessmsg", colonyname=self.colony,  # type: ignore[no-any-return]
-                            timeout=timeout)
+            return self.rpc(  # type: ignore[no-any-return]
+                "assignprocessmsg",
+                colonyname=self.colony,
+                timeout=timeout,
+            )
         except ColoniesRefused as exc:
             if exc.status == 404 and IDLE_MESSAGE in str(exc):
                 return None
@@ -89,19 +92,28 @@ class ColoniesClient:
 
     def get_file(self, label: str, name: str) -> list[dict[str, Any]]:
         """The latest revision's metadata as a one-element list; ColoniesRefused 404 if none."""
-        reply = self.rpc("getfilemsg", colonyname=self.colony, fileid="", label=label,
-                         name=name, latest=True)
+        reply = self.rpc(
+            "getfilemsg", colonyname=self.colony, fileid="", label=label, name=name, latest=True
+        )
         return reply if isinstance(reply, list) else []
 
     def add_file(self, file: Mapping[str, Any]) -> dict[str, Any]:
         return self.rpc("addfilemsg", file=dict(file))  # type: ignore[no-any-return]
 
     # -- registration -------------------------------------------------------------------------
-    def add_executor(self, name: str, executor_id: str, executor_type: str,
-                     colony_prvkey: str) -> dict[str, Any]:
-        return self.rpc("addexecutormsg", colony_prvkey,  # type: ignore[no-any-return]
-                        executor={"executorname": name, "executorid": executor_id,
-                                  "colonyname": self.colony, "executortype": executor_type})
+    def add_executor(
+        self, name: str, executor_id: str, executor_type: str, colony_prvkey: str
+    ) -> dict[str, Any]:
+        return self.rpc(  # type: ignore[no-any-return]
+            "addexecutormsg",
+            colony_prvkey,
+            executor={
+                "executorname": name,
+                "executorid": executor_id,
+                "colonyname": self.colony,
+                "executortype": executor_type,
+            },
+        )
 
     def approve_executor(self, name: str, colony_prvkey: str) -> None:
         self.rpc("approveexecutormsg", colony_prvkey, colonyname=self.colony, executorname=name)
@@ -110,42 +122,62 @@ class ColoniesClient:
         self.rpc("removeexecutormsg", colony_prvkey, colonyname=self.colony, executorname=name)
 
     def get_executor(self, name: str) -> dict[str, Any]:
-        return self.rpc("getexecutormsg", colonyname=self.colony,  # type: ignore[no-any-return]
-                        executorname=name)
+        return self.rpc(  # type: ignore[no-any-return]
+            "getexecutormsg",
+            colonyname=self.colony,
+            executorname=name,
+        )
 
     def get_functions(self, executor_name: str) -> list[dict[str, Any]]:
         reply = self.rpc("getfunctionsmsg", colonyname=self.colony, executorname=executor_name)
         return reply or []
 
     def add_function(self, executor_name: str, funcname: str) -> None:
-        self.rpc("addfunctionmsg", fun={"executorname": executor_name,
-                                        "colonyname": self.colony, "funcname": funcname})
+        self.rpc(
+            "addfunctionmsg",
+            fun={"executorname": executor_name, "colonyname": self.colony, "funcname": funcname},
+        )
 
     # -- submitters ---------------------------------------------------------------------------
     def submit(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """Submit a spec dict as is (see call_spec); the reply is the process JSON."""
         if spec.get("maxexectime", 0) == 0:
-            raise ValueError("maxexectime 0 fails or requeues the process about 1 s after "
-                             "assignment (protocol §6.4); use -1 or a positive number")
+            raise ValueError(
+                "maxexectime 0 fails or requeues the process about 1 s after "
+                "assignment (protocol §6.4); use -1 or a positive number"
+            )
         return self.rpc("submitfuncspecmsg", spec=dict(spec))  # type: ignore[no-any-return]
 
     def get_process(self, processid: str) -> dict[str, Any]:
         return self.rpc("getprocessmsg", processid=processid)  # type: ignore[no-any-return]
 
-    def list_processes(self, state: int, count: int = 100,
-                       executortype: str = "") -> list[dict[str, Any] | Unreadable]:
+    def list_processes(
+        self, state: int, count: int = 100, executortype: str = ""
+    ) -> list[dict[str, Any] | Unreadable]:
         """Processes in ``state``; one that cannot be read comes as an :class:`Unreadable`
         (with its processid when that could be salvaged), not as a failed listing."""
         try:
-            reply = self.rpc("getprocessesmsg", colonyname=self.colony, count=count,
-                             state=state, executortype=executortype)
+            reply = self.rpc(
+                "getprocessesmsg",
+                colonyname=self.colony,
+                count=count,
+                state=state,
+                executortype=executortype,
+            )
         except ReplyUnreadable as exc:
             return salvage_list(exc)
         return reply if isinstance(reply, list) else []
 
     def get_logs(self, processid: str, count: int = 100) -> list[dict[str, Any]]:
-        reply = self.rpc("getlogsmsg", colonyname=self.colony, executorid="", executorname="",
-                         processid=processid, count=count, since=-1)
+        reply = self.rpc(
+            "getlogsmsg",
+            colonyname=self.colony,
+            executorid="",
+            executorname="",
+            processid=processid,
+            count=count,
+            since=-1,
+        )
         return reply or []
 
     def wait(self, processid: str, timeout: float, poll: float = 0.05) -> dict[str, Any]:
@@ -175,34 +207,70 @@ class ColoniesClient:
             poll = min(poll * 1.5, 0.5)
 
 
-def call_spec(function: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-              *, colony: str, maxexectime: int, maxretries: int,
-              executortype: str = DEFAULT_EXECUTOR_TYPE, maxwaittime: int = -1,
-              priority: int = 0, executornames: Sequence[str] | None = None) -> dict[str, Any]:
+def call_spec(
+    function: str,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    colony: str,
+    maxexectime: int,
+    maxretries: int,
+    executortype: str = DEFAULT_EXECUTOR_TYPE,
+    maxwaittime: int = -1,
+    priority: int = 0,
+    executornames: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """The spec dict that asks a faas executor for ``function(*args, **kwargs)``.
 
     maxexectime and maxretries have no defaults on purpose: 0 is refused (§6.4); pass -1 for
     "no limit" / "requeue forever", or positive numbers.
     """
-    if isinstance(maxexectime, bool) or not isinstance(maxexectime, int) or maxexectime == 0 \
-            or maxexectime < -1:
+    if (
+        isinstance(maxexectime, bool)
+        or not isinstance(maxexectime, int)
+        or maxexectime == 0
+        or maxexectime < -1
+    ):
         raise ValueError(f"maxexectime must be -1 or a positive whole number, got {maxexectime!r}")
     if isinstance(maxretries, bool) or not isinstance(maxretries, int) or maxretries < -1:
         raise ValueError(f"maxretries must be -1 or a whole number >= 0, got {maxretries!r}")
     return {
-        "nodename": "execute", "funcname": "execute", "args": [],
+        "nodename": "execute",
+        "funcname": "execute",
+        "args": [],
         "kwargs": encode_call_kwargs(function, args, kwargs),
-        "priority": priority, "maxwaittime": maxwaittime, "maxexectime": maxexectime,
-        "maxretries": maxretries, "label": "", "env": {},
-        "conditions": {"colonyname": colony, "executortype": executortype,
-                       "executornames": list(executornames) if executornames else None},
+        "priority": priority,
+        "maxwaittime": maxwaittime,
+        "maxexectime": maxexectime,
+        "maxretries": maxretries,
+        "label": "",
+        "env": {},
+        "conditions": {
+            "colonyname": colony,
+            "executortype": executortype,
+            "executornames": list(executornames) if executornames else None,
+        },
     }
 
 
-def submit_call(client: ColoniesClient, function: str, args: Sequence[Any] = (),
-                kwargs: Mapping[str, Any] | None = None, *, maxexectime: int, maxretries: int,
-                **options: Any) -> dict[str, Any]:
+def submit_call(
+    client: ColoniesClient,
+    function: str,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    maxexectime: int,
+    maxretries: int,
+    **options: Any,
+) -> dict[str, Any]:
     """Submit one call (call_spec) and return the process JSON; see call_spec for options."""
-    spec = call_spec(function, args, kwargs, colony=client.colony, maxexectime=maxexectime,
-                     maxretries=maxretries, **options)
+    spec = call_spec(
+        function,
+        args,
+        kwargs,
+        colony=client.colony,
+        maxexectime=maxexectime,
+        maxretries=maxretries,
+        **options,
+    )
     return client.submit(spec)

@@ -57,11 +57,11 @@ class Connection:
         self.node = node
         self._http: http.client.HTTPConnection
         if tls:
-            self._http = http.client.HTTPSConnection(node.host, node.port,
-                                                     timeout=CONNECT_TIMEOUT_S, context=context)
+            self._http = http.client.HTTPSConnection(
+                node.host, node.port, timeout=CONNECT_TIMEOUT_S, context=context
+            )
         else:
-            self._http = http.client.HTTPConnection(node.host, node.port,
-                                                    timeout=CONNECT_TIMEOUT_S)
+            self._http = http.client.HTTPConnection(node.host, node.port, timeout=CONNECT_TIMEOUT_S)
         self._sock: socket.socket | None = None
         self._used = 0.0
         # A thread's connection goes when the thread does: its socket is closed with it.
@@ -71,8 +71,9 @@ class Connection:
         """(HTTP status, body, truncated) of ``POST /api`` with ``body``; SendFailed if no
         complete reply came."""
         now = time.monotonic()
-        if self._sock is not None and (now - self._used > IDLE_RECONNECT_S
-                                       or _readable(self._sock)):
+        if self._sock is not None and (
+            now - self._used > IDLE_RECONNECT_S or _readable(self._sock)
+        ):
             self.close()  # closed by the server while idle, or about to be
         self._used = now
         if self._sock is None:

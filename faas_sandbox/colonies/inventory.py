@@ -33,8 +33,13 @@ class DeployedFunction:
     fileid: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "size": self.size, "revisions": self.revisions,
-                "deployed_at": self.deployed_at, "fileid": self.fileid}
+        return {
+            "name": self.name,
+            "size": self.size,
+            "revisions": self.revisions,
+            "deployed_at": self.deployed_at,
+            "fileid": self.fileid,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +50,12 @@ class ExecutorInfo:
     last_heard: str  # RFC 3339, or "" if it never called assign
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "state": self.state,
-                "last_heard": self.last_heard}
+        return {
+            "name": self.name,
+            "type": self.type,
+            "state": self.state,
+            "last_heard": self.last_heard,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +65,11 @@ class ColonyStatus:
     processes: dict[str, int]  # waiting, running, successful, failed, cancelled
 
     def to_json(self) -> dict[str, Any]:
-        return {"colony": self.colony, "executors": [e.to_json() for e in self.executors],
-                "processes": dict(self.processes)}
+        return {
+            "colony": self.colony,
+            "executors": [e.to_json() for e in self.executors],
+            "processes": dict(self.processes),
+        }
 
 
 def list_functions(client: Rpc, label: str = LABEL) -> list[DeployedFunction]:
@@ -66,14 +78,29 @@ def list_functions(client: Rpc, label: str = LABEL) -> list[DeployedFunction]:
     functions = []
     for entry in latest:
         name = str(entry.get("name", ""))
-        versions = client.rpc("getfilemsg", colonyname=client.colony, fileid="", label=label,
-                              name=name, latest=False) or []
-        newest: dict[str, Any] = max(versions, key=lambda v: int(v.get("sequencenr", 0)),
-                                     default={})
-        functions.append(DeployedFunction(
-            name=name, size=int(entry.get("size", newest.get("size", 0)) or 0),
-            revisions=len(versions), deployed_at=str(newest.get("added", "")),
-            fileid=str(newest.get("fileid", ""))))
+        versions = (
+            client.rpc(
+                "getfilemsg",
+                colonyname=client.colony,
+                fileid="",
+                label=label,
+                name=name,
+                latest=False,
+            )
+            or []
+        )
+        newest: dict[str, Any] = max(
+            versions, key=lambda v: int(v.get("sequencenr", 0)), default={}
+        )
+        functions.append(
+            DeployedFunction(
+                name=name,
+                size=int(entry.get("size", newest.get("size", 0)) or 0),
+                revisions=len(versions),
+                deployed_at=str(newest.get("added", "")),
+                fileid=str(newest.get("fileid", "")),
+            )
+        )
     return sorted(functions, key=lambda f: f.name)
 
 
@@ -81,15 +108,21 @@ def colony_status(client: Rpc) -> ColonyStatus:
     """The colony's executors (all registered rows) and process counts by state."""
     stats = client.rpc("getcolonystatsmsg", colonyname=client.colony) or {}
     rows = client.rpc("getexecutorsmsg", colonyname=client.colony) or []
-    executors = [ExecutorInfo(
-        name=str(row.get("executorname", "")), type=str(row.get("executortype", "")),
-        state=_executor_state(row.get("state")),
-        last_heard="" if row.get("lastheardfromtime") in (None, _ZERO_TIME)
-        else str(row["lastheardfromtime"]))
-        for row in rows]
+    executors = [
+        ExecutorInfo(
+            name=str(row.get("executorname", "")),
+            type=str(row.get("executortype", "")),
+            state=_executor_state(row.get("state")),
+            last_heard=""
+            if row.get("lastheardfromtime") in (None, _ZERO_TIME)
+            else str(row["lastheardfromtime"]),
+        )
+        for row in rows
+    ]
     executors.sort(key=lambda e: (e.state != ExecutorState.APPROVED.label, e.name))
-    processes = {state.label: int(stats.get(f"{state.label}processes", 0) or 0)
-                 for state in ProcessState}
+    processes = {
+        state.label: int(stats.get(f"{state.label}processes", 0) or 0) for state in ProcessState
+    }
     return ColonyStatus(client.colony, executors, processes)
 
 

@@ -34,20 +34,32 @@ class Revision:
     meta: dict[str, Any]  # the ColonyFS file JSON (S3 reference), for downloading
 
     def to_json(self) -> dict[str, Any]:
-        return {"number": self.number, "fileid": self.fileid, "sha256": self.sha256,
-                "size": self.size, "added": self.added}
+        return {
+            "number": self.number,
+            "fileid": self.fileid,
+            "sha256": self.sha256,
+            "size": self.size,
+            "added": self.added,
+        }
 
 
 def _revision(meta: dict[str, Any], number: int) -> Revision:
     size = meta.get("size", 0)
-    return Revision(number, str(meta.get("fileid", "")), str(meta.get("checksum", "")).lower(),
-                    size if isinstance(size, int) else 0, str(meta.get("added", "")), meta)
+    return Revision(
+        number,
+        str(meta.get("fileid", "")),
+        str(meta.get("checksum", "")).lower(),
+        size if isinstance(size, int) else 0,
+        str(meta.get("added", "")),
+        meta,
+    )
 
 
 def _files(client: Rpc, name: FunctionName, latest: bool, label: str) -> list[dict[str, Any]]:
     try:
-        files = client.rpc("getfilemsg", colonyname=client.colony, fileid="", label=label,
-                           name=name, latest=latest)
+        files = client.rpc(
+            "getfilemsg", colonyname=client.colony, fileid="", label=label, name=name, latest=latest
+        )
     except ColoniesRefused as exc:
         if exc.status == 404:
             return []

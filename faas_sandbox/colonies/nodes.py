@@ -60,7 +60,7 @@ def parse_nodes(text: str, default_port: int) -> tuple[Node, ...]:
             close = entry.find("]")
             if close < 0 or (close + 1 < len(entry) and entry[close + 1] != ":"):
                 raise ValueError(f"bad IPv6 entry {entry!r}: expected [address] or [address]:port")
-            host, port_text = entry[1:close], entry[close + 2:]
+            host, port_text = entry[1:close], entry[close + 2 :]
         elif entry.count(":") == 1:
             host, port_text = entry.split(":")
         elif ":" in entry:
@@ -110,8 +110,11 @@ class NodeList:
                 quiet, self._quiet, self._answered = self._quiet, 0, True
                 node = self.nodes[self._index]
             if quiet:
-                log.warning("colonies node %s answers (after %d more switches while no node "
-                            "answered)", node, quiet)
+                log.warning(
+                    "colonies node %s answers (after %d more switches while no node answered)",
+                    node,
+                    quiet,
+                )
 
     def failed(self, index: int, reason: str) -> bool:
         """The node at ``index`` failed: move to the next one unless another thread already
@@ -130,7 +133,7 @@ class NodeList:
             if not loud:
                 self._quiet += 1
         if loud:
-            log.warning("colonies node %s failed (%s); switching to %s", self.nodes[index],
-                        reason, new)
+            log.warning(
+                "colonies node %s failed (%s); switching to %s", self.nodes[index], reason, new
+            )
         return True
-

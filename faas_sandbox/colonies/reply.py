@@ -52,7 +52,7 @@ def read_capped(chunks: Iterable[bytes], cap: int = MAX_REPLY_BYTES) -> tuple[by
     size = 0
     for chunk in chunks:
         if size + len(chunk) > cap:
-            parts.append(chunk[:cap - size])
+            parts.append(chunk[: cap - size])
             return b"".join(parts), True
         parts.append(chunk)
         size += len(chunk)
@@ -84,19 +84,26 @@ def check_shape(data: bytes, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX
         if byte in (91, 123):  # [ {
             depth += 1
             if depth > max_depth:
-                raise DecodeError(f"not valid JSON within limits: nested deeper than "
-                                  f"{max_depth} levels")
+                raise DecodeError(
+                    f"not valid JSON within limits: nested deeper than {max_depth} levels"
+                )
         elif byte in (93, 125):  # ] }
             depth -= 1
 
 
-def loads(data: bytes | str, *, max_bytes: int = MAX_REPLY_BYTES, max_depth: int = MAX_DEPTH,
-          max_nodes: int = MAX_NODES) -> Any:
+def loads(
+    data: bytes | str,
+    *,
+    max_bytes: int = MAX_REPLY_BYTES,
+    max_depth: int = MAX_DEPTH,
+    max_nodes: int = MAX_NODES,
+) -> Any:
     """``json.loads`` after the size, depth and node checks; DecodeError says what is wrong."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if len(raw) > max_bytes:
-        raise DecodeError(f"not valid JSON within limits: {len(raw)} bytes, over the limit "
-                          f"of {max_bytes}")
+        raise DecodeError(
+            f"not valid JSON within limits: {len(raw)} bytes, over the limit of {max_bytes}"
+        )
     check_shape(raw, max_depth=max_depth, max_nodes=max_nodes)
     try:
         return json.loads(raw, parse_constant=_reject_constant)
@@ -113,8 +120,9 @@ def _tokens(data: bytes) -> Iterator[bytes]:
         yield match.group()
 
 
-def salvage(data: bytes, names: Iterable[str] = ("processid",),
-            limit: int = SALVAGE_BYTES) -> dict[str, str]:
+def salvage(
+    data: bytes, names: Iterable[str] = ("processid",), limit: int = SALVAGE_BYTES
+) -> dict[str, str]:
     """Top-level string fields ``names`` of a JSON object, read from (a prefix of) raw bytes.
 
     Works on input too deep, too large or cut short, since it never builds the value; fields
@@ -167,7 +175,7 @@ def split_array(data: bytes) -> list[bytes]:
         elif token in (b"]", b"}"):
             depth -= 1
             if depth == 1 and start >= 0:
-                elements.append(data[start:match.end()])
+                elements.append(data[start : match.end()])
                 start = -1
             elif depth <= 0:
                 break
@@ -184,15 +192,21 @@ def payload_bytes(text: str | bytes, partial: bool = False) -> bytes:
     except UnicodeEncodeError:
         raise DecodeError("payload is not base64") from None
     if partial:
-        raw = raw[:len(raw) // 4 * 4]
+        raw = raw[: len(raw) // 4 * 4]
     try:
         return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise DecodeError("payload is not base64") from None
 
 
-def decode_reply(body: bytes, status: int, truncated: bool = False, *,
-                 max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Any:
+def decode_reply(
+    body: bytes,
+    status: int,
+    truncated: bool = False,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_nodes: int = MAX_NODES,
+) -> Any:
     """The payload value of one Colonies reply body (see the module docstring for errors)."""
     if truncated:
         kind = _PAYLOADTYPE.match(body)
@@ -255,11 +269,22 @@ def salvage_list(exc: ReplyUnreadable) -> list[Any]:
 # NO_QUORUM: a cluster node that cannot reach a majority of its etcd peers answers assigns with
 # it (v1.9.12, HTTP 500); the client then moves to another node (colonies.py).
 NO_QUORUM = "context deadline exceeded"
-_BACKEND_DOWN = ("dial tcp ", "dial unix ", "connect: connection refused",
-                 "connection reset by peer", "driver: bad connection", "sql: database is closed",
-                 "broken pipe", "pq: the database system is", "pq: terminating connection",
-                 "pq: sorry, too many clients", "server closed the connection unexpectedly",
-                 "i/o timeout", "unexpected EOF", NO_QUORUM)
+_BACKEND_DOWN = (
+    "dial tcp ",
+    "dial unix ",
+    "connect: connection refused",
+    "connection reset by peer",
+    "driver: bad connection",
+    "sql: database is closed",
+    "broken pipe",
+    "pq: the database system is",
+    "pq: terminating connection",
+    "pq: sorry, too many clients",
+    "server closed the connection unexpectedly",
+    "i/o timeout",
+    "unexpected EOF",
+    NO_QUORUM,
+)
 
 
 def backend_down(message: str) -> bool:

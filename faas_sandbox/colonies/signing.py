@@ -61,8 +61,10 @@ def message_bytes(msg: Mapping[str, Any]) -> bytes:
     if not isinstance(out, list) or not any(isinstance(item, Element) for item in out):
         return json.dumps(msg, allow_nan=False).encode()
     head = json.dumps({k: v for k, v in msg.items() if k != "out"}, allow_nan=False).encode()
-    items = b", ".join(item if isinstance(item, Element) else
-                      json.dumps(item, allow_nan=False).encode() for item in out)
+    items = b", ".join(
+        item if isinstance(item, Element) else json.dumps(item, allow_nan=False).encode()
+        for item in out
+    )
     return head[:-1] + (b', "out": [' if len(head) > 2 else b'"out": [') + items + b"]}"
 
 

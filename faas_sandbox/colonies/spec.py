@@ -86,11 +86,20 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
 
     code = _env_code(spec, process.get("attributes"))
     if code is not None:
-        return Call(processid, function_name(funcname), tuple(args), _keywords(kwargs),
-                    _decode_code(code), maxexectime, "inline")
+        return Call(
+            processid,
+            function_name(funcname),
+            tuple(args),
+            _keywords(kwargs),
+            _decode_code(code),
+            maxexectime,
+            "inline",
+        )
     if funcname != EXECUTE:
-        raise SpecError(f"unknown funcname {funcname!r}: use funcname \"execute\" with "
-                        f"kwargs.function, or inline code in env.code")
+        raise SpecError(
+            f'unknown funcname {funcname!r}: use funcname "execute" with '
+            f"kwargs.function, or inline code in env.code"
+        )
     unknown = sorted(set(kwargs) - EXECUTE_KEYS)
     if unknown:
         raise SpecError(f"unknown kwargs {unknown}; expected some of {sorted(EXECUTE_KEYS)}")
@@ -101,18 +110,36 @@ def parse_process(process: Mapping[str, Any], max_args_bytes: int = MAX_ARGS_TEX
     if "arg" in kwargs:
         if "args" in kwargs or "kwargs" in kwargs or args:
             raise SpecError("kwargs.arg cannot be combined with args or kwargs")
-        return Call(processid, function, (_tutorial_arg(kwargs["arg"]),), {}, None, maxexectime,
-                    "tutorial", revision, _wall(kwargs))
+        return Call(
+            processid,
+            function,
+            (_tutorial_arg(kwargs["arg"]),),
+            {},
+            None,
+            maxexectime,
+            "tutorial",
+            revision,
+            _wall(kwargs),
+        )
     positional: list[Any] = list(args)
     if "args" in kwargs:
         if args:
             raise SpecError("give positional arguments in spec.args or kwargs.args, not both")
-        positional = _json_value(kwargs["args"], list, "kwargs.args", "an array",
-                                 max_args_bytes)
-    keywords = _json_value(kwargs.get("kwargs", "{}"), dict, "kwargs.kwargs", "an object",
-                           max_args_bytes)
-    return Call(processid, function, tuple(positional), _keywords(keywords), None, maxexectime,
-                "json", revision, _wall(kwargs))
+        positional = _json_value(kwargs["args"], list, "kwargs.args", "an array", max_args_bytes)
+    keywords = _json_value(
+        kwargs.get("kwargs", "{}"), dict, "kwargs.kwargs", "an object", max_args_bytes
+    )
+    return Call(
+        processid,
+        function,
+        tuple(positional),
+        _keywords(keywords),
+        None,
+        maxexectime,
+        "json",
+        revision,
+        _wall(kwargs),
+    )
 
 
 def _wall(kwargs: Mapping[str, Any]) -> float | None:
@@ -124,14 +151,21 @@ def _wall(kwargs: Mapping[str, Any]) -> float | None:
         return None
     value = kwargs["wall"]
     try:
-        wall = float(value) if isinstance(value, (str, int, float)) \
-            and not isinstance(value, bool) and len(str(value)) <= 32 else math.nan
+        wall = (
+            float(value)
+            if isinstance(value, (str, int, float))
+            and not isinstance(value, bool)
+            and len(str(value)) <= 32
+            else math.nan
+        )
     except ValueError:
         wall = math.nan
     if not MIN_WALL_SECONDS <= wall <= MAX_WALL_SECONDS:  # NaN fails this too
-        raise SpecError(f"kwargs.wall must be seconds from {MIN_WALL_SECONDS:g} to "
-                        f"{MAX_WALL_SECONDS:g}, "
-                        f"got {str(value)[:40]!r}")
+        raise SpecError(
+            f"kwargs.wall must be seconds from {MIN_WALL_SECONDS:g} to "
+            f"{MAX_WALL_SECONDS:g}, "
+            f"got {str(value)[:40]!r}"
+        )
     return wall
 
 
@@ -147,8 +181,9 @@ def _revision(kwargs: Mapping[str, Any]) -> tuple[str, str] | None:
     return fileid, sha.lower()
 
 
-def encode_call_kwargs(function: str, args: Sequence[Any] = (),
-                       kwargs: Mapping[str, Any] | None = None) -> dict[str, str]:
+def encode_call_kwargs(
+    function: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """The ``spec.kwargs`` that ask ``execute`` to call ``function(*args, **kwargs)``.
 
     ``function`` is not checked here: the executor checks every spec it decodes."""
@@ -188,8 +223,12 @@ def _env_code(spec: Mapping[str, Any], attributes: Any) -> Any:
         return env["code"]
     if isinstance(attributes, list):
         for attr in attributes:
-            if (isinstance(attr, Mapping) and attr.get("attributetype") == ENV_ATTRIBUTE
-                    and attr.get("key") == "code" and attr.get("value")):
+            if (
+                isinstance(attr, Mapping)
+                and attr.get("attributetype") == ENV_ATTRIBUTE
+                and attr.get("key") == "code"
+                and attr.get("value")
+            ):
                 return attr["value"]
     return None
 

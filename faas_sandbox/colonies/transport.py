@@ -52,8 +52,9 @@ class Transport:
         self._urls = tuple(node.url(tls) for node in self.nodes.nodes)
         self._context = ssl.create_default_context() if tls else None
         self._local = threading.local()
-        self._by_thread: weakref.WeakValueDictionary[int, Connection] = \
+        self._by_thread: weakref.WeakValueDictionary[int, Connection] = (
             weakref.WeakValueDictionary()
+        )
         self._by_thread_lock = threading.Lock()
         self.aborting = False  # set at shutdown: a failed long-poll is then no node failure
 

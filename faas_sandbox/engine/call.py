@@ -54,7 +54,7 @@ def _send(handle: ChildHandle, request: bytes, deadline: float) -> bool:
     try:
         while view:
             try:
-                view = view[os.write(handle.req_fd, view):]
+                view = view[os.write(handle.req_fd, view) :]
             except BlockingIOError:
                 if not _wait(handle.req_fd, _POLLOUT, deadline):
                     return False
@@ -85,7 +85,7 @@ def _frames(buf: bytearray, heard: Heard, result_cap: int, expect_code: bool) ->
         end = 4 + size
         if len(buf) < end:
             return False
-        payload = bytes(buf[wire.FRAME.size:end])
+        payload = bytes(buf[wire.FRAME.size : end])
         del buf[:end]
         if kind == wire.RESULT:
             try:
@@ -98,8 +98,9 @@ def _frames(buf: bytearray, heard: Heard, result_cap: int, expect_code: bool) ->
     return False
 
 
-def converse(handle: ChildHandle, request: bytes, deadline: float, result_cap: int,
-             expect_code: bool) -> Heard:
+def converse(
+    handle: ChildHandle, request: bytes, deadline: float, result_cap: int, expect_code: bool
+) -> Heard:
     """Send the request, read the answer; the child is SIGKILLed when this returns having
     heard a verdict, on overflow and at the deadline (then ``killed`` says so)."""
     heard = Heard()

@@ -49,19 +49,33 @@ from .verdict import ExitCode
 RESERVE_BYTES = 1 << 20  # address space freed on MemoryError so the child can still report
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _MAX_FD = max(os.sysconf("SC_OPEN_MAX"), 1024)
-_WARM_LIMITS = Limits(wall_seconds=1.0, cpu_seconds=1, memory_mb=64, max_result_bytes=1024,
-                      max_stdout_bytes=1024)
+_WARM_LIMITS = Limits(
+    wall_seconds=1.0, cpu_seconds=1, memory_mb=64, max_result_bytes=1024, max_stdout_bytes=1024
+)
 # A trusted call an idle spare runs once before it waits: it unmarshals code (compiled once,
 # here, in the forker), runs and encodes, so the copy-on-write faults a real call takes on
 # those paths are paid while idle. Compiling is left out: it is slow and most calls do not.
 _WARM_REQUEST = wire.Request(
-    wire.CODE_BODY, "f", frozenset({"math", "json"}), _WARM_LIMITS, marshal.dumps(
-        compile_source("def f(x, y=1):\n    s = [x, y]\n    print(x)\n    return {'v': s}\n").code),
-    b'[[1.5],{"y":2}]', element=True)
+    wire.CODE_BODY,
+    "f",
+    frozenset({"math", "json"}),
+    _WARM_LIMITS,
+    marshal.dumps(
+        compile_source("def f(x, y=1):\n    s = [x, y]\n    print(x)\n    return {'v': s}\n").code
+    ),
+    b'[[1.5],{"y":2}]',
+    element=True,
+)
 
-_WARM_FRAME = wire.encode_request(wire.CODE_BODY, b"f", wire.module_mask(_WARM_REQUEST.modules),
-                                  wire.pack_limits(_WARM_LIMITS), _WARM_REQUEST.body,
-                                  _WARM_REQUEST.args, element=True)
+_WARM_FRAME = wire.encode_request(
+    wire.CODE_BODY,
+    b"f",
+    wire.module_mask(_WARM_REQUEST.modules),
+    wire.pack_limits(_WARM_LIMITS),
+    _WARM_REQUEST.body,
+    _WARM_REQUEST.args,
+    element=True,
+)
 
 
 # Globals for the warm-up call and for the real call, built here in the forker (at import,
@@ -150,8 +164,13 @@ def vm_size() -> int:
         os.close(fd)
 
 
-_LIMITED = (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC,
-            resource.RLIMIT_NOFILE)
+_LIMITED = (
+    resource.RLIMIT_AS,
+    resource.RLIMIT_CPU,
+    resource.RLIMIT_FSIZE,
+    resource.RLIMIT_NPROC,
+    resource.RLIMIT_NOFILE,
+)
 
 
 def hard_limits() -> dict[int, int]:
@@ -159,17 +178,18 @@ def hard_limits() -> dict[int, int]:
     return {which: resource.getrlimit(which)[1] for which in _LIMITED}
 
 
-def call_limits(limits: Limits, vm_bytes: int,
-                hard: dict[int, int]) -> list[tuple[int, int, int]]:
+def call_limits(limits: Limits, vm_bytes: int, hard: dict[int, int]) -> list[tuple[int, int, int]]:
     """One call's ``(resource, soft, hard)``, soft == hard for each: RLIMIT_AS ``memory_mb``
     over ``vm_bytes``, CPU, FSIZE, NPROC, NOFILE; lowering only: none above ``hard``, the
     hard limits the child has."""
     out = []
-    for which, value in ((resource.RLIMIT_AS, vm_bytes + (limits.memory_mb << 20)),
-                         (resource.RLIMIT_CPU, limits.cpu_seconds),
-                         (resource.RLIMIT_FSIZE, limits.file_size_bytes),
-                         (resource.RLIMIT_NPROC, limits.max_processes),
-                         (resource.RLIMIT_NOFILE, limits.max_open_files)):
+    for which, value in (
+        (resource.RLIMIT_AS, vm_bytes + (limits.memory_mb << 20)),
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_FSIZE, limits.file_size_bytes),
+        (resource.RLIMIT_NPROC, limits.max_processes),
+        (resource.RLIMIT_NOFILE, limits.max_open_files),
+    ):
         ceiling = hard[which]
         if ceiling != resource.RLIM_INFINITY:
             value = min(value, ceiling)
@@ -235,8 +255,13 @@ def serve(iso: Isolation, req_fd: int, res_fd: int, workdir: str) -> NoReturn:
         _rename(comm_fd, b"faas-call")
         code = ExitCode.INTERNAL
         apply_limits(request.limits, vm_bytes + request.size, hard)
-        frame = run.execute(request, reserve, lambda data: wire.write_all(res_fd, data),
-                            {"result_fd": res_fd}, _CALL_GLOBALS)
+        frame = run.execute(
+            request,
+            reserve,
+            lambda data: wire.write_all(res_fd, data),
+            {"result_fd": res_fd},
+            _CALL_GLOBALS,
+        )
         code = ExitCode.WIRE
         wire.write_all(res_fd, frame)
         code = ExitCode.OK

@@ -54,7 +54,6 @@ _TEMP_DIRS = ("/dev/shm", "/tmp", "/var/tmp")
 assert modules.MODULE_NAMES  # imported for its side effect: every vetted module is loaded
 
 
-
 def limit_clock(pid: int) -> float:
     """The CPU time RLIMIT_CPU is checked against (the process's tick-sampled PROF clock) of
     a child that has exited but is not reaped yet; 0.0 if it cannot be read. ``wait4``'s
@@ -65,6 +64,7 @@ def limit_clock(pid: int) -> float:
         return time.clock_gettime(-(pid + 1) * 8)  # MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_PROF)
     except OSError:
         return 0.0
+
 
 class Kid:
     """One forked child as the forker sees it: a pidfd to reap it and its work dir."""
@@ -83,8 +83,10 @@ class Forker:
         self.serial = 0
         self.base = _work_base()
         os.chmod(self.base, 0o711)
-        self.features: dict[str, Any] = {"forker_pid": os.getpid(),
-                                         "prefork": int(config.get("prefork", 1))}
+        self.features: dict[str, Any] = {
+            "forker_pid": os.getpid(),
+            "prefork": int(config.get("prefork", 1)),
+        }
         drop_to = None
         if os.geteuid() == 0:
             drop_to = (int(config["uid"]), int(config["gid"]))
@@ -153,8 +155,12 @@ class Forker:
         self.kids[pidfd] = kid
         self.poller.register(pidfd, _POLLIN)
         try:
-            control.send(self.sock, control.CHILD, control.CHILD_MSG.pack(kid.serial, pid),
-                         [req_w, res_r, pidfd])
+            control.send(
+                self.sock,
+                control.CHILD,
+                control.CHILD_MSG.pack(kid.serial, pid),
+                [req_w, res_r, pidfd],
+            )
         finally:
             os.close(req_w)
             os.close(res_r)
@@ -171,8 +177,11 @@ class Forker:
         os.close(kid.pidfd)
         with suppress(OSError):
             os.rmdir(kid.workdir)
-        control.send(self.sock, control.EXIT, control.EXIT_MSG.pack(
-            kid.serial, kid.pid, status, cpu_s, ru.ru_maxrss * 1024))
+        control.send(
+            self.sock,
+            control.EXIT,
+            control.EXIT_MSG.pack(kid.serial, kid.pid, status, cpu_s, ru.ru_maxrss * 1024),
+        )
 
     def on_message(self, op: int, payload: bytes, fds: list[int]) -> None:
         for fd in fds:
@@ -183,8 +192,9 @@ class Forker:
                 try:
                     self.fork_one()
                 except OSError as exc:
-                    control.send(self.sock, control.NOFORK,
-                                 f"could not fork a sandbox child: {exc}".encode())
+                    control.send(
+                        self.sock, control.NOFORK, f"could not fork a sandbox child: {exc}".encode()
+                    )
         else:
             self.log("WARNING", f"unknown control op {op}")
 

@@ -123,34 +123,110 @@ class RunState:
 
 # Builtins a pure function may use; the module docstring says why each one is safe.
 _SAFE_BUILTIN_NAMES = (
-    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr",
-    "classmethod", "complex", "dict", "divmod", "enumerate", "filter", "float", "format",
-    "frozenset", "hash", "hex", "int", "isinstance", "issubclass", "iter", "len", "list",
-    "map", "max", "min", "next", "object", "oct", "ord", "pow", "property", "range", "repr",
-    "reversed", "round", "set", "slice", "sorted", "staticmethod", "str", "sum", "super",
-    "tuple", "zip", "None", "True", "False", "Ellipsis", "NotImplemented",
-    "ArithmeticError", "AssertionError", "AttributeError", "EOFError", "Exception",
-    "FloatingPointError", "ImportError", "IndexError", "KeyError", "LookupError",
-    "ModuleNotFoundError", "NameError", "NotImplementedError", "OverflowError",
-    "RecursionError", "RuntimeError", "StopIteration", "TypeError", "UnicodeDecodeError",
-    "UnicodeEncodeError", "UnicodeError", "ValueError", "ZeroDivisionError",
+    "abs",
+    "all",
+    "any",
+    "ascii",
+    "bin",
+    "bool",
+    "bytearray",
+    "bytes",
+    "callable",
+    "chr",
+    "classmethod",
+    "complex",
+    "dict",
+    "divmod",
+    "enumerate",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "hash",
+    "hex",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "list",
+    "map",
+    "max",
+    "min",
+    "next",
+    "object",
+    "oct",
+    "ord",
+    "pow",
+    "property",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "slice",
+    "sorted",
+    "staticmethod",
+    "str",
+    "sum",
+    "super",
+    "tuple",
+    "zip",
+    "None",
+    "True",
+    "False",
+    "Ellipsis",
+    "NotImplemented",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "EOFError",
+    "Exception",
+    "FloatingPointError",
+    "ImportError",
+    "IndexError",
+    "KeyError",
+    "LookupError",
+    "ModuleNotFoundError",
+    "NameError",
+    "NotImplementedError",
+    "OverflowError",
+    "RecursionError",
+    "RuntimeError",
+    "StopIteration",
+    "TypeError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "UnicodeError",
+    "ValueError",
+    "ZeroDivisionError",
 )
 _SAFE_BUILTINS = {name: getattr(_builtins, name) for name in _SAFE_BUILTIN_NAMES}
 _REAL_BUILTINS = frozenset(dir(_builtins))
 
 _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
-    "<<=": operator.ilshift, ">>=": operator.irshift, "&=": operator.iand,
-    "|=": operator.ior, "^=": operator.ixor, "@=": operator.imatmul,
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
+    "&=": operator.iand,
+    "|=": operator.ior,
+    "^=": operator.ixor,
+    "@=": operator.imatmul,
 }
 _UNREADABLE_TYPES = (types.ModuleType, types.FrameType, types.TracebackType, types.CodeType)
 # decimal.Context: ``getcontext().prec = 50`` is the canonical decimal idiom; the context is
 # per thread of a child that dies after the call, and C validates every field it accepts.
 _WRITABLE_TYPES = (dict, list, bytearray, set, decimal.Context)
 # `from __future__ import annotations` and friends: compile-time flags, inert at run time.
-_FUTURE = ModuleProxy("__future__", {name: getattr(__future__, name)
-                                     for name in __future__.all_feature_names})
+_FUTURE = ModuleProxy(
+    "__future__", {name: getattr(__future__, name) for name in __future__.all_feature_names}
+)
 
 
 class _Builtins(dict[str, Any]):
@@ -179,12 +255,12 @@ class _Printer:
         size = len(text.encode("utf-8", "replace"))
         if state.stdout_bytes + size > state.max_stdout_bytes:
             room = max(0, state.max_stdout_bytes - state.stdout_bytes)
-            state.stdout_parts.append(text.encode("utf-8", "replace")[:room]
-                                      .decode("utf-8", "ignore"))
+            state.stdout_parts.append(
+                text.encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
+            )
             state.stdout_bytes = state.max_stdout_bytes
             state.stdout_overflow = True
-            raise OutputOverflow(f"print output passed its cap of "
-                                 f"{state.max_stdout_bytes} bytes")
+            raise OutputOverflow(f"print output passed its cap of {state.max_stdout_bytes} bytes")
         state.stdout_parts.append(text)
         state.stdout_bytes += size
 
@@ -227,8 +303,9 @@ def make_globals(state: RunState, allowed_modules: frozenset[str] | None = None)
             refuse(f"access to {type(obj).__name__} objects is not allowed")
         value = getattr(obj, name, *default)
         if isinstance(value, _UNREADABLE_TYPES):
-            refuse(f"attribute {name!r} leads to a {type(value).__name__} object, which is "
-                   "not allowed")
+            refuse(
+                f"attribute {name!r} leads to a {type(value).__name__} object, which is not allowed"
+            )
         return value
 
     def guarded_hasattr(obj: Any, name: Any) -> bool:
@@ -256,8 +333,9 @@ def make_globals(state: RunState, allowed_modules: frozenset[str] | None = None)
             refuse(f"deleting attribute {name!r} is not allowed")
         delattr(guarded_write(obj), name)
 
-    def guarded_import(name: Any, globals: Any = None, locals: Any = None,
-                       fromlist: Any = (), level: int = 0) -> ModuleProxy:
+    def guarded_import(
+        name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+    ) -> ModuleProxy:
         if type(name) is not str or level != 0:
             refuse("relative imports are not allowed")
         if type(fromlist) is list and not fromlist and name in C_IMPORTS and name in sys.modules:
@@ -277,12 +355,15 @@ def make_globals(state: RunState, allowed_modules: frozenset[str] | None = None)
             if type(item) is not str or item.startswith("_") or item == "*":
                 refuse(f"'from {name} import {item}' is not allowed")
             if item not in proxy._faas_attrs:
-                refuse(f"'from {name} import {item}' is not allowed: {name}.{item} is not "
-                       "exposed in the sandbox")
+                refuse(
+                    f"'from {name} import {item}' is not allowed: {name}.{item} is not "
+                    "exposed in the sandbox"
+                )
         return proxy
 
-    def class_factory(name: str, bases: tuple[type, ...], namespace: dict[str, Any],
-                      **kwargs: Any) -> type:
+    def class_factory(
+        name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any
+    ) -> type:
         if kwargs:
             refuse("class keywords are not allowed")
         cls = type(name, bases, namespace)

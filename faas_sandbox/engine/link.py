@@ -35,8 +35,10 @@ log = logging.getLogger("faas_sandbox.engine")
 START_TIMEOUT_S = 60.0
 _CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 _PKG_PARENT = str(Path(__file__).resolve().parents[2])
-_FORKER_CMD = (f"import sys; sys.path.insert(0, {_PKG_PARENT!r}); "
-               "from faas_sandbox.engine.forker import main; main()")
+_FORKER_CMD = (
+    f"import sys; sys.path.insert(0, {_PKG_PARENT!r}); "
+    "from faas_sandbox.engine.forker import main; main()"
+)
 Report = tuple[int, float, int]  # wait status, cpu_s, max_rss_bytes
 
 
@@ -72,8 +74,13 @@ class Link:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _FORKER_CMD], stdin=theirs.fileno(),
-                env=dict(_CLEAN_ENV), cwd="/", close_fds=True, start_new_session=True)
+                [sys.executable, "-I", "-c", _FORKER_CMD],
+                stdin=theirs.fileno(),
+                env=dict(_CLEAN_ENV),
+                cwd="/",
+                close_fds=True,
+                start_new_session=True,
+            )
         except OSError as exc:
             self.sock.close()
             raise EngineError(f"cannot start the sandbox forker: {exc}") from None
@@ -95,13 +102,21 @@ class Link:
         self.dead: str | None = None
         self.features: dict[str, Any] = {}
         self.hello = threading.Event()
-        self.reader = threading.Thread(target=self._read_loop, daemon=True,
-                                       name=f"faas-sandbox-forker-{self.pid}")
+        self.reader = threading.Thread(
+            target=self._read_loop, daemon=True, name=f"faas-sandbox-forker-{self.pid}"
+        )
         self.reader.start()
         try:
-            control.send_json(self.sock, control.CONFIG, {
-                "uid": policy.run_as_uid, "gid": policy.run_as_gid, "seccomp": policy.seccomp,
-                "prefork": policy.prefork})
+            control.send_json(
+                self.sock,
+                control.CONFIG,
+                {
+                    "uid": policy.run_as_uid,
+                    "gid": policy.run_as_gid,
+                    "seccomp": policy.seccomp,
+                    "prefork": policy.prefork,
+                },
+            )
         except OSError:
             pass  # the reader sees the EOF and the hello wait below fails
         if not self.hello.wait(START_TIMEOUT_S) or self.dead:
@@ -109,18 +124,25 @@ class Link:
             raise EngineError(f"sandbox forker failed to start ({self.dead})")
         if "isolation_error" in self.features:
             self.close("sandbox isolation failed")
-            raise EngineError(f"sandbox isolation does not work here: "
-                              f"{self.features['isolation_error']}")
+            raise EngineError(
+                f"sandbox isolation does not work here: {self.features['isolation_error']}"
+            )
         # -- oslayer (#9): say which OS layers are on; refuse to start without a required one
         layers = self.features.get("layers", {})
         absent = isolation.missing(policy.require, layers)
         if absent:
             self.close("a required isolation layer is missing")
-            raise EngineError(f"policy {policy.name!r} requires isolation layer(s) "
-                              f"{', '.join(absent)}, not active here: "
-                              f"{isolation.describe(layers)}")
-        log.log(logging.WARNING if isolation.missing(isolation.LAYERS, layers) else logging.INFO,
-                "forker %s: %s", self.pid, isolation.describe(layers))
+            raise EngineError(
+                f"policy {policy.name!r} requires isolation layer(s) "
+                f"{', '.join(absent)}, not active here: "
+                f"{isolation.describe(layers)}"
+            )
+        log.log(
+            logging.WARNING if isolation.missing(isolation.LAYERS, layers) else logging.INFO,
+            "forker %s: %s",
+            self.pid,
+            isolation.describe(layers),
+        )
         self._top_up()
 
     # -- reader thread ----------------------------------------------------------------------
@@ -166,10 +188,15 @@ class Link:
             log.error("forker %s: %s", self.pid, text)  # a spare: the next call tops up
         elif op == control.LOG and payload:
             level = control.LEVELS[min(payload[0], len(control.LEVELS) - 1)]
-            log.log(getattr(logging, level), "forker %s: %s", self.pid,
-                    payload[1:].decode("utf-8", "replace"))
+            log.log(
+                getattr(logging, level),
+                "forker %s: %s",
+                self.pid,
+                payload[1:].decode("utf-8", "replace"),
+            )
         elif op == control.HELLO:
             import json  # the forker's own JSON (trusted), once per start
+
             self.features = dict(json.loads(payload))
             self.hello.set()
 
@@ -269,9 +296,11 @@ class Link:
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
-            return {"spares": [h.pid for h in self.pool],
-                    "running": [h.pid for h in self.inflight.values()],
-                    "forker_pid": self.pid}
+            return {
+                "spares": [h.pid for h in self.pool],
+                "running": [h.pid for h in self.inflight.values()],
+                "forker_pid": self.pid,
+            }
 
     def fds(self) -> set[int]:
         """Every fd this link holds (tests check that nothing else leaks)."""

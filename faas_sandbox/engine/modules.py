@@ -85,6 +85,8 @@ def _public(module: Any, exclude: frozenset[str] = frozenset()) -> tuple[str, ..
 
 # name -> (module, exposed attribute names). Every list is explicit or derived from a module
 # written in C whose public names are plain functions and constants.
+# A table, one entry per row as laid out by hand: ruff format leaves it alone.
+# fmt: off
 _SPECS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "math": (math, _public(math)),
     "cmath": (cmath, _public(cmath)),
@@ -127,6 +129,7 @@ _SPECS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "unicodedata": (unicodedata, _public(unicodedata, frozenset({"ucd_3_2_0"}))),
     "uuid": (uuid, ("uuid4", "UUID", "NAMESPACE_DNS", "NAMESPACE_URL", "uuid5", "uuid3")),
 }
+# fmt: on
 
 
 class ModuleProxy:
@@ -142,8 +145,9 @@ class ModuleProxy:
         try:
             return self._faas_attrs[name]
         except KeyError:
-            raise AttributeError(f"module {self._faas_name!r} has no attribute {name!r} "
-                                 "in the sandbox") from None
+            raise AttributeError(
+                f"module {self._faas_name!r} has no attribute {name!r} in the sandbox"
+            ) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"module {self._faas_name!r} is read-only in the sandbox")
@@ -152,7 +156,6 @@ class ModuleProxy:
 
     def __repr__(self) -> str:
         return f"<sandboxed module {self._faas_name!r}>"
-
 
 
 def _build() -> dict[str, ModuleProxy]:

@@ -40,8 +40,7 @@ class Outcome:
     itself never decodes what a function returned. Immutable.
     """
 
-    __slots__ = ("ok", "error_kind", "message", "stdout", "usage", "_value", "_json",
-                 "_element")
+    __slots__ = ("ok", "error_kind", "message", "stdout", "usage", "_value", "_json", "_element")
 
     ok: bool
     error_kind: ErrorKind | None
@@ -52,16 +51,32 @@ class Outcome:
     _json: bytes | None
     _element: Element | None
 
-    def __init__(self, ok: bool, value: Any = _UNSET, error_kind: ErrorKind | None = None,
-                 message: str = "", stdout: str = "", usage: Usage | None = None, *,
-                 value_json: bytes | None = None, element: bytes | None = None) -> None:
+    def __init__(
+        self,
+        ok: bool,
+        value: Any = _UNSET,
+        error_kind: ErrorKind | None = None,
+        message: str = "",
+        stdout: str = "",
+        usage: Usage | None = None,
+        *,
+        value_json: bytes | None = None,
+        element: bytes | None = None,
+    ) -> None:
         if value is _UNSET and value_json is None and element is None:
             value = None
         if element is not None and not isinstance(element, Element):
             element = Element(element)
-        for name, item in (("ok", ok), ("error_kind", error_kind), ("message", message),
-                           ("stdout", stdout), ("usage", usage or Usage()), ("_value", value),
-                           ("_json", value_json), ("_element", element)):
+        for name, item in (
+            ("ok", ok),
+            ("error_kind", error_kind),
+            ("message", message),
+            ("stdout", stdout),
+            ("usage", usage or Usage()),
+            ("_value", value),
+            ("_json", value_json),
+            ("_element", element),
+        ):
             object.__setattr__(self, name, item)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -81,8 +96,9 @@ class Outcome:
         """The return value as compact UTF-8 JSON (what the child sent, untouched)."""
         data = self._json
         if data is None:
-            data = json.dumps(self.value, ensure_ascii=False, allow_nan=False,
-                              separators=(",", ":")).encode("utf-8", "surrogatepass")
+            data = json.dumps(
+                self.value, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode("utf-8", "surrogatepass")
             object.__setattr__(self, "_json", data)
         return data
 
@@ -111,8 +127,10 @@ class Outcome:
 
     def __repr__(self) -> str:
         value = self._value if self._value is not _UNSET else self._json or self._element
-        return (f"Outcome(ok={self.ok!r}, value={value!r}, error_kind={self.error_kind!r}, "
-                f"message={self.message!r}, stdout={self.stdout!r}, usage={self.usage!r})")
+        return (
+            f"Outcome(ok={self.ok!r}, value={value!r}, error_kind={self.error_kind!r}, "
+            f"message={self.message!r}, stdout={self.stdout!r}, usage={self.usage!r})"
+        )
 
     @classmethod
     def failure(

@@ -41,13 +41,26 @@ def _probe_identity(ctx: dict[str, Any]) -> dict[str, Any]:
     """What a locked-down child can learn about itself. /proc is out of reach from inside
     (Landlock, no open): tests read /proc/PID/status of a waiting probe from outside."""
     return {
-        "pid": os.getpid(), "pgid": os.getpgid(0), "sid": os.getsid(0),
-        "uid": os.getresuid(), "gid": os.getresgid(), "groups": os.getgroups(),
-        "env": dict(os.environ), "open_fds": [fd for fd in range(64) if _is_open(fd)],
+        "pid": os.getpid(),
+        "pgid": os.getpgid(0),
+        "sid": os.getsid(0),
+        "uid": os.getresuid(),
+        "gid": os.getresgid(),
+        "groups": os.getgroups(),
+        "env": dict(os.environ),
+        "open_fds": [fd for fd in range(64) if _is_open(fd)],
         "result_fd": ctx.get("result_fd"),
-        "rlimits": {name: resource.getrlimit(getattr(resource, name)) for name in (
-            "RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC",
-            "RLIMIT_CORE")},
+        "rlimits": {
+            name: resource.getrlimit(getattr(resource, name))
+            for name in (
+                "RLIMIT_CPU",
+                "RLIMIT_AS",
+                "RLIMIT_FSIZE",
+                "RLIMIT_NOFILE",
+                "RLIMIT_NPROC",
+                "RLIMIT_CORE",
+            )
+        },
     }
 
 
@@ -76,8 +89,7 @@ def _probe_syscalls(ctx: dict[str, int]) -> dict[str, str]:
         "socket_unix": _attempt(lambda: socket.socket(socket.AF_UNIX).close()),
         "kill_forker": _attempt(lambda: os.kill(os.getppid(), 0)),
         "prlimit_other": _attempt(lambda: resource.prlimit(1, resource.RLIMIT_NOFILE)),
-        "raise_nofile": _attempt(lambda: resource.setrlimit(
-            resource.RLIMIT_NOFILE, (4096, 4096))),
+        "raise_nofile": _attempt(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))),
         "write_cwd": _attempt(lambda: open("probe.txt", "w").close()),
         "setuid_root": _attempt(lambda: os.setuid(0)),
     }
@@ -94,8 +106,7 @@ def _probe_rlimit_rules(ctx: dict[str, Any]) -> dict[str, Any]:
         "lower": _attempt(lambda: resource.setrlimit(which, (hard - 1, hard - 1))),
         "raise_hard": _attempt(lambda: resource.setrlimit(which, (hard, hard))),
         "soft_above_hard": _attempt(lambda: resource.setrlimit(which, (hard, hard - 1))),
-        "by_own_pid": _attempt(lambda: resource.prlimit(os.getpid(), which,
-                                                        (hard - 2, hard - 2))),
+        "by_own_pid": _attempt(lambda: resource.prlimit(os.getpid(), which, (hard - 2, hard - 2))),
         "end": resource.getrlimit(which),
     }
 

@@ -14,8 +14,9 @@ later cannot change what is cached for its source.
 The result is encoded exactly once (``ensure_ascii=False``); lone surrogates, which UTF-8
 cannot carry, are then escaped in the text (``\\udXXX``, inside JSON strings the only place
 they can be). A request with the ELEMENT flag gets the result's Colonies output element
-instead, made from that JSON text (:mod:`.element`, the one place with the rule). Whatever user code does during encoding (hooks raising, recursion, answering
-differently twice) ends as ``output``, ``runtime``, ``forbidden`` or ``memory``.
+instead, made from that JSON text (:mod:`.element`, the one place with the rule). Whatever user code
+does during encoding (hooks raising, recursion, answering differently twice) ends as ``output``,
+``runtime``, ``forbidden`` or ``memory``.
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ def encode_value(value: Any, max_bytes: int, as_element: bool = False) -> bytes:
         if as_element:
             text = element.from_json(text)
     except RecursionError:
-        raise _Refused(f"result nests deeper than {MAX_RESULT_DEPTH} levels "
-                       "(or is cyclic)") from None
+        raise _Refused(
+            f"result nests deeper than {MAX_RESULT_DEPTH} levels (or is cyclic)"
+        ) from None
     except element.Unsendable as exc:
         raise _Refused(str(exc)) from None
     except (TypeError, ValueError, OverflowError) as exc:
@@ -103,13 +105,13 @@ def encode_value(value: Any, max_bytes: int, as_element: bool = False) -> bytes:
     except UnicodeEncodeError:
         data = element.escape_surrogates(text).encode("utf-8")
     if len(data) > max_bytes:
-        raise _Refused(f"result is {len(data)} bytes of JSON, over the limit of "
-                       f"{max_bytes} (max_result_bytes)")
+        raise _Refused(
+            f"result is {len(data)} bytes of JSON, over the limit of {max_bytes} (max_result_bytes)"
+        )
     return data
 
 
-def load_code(request: wire.Request, reserve: list[Any],
-              emit: Callable[[bytes], None]) -> CodeType:
+def load_code(request: wire.Request, reserve: list[Any], emit: Callable[[bytes], None]) -> CodeType:
     """The call's code object: unmarshal the caller's copy, or compile and emit it."""
     if request.kind == wire.CODE_BODY:
         code = marshal.loads(request.body)
@@ -120,22 +122,34 @@ def load_code(request: wire.Request, reserve: list[Any],
         compiled = compile_source(request.body.decode("utf-8", "surrogatepass"))
     except MemoryError:
         reserve.clear()
-        raise _CompileFailed(f"compile exceeded its memory limit (memory_mb="
-                             f"{request.limits.memory_mb})", wire.COMPILE_LIMIT) from None
+        raise _CompileFailed(
+            f"compile exceeded its memory limit (memory_mb={request.limits.memory_mb})",
+            wire.COMPILE_LIMIT,
+        ) from None
     if compiled.code is None:
         if compiled.errors and compiled.errors[0].startswith("source too large"):
-            raise _CompileFailed(f"compile exceeded its memory limit (memory_mb="
-                                 f"{request.limits.memory_mb})", wire.COMPILE_LIMIT)
+            raise _CompileFailed(
+                f"compile exceeded its memory limit (memory_mb={request.limits.memory_mb})",
+                wire.COMPILE_LIMIT,
+            )
         raise _CompileFailed(compile_errors(compiled.errors))
     blob = marshal.dumps(compiled.code)
-    emit(wire.frame(wire.CODE, blob) if len(blob) <= wire.MAX_CODE_BYTES
-         else wire.frame(wire.NOCODE, b""))
+    emit(
+        wire.frame(wire.CODE, blob)
+        if len(blob) <= wire.MAX_CODE_BYTES
+        else wire.frame(wire.NOCODE, b"")
+    )
     return compiled.code
 
 
-def _call(request: wire.Request, state: RunState, g: dict[str, Any] | None,
-          reserve: list[Any], emit: Callable[[bytes], None],
-          ctx: dict[str, Any]) -> bytes | tuple[str, str]:
+def _call(
+    request: wire.Request,
+    state: RunState,
+    g: dict[str, Any] | None,
+    reserve: list[Any],
+    emit: Callable[[bytes], None],
+    ctx: dict[str, Any],
+) -> bytes | tuple[str, str]:
     """Run the function; the encoded result or ``(kind, message)``."""
     code = None if request.kind == wire.PROBE else load_code(request, reserve, emit)
     try:
@@ -179,8 +193,13 @@ class Prepared:
         return self.state, self.globals
 
 
-def execute(request: wire.Request, reserve: list[Any], emit: Callable[[bytes], None],
-            ctx: dict[str, Any] | None = None, prepared: Prepared | None = None) -> bytes:
+def execute(
+    request: wire.Request,
+    reserve: list[Any],
+    emit: Callable[[bytes], None],
+    ctx: dict[str, Any] | None = None,
+    prepared: Prepared | None = None,
+) -> bytes:
     """Run one call and return its complete RESULT frame (the child's own usage included).
     ``prepared``: globals built before fork (a child's one call); else built here."""
     if prepared is not None:
@@ -189,8 +208,9 @@ def execute(request: wire.Request, reserve: list[Any], emit: Callable[[bytes], N
         state = RunState(request.limits.max_stdout_bytes, request.modules)
         g = None
     memory_text = f"memory limit exceeded (memory_mb={request.limits.memory_mb})"
-    fallback = wire.encode_result(_KIND[ErrorKind.MEMORY], 0, 0.0, 0, b"", b"",
-                                  memory_text.encode())
+    fallback = wire.encode_result(
+        _KIND[ErrorKind.MEMORY], 0, 0.0, 0, b"", b"", memory_text.encode()
+    )
     flags = 0
     try:
         try:
@@ -212,16 +232,19 @@ def execute(request: wire.Request, reserve: list[Any], emit: Callable[[bytes], N
         if state.violations:
             result = (ErrorKind.FORBIDDEN, cap(state.violations[0]))
         elif state.stdout_overflow:
-            result = (ErrorKind.OUTPUT, f"print output passed its cap of {state.max_stdout_bytes} "
-                                "bytes (max_stdout_bytes)")
+            result = (
+                ErrorKind.OUTPUT,
+                f"print output passed its cap of {state.max_stdout_bytes} bytes (max_stdout_bytes)",
+            )
         stdout = state.stdout().encode("utf-8", "replace")
         ru = resource.getrusage(resource.RUSAGE_SELF)
         cpu, rss = ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024
         if isinstance(result, bytes):
             return wire.encode_result(0, 0, cpu, rss, result, stdout, b"")
         kind, message = result
-        return wire.encode_result(_KIND[kind], flags, cpu, rss, b"", stdout,
-                                  message.encode("utf-8", "replace"))
+        return wire.encode_result(
+            _KIND[kind], flags, cpu, rss, b"", stdout, message.encode("utf-8", "replace")
+        )
     except MemoryError:
         reserve.clear()
         return fallback

@@ -74,8 +74,9 @@ class Sandbox:
     Thread-safe: any number of threads may call :meth:`call` at once.
     """
 
-    def __init__(self, policy: Policy | None = None, *,
-                 code_cache_bytes: int = codecache.DEFAULT_BYTES) -> None:
+    def __init__(
+        self, policy: Policy | None = None, *, code_cache_bytes: int = codecache.DEFAULT_BYTES
+    ) -> None:
         self.policy = policy if policy is not None else Policy()
         self._lock = threading.Lock()
         self._link: Link | None = None
@@ -115,15 +116,26 @@ class Sandbox:
                 raise EngineError("the Sandbox is closed")
             if self._link is None or self._link.dead is not None:
                 if self._link is not None:
-                    log.warning("sandbox forker %s is gone (%s); starting a new one",
-                                self._link.pid, self._link.dead)
+                    log.warning(
+                        "sandbox forker %s is gone (%s); starting a new one",
+                        self._link.pid,
+                        self._link.dead,
+                    )
                     self._link.close(self._link.dead or "sandbox forker died")
                 self._link = Link(self.policy)
             return self._link
 
-    def call(self, source: str, function: str, args: Iterable[Any] = (),
-             kwargs: Mapping[str, Any] | None = None, maxexectime: float | None = None, *,
-             args_json: bytes | None = None, element: bool = False) -> Outcome:
+    def call(
+        self,
+        source: str,
+        function: str,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        maxexectime: float | None = None,
+        *,
+        args_json: bytes | None = None,
+        element: bool = False,
+    ) -> Outcome:
         """Run ``function(*args, **kwargs)`` defined by ``source``; never raises for user code.
 
         ``args_json``, when given, replaces ``args``/``kwargs``: the caller's JSON text of
@@ -135,8 +147,10 @@ class Sandbox:
             raise TypeError("source and function must be str")
         fname = function.encode("utf-8", "surrogatepass")
         if len(fname) > wire.MAX_FUNCTION_BYTES:  # before it can become a cache key
-            return Outcome.failure(ErrorKind.RUNTIME, f"NameError: function name is over "
-                                   f"{wire.MAX_FUNCTION_BYTES} bytes")
+            return Outcome.failure(
+                ErrorKind.RUNTIME,
+                f"NameError: function name is over {wire.MAX_FUNCTION_BYTES} bytes",
+            )
         policy = self._for_call(function, maxexectime)
         limits = policy.limits
         if args_json is not None:
@@ -147,8 +161,9 @@ class Sandbox:
             try:
                 args_json = sizes.args_json(args, kwargs)
             except (TypeError, ValueError, RecursionError) as exc:
-                return Outcome.failure(ErrorKind.RUNTIME,
-                                       f"ValueError: arguments are not JSON-serialisable: {exc}")
+                return Outcome.failure(
+                    ErrorKind.RUNTIME, f"ValueError: arguments are not JSON-serialisable: {exc}"
+                )
         entry = self._cache.get(source)
         if entry is None:
             body = source.encode("utf-8", "surrogatepass")
@@ -163,8 +178,15 @@ class Sandbox:
         refused = admit(size, len(args_json), limits.max_source_bytes, limits.max_args_bytes)
         if refused is not None:
             return refused
-        request = wire.encode_request(kind, fname, _wire_modules(policy.allowed_modules),
-                                      _wire_limits(limits), body, args_json, element)
+        request = wire.encode_request(
+            kind,
+            fname,
+            _wire_modules(policy.allowed_modules),
+            _wire_limits(limits),
+            body,
+            args_json,
+            element,
+        )
         outcome, seen, code = self._run(request, limits, kind == wire.SOURCE, element)
         if kind == wire.SOURCE:
             if code is not None:
@@ -175,16 +197,21 @@ class Sandbox:
             log.warning("call %s: %s", function, outcome.reason)
         return outcome
 
-    def _run(self, request: bytes, limits: Limits, expect_code: bool,
-             as_element: bool = False) -> tuple[Outcome, Seen, bytes | None]:
+    def _run(
+        self, request: bytes, limits: Limits, expect_code: bool, as_element: bool = False
+    ) -> tuple[Outcome, Seen, bytes | None]:
         link = self._current()
         handle = link.take(limits.wall_seconds + TAKE_GRACE_S)
         if isinstance(handle, str):
             return Outcome.failure(ErrorKind.CRASH, handle), Seen(gone=handle), None
         started = time.monotonic()
-        heard = call.converse(handle, request, started + limits.wall_seconds,
-                              wire.result_cap(limits.max_result_bytes, limits.max_stdout_bytes),
-                              expect_code)
+        heard = call.converse(
+            handle,
+            request,
+            started + limits.wall_seconds,
+            wire.result_cap(limits.max_result_bytes, limits.max_stdout_bytes),
+            expect_code,
+        )
         wall = heard.ended - started
         report = None
         if heard.result is None and heard.malformed is None and heard.killed is None:
@@ -199,21 +226,32 @@ class Sandbox:
         else:
             usage = Usage(wall)
         gone = link.dead or "the sandbox forker did not report the child's exit"
-        seen = Seen(result=heard.result, frame_error=heard.frame_error,
-                    malformed=heard.malformed, status=None if report is None else report[0],
-                    killed=heard.killed, compiling=expect_code and not heard.compiled,
-                    gone=gone)
+        seen = Seen(
+            result=heard.result,
+            frame_error=heard.frame_error,
+            malformed=heard.malformed,
+            status=None if report is None else report[0],
+            killed=heard.killed,
+            compiling=expect_code and not heard.compiled,
+            gone=gone,
+        )
         return classify(seen, usage, limits, as_element), seen, heard.code
 
     # -- private hooks for tests and the benchmark ------------------------------------------
-    def _probe(self, name: str, limits: Limits | None = None,
-               params: Mapping[str, Any] | None = None, element: bool = False) -> Outcome:
+    def _probe(
+        self,
+        name: str,
+        limits: Limits | None = None,
+        params: Mapping[str, Any] | None = None,
+        element: bool = False,
+    ) -> Outcome:
         """Run a trusted probe (probes.PROBES) in a fully isolated child, under ``limits``;
         ``params`` reach it as ``ctx["args"]``; ``element`` as in :meth:`call`."""
         limits = limits or self.policy.limits
         args = _NO_ARGS if params is None else json.dumps([[], dict(params)]).encode()
-        request = wire.encode_request(wire.PROBE, name.encode(), 0, _wire_limits(limits), b"",
-                                      args, element)
+        request = wire.encode_request(
+            wire.PROBE, name.encode(), 0, _wire_limits(limits), b"", args, element
+        )
         return self._run(request, limits, False, element)[0]
 
     def _stats(self) -> dict[str, Any]:

@@ -7,8 +7,8 @@ already uses, so no new trust is introduced:
 1. **Annotations are dropped** from ``def`` parameters and returns, so they are never
    evaluated and never stored. A string annotation is an unrestricted ``eval()`` waiting for
    a helper that resolves it (``typing.get_type_hints``, ``functools.singledispatch``,
-   ``inspect.signature(eval_str=True)``; a published RestrictedPython bypass). None of those helpers is
-   importable today; dropping the annotations keeps that true if one ever is.
+   ``inspect.signature(eval_str=True)``; a published RestrictedPython bypass). None of those helpers
+   is importable today; dropping the annotations keeps that true if one ever is.
 2. **Annotated assignment** ``x: T = v`` becomes ``x = v`` (the annotation is dropped and
    never evaluated) and a bare ``x: T`` becomes ``pass``. 9.0 refuses ``AnnAssign`` outright.
 3. **Augmented assignment of attributes and items** (``self.n += 1``, ``counts[w] += 1``),
@@ -60,9 +60,13 @@ class SandboxTransformer(RestrictingNodeTransformer):
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
         value = node.value
-        if (node.attr in ALLOWED_FUNC_NAMES and isinstance(node.ctx, ast.Load)
-                and isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
-                and value.func.id == "super"):
+        if (
+            node.attr in ALLOWED_FUNC_NAMES
+            and isinstance(node.ctx, ast.Load)
+            and isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Name)
+            and value.func.id == "super"
+        ):
             new = _call("_getattr_", self.visit(value), ast.Constant(node.attr))
             copy_locations(new, node)
             return new
@@ -114,8 +118,12 @@ class SandboxTransformer(RestrictingNodeTransformer):
             setup.append(ast.Assign([_name(key, ast.Store())], self.visit(target.slice)))
             load = _call("_getitem_", _name(obj), _name(key))
             store = ast.Subscript(_call("_write_", _name(obj)), _name(key), ast.Store())
-        value = _call("_inplacevar_", ast.Constant(IOPERATOR_TO_STR[type(node.op)]), load,
-                      self.visit(node.value))
+        value = _call(
+            "_inplacevar_",
+            ast.Constant(IOPERATOR_TO_STR[type(node.op)]),
+            load,
+            self.visit(node.value),
+        )
         body: list[ast.stmt] = [ast.Assign([store], value)]
         cleanup: list[ast.stmt] = [ast.Delete([_name(t, ast.Del()) for t in temps])]
         new = [*setup, ast.Try(body=body, handlers=[], orelse=[], finalbody=cleanup)]
@@ -126,11 +134,13 @@ class SandboxTransformer(RestrictingNodeTransformer):
     def _check_attribute_name(self, node: ast.AST, attr: str) -> None:
         # The same three checks as RestrictingNodeTransformer.visit_Attribute.
         if attr.startswith("_") and attr != "_":
-            self.error(node, f'"{attr}" is an invalid attribute name because it starts '
-                             'with "_".')
+            self.error(node, f'"{attr}" is an invalid attribute name because it starts with "_".')
         if attr.endswith("__roles__"):
-            self.error(node, f'"{attr}" is an invalid attribute name because it ends '
-                             'with "__roles__".')
+            self.error(
+                node, f'"{attr}" is an invalid attribute name because it ends with "__roles__".'
+            )
         if attr in INSPECT_ATTRIBUTES:
-            self.error(node, f'"{attr}" is a restricted name, that is forbidden to access '
-                             'in RestrictedPython.')
+            self.error(
+                node,
+                f'"{attr}" is a restricted name, that is forbidden to access in RestrictedPython.',
+            )

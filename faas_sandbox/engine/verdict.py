@@ -80,8 +80,9 @@ class Refusal:
         return not self.limit or getattr(limits, self.limit) <= self.value
 
 
-def admit(size: int, args_json_bytes: int, max_source_bytes: int,
-          max_args_bytes: int) -> Outcome | None:
+def admit(
+    size: int, args_json_bytes: int, max_source_bytes: int, max_args_bytes: int
+) -> Outcome | None:
     """A refusal for an oversize call (sizes in bytes of UTF-8, rules: sizes.py), or None."""
     if (why := source_over(size, max_source_bytes)) is not None:
         return Outcome.failure(ErrorKind.COMPILE, why)
@@ -111,24 +112,32 @@ def classify(seen: Seen, usage: Usage, limits: Limits, as_element: bool = False)
     if res is not None:
         if res.kind == OK and as_element:
             if not element.well_formed(res.value):
-                return Outcome.failure(ErrorKind.CRASH, "sent a malformed result (not one "
-                                       "output element)", usage=usage)
+                return Outcome.failure(
+                    ErrorKind.CRASH, "sent a malformed result (not one output element)", usage=usage
+                )
             return Outcome(True, stdout=res.stdout, usage=usage, element=res.value)
         if res.kind == OK:
             return Outcome(True, stdout=res.stdout, usage=usage, value_json=res.value)
         return Outcome.failure(ErrorKind(res.kind), res.message, res.stdout, usage)
     if seen.malformed is not None:
-        return Outcome.failure(ErrorKind.CRASH, f"sent a malformed result ({seen.malformed})",
-                               usage=usage)
+        return Outcome.failure(
+            ErrorKind.CRASH, f"sent a malformed result ({seen.malformed})", usage=usage
+        )
     if seen.killed is Killed.OVERFLOW:
         return Outcome.failure(ErrorKind.OUTPUT, OVERFLOW_TEXT, usage=usage)
     cpu_kind = ErrorKind.COMPILE if seen.compiling else ErrorKind.CPU
     if seen.killed is Killed.TIMEOUT:
         if seen.compiling:
-            return Outcome.failure(ErrorKind.COMPILE, "compile exceeded its wall-clock limit "
-                                   f"of {limits.wall_seconds:g} s", usage=usage)
-        return Outcome.failure(ErrorKind.TIMEOUT, f"wall-clock limit of {limits.wall_seconds:g}"
-                               " s exceeded", usage=usage)
+            return Outcome.failure(
+                ErrorKind.COMPILE,
+                f"compile exceeded its wall-clock limit of {limits.wall_seconds:g} s",
+                usage=usage,
+            )
+        return Outcome.failure(
+            ErrorKind.TIMEOUT,
+            f"wall-clock limit of {limits.wall_seconds:g} s exceeded",
+            usage=usage,
+        )
     if seen.status is None:
         return Outcome.failure(ErrorKind.CRASH, seen.gone or "sandbox forker died", usage=usage)
     status = seen.status
@@ -138,26 +147,38 @@ def classify(seen: Seen, usage: Usage, limits: Limits, as_element: bool = False)
             return Outcome.failure(cpu_kind, _cpu_text(seen, limits), usage=usage)
         if sig == signal.SIGKILL:
             if seen.killed is not None:
-                return Outcome.failure(ErrorKind.CRASH, "killed by the sandbox: it is shutting "
-                                       "down", usage=usage)
+                return Outcome.failure(
+                    ErrorKind.CRASH, "killed by the sandbox: it is shutting down", usage=usage
+                )
             # RLIMIT_CPU is set soft == hard, so the kernel ends a child at its CPU limit with
             # SIGKILL (no SIGXCPU first); the forker reports the clock that limit is checked
             # against (forker.limit_clock), so such a child's CPU time is >= the limit.
             if usage.cpu_s >= limits.cpu_seconds:
                 return Outcome.failure(cpu_kind, _cpu_text(seen, limits), usage=usage)
-            return Outcome.failure(ErrorKind.CRASH, "killed by SIGKILL not sent by the sandbox "
-                                   "(likely the kernel OOM killer)", usage=usage)
-        return Outcome.failure(ErrorKind.CRASH, f"killed by signal {_signal_name(sig)}",
-                               usage=usage)
+            return Outcome.failure(
+                ErrorKind.CRASH,
+                "killed by SIGKILL not sent by the sandbox (likely the kernel OOM killer)",
+                usage=usage,
+            )
+        return Outcome.failure(
+            ErrorKind.CRASH, f"killed by signal {_signal_name(sig)}", usage=usage
+        )
     code = os.waitstatus_to_exitcode(status)
     if seen.frame_error:
-        return Outcome.failure(ErrorKind.CRASH, f"exited with code {code} after sending a "
-                               f"malformed result ({seen.frame_error})", usage=usage)
+        return Outcome.failure(
+            ErrorKind.CRASH,
+            f"exited with code {code} after sending a malformed result ({seen.frame_error})",
+            usage=usage,
+        )
     if code in _EXIT_TEXT:
-        return Outcome.failure(ErrorKind.CRASH, f"sandbox child {_EXIT_TEXT[ExitCode(code)]} "
-                               f"(exit code {code})", usage=usage)
-    return Outcome.failure(ErrorKind.CRASH, f"exited with code {code} without a result",
-                           usage=usage)
+        return Outcome.failure(
+            ErrorKind.CRASH,
+            f"sandbox child {_EXIT_TEXT[ExitCode(code)]} (exit code {code})",
+            usage=usage,
+        )
+    return Outcome.failure(
+        ErrorKind.CRASH, f"exited with code {code} without a result", usage=usage
+    )
 
 
 def refusal(seen: Seen, outcome: Outcome, limits: Limits) -> Refusal | None:

@@ -44,8 +44,14 @@ REQ_HEAD = struct.Struct(">BBQHII")
 ELEMENT = 1  # request flag
 LIMITS = struct.Struct(">d" + "Q" * (len(fields(Limits)) - 1))
 RES_HEAD = struct.Struct(">BBdQIII")
-RESULT_KINDS = (OK, ErrorKind.COMPILE, ErrorKind.FORBIDDEN, ErrorKind.MEMORY, ErrorKind.OUTPUT,
-                ErrorKind.RUNTIME)
+RESULT_KINDS = (
+    OK,
+    ErrorKind.COMPILE,
+    ErrorKind.FORBIDDEN,
+    ErrorKind.MEMORY,
+    ErrorKind.OUTPUT,
+    ErrorKind.RUNTIME,
+)
 COMPILE_LIMIT = 1
 MODULE_ORDER = tuple(sorted(MODULE_NAMES))
 MAX_CODE_BYTES = 8 << 20  # largest marshalled code object a child sends for the cache
@@ -75,11 +81,19 @@ def mask_modules(mask: int) -> frozenset[str]:
     return frozenset(name for i, name in enumerate(MODULE_ORDER) if mask >> i & 1)
 
 
-def encode_request(kind: int, function: bytes, modules: int, limits: bytes, body: bytes,
-                   args: bytes, element: bool = False) -> bytes:
+def encode_request(
+    kind: int,
+    function: bytes,
+    modules: int,
+    limits: bytes,
+    body: bytes,
+    args: bytes,
+    element: bool = False,
+) -> bytes:
     """One REQUEST frame; ``limits`` is :func:`pack_limits` output (cached by the caller)."""
-    head = REQ_HEAD.pack(kind, ELEMENT if element else 0, modules, len(function), len(body),
-                         len(args))
+    head = REQ_HEAD.pack(
+        kind, ELEMENT if element else 0, modules, len(function), len(body), len(args)
+    )
     return frame(REQUEST, b"".join((head, limits, function, body, args)))
 
 
@@ -104,13 +118,17 @@ def decode_request_head(data: bytes) -> tuple[int, int, int, int, int, Limits, i
     against the limits they travel with."""
     size, ftype = FRAME.unpack_from(data)
     kind, flags, mask, flen, blen, alen = REQ_HEAD.unpack_from(data, FRAME.size)
-    limits = Limits(**dict(zip(_LIMIT_NAMES, LIMITS.unpack_from(data, FRAME.size
-                                                                + REQ_HEAD.size))))
+    limits = Limits(**dict(zip(_LIMIT_NAMES, LIMITS.unpack_from(data, FRAME.size + REQ_HEAD.size))))
     body_cap = {SOURCE: limits.max_source_bytes, CODE_BODY: MAX_CODE_BYTES, PROBE: 0}.get(kind)
-    if (ftype != REQUEST or body_cap is None or blen > body_cap or flen > MAX_FUNCTION_BYTES
-            or flags & ~ELEMENT
-            or alen > limits.max_args_bytes
-            or size != 1 + REQ_HEAD.size + LIMITS.size + flen + blen + alen):
+    if (
+        ftype != REQUEST
+        or body_cap is None
+        or blen > body_cap
+        or flen > MAX_FUNCTION_BYTES
+        or flags & ~ELEMENT
+        or alen > limits.max_args_bytes
+        or size != 1 + REQ_HEAD.size + LIMITS.size + flen + blen + alen
+    ):
         raise WireError("malformed request")
     return kind, mask, flen, blen, alen, limits, flags
 
@@ -128,12 +146,20 @@ def read_request(fd: int) -> Request | None:
     if rest is None:
         raise WireError("request ended early")
     function = rest[:flen].decode("utf-8", "surrogatepass")
-    return Request(kind, function, mask_modules(mask), limits, rest[flen:flen + blen],
-                   rest[flen + blen:], bool(flags & ELEMENT))
+    return Request(
+        kind,
+        function,
+        mask_modules(mask),
+        limits,
+        rest[flen : flen + blen],
+        rest[flen + blen :],
+        bool(flags & ELEMENT),
+    )
 
 
-def encode_result(kind: int, flags: int, cpu_s: float, max_rss: int, value: bytes,
-                  stdout: bytes, message: bytes) -> bytes:
+def encode_result(
+    kind: int, flags: int, cpu_s: float, max_rss: int, value: bytes, stdout: bytes, message: bytes
+) -> bytes:
     head = RES_HEAD.pack(kind, flags, cpu_s, max_rss, len(value), len(stdout), len(message))
     return frame(RESULT, b"".join((head, value, stdout, message)))
 
@@ -162,9 +188,9 @@ def decode_result(payload: bytes) -> Result:
     if (kind == 0) != (vlen > 0):
         raise WireError("result frame: a value iff ok")
     at = RES_HEAD.size
-    value = payload[at:at + vlen]
-    stdout = payload[at + vlen:at + vlen + slen].decode("utf-8", "replace")
-    message = payload[at + vlen + slen:end].decode("utf-8", "replace")
+    value = payload[at : at + vlen]
+    stdout = payload[at + vlen : at + vlen + slen].decode("utf-8", "replace")
+    message = payload[at + vlen + slen : end].decode("utf-8", "replace")
     return Result(RESULT_KINDS[kind], flags, cpu, rss, value, stdout, message)
 
 
@@ -177,7 +203,7 @@ def write_all(fd: int, data: bytes) -> None:
     """Write every byte to a blocking fd (pipes may accept less than asked)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def read_exact(fd: int, size: int) -> bytes | None:

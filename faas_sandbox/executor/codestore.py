@@ -11,8 +11,8 @@ Reading (the executor's hot path):
   into a lookup; at most 4096 names are remembered (found or not), least recently checked
   dropped first, so they cannot grow the executor's memory either.
 - Content comes only from the store the operator configured (``AWS_S3_ENDPOINT`` +
-  ``AWS_S3_BUCKET``), through one :class:`~faas_sandbox.executor.s3fetch.S3Reader`, with credentials from
-  the settings. Metadata naming any other server, port, TLS mode or bucket, or carrying no
+  ``AWS_S3_BUCKET``), through one :class:`~faas_sandbox.executor.s3fetch.S3Reader`, with credentials
+  from the settings. Metadata naming any other server, port, TLS mode or bucket, or carrying no
   SHA-256 checksum, is refused (``not_found`` with the reason) without contacting anything;
   the content must match the checksum, and an error never quotes bytes of a file that failed.
 - A fetch is bounded by the call's deadline (connect, each read, the whole body) and by the
@@ -88,9 +88,18 @@ class _Entry:
 class CodeStore:
     """Cached reads and writes of /faas functions; thread-safe."""
 
-    def __init__(self, client: FileClient, s3: S3Settings, *, max_bytes: int = 1 << 20,
-                 recheck_s: float = RECHECK_S, clock: Callable[[], float] = time.monotonic,
-                 label: str = LABEL, pool_size: int = 10, reader: Any = None) -> None:
+    def __init__(
+        self,
+        client: FileClient,
+        s3: S3Settings,
+        *,
+        max_bytes: int = 1 << 20,
+        recheck_s: float = RECHECK_S,
+        clock: Callable[[], float] = time.monotonic,
+        label: str = LABEL,
+        pool_size: int = 10,
+        reader: Any = None,
+    ) -> None:
         self._client = client
         self._s3 = s3
         self.max_bytes = max_bytes
@@ -120,8 +129,9 @@ class CodeStore:
             if not lock.acquire(blocking=False):
                 return entry.code  # another thread is refreshing it; the cached one will do
         elif not lock.acquire(timeout=max(0.0, deadline - self._clock())):
-            raise CodeUnavailable(f"function {name!r} is still being fetched for another call "
-                                  f"at this call's deadline")
+            raise CodeUnavailable(
+                f"function {name!r} is still being fetched for another call at this call's deadline"
+            )
         try:
             entry = self._entries.get(name)
             if entry is not None and self._clock() - entry.checked_at < self.recheck_s:
@@ -131,8 +141,9 @@ class CodeStore:
         finally:
             lock.release()
 
-    def get_revision(self, name: FunctionName, fileid: str, checksum: str,
-                     deadline: float | None = None) -> Code:
+    def get_revision(
+        self, name: FunctionName, fileid: str, checksum: str, deadline: float | None = None
+    ) -> Code:
         """Exactly revision ``fileid`` of ``name`` (a call pinned by its submitter).
 
         Cached by the immutable (file id, checksum), so a cached revision costs no lookup; on
@@ -144,26 +155,39 @@ class CodeStore:
         if source is not None and self._pinned.get(fileid) == name:
             return Code(name, source, fileid, key[1])
         try:
-            files = self._client.rpc("getfilemsg", colonyname=self._client.colony,
-                                     fileid=fileid, label="", name="", latest=False)
+            files = self._client.rpc(
+                "getfilemsg",
+                colonyname=self._client.colony,
+                fileid=fileid,
+                label="",
+                name="",
+                latest=False,
+            )
         except ColoniesRefused as exc:
             if exc.status == 404:
-                raise FunctionNotFound(f"revision {fileid[:16]} of {name!r} does not exist "
-                                       f"(removed?)") from None
+                raise FunctionNotFound(
+                    f"revision {fileid[:16]} of {name!r} does not exist (removed?)"
+                ) from None
             raise CodeUnavailable(f"ColonyFS refused the lookup: {exc}") from None
         except ColoniesUnreachable as exc:
-            raise CodeUnavailable(f"cannot fetch revision {fileid[:16]} of {name!r}: {exc}") \
-                from None
+            raise CodeUnavailable(
+                f"cannot fetch revision {fileid[:16]} of {name!r}: {exc}"
+            ) from None
         except ReplyUnreadable as exc:
-            raise FunctionNotFound(f"revision {fileid[:16]} of {name!r}: its metadata cannot "
-                                   f"be read ({exc})") from None
+            raise FunctionNotFound(
+                f"revision {fileid[:16]} of {name!r}: its metadata cannot be read ({exc})"
+            ) from None
         meta = files[0] if isinstance(files, list) and files else None
-        if (not isinstance(meta, dict) or meta.get("name") != name
-                or meta.get("label") != self.label):
+        if (
+            not isinstance(meta, dict)
+            or meta.get("name") != name
+            or meta.get("label") != self.label
+        ):
             raise FunctionNotFound(f"{fileid[:16]} is not a revision of {self.label}/{name}")
         if str(meta.get("checksum", "")).lower() != key[1]:
-            raise FunctionNotFound(f"revision {fileid[:16]} of {name!r} does not have the "
-                                   f"pinned sha256")
+            raise FunctionNotFound(
+                f"revision {fileid[:16]} of {name!r} does not have the pinned sha256"
+            )
         self._check_meta(name, meta)  # our store only, a SHA-256 present
         if deadline is None:
             deadline = self._clock() + FETCH_S
@@ -189,8 +213,12 @@ class CodeStore:
             return self._stale(name, old, now, exc)
         self._mark("ColonyFS")
         if meta is None:
-            entry = _Entry(None, now, f"no function {name!r} in ColonyFS {self.label} "
-                                      f"(deploy it with `faas-sandbox deploy`)")
+            entry = _Entry(
+                None,
+                now,
+                f"no function {name!r} in ColonyFS {self.label} "
+                f"(deploy it with `faas-sandbox deploy`)",
+            )
         else:
             key = (str(meta.get("fileid", "")), str(meta.get("checksum", "")))
             source = self._sources.get(key)
@@ -231,16 +259,20 @@ class CodeStore:
         """One log line when ColonyFS metadata or S3 content starts or stops failing."""
         if exc is not None and part not in self._down:
             self._down.add(part)
-            log.warning("code store: %s failing (%s); serving cached code where there is some",
-                        part, for_log(exc))
+            log.warning(
+                "code store: %s failing (%s); serving cached code where there is some",
+                part,
+                for_log(exc),
+            )
         elif exc is None and part in self._down:
             self._down.discard(part)
             log.warning("code store: %s working again", part)
 
     def _stale(self, name: str, old: _Entry | None, now: float, exc: Exception) -> _Entry:
         if old is None or old.code is None:
-            raise CodeUnavailable(f"cannot fetch function {name!r} and it is not cached: "
-                                  f"{exc}") from None
+            raise CodeUnavailable(
+                f"cannot fetch function {name!r} and it is not cached: {exc}"
+            ) from None
         entry = _Entry(old.code, now)  # do not retry on every call
         self._remember(name, entry)
         return entry
@@ -254,8 +286,7 @@ class CodeStore:
                 return None
             raise CodeUnavailable(f"ColonyFS refused the lookup: {exc}") from None
         except ReplyUnreadable as exc:
-            raise FunctionNotFound(f"/faas/{name}: its metadata cannot be read ({exc})") \
-                from None
+            raise FunctionNotFound(f"/faas/{name}: its metadata cannot be read ({exc})") from None
         if not files:
             return None
         meta = files[0]
@@ -272,32 +303,42 @@ class CodeStore:
             raise FunctionNotFound(f"/faas/{name}: its metadata has no S3 reference")
         s3 = self._s3
         if not s3.endpoint or not s3.bucket:
-            raise FunctionNotFound(f"/faas/{name}: this executor has no code store configured "
-                                   f"(AWS_S3_ENDPOINT and AWS_S3_BUCKET)")
+            raise FunctionNotFound(
+                f"/faas/{name}: this executor has no code store configured "
+                f"(AWS_S3_ENDPOINT and AWS_S3_BUCKET)"
+            )
         named = f"{obj.get('server')}:{obj.get('port')}"
-        if named != s3.endpoint or obj.get("bucket") != s3.bucket \
-                or bool(obj.get("tls")) != s3.tls:
+        if named != s3.endpoint or obj.get("bucket") != s3.bucket or bool(obj.get("tls")) != s3.tls:
             where = f"{'https' if obj.get('tls') else 'http'}://{named}/{obj.get('bucket')}"
-            raise FunctionNotFound(f"/faas/{name}: its metadata names the store "
-                                   f"{where[:160]!r}, not this executor's code store; refused "
-                                   f"without contacting it")
+            raise FunctionNotFound(
+                f"/faas/{name}: its metadata names the store "
+                f"{where[:160]!r}, not this executor's code store; refused "
+                f"without contacting it"
+            )
         key = obj.get("object")
         if not isinstance(key, str) or not 0 < len(key) <= 1024:
             raise FunctionNotFound(f"/faas/{name}: its metadata names no valid object key")
         checksum, alg = meta.get("checksum"), meta.get("checksumalg")
-        if not isinstance(checksum, str) or not is_sha256(checksum) \
-                or str(alg or "SHA256").upper() != "SHA256":
-            raise FunctionNotFound(f"/faas/{name}: its metadata carries no SHA-256 checksum, "
-                                   f"so its content cannot be verified")
+        if (
+            not isinstance(checksum, str)
+            or not is_sha256(checksum)
+            or str(alg or "SHA256").upper() != "SHA256"
+        ):
+            raise FunctionNotFound(
+                f"/faas/{name}: its metadata carries no SHA-256 checksum, "
+                f"so its content cannot be verified"
+            )
 
     def _download(self, name: str, meta: dict[str, Any], deadline: float) -> str:
         size = meta.get("size")
         if isinstance(size, int) and size > self.max_bytes:
-            raise FunctionNotFound(f"/faas/{name} is {size} bytes, over the "
-                                   f"{self.max_bytes}-byte source limit")
+            raise FunctionNotFound(
+                f"/faas/{name} is {size} bytes, over the {self.max_bytes}-byte source limit"
+            )
         try:
-            data = self._reader.fetch(meta["ref"]["s3object"]["object"], deadline=deadline,
-                                      max_bytes=self.max_bytes)
+            data = self._reader.fetch(
+                meta["ref"]["s3object"]["object"], deadline=deadline, max_bytes=self.max_bytes
+            )
         except FunctionNotFound as exc:
             raise FunctionNotFound(f"/faas/{name}: {exc}") from None
         except (BotoCoreError, ClientError, ValueError) as exc:  # presigning (local)
@@ -336,13 +377,29 @@ class CodeStore:
         except (BotoCoreError, ClientError, OSError) as exc:
             raise CodeUnavailable(f"S3 {self._s3.endpoint}: {exc}") from None
         meta = {
-            "fileid": "", "colonyname": self._client.colony, "label": self.label,
-            "name": name, "size": len(data), "sequencenr": 1, "checksum": checksum,
+            "fileid": "",
+            "colonyname": self._client.colony,
+            "label": self.label,
+            "name": name,
+            "size": len(data),
+            "sequencenr": 1,
+            "checksum": checksum,
             "checksumalg": "SHA256",
-            "ref": {"protocol": "s3", "s3object": {
-                "server": server, "port": int(port), "tls": self._s3.tls, "accesskey": "",
-                "secretkey": "", "region": self._s3.region, "encryptionkey": "",
-                "encryptionalg": "", "object": obj_key, "bucket": self._s3.bucket}},
+            "ref": {
+                "protocol": "s3",
+                "s3object": {
+                    "server": server,
+                    "port": int(port),
+                    "tls": self._s3.tls,
+                    "accesskey": "",
+                    "secretkey": "",
+                    "region": self._s3.region,
+                    "encryptionkey": "",
+                    "encryptionalg": "",
+                    "object": obj_key,
+                    "bucket": self._s3.bucket,
+                },
+            },
         }
         with self._lock:
             self._entries.pop(name, None)

@@ -55,8 +55,9 @@ class Report:
 class Backoff:
     """Capped exponential delays with full jitter: 0.1, 0.2, 0.4 ... max seconds."""
 
-    def __init__(self, initial: float = 0.1, maximum: float = 5.0,
-                 rand: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self, initial: float = 0.1, maximum: float = 5.0, rand: Callable[[], float] = random.random
+    ) -> None:
         self.initial, self.maximum, self._rand = initial, maximum, rand
         self._next = initial
 
@@ -94,9 +95,13 @@ class Reachability:
 class Outbox:
     """Delivers reports now if it can, later if the server is unreachable, never twice."""
 
-    def __init__(self, client: Closer, reach: Reachability | None = None,
-                 backoff: Backoff | None = None,
-                 sleep: Callable[[float], Any] | None = None) -> None:
+    def __init__(
+        self,
+        client: Closer,
+        reach: Reachability | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> None:
         self._client = client
         self.reach = reach or Reachability()
         self._backoff = backoff or Backoff()
@@ -151,14 +156,22 @@ class Outbox:
         except ReplyUnreadable as exc:  # it answered, with something we cannot read: done
             self.reach.up()
             self.delivered += 1
-            log.warning("call %s: the server's answer to the %s is unreadable (%s)", processid,
-                        "close" if report.ok else "fail", exc)
+            log.warning(
+                "call %s: the server's answer to the %s is unreadable (%s)",
+                processid,
+                "close" if report.ok else "fail",
+                exc,
+            )
             return True
         except ColoniesRefused as exc:
             self.reach.up()
             self.dropped += 1
-            log.warning("call %s: %s refused by the server, dropped (%s)", processid,
-                        "close" if report.ok else "fail", for_log(exc))
+            log.warning(
+                "call %s: %s refused by the server, dropped (%s)",
+                processid,
+                "close" if report.ok else "fail",
+                for_log(exc),
+            )
             return True
         self.reach.up()
         self.delivered += 1

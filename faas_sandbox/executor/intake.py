@@ -30,13 +30,15 @@ REREAD_DELAYS_S = (0.05, 0.1, 0.2)
 
 
 class Reader(Protocol):
-    def list_processes(self, state: int, count: int = 100,
-                       executortype: str = "") -> list[dict[str, Any] | Unreadable]: ...
+    def list_processes(
+        self, state: int, count: int = 100, executortype: str = ""
+    ) -> list[dict[str, Any] | Unreadable]: ...
     def get_process(self, processid: str) -> dict[str, Any]: ...
 
 
-def orphans(client: Reader, executor_id: str, executor_type: str,
-            known: Callable[[str], bool]) -> Iterator[tuple[str, dict[str, Any] | None, str]]:
+def orphans(
+    client: Reader, executor_id: str, executor_type: str, known: Callable[[str], bool]
+) -> Iterator[tuple[str, dict[str, Any] | None, str]]:
     """Yield ``(processid, process, "")`` to serve, or ``(processid, None, reason)`` to fail as
     spec, for RUNNING processes assigned to ``executor_id`` that ``known(processid)`` does not
     claim. ColoniesError from the listing itself propagates."""
@@ -64,12 +66,17 @@ def orphans(client: Reader, executor_id: str, executor_type: str,
 def lacks_env(process: dict[str, Any]) -> bool:
     """Whether a process looks like inline code whose env the server had not written yet."""
     spec = process.get("spec")
-    return isinstance(spec, dict) and spec.get("funcname") != EXECUTE \
-        and not spec.get("env") and not process.get("attributes")
+    return (
+        isinstance(spec, dict)
+        and spec.get("funcname") != EXECUTE
+        and not spec.get("env")
+        and not process.get("attributes")
+    )
 
 
-def reread_env(client: Reader, processid: str,
-               wait: Callable[[float], Any]) -> dict[str, Any] | None:
+def reread_env(
+    client: Reader, processid: str, wait: Callable[[float], Any]
+) -> dict[str, Any] | None:
     """The process read again until its env or attributes show (~0.35 s at most), or None."""
     for delay in REREAD_DELAYS_S:
         wait(delay)

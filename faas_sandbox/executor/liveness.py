@@ -28,8 +28,14 @@ log = logging.getLogger(__name__)
 class Liveness:
     """Worker heartbeats and the resulting verdict; thread-safe (single atomic stores)."""
 
-    def __init__(self, workers: int, *, poll_s: float, call_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        workers: int,
+        *,
+        poll_s: float,
+        call_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._clock = clock
         self.poll_s, self.call_s = poll_s, call_s
         now = clock()
@@ -60,12 +66,12 @@ class Liveness:
             if now - since > limit:
                 stale.append(f"worker {index} {state} for {now - since:.0f}s")
         problems.extend(stale)
-        return not problems, {"ok": not problems, "problems": problems,
-                              "workers": len(self._beats)}
+        return not problems, {"ok": not problems, "problems": problems, "workers": len(self._beats)}
 
 
-def serve_http(port: int, verdict: Callable[[], tuple[bool, dict[str, Any]]],
-               addr: str = "127.0.0.1") -> ThreadingHTTPServer:
+def serve_http(
+    port: int, verdict: Callable[[], tuple[bool, dict[str, Any]]], addr: str = "127.0.0.1"
+) -> ThreadingHTTPServer:
     """Serve /healthz and /metrics on ``addr:port`` from a daemon thread; returns the server."""
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -74,8 +80,7 @@ def serve_http(port: int, verdict: Callable[[], tuple[bool, dict[str, Any]]],
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
                 ok, details = verdict()
-                self._send(200 if ok else 503, "application/json",
-                           json.dumps(details).encode())
+                self._send(200 if ok else 503, "application/json", json.dumps(details).encode())
             elif path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
             else:
@@ -94,6 +99,5 @@ def serve_http(port: int, verdict: Callable[[], tuple[bool, dict[str, Any]]],
     server = ThreadingHTTPServer((addr, port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="faas-health", daemon=True).start()
-    log.info("health on http://%s:%d/healthz, metrics on /metrics", addr,
-             server.server_address[1])
+    log.info("health on http://%s:%d/healthz, metrics on /metrics", addr, server.server_address[1])
     return server

@@ -77,8 +77,16 @@ RESTART_WINDOW_S = 60.0
 
 
 class SandboxLike(Protocol):
-    def call(self, source: str, function: str, args: Any = (), kwargs: Any = None,
-             maxexectime: float | None = None, *, element: bool = False) -> Outcome: ...
+    def call(
+        self,
+        source: str,
+        function: str,
+        args: Any = (),
+        kwargs: Any = None,
+        maxexectime: float | None = None,
+        *,
+        element: bool = False,
+    ) -> Outcome: ...
 
 
 class ExecutorClient(Protocol):
@@ -87,20 +95,34 @@ class ExecutorClient(Protocol):
     def close(self, processid: str, out: list[Any]) -> None: ...
     def fail(self, processid: str, errors: list[str]) -> None: ...
     def add_log(self, processid: str, message: str) -> None: ...
-    def list_processes(self, state: int, count: int = 100,
-                       executortype: str = "") -> list[dict[str, Any] | Unreadable]: ...
+    def list_processes(
+        self, state: int, count: int = 100, executortype: str = ""
+    ) -> list[dict[str, Any] | Unreadable]: ...
     def get_process(self, processid: str) -> dict[str, Any]: ...
 
 
 class Executor:
     """Serves processes until stopped; :meth:`run` blocks and returns an exit status."""
 
-    def __init__(self, client: ExecutorClient, sandbox: SandboxLike, code: CodeStore, *,
-                 name: str, concurrency: int, assign_timeout: int = 10, grace: float = 10.0,
-                 close_margin: float = 0.25, metrics: Any = None,
-                 clock: Callable[[], float] = time.monotonic, executor_id: str | None = None,
-                 executor_type: str | None = None, max_args_bytes: int = MAX_ARGS_TEXT_BYTES,
-                 max_call_s: float = 3600.0, ahead: int | None = None) -> None:
+    def __init__(
+        self,
+        client: ExecutorClient,
+        sandbox: SandboxLike,
+        code: CodeStore,
+        *,
+        name: str,
+        concurrency: int,
+        assign_timeout: int = 10,
+        grace: float = 10.0,
+        close_margin: float = 0.25,
+        metrics: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        executor_id: str | None = None,
+        executor_type: str | None = None,
+        max_args_bytes: int = MAX_ARGS_TEXT_BYTES,
+        max_call_s: float = 3600.0,
+        ahead: int | None = None,
+    ) -> None:
         self.client, self.sandbox, self.code = client, sandbox, code
         self.name, self.concurrency = name, max(1, concurrency)
         self.ahead = 2 * self.concurrency + 2 if ahead is None else max(0, ahead)
@@ -126,8 +148,12 @@ class Executor:
         self._restarts: list[float] = []
         self.max_args_bytes = max_args_bytes
         self.served = 0
-        self.liveness = Liveness(self.concurrency + self.ahead, poll_s=assign_timeout + 20.0,
-                                 call_s=max_call_s, clock=clock)
+        self.liveness = Liveness(
+            self.concurrency + self.ahead,
+            poll_s=assign_timeout + 20.0,
+            call_s=max_call_s,
+            clock=clock,
+        )
 
     def request_stop(self) -> None:
         """First call: drain then stop; second: stop now. Safe in a signal handler."""
@@ -137,13 +163,20 @@ class Executor:
     def run(self) -> int:
         retrier = threading.Thread(target=self.outbox.run, name="faas-outbox", daemon=True)
         retrier.start()
-        workers = [threading.Thread(target=self._supervised, args=(i,),
-                                    name=f"faas-worker-{i}", daemon=True)
-                   for i in range(self.concurrency + self.ahead)]
+        workers = [
+            threading.Thread(
+                target=self._supervised, args=(i,), name=f"faas-worker-{i}", daemon=True
+            )
+            for i in range(self.concurrency + self.ahead)
+        ]
         for worker in workers:
             worker.start()
-        log.info("executor %s serving (%d in flight at most, %d more assigned ahead)",
-                 self.name, self.concurrency, self.ahead)
+        log.info(
+            "executor %s serving (%d in flight at most, %d more assigned ahead)",
+            self.name,
+            self.concurrency,
+            self.ahead,
+        )
         stop_at: float | None = None
         while True:
             time.sleep(0.05)
@@ -152,8 +185,12 @@ class Executor:
                 stop_at = now + self.grace
                 self._stopping.set()
                 self.liveness.stopping(self._fatal or "stop requested")
-                log.info("stopping: no new calls; %d in flight get up to %gs (signal again to "
-                         "stop at once)", len(self._inflight), self.grace)
+                log.info(
+                    "stopping: no new calls; %d in flight get up to %gs (signal again to "
+                    "stop at once)",
+                    len(self._inflight),
+                    self.grace,
+                )
             if stop_at is None:
                 continue
             self.client.abort_assigns()  # repeated: a worker may have just entered a long-poll
@@ -161,14 +198,21 @@ class Executor:
             if not busy and not any(w.is_alive() for w in workers):
                 break
             if self._signals >= 2 or now >= stop_at:
-                self._interrupt("a second stop request" if self._signals >= 2
-                                else f"the {self.grace:g}s grace period")
+                self._interrupt(
+                    "a second stop request"
+                    if self._signals >= 2
+                    else f"the {self.grace:g}s grace period"
+                )
                 break
         self.outbox.stop()
         left = self.outbox.pending_ids()
         if left:
-            log.error("%d result(s) not delivered (colonies unreachable): %s; the server "
-                      "requeues them after their maxexectime", len(left), ", ".join(left))
+            log.error(
+                "%d result(s) not delivered (colonies unreachable): %s; the server "
+                "requeues them after their maxexectime",
+                len(left),
+                ", ".join(left),
+            )
         log.info("executor %s stopped after %d call(s)", self.name, self.served)
         return 1 if self._fatal else 0
 
@@ -179,9 +223,17 @@ class Executor:
             self._abandoned.update(pending)
         for processid, function in pending.items():
             log.warning("call %s: %s interrupted by %s", processid, function, why)
-            self.outbox.deliver(Report(processid, False, [], [
-                f"{ErrorKind.INTERRUPTED}: executor {self.name} stopped before the call "
-                f"finished ({why})"]))
+            self.outbox.deliver(
+                Report(
+                    processid,
+                    False,
+                    [],
+                    [
+                        f"{ErrorKind.INTERRUPTED}: executor {self.name} stopped before the call "
+                        f"finished ({why})"
+                    ],
+                )
+            )
         self.outbox.flush(1.0 if self._signals < 2 else 0.0)
 
     # -- worker threads -----------------------------------------------------------------------
@@ -200,13 +252,18 @@ class Executor:
                     self._restarts = [t for t in self._restarts if now - t < RESTART_WINDOW_S]
                     self._restarts.append(now)
                     deaths = len(self._restarts)
-                log.error("worker %d died (%s: %s); restarting it (%d death(s) in %gs)", index,
-                          type(exc).__name__, for_log(exc), deaths, RESTART_WINDOW_S,
-                          exc_info=True)
+                log.error(
+                    "worker %d died (%s: %s); restarting it (%d death(s) in %gs)",
+                    index,
+                    type(exc).__name__,
+                    for_log(exc),
+                    deaths,
+                    RESTART_WINDOW_S,
+                    exc_info=True,
+                )
                 if deaths > MAX_RESTARTS:
                     self._fatal = f"workers died {deaths} times in {RESTART_WINDOW_S:g}s"
-                    log.error("executor %s cannot recover: %s; stopping", self.name,
-                              self._fatal)
+                    log.error("executor %s cannot recover: %s; stopping", self.name, self._fatal)
                     return
                 self._stopping.wait(0.5)
 
@@ -238,8 +295,12 @@ class Executor:
                 if exc.status == 403 and _denied(str(exc)):
                     self.reach.up()
                     self._fatal = f"assign refused: {exc}"
-                    log.error("executor %s can no longer assign (%s): removed, rejected or "
-                              "reaped as stale; stopping", self.name, exc)
+                    log.error(
+                        "executor %s can no longer assign (%s): removed, rejected or "
+                        "reaped as stale; stopping",
+                        self.name,
+                        exc,
+                    )
                     return
                 if exc.status == 403:  # not a verdict on us: e.g. a database error text
                     self.reach.down(exc)
@@ -275,15 +336,19 @@ class Executor:
             return
         now = time.time()
         try:
-            for processid, process, reason in orphans(self.client, self.executor_id,
-                                                self.executor_type, self._known):
+            for processid, process, reason in orphans(
+                self.client, self.executor_id, self.executor_type, self._known
+            ):
                 if self._stopping.is_set():
                     return
                 if process is None:
                     self._unreadable(processid, reason, "listing")
                     continue
-                log.warning("call %s: assigned to us while colonies was failing, but its "
-                            "assign reply never came; serving it now", processid)
+                log.warning(
+                    "call %s: assigned to us while colonies was failing, but its "
+                    "assign reply never came; serving it now",
+                    processid,
+                )
                 self._serve(process, self._clock() - started_ago(process, now))
         except ColoniesError as exc:
             if isinstance(exc, ColoniesUnreachable):
@@ -298,15 +363,20 @@ class Executor:
     def _unreadable(self, processid: str | None, reason: str, where: str) -> None:
         """Fail a process we cannot read (spec too deep, too large, not JSON) at once."""
         if not processid or not isinstance(processid, str):
-            log.error("%s reply unreadable (%s) and no process id could be read from it; the "
-                      "server requeues that process after its maxexectime", where, reason)
+            log.error(
+                "%s reply unreadable (%s) and no process id could be read from it; the "
+                "server requeues that process after its maxexectime",
+                where,
+                reason,
+            )
             return
         with self._lock:
             if processid in self._inflight or processid in self._recent:
                 return
             self._remember(processid)
-        report = self._failed(processid, "?", ErrorKind.SPEC, f"process cannot be read: {reason}",
-                              self._clock())
+        report = self._failed(
+            processid, "?", ErrorKind.SPEC, f"process cannot be read: {reason}", self._clock()
+        )
         self.outbox.deliver(report)
 
     def _serve(self, process: dict[str, Any], received: float | None = None) -> None:
@@ -316,8 +386,9 @@ class Executor:
             log.error("assign returned a process without an id; ignored")
             return
         if self._closing:
-            log.warning("call %s: assigned during shutdown; left for the server to requeue",
-                        processid)
+            log.warning(
+                "call %s: assigned during shutdown; left for the server to requeue", processid
+            )
             return
         with self._lock:
             if processid in self._inflight:  # adopted by _adopt_orphans and assigned: serve it once
@@ -354,12 +425,12 @@ class Executor:
             if call.source is not None:
                 source = call.source
             else:
-                limit = call.maxexectime - self.close_margin if call.maxexectime \
-                    else FETCH_BUDGET_S
+                limit = call.maxexectime - self.close_margin if call.maxexectime else FETCH_BUDGET_S
                 if call.revision is not None:  # pinned by the submitter: exactly that revision
                     fileid, checksum = call.revision
-                    source = self.code.get_revision(function, fileid, checksum,
-                                                    deadline=received + limit).source
+                    source = self.code.get_revision(
+                        function, fileid, checksum, deadline=received + limit
+                    ).source
                 else:
                     source = self.code.get(function, deadline=received + limit).source
             slot = self._slots.acquire()  # calls assigned ahead wait here (their budget runs)
@@ -370,19 +441,25 @@ class Executor:
                 # per-call limits by this value, and raw float budgets would never hit.
                 budget = math.floor(budget * 10) / 10
                 if budget <= 0:
-                    return self._failed(processid, function, ErrorKind.TIMEOUT, f"maxexectime of "
-                                        f"{call.maxexectime}s used up before the call started",
-                                        received)
+                    return self._failed(
+                        processid,
+                        function,
+                        ErrorKind.TIMEOUT,
+                        f"maxexectime of {call.maxexectime}s used up before the call started",
+                        received,
+                    )
             if call.wall is not None:  # the submitter's own limit (maxexectime leaves room)
                 budget = call.wall if budget is None else min(budget, call.wall)
             started = time.monotonic()
             if self.metrics is not None:
                 with self.metrics.inflight():
-                    outcome = self.sandbox.call(source, function, call.args, call.kwargs,
-                                                maxexectime=budget, element=True)
+                    outcome = self.sandbox.call(
+                        source, function, call.args, call.kwargs, maxexectime=budget, element=True
+                    )
             else:
-                outcome = self.sandbox.call(source, function, call.args, call.kwargs,
-                                            maxexectime=budget, element=True)
+                outcome = self.sandbox.call(
+                    source, function, call.args, call.kwargs, maxexectime=budget, element=True
+                )
             self._call_s = 0.8 * self._call_s + 0.2 * (time.monotonic() - started)
             self._engine_errors = 0
         except SpecError as exc:
@@ -395,15 +472,19 @@ class Executor:
             self._engine_errors += 1
             if self._engine_errors >= 3:
                 self._fatal = f"sandbox engine failing: {exc}"
-                log.error("sandbox engine failed %d times in a row; stopping",
-                          self._engine_errors)
-            return self._failed(processid, function, ErrorKind.CRASH,
-                                f"sandbox engine failed: {exc}", received)
+                log.error("sandbox engine failed %d times in a row; stopping", self._engine_errors)
+            return self._failed(
+                processid, function, ErrorKind.CRASH, f"sandbox engine failed: {exc}", received
+            )
         except Exception as exc:
             log.exception("call %s: internal error", processid)
-            return self._failed(processid, function, ErrorKind.CRASH,
-                                f"internal executor error: {type(exc).__name__}: "
-                                f"{for_log(exc)}", received)
+            return self._failed(
+                processid,
+                function,
+                ErrorKind.CRASH,
+                f"internal executor error: {type(exc).__name__}: {for_log(exc)}",
+                received,
+            )
         finally:
             if slot:
                 self._slots.release()
@@ -414,8 +495,13 @@ class Executor:
         except Exception as exc:  # redteam: a report we cannot build fails that call only;
             # raised, it killed the worker and left the process running (6 stopped us)
             log.exception("call %s: internal error while reporting", processid)
-            return self._failed(processid, function, ErrorKind.CRASH, f"internal executor error: "
-                                f"{type(exc).__name__}: {for_log(exc)}", received)
+            return self._failed(
+                processid,
+                function,
+                ErrorKind.CRASH,
+                f"internal executor error: {type(exc).__name__}: {for_log(exc)}",
+                received,
+            )
 
     def _parse(self, processid: str, process: dict[str, Any]) -> Any:
         """parse_process; inline code seen before its env was written is read again."""
@@ -430,18 +516,23 @@ class Executor:
     def _report(self, processid: str, function: str, outcome: Outcome) -> Report:
         return outcome_report(processid, function, outcome, self.metrics)
 
-    def _failed(self, processid: str, function: str, kind: ErrorKind, message: str,
-                received: float) -> Report:
-        return failed_report(processid, function, kind, message, self._clock() - received,
-                             self.metrics)
+    def _failed(
+        self, processid: str, function: str, kind: ErrorKind, message: str, received: float
+    ) -> Report:
+        return failed_report(
+            processid, function, kind, message, self._clock() - received, self.metrics
+        )
 
     def _warn_zero(self, process: dict[str, Any]) -> None:
         spec = process.get("spec")
         if not self._warned_zero and isinstance(spec, dict) and spec.get("maxexectime") == 0:
             self._warned_zero = True
-            log.warning("process %s has maxexectime 0: the server fails or requeues such "
-                        "processes about 1 s after assignment; submitters should send -1 or a "
-                        "positive number (logged once)", process.get("processid"))
+            log.warning(
+                "process %s has maxexectime 0: the server fails or requeues such "
+                "processes about 1 s after assignment; submitters should send -1 or a "
+                "positive number (logged once)",
+                process.get("processid"),
+            )
 
 
 def _denied(message: str) -> bool:

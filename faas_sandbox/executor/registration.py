@@ -56,8 +56,9 @@ def default_name() -> str:
     return f"faas-{socket.gethostname().split('.')[0]}-{os.getpid()}"
 
 
-def retrying(what: str, fn: Callable[[], T], stop: Callable[[], bool],
-             deadline: float | None = None) -> T:
+def retrying(
+    what: str, fn: Callable[[], T], stop: Callable[[], bool], deadline: float | None = None
+) -> T:
     """``fn()``, retried with backoff while Colonies is unreachable (one log line per change)."""
     reach, backoff = Reachability(), Backoff(initial=0.5, maximum=10.0)
     while True:
@@ -76,34 +77,51 @@ def retrying(what: str, fn: Callable[[], T], stop: Callable[[], bool],
         return result
 
 
-def establish(settings: Settings, client: ColoniesClient, *, mode: str, name: str | None,
-              executor_type: str, stop: Callable[[], bool]) -> Identity:
+def establish(
+    settings: Settings,
+    client: ColoniesClient,
+    *,
+    mode: str,
+    name: str | None,
+    executor_type: str,
+    stop: Callable[[], bool],
+) -> Identity:
     """Resolve and (for ``self``) register the identity; SettingsError for bad configuration."""
     if mode not in MODES:
         raise SettingsError(f"--identity must be one of {MODES}, got {mode!r}")
     operator_set = settings.prvkey is not None and settings.executor_name is not None
     if mode == "operator" or (mode == "auto" and operator_set):
         if not operator_set:
-            raise SettingsError("--identity operator needs COLONIES_PRVKEY and "
-                                "COLONIES_EXECUTOR_NAME")
-        problem = retrying("checking the operator identity",
-                           lambda: _check_operator(settings, client, executor_type), stop)
+            raise SettingsError(
+                "--identity operator needs COLONIES_PRVKEY and COLONIES_EXECUTOR_NAME"
+            )
+        problem = retrying(
+            "checking the operator identity",
+            lambda: _check_operator(settings, client, executor_type),
+            stop,
+        )
         if problem is None:
             assert settings.prvkey is not None and settings.executor_name is not None
-            identity = Identity(settings.executor_name, key_id(settings.prvkey),
-                                settings.prvkey, False)
-            retrying("registering the function", lambda: _ensure_function(client, identity),
-                     stop)
+            identity = Identity(
+                settings.executor_name, key_id(settings.prvkey), settings.prvkey, False
+            )
+            retrying("registering the function", lambda: _ensure_function(client, identity), stop)
             log.info("executor %s: using the operator's identity", identity.name)
             return identity
         if mode == "operator" or settings.colony_prvkey is None:
-            raise SettingsError(f"operator identity COLONIES_EXECUTOR_NAME="
-                                f"{settings.executor_name}: {problem}")
-        log.info("operator identity %s not usable here (%s); registering our own",
-                 settings.executor_name, problem)
+            raise SettingsError(
+                f"operator identity COLONIES_EXECUTOR_NAME={settings.executor_name}: {problem}"
+            )
+        log.info(
+            "operator identity %s not usable here (%s); registering our own",
+            settings.executor_name,
+            problem,
+        )
     if settings.colony_prvkey is None:
-        raise SettingsError("need COLONIES_COLONY_PRVKEY (to register this executor) or "
-                            "COLONIES_PRVKEY + COLONIES_EXECUTOR_NAME (an operator's executor)")
+        raise SettingsError(
+            "need COLONIES_COLONY_PRVKEY (to register this executor) or "
+            "COLONIES_PRVKEY + COLONIES_EXECUTOR_NAME (an operator's executor)"
+        )
     return _register(client, settings.colony_prvkey, name or default_name(), executor_type, stop)
 
 
@@ -112,7 +130,8 @@ def _check_operator(settings: Settings, client: ColoniesClient, executor_type: s
     assert settings.prvkey is not None and settings.executor_name is not None
     try:
         executor: dict[str, Any] = client.with_key(settings.prvkey).get_executor(
-            settings.executor_name)
+            settings.executor_name
+        )
     except ColoniesRefused as exc:
         return f"not found or not approved ({exc})"
     if executor.get("executorid") != key_id(settings.prvkey):
@@ -130,31 +149,52 @@ def _ensure_function(client: ColoniesClient, identity: Identity) -> None:
         mine.add_function(identity.name, EXECUTE)
 
 
-def _register(client: ColoniesClient, colony_prvkey: str, name: str, executor_type: str,
-              stop: Callable[[], bool]) -> Identity:
+def _register(
+    client: ColoniesClient,
+    colony_prvkey: str,
+    name: str,
+    executor_type: str,
+    stop: Callable[[], bool],
+) -> Identity:
     prvkey = new_prvkey()
     identity = Identity(name, key_id(prvkey), prvkey, True)
     try:
-        retrying("registering", lambda: client.add_executor(
-            name, identity.executor_id, executor_type, colony_prvkey), stop)
+        retrying(
+            "registering",
+            lambda: client.add_executor(name, identity.executor_id, executor_type, colony_prvkey),
+            stop,
+        )
         retrying("approving", lambda: client.approve_executor(name, colony_prvkey), stop)
-        retrying("registering the function",
-                 lambda: client.with_key(prvkey).add_function(name, EXECUTE), stop)
+        retrying(
+            "registering the function",
+            lambda: client.with_key(prvkey).add_function(name, EXECUTE),
+            stop,
+        )
     except ColoniesRefused as exc:
         raise SettingsError(f"cannot register executor {name!r}: {exc}") from None
-    log.info("executor %s registered (type %s, id %s)", name, executor_type,
-             identity.executor_id[:12])
+    log.info(
+        "executor %s registered (type %s, id %s)", name, executor_type, identity.executor_id[:12]
+    )
     return identity
 
 
-def unregister(client: ColoniesClient, identity: Identity, colony_prvkey: str | None,
-               stop: Callable[[], bool], timeout: float = 10.0) -> None:
+def unregister(
+    client: ColoniesClient,
+    identity: Identity,
+    colony_prvkey: str | None,
+    stop: Callable[[], bool],
+    timeout: float = 10.0,
+) -> None:
     """Remove a self-registered executor (never an operator's); gives up after ``timeout``."""
     if not identity.self_registered or colony_prvkey is None:
         return
     try:
-        retrying("unregistering", lambda: client.remove_executor(identity.name, colony_prvkey),
-                 stop, deadline=time.monotonic() + timeout)
+        retrying(
+            "unregistering",
+            lambda: client.remove_executor(identity.name, colony_prvkey),
+            stop,
+            deadline=time.monotonic() + timeout,
+        )
     except Interrupted:
         log.error("executor %s not unregistered: colonies unreachable", identity.name)
         return

@@ -29,8 +29,7 @@ _MIB = 1024 * 1024
 def outcome_report(processid: str, function: str, outcome: Outcome, metrics: Any = None) -> Report:
     """The report of a call the sandbox ran."""
     usage = outcome.usage
-    text = (f"in {usage.wall_s:.3f}s cpu={usage.cpu_s:.3f}s "
-            f"rss={usage.max_rss_bytes / _MIB:.1f}MiB")
+    text = f"in {usage.wall_s:.3f}s cpu={usage.cpu_s:.3f}s rss={usage.max_rss_bytes / _MIB:.1f}MiB"
     out = None
     if outcome.ok:
         try:
@@ -40,9 +39,12 @@ def outcome_report(processid: str, function: str, outcome: Outcome, metrics: Any
         except (ValueError, RecursionError) as exc:
             # redteam: an Outcome whose value_json is not JSON (a forged frame, from a call
             # made without element=True) fails that call, never this worker.
-            outcome = Outcome.failure(ErrorKind.CRASH, "sent a malformed result (its value "
-                                      f"is not JSON: {type(exc).__name__})", outcome.stdout,
-                                      usage)
+            outcome = Outcome.failure(
+                ErrorKind.CRASH,
+                f"sent a malformed result (its value is not JSON: {type(exc).__name__})",
+                outcome.stdout,
+                usage,
+            )
     if metrics is not None:
         metrics.observe(outcome, usage.wall_s)
     if outcome.ok:
@@ -54,13 +56,18 @@ def outcome_report(processid: str, function: str, outcome: Outcome, metrics: Any
     reason = clip(outcome.reason)
     log.info("call %s: %s failed %s: %s", processid, function, text, for_log(reason))  # on kills
     # the sandbox has logged a WARNING already
-    note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} failed {text}: " \
-           f"{reason}"
+    note = f"{outcome.stdout}{_nl(outcome.stdout)}[faas-sandbox] {function} failed {text}: {reason}"
     return Report(processid, False, [], [reason], note)
 
 
-def failed_report(processid: str, function: str, kind: ErrorKind, message: str, seconds: float,
-                  metrics: Any = None) -> Report:
+def failed_report(
+    processid: str,
+    function: str,
+    kind: ErrorKind,
+    message: str,
+    seconds: float,
+    metrics: Any = None,
+) -> Report:
     """The report of a call failed by the executor itself (spec, not_found, unavailable...)."""
     reason = clip(f"{kind}: {message}")
     log.info("call %s: %s failed in %.3fs: %s", processid, function, seconds, for_log(reason))

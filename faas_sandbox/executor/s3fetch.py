@@ -43,9 +43,15 @@ _S3_CODE = re.compile(rb"<Code>([A-Za-z]{1,64})</Code>")
 class S3Reader:
     """Bounded GETs from the configured store; ``client`` (boto3) also serves uploads."""
 
-    def __init__(self, settings: S3Settings, *, connect_s: float = CONNECT_S,
-                 read_s: float = READ_S, pool_size: int = 10,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: S3Settings,
+        *,
+        connect_s: float = CONNECT_S,
+        read_s: float = READ_S,
+        pool_size: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.connect_s, self.read_s = connect_s, read_s
         self._clock = clock
@@ -67,27 +73,48 @@ class S3Reader:
 
                     s = self.settings
                     self._client = boto3.session.Session().client(
-                        "s3", endpoint_url=f"http{'s' if s.tls else ''}://{s.endpoint}",
+                        "s3",
+                        endpoint_url=f"http{'s' if s.tls else ''}://{s.endpoint}",
                         aws_access_key_id=s.access_key or None,
                         aws_secret_access_key=s.secret_key or None,
-                        region_name=s.region or None, use_ssl=s.tls, verify=not s.skip_verify,
-                        config=Config(connect_timeout=self.connect_s, read_timeout=self.read_s,
-                                      retries={"max_attempts": 2, "mode": "standard"},
-                                      max_pool_connections=self._pool_size))
+                        region_name=s.region or None,
+                        use_ssl=s.tls,
+                        verify=not s.skip_verify,
+                        config=Config(
+                            connect_timeout=self.connect_s,
+                            read_timeout=self.read_s,
+                            retries={"max_attempts": 2, "mode": "standard"},
+                            max_pool_connections=self._pool_size,
+                        ),
+                    )
         return self._client
 
     def fetch(self, key: str, *, deadline: float, max_bytes: int) -> bytes:
         """The object's bytes (at most ``max_bytes``), or CodeUnavailable/FunctionNotFound."""
         url = self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.settings.bucket, "Key": key}, ExpiresIn=300)
-        return bounded_get(url, deadline=deadline, max_bytes=max_bytes,
-                           connect_s=self.connect_s, read_s=self.read_s,
-                           verify=not self.settings.skip_verify, clock=self._clock)
+            "get_object", Params={"Bucket": self.settings.bucket, "Key": key}, ExpiresIn=300
+        )
+        return bounded_get(
+            url,
+            deadline=deadline,
+            max_bytes=max_bytes,
+            connect_s=self.connect_s,
+            read_s=self.read_s,
+            verify=not self.settings.skip_verify,
+            clock=self._clock,
+        )
 
 
-def bounded_get(url: str, *, deadline: float, max_bytes: int, connect_s: float = CONNECT_S,
-                read_s: float = READ_S, verify: bool = True,
-                clock: Callable[[], float] = time.monotonic) -> bytes:
+def bounded_get(
+    url: str,
+    *,
+    deadline: float,
+    max_bytes: int,
+    connect_s: float = CONNECT_S,
+    read_s: float = READ_S,
+    verify: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
     """GET ``url`` within ``deadline`` (a ``clock`` time) and ``max_bytes`` (module docstring)."""
     parts = urlsplit(url)
     where = f"{parts.hostname}:{parts.port}"
@@ -100,10 +127,12 @@ def bounded_get(url: str, *, deadline: float, max_bytes: int, connect_s: float =
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=min(connect_s, left), context=context)
+            parts.hostname or "", parts.port, timeout=min(connect_s, left), context=context
+        )
     else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port,
-                                          timeout=min(connect_s, left))
+        conn = http.client.HTTPConnection(
+            parts.hostname or "", parts.port, timeout=min(connect_s, left)
+        )
     watchdog = threading.Timer(left, _shutdown, (conn,))
     watchdog.daemon = True
     watchdog.start()
@@ -118,8 +147,15 @@ def bounded_get(url: str, *, deadline: float, max_bytes: int, connect_s: float =
         conn.close()
 
 
-def _get(conn: http.client.HTTPConnection, parts: Any, deadline: float, max_bytes: int,
-         read_s: float, clock: Callable[[], float], where: str) -> bytes:
+def _get(
+    conn: http.client.HTTPConnection,
+    parts: Any,
+    deadline: float,
+    max_bytes: int,
+    read_s: float,
+    clock: Callable[[], float],
+    where: str,
+) -> bytes:
     conn.connect()
     _arm(conn, deadline, read_s, clock, where)
     conn.request("GET", f"{parts.path}?{parts.query}")
@@ -151,8 +187,13 @@ def _get(conn: http.client.HTTPConnection, parts: Any, deadline: float, max_byte
     return b"".join(chunks)
 
 
-def _arm(conn: http.client.HTTPConnection, deadline: float, read_s: float,
-         clock: Callable[[], float], where: str) -> None:
+def _arm(
+    conn: http.client.HTTPConnection,
+    deadline: float,
+    read_s: float,
+    clock: Callable[[], float],
+    where: str,
+) -> None:
     """Give the next socket operation what is left of the deadline (at most ``read_s``)."""
     left = deadline - clock()
     if left <= 0:

@@ -71,14 +71,18 @@ STATUS = problems.STATUS  # kind -> HTTP status (422 for every sandbox kind)
 TUTORIAL = FunctionName("convert")
 MAX_FUNCTION_LABELS = 256  # distinct function labels on the call counter; then "_other"
 _DESCRIPTIONS = {
-    400: "malformed request (kind spec)", 401: "missing or unknown bearer token",
+    400: "malformed request (kind spec)",
+    401: "missing or unknown bearer token",
     403: "token not allowed for this function (kind denied)",
-    404: "no such function, process or route", 413: "request body over the limit",
+    404: "no such function, process or route",
+    413: "request body over the limit",
     415: "body is not application/json",
     422: "the function failed: kind compile, forbidden, runtime, memory, cpu, output, crash, ...",
     429: "too many calls in flight, executors saturated, or token over its rate (Retry-After)",
-    502: "Colonies server unreachable or refusing", 503: "no executor of the type is alive, or "
-    "the code store is down (Retry-After)", 504: "no result within the call's limits"}
+    502: "Colonies server unreachable or refusing",
+    503: "no executor of the type is alive, or the code store is down (Retry-After)",
+    504: "no result within the call's limits",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,17 +130,26 @@ def _function_counter(registry: CollectorRegistry | None) -> Counter | None:
         return None
     if id(registry) not in _COUNTERS:
         _COUNTERS[id(registry)] = Counter(
-            "faas_http_calls", "Calls answered by the HTTP front end, by function and kind.",
-            ["function", "kind"], registry=registry)
+            "faas_http_calls",
+            "Calls answered by the HTTP front end, by function and kind.",
+            ["function", "kind"],
+            registry=registry,
+        )
     return _COUNTERS[id(registry)]
 
 
-def create_app(backend: Backend, settings: ApiSettings | None = None,
-               metrics: Metrics | None = None) -> FastAPI:
+def create_app(
+    backend: Backend, settings: ApiSettings | None = None, metrics: Metrics | None = None
+) -> FastAPI:
     """The ASGI application; ``backend`` does the Colonies work."""
     settings = settings or ApiSettings()
-    app = FastAPI(title="faas-sandbox", version=__version__, docs_url=None, redoc_url=None,
-                  description="Call sandboxed Python functions on ColonyOS over HTTP.")
+    app = FastAPI(
+        title="faas-sandbox",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        description="Call sandboxed Python functions on ColonyOS over HTTP.",
+    )
     problems.install(app, settings.retry_after_seconds)
     gate = _Gate(settings.max_inflight)
     # Each call holds one thread while it waits; health and logs get a little headroom.
@@ -166,9 +179,11 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
             raise ApiError(ErrorKind.DENIED, f"token {grant.name!r} may not call {function!r}")
         wait = rates.take(grant.name)
         if wait > 0:
-            raise ApiError(ErrorKind.BUSY, f"token {grant.name!r} is over its rate of "
-                           f"{settings.rate_per_token:g} requests/s",
-                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+            raise ApiError(
+                ErrorKind.BUSY,
+                f"token {grant.name!r} is over its rate of {settings.rate_per_token:g} requests/s",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         request.state.grant = grant
         return grant.name
 
@@ -176,19 +191,23 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         metrics.observe_kind(kind, seconds)
         if by_function is None:
             return
-        if function not in labelled and len(labelled) < MAX_FUNCTION_LABELS and kind not in (
-                ErrorKind.NOT_FOUND, ErrorKind.SPEC):
+        if (
+            function not in labelled
+            and len(labelled) < MAX_FUNCTION_LABELS
+            and kind not in (ErrorKind.NOT_FOUND, ErrorKind.SPEC)
+        ):
             labelled.add(function)
-        by_function.labels(function=function if function in labelled else "_other",
-                           kind=kind).inc()
+        by_function.labels(function=function if function in labelled else "_other", kind=kind).inc()
 
-    async def until_disconnect(request: Request,
-                               func: Callable[[threading.Event], _T]) -> _T | None:
+    async def until_disconnect(
+        request: Request, func: Callable[[threading.Event], _T]
+    ) -> _T | None:
         """Run ``func(cancel)`` in a thread; if the client hangs up, set ``cancel`` and return
         None at once (the thread notices within ~0.2 s)."""
         cancel = threading.Event()
         outcome: list[_T] = []
         async with anyio.create_task_group() as tg:
+
             async def watch() -> None:
                 while True:
                     message = await request.receive()
@@ -198,8 +217,11 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
                         return
 
             tg.start_soon(watch)
-            outcome.append(await anyio.to_thread.run_sync(func, cancel, limiter=limiter,
-                                                          abandon_on_cancel=True))
+            outcome.append(
+                await anyio.to_thread.run_sync(
+                    func, cancel, limiter=limiter, abandon_on_cancel=True
+                )
+            )
             tg.cancel_scope.cancel()
         return outcome[0] if outcome else None
 
@@ -211,15 +233,23 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
             try:
                 revision = await blocking(backend.current, call.function)
             except ColoniesUnreachable as exc:
-                raise ApiError(ErrorKind.UNREACHABLE,
-                               f"Colonies server unreachable: {exc}") from None
+                raise ApiError(
+                    ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}"
+                ) from None
             except ColoniesRefused as exc:
                 raise ApiError(ErrorKind.REFUSED, f"Colonies server refused: {exc}") from None
             if revision is None:
                 raise ApiError(ErrorKind.NOT_FOUND, f"no function {call.function!r} is deployed")
-            call = CallRequest(call.function, call.args, call.kwargs, call.wall_seconds,
-                               call.maxwaittime, call.maxretries, call.tutorial,
-                               (revision.fileid, revision.sha256))
+            call = CallRequest(
+                call.function,
+                call.args,
+                call.kwargs,
+                call.wall_seconds,
+                call.maxwaittime,
+                call.maxretries,
+                call.tutorial,
+                (revision.fileid, revision.sha256),
+            )
             request.state.revision = revision.to_json()
         return call
 
@@ -227,13 +257,15 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         if not gate.try_enter():
             log.warning("call %s refused: %d calls in flight", call.function, gate.size)
             count(call.function, ErrorKind.BUSY, 0.0)
-            raise ApiError(ErrorKind.BUSY,
-                           f"too many calls in flight (limit {gate.size}); retry later")
+            raise ApiError(
+                ErrorKind.BUSY, f"too many calls in flight (limit {gate.size}); retry later"
+            )
         started = time.monotonic()
         try:
             with metrics.inflight():
                 result = await until_disconnect(
-                    request, lambda cancel: calls.run_call(backend, call, cancel))
+                    request, lambda cancel: calls.run_call(backend, call, cancel)
+                )
         finally:
             gate.leave()
         seconds = time.monotonic() - started
@@ -241,29 +273,49 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
             log.info("call %s: client went away after %.3fs", call.function, seconds)
             result = CallResult(ErrorKind.CANCELLED, [], "the client went away")
         elif result.kind == ErrorKind.NO_EXECUTOR and (await blocking(capacity.alive) or 0) > 0:
-            result = CallResult(ErrorKind.BUSY, [], f"every executor was busy for the call's "
-                                f"{call.maxwaittime} s maxwaittime; retry later",
-                                result.processid)
+            result = CallResult(
+                ErrorKind.BUSY,
+                [],
+                f"every executor was busy for the call's "
+                f"{call.maxwaittime} s maxwaittime; retry later",
+                result.processid,
+            )
         count(call.function, result.kind, seconds)
-        log.info("call %s: %s %s in %.3fs", result.processid, call.function, result.kind,
-                 seconds)
+        log.info("call %s: %s %s in %.3fs", result.processid, call.function, result.kind, seconds)
         return result
 
     def failure(result: CallResult) -> ApiError:
-        return ApiError(result.kind, result.message, processid=result.processid,
-                        status=499 if result.kind == ErrorKind.CANCELLED else None)
+        return ApiError(
+            result.kind,
+            result.message,
+            processid=result.processid,
+            status=499 if result.kind == ErrorKind.CANCELLED else None,
+        )
 
-    def answer(request: Request, body: dict[str, Any], status: int = 200,
-               processid: str | None = None) -> JSONResponse:
+    def answer(
+        request: Request, body: dict[str, Any], status: int = 200, processid: str | None = None
+    ) -> JSONResponse:
         headers = {"X-Process-Id": processid} if processid else {}
         return JSONResponse(body, status_code=status, headers=headers)
 
-    def make(function: FunctionName, args: tuple[Any, ...], kwargs: dict[str, Any],
-             maxexectime: float | None, tutorial: bool = False) -> CallRequest:
+    def make(
+        function: FunctionName,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        maxexectime: float | None,
+        tutorial: bool = False,
+    ) -> CallRequest:
         try:
-            call = calls.make_request(settings.policy, function, args, kwargs, maxexectime,
-                                      maxwaittime=settings.maxwaittime,
-                                      maxretries=settings.maxretries, tutorial=tutorial)
+            call = calls.make_request(
+                settings.policy,
+                function,
+                args,
+                kwargs,
+                maxexectime,
+                maxwaittime=settings.maxwaittime,
+                maxretries=settings.maxretries,
+                tutorial=tutorial,
+            )
         except SpecError as exc:
             raise ApiError(ErrorKind.SPEC, str(exc)) from None
         try:
@@ -275,31 +327,55 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
             raise ApiError(ErrorKind.TOO_LARGE, f"{function}: {why}")
         return call
 
-    @app.get("/convert", response_model=ConvertResponse, dependencies=secured,
-             responses=_errors(400, *auth_codes, 404, 413, 422, 429, 502, 503, 504),
-             summary="The tutorial's Celsius to Fahrenheit function")
-    async def convert(request: Request, celsius: float = Query(
-            ..., ge=-273.15, le=1e300, allow_inf_nan=False,
-            description="degrees Celsius, from absolute zero up")) -> Any:
+    @app.get(
+        "/convert",
+        response_model=ConvertResponse,
+        dependencies=secured,
+        responses=_errors(400, *auth_codes, 404, 413, 422, 429, 502, 503, 504),
+        summary="The tutorial's Celsius to Fahrenheit function",
+    )
+    async def convert(
+        request: Request,
+        celsius: float = Query(
+            ...,
+            ge=-273.15,
+            le=1e300,
+            allow_inf_nan=False,
+            description="degrees Celsius, from absolute zero up",
+        ),
+    ) -> Any:
         authorize(request, TUTORIAL)
-        call = await prepare(request, make(TUTORIAL, (), {"arg": str(float(celsius))}, None,
-                                           tutorial=True))
+        call = await prepare(
+            request, make(TUTORIAL, (), {"arg": str(float(celsius))}, None, tutorial=True)
+        )
         result = await run(request, call)
         if not result.ok:
             raise failure(result)
         return answer(request, {"fahrenheit": result.output}, processid=result.processid)
 
-    call_body_schema = {"requestBody": {"required": False, "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/CallBody"}}}}}
+    call_body_schema = {
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CallBody"}}},
+        }
+    }
 
-    @app.post("/functions/{name}/call", response_model=CallResponse, dependencies=secured,
-              responses={202: {"model": AsyncAccepted, "description": "mode=async: submitted"},
-                         **_errors(400, *auth_codes, 404, 413, 415, 422, 429, 502, 503, 504)},
-              openapi_extra=call_body_schema,
-              summary="Call a deployed function with JSON arguments (sync or async)")
-    async def call_function(request: Request,
-                            name: str = Path(..., pattern=FUNCTION_NAME_PATTERN),
-                            mode: Literal["sync", "async"] = Query("sync")) -> Any:
+    @app.post(
+        "/functions/{name}/call",
+        response_model=CallResponse,
+        dependencies=secured,
+        responses={
+            202: {"model": AsyncAccepted, "description": "mode=async: submitted"},
+            **_errors(400, *auth_codes, 404, 413, 415, 422, 429, 502, 503, 504),
+        },
+        openapi_extra=call_body_schema,
+        summary="Call a deployed function with JSON arguments (sync or async)",
+    )
+    async def call_function(
+        request: Request,
+        name: str = Path(..., pattern=FUNCTION_NAME_PATTERN),
+        mode: Literal["sync", "async"] = Query("sync"),
+    ) -> Any:
         name = FunctionName(name)  # FastAPI checked it against the one pattern (names.py)
         authorize(request, name)
         raw = await read_json(request, settings.max_body_bytes)
@@ -308,29 +384,37 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
-            raise ApiError(ErrorKind.SPEC,
-                           f"body{'.' + where if where else ''}: {first.get('msg')}"[:300]) \
-                from None
-        call = await prepare(request, make(name, tuple(body.args), body.kwargs,
-                                           body.maxexectime))
+            raise ApiError(
+                ErrorKind.SPEC, f"body{'.' + where if where else ''}: {first.get('msg')}"[:300]
+            ) from None
+        call = await prepare(request, make(name, tuple(body.args), body.kwargs, body.maxexectime))
         revision = getattr(request.state, "revision", None)
         if mode == "async":
             try:
                 processid = await blocking(backend.submit, call)
             except ColoniesUnreachable as exc:
-                raise ApiError(ErrorKind.UNREACHABLE,
-                               f"Colonies server unreachable: {exc}") from None
+                raise ApiError(
+                    ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}"
+                ) from None
             except ColoniesRefused as exc:
-                raise ApiError(ErrorKind.REFUSED,
-                               f"Colonies server refused the call: {exc}") from None
+                raise ApiError(
+                    ErrorKind.REFUSED, f"Colonies server refused the call: {exc}"
+                ) from None
             count(name, "submitted", 0.0)
-            return answer(request, {"processid": processid,
-                                    "status_url": f"/calls/{processid}"}, 202, processid)
+            return answer(
+                request,
+                {"processid": processid, "status_url": f"/calls/{processid}"},
+                202,
+                processid,
+            )
         result = await run(request, call)
         if not result.ok:
             raise failure(result)
-        return answer(request, {"output": result.output, "processid": result.processid,
-                                "revision": revision}, processid=result.processid)
+        return answer(
+            request,
+            {"output": result.output, "processid": result.processid, "revision": revision},
+            processid=result.processid,
+        )
 
     async def fetch(request: Request, processid: ProcessId) -> CallResult:
         authorize(request, None)
@@ -342,23 +426,33 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
             raise ApiError(ErrorKind.NOT_FOUND, "no such process", processid=processid) from None
         grant = getattr(request.state, "grant", None)
         if grant is not None and not grant.allows(result.function):
-            raise ApiError(ErrorKind.DENIED, f"token {grant.name!r} may not read calls of "
-                           f"{result.function!r}")
+            raise ApiError(
+                ErrorKind.DENIED, f"token {grant.name!r} may not read calls of {result.function!r}"
+            )
         return result
 
     processid_param = Path(..., pattern=PROCESSID_PATTERN, description="64 hex digits")
 
-    @app.get("/calls/{processid}", response_model=CallStatus, dependencies=secured,
-             responses=_errors(400, *auth_codes, 404, 429, 502),
-             summary="The state of a call (async or not) and, once final, its result")
+    @app.get(
+        "/calls/{processid}",
+        response_model=CallStatus,
+        dependencies=secured,
+        responses=_errors(400, *auth_codes, 404, 429, 502),
+        summary="The state of a call (async or not) and, once final, its result",
+    )
     async def call_status(request: Request, processid: str = processid_param) -> Any:
         result = await fetch(request, ProcessId(processid))  # FastAPI checked the pattern
-        return answer(request, {**result.status_json(), "processid": processid},
-                      processid=processid)
+        return answer(
+            request, {**result.status_json(), "processid": processid}, processid=processid
+        )
 
-    @app.get("/calls/{processid}/logs", response_model=LogsResponse, dependencies=secured,
-             responses=_errors(400, *auth_codes, 404, 429, 502),
-             summary="The captured output (process log) of a call")
+    @app.get(
+        "/calls/{processid}/logs",
+        response_model=LogsResponse,
+        dependencies=secured,
+        responses=_errors(400, *auth_codes, 404, 429, 502),
+        summary="The captured output (process log) of a call",
+    )
     async def call_logs(request: Request, processid: str = processid_param) -> Any:
         if tokens is not None:
             await fetch(request, ProcessId(processid))  # FastAPI checked the pattern
@@ -370,8 +464,13 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
             raise ApiError(ErrorKind.NOT_FOUND, "no such process", processid=processid) from None
         return answer(request, {"processid": processid, "logs": lines}, processid=processid)
 
-    @app.get("/functions", response_model=list[FunctionSummary], dependencies=secured,
-             responses=_errors(*auth_codes, 429, 502), summary="The deployed functions")
+    @app.get(
+        "/functions",
+        response_model=list[FunctionSummary],
+        dependencies=secured,
+        responses=_errors(*auth_codes, 429, 502),
+        summary="The deployed functions",
+    )
     async def functions(request: Request) -> Any:
         authorize(request, None)
         grant = getattr(request.state, "grant", None)
@@ -381,11 +480,16 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
             raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server: {exc}") from None
         return [f for f in listed if grant is None or grant.allows(f["name"])]
 
-    @app.get("/functions/{name}", response_model=FunctionDetail, dependencies=secured,
-             responses=_errors(400, *auth_codes, 404, 429, 502),
-             summary="A function's revisions, oldest first, and the current one")
-    async def function_detail(request: Request,
-                              name: str = Path(..., pattern=FUNCTION_NAME_PATTERN)) -> Any:
+    @app.get(
+        "/functions/{name}",
+        response_model=FunctionDetail,
+        dependencies=secured,
+        responses=_errors(400, *auth_codes, 404, 429, 502),
+        summary="A function's revisions, oldest first, and the current one",
+    )
+    async def function_detail(
+        request: Request, name: str = Path(..., pattern=FUNCTION_NAME_PATTERN)
+    ) -> Any:
         name = FunctionName(name)  # FastAPI checked it against the one pattern (names.py)
         authorize(request, name)
         try:
@@ -397,9 +501,12 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
         listed = [r.to_json() for r in revisions]
         return {"name": name, "current": listed[-1], "revisions": listed}
 
-    @app.get("/healthz", response_model=Health, summary="200 if the Colonies server answers "
-             "(with the executors seen alive), else 503",
-             responses={503: {"model": ErrorResponse, "description": "Colonies unreachable"}})
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        summary="200 if the Colonies server answers (with the executors seen alive), else 503",
+        responses={503: {"model": ErrorResponse, "description": "Colonies unreachable"}},
+    )
     async def healthz() -> Any:
         try:
             await blocking(backend.ping)
@@ -420,10 +527,14 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version,
-                                 description=app.description, routes=app.routes)
-            error_ref = {"content": {"application/json": {"schema": {
-                "$ref": "#/components/schemas/ErrorResponse"}}}}
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            error_ref = {
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+                }
+            }
             for operations in schema.get("paths", {}).values():
                 for op in operations.values():
                     responses = op.setdefault("responses", {})
@@ -431,8 +542,9 @@ def create_app(backend: Backend, settings: ApiSettings | None = None,
                         del responses["422"]
                     # the body cap and Content-Length check answer before any route runs
                     for code in ("400", "413"):
-                        responses.setdefault(code, {"description": _DESCRIPTIONS[int(code)],
-                                                    **error_ref})
+                        responses.setdefault(
+                            code, {"description": _DESCRIPTIONS[int(code)], **error_ref}
+                        )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)

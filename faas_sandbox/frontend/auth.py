@@ -59,8 +59,13 @@ class Grant:
         return hmac.compare_digest(digest, self.sha256)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "salt": self.salt, "sha256": self.sha256,
-                "functions": list(self.functions), "created": self.created}
+        return {
+            "name": self.name,
+            "salt": self.salt,
+            "sha256": self.sha256,
+            "functions": list(self.functions),
+            "created": self.created,
+        }
 
 
 def parse_patterns(text: str) -> tuple[str, ...]:
@@ -85,16 +90,22 @@ def load(path: str | Path) -> list[Grant]:
         raise TokenFileError(f"{path}: cannot read tokens file: {exc}") from None
     entries = data.get("tokens") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise TokenFileError(f"{path}: expected an object with a \"tokens\" list")
+        raise TokenFileError(f'{path}: expected an object with a "tokens" list')
     grants = []
     for i, entry in enumerate(entries):
         try:
-            grant = Grant(str(entry["name"]), str(entry["salt"]), str(entry["sha256"]),
-                          tuple(str(p) for p in entry["functions"]), str(entry.get("created", "")))
+            grant = Grant(
+                str(entry["name"]),
+                str(entry["salt"]),
+                str(entry["sha256"]),
+                tuple(str(p) for p in entry["functions"]),
+                str(entry.get("created", "")),
+            )
             bytes.fromhex(grant.salt)
         except (KeyError, TypeError, ValueError):
-            raise TokenFileError(f"{path}: tokens[{i}]: needs name, salt (hex), sha256 and "
-                                 f"a functions list") from None
+            raise TokenFileError(
+                f"{path}: tokens[{i}]: needs name, salt (hex), sha256 and a functions list"
+            ) from None
         grants.append(grant)
     return grants
 
@@ -161,8 +172,9 @@ class TokenStore:
                     try:
                         self._grants = load(self.path)
                         self._stamp = stamp
-                        log.info("tokens file %s re-read: %d token(s)", self.path,
-                                 len(self._grants))
+                        log.info(
+                            "tokens file %s re-read: %d token(s)", self.path, len(self._grants)
+                        )
                     except TokenFileError as exc:
                         log.warning("%s; keeping the previous tokens", exc)
         return self._grants
@@ -189,8 +201,9 @@ def bearer(header: str | None) -> str | None:
 class RateLimiter:
     """A token bucket per key: ``rate`` requests a second, bursts of ``burst``."""
 
-    def __init__(self, rate: float, burst: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rate, self.burst, self._clock = rate, burst, clock
         self._buckets: dict[str, tuple[float, float]] = {}
 

@@ -61,18 +61,29 @@ class FrontDoor:
                 await _answer(send_with_id, 400, ErrorKind.SPEC, "Content-Length is not a number")
                 return
             if size > self.max_body_bytes:
-                await _answer(send_with_id, 413, ErrorKind.TOO_LARGE,
-                              f"request body of {size} bytes is over the "
-                              f"{self.max_body_bytes}-byte limit")
+                await _answer(
+                    send_with_id,
+                    413,
+                    ErrorKind.TOO_LARGE,
+                    f"request body of {size} bytes is over the {self.max_body_bytes}-byte limit",
+                )
                 return
         await self.app(scope, receive, send_with_id)
 
 
 async def _answer(send: Send, status: int, kind: str, message: str) -> None:
     body = json.dumps({"detail": {"kind": kind, "message": message}}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -92,26 +103,30 @@ def loads_strict(data: bytes) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApiError(ErrorKind.SPEC,
-                       f"request body is not UTF-8: {exc.reason} at byte {exc.start}") \
-            from None
+        raise ApiError(
+            ErrorKind.SPEC, f"request body is not UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ApiError(ErrorKind.SPEC, "request body is nested too deeply") from None
     except ValueError as exc:
-        raise ApiError(ErrorKind.SPEC,
-                       f"request body is not valid JSON: {str(exc)[:200]}") from None
+        raise ApiError(
+            ErrorKind.SPEC, f"request body is not valid JSON: {str(exc)[:200]}"
+        ) from None
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
     """The JSON body, or None when there is none. 413 / 415 / 400 as the module says."""
-    has_body = (request.headers.get("content-length", "0") != "0"
-                or "transfer-encoding" in request.headers)
+    has_body = (
+        request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    )
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if has_body and media not in _JSON_TYPES:
-        raise ApiError(ErrorKind.MEDIA_TYPE, f"expected Content-Type application/json, got "
-                                     f"{media[:80] or 'none'}")
+        raise ApiError(
+            ErrorKind.MEDIA_TYPE,
+            f"expected Content-Type application/json, got {media[:80] or 'none'}",
+        )
     if not has_body:
         return None
     chunks: list[bytes] = []
@@ -119,8 +134,11 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise ApiError(ErrorKind.TOO_LARGE, f"request body is over the {max_bytes}-byte limit",
-                           headers={"Connection": "close"})
+            raise ApiError(
+                ErrorKind.TOO_LARGE,
+                f"request body is over the {max_bytes}-byte limit",
+                headers={"Connection": "close"},
+            )
         chunks.append(chunk)
     data = b"".join(chunks)
     if not data.strip():

@@ -11,8 +11,12 @@ from collections.abc import Callable
 class Capacity:
     """``alive()``: executors seen alive (None: unknown, e.g. Colonies unreachable)."""
 
-    def __init__(self, fetch: Callable[[], int] | None, ttl: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[], int] | None,
+        ttl: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._fetch, self.ttl, self._clock = fetch, ttl, clock
         self._lock = threading.Lock()
         self._value: int | None = None

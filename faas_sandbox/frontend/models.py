@@ -14,11 +14,13 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$
 
 class ErrorDetail(BaseModel):
     model_config = ConfigDict(extra="allow")
-    kind: str = Field(description="spec, unauthorized, denied, not_found, method, too_large, "
-                                  "media_type, busy, unreachable, refused, no_executor, "
-                                  "unavailable, timeout, cancelled, or the sandbox's kind of a "
-                                  "failed call: compile, forbidden, runtime, memory, cpu, "
-                                  "output, crash, ...")
+    kind: str = Field(
+        description="spec, unauthorized, denied, not_found, method, too_large, "
+        "media_type, busy, unreachable, refused, no_executor, "
+        "unavailable, timeout, cancelled, or the sandbox's kind of a "
+        "failed call: compile, forbidden, runtime, memory, cpu, "
+        "output, crash, ..."
+    )
     message: str
     processid: str | None = None
 
@@ -34,13 +36,17 @@ class ConvertResponse(BaseModel):
 class CallBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     args: list[Any] = Field(default_factory=list, description="positional arguments (JSON)")
-    kwargs: dict[Identifier, Any] = Field(default_factory=dict,
-                                          description="keyword arguments (JSON); names are "
-                                                      "identifiers",
-                                          json_schema_extra={"additionalProperties": False})
-    maxexectime: float | None = Field(None, ge=MIN_WALL_SECONDS, le=MAX_WALL_SECONDS,
-                                      description="seconds; may lower the policy's wall limit, "
-                                                  "never raise it")
+    kwargs: dict[Identifier, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments (JSON); names are identifiers",
+        json_schema_extra={"additionalProperties": False},
+    )
+    maxexectime: float | None = Field(
+        None,
+        ge=MIN_WALL_SECONDS,
+        le=MAX_WALL_SECONDS,
+        description="seconds; may lower the policy's wall limit, never raise it",
+    )
 
 
 class Revision(BaseModel):
@@ -54,8 +60,7 @@ class Revision(BaseModel):
 class CallResponse(BaseModel):
     output: list[Any]
     processid: str | None
-    revision: Revision | None = Field(None, description="the revision that ran (pinned at "
-                                                        "submit)")
+    revision: Revision | None = Field(None, description="the revision that ran (pinned at submit)")
 
 
 class AsyncAccepted(BaseModel):
@@ -94,5 +99,6 @@ class FunctionDetail(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "no_executor"]
-    executors: int | None = Field(None, description="executors of the type seen alive "
-                                                    "(None: unknown)")
+    executors: int | None = Field(
+        None, description="executors of the type seen alive (None: unknown)"
+    )

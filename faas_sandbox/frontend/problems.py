@@ -55,8 +55,15 @@ FUNCTION_FAILED = 422  # every other kind: the sandbox's compile, forbidden, run
 class ApiError(Exception):
     """Raised inside a route to answer with :func:`problem`."""
 
-    def __init__(self, kind: str, message: str, *, status: int | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.kind, self.message = kind, message
         self.status = status or status_for(kind)
@@ -68,9 +75,15 @@ def status_for(kind: str) -> int:
     return STATUS.get(kind, FUNCTION_FAILED)
 
 
-def problem(kind: str, message: str, *, status: int | None = None,
-            headers: dict[str, str] | None = None, retry_after: int = 5,
-            **extra: Any) -> JSONResponse:
+def problem(
+    kind: str,
+    message: str,
+    *,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+    retry_after: int = 5,
+    **extra: Any,
+) -> JSONResponse:
     """The error answer. 429/503 carry Retry-After; extra keys (processid, ...) join detail."""
     status = status or status_for(kind)
     headers = dict(headers or {})
@@ -91,8 +104,9 @@ def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors()[:5]:
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
-        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where
-                     else str(error.get("msg", "invalid")))
+        parts.append(
+            f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid"))
+        )
     return "; ".join(parts)[:500] or "invalid request"
 
 
@@ -101,8 +115,14 @@ def install(app: FastAPI, retry_after: int) -> None:
 
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return problem(exc.kind, exc.message, status=exc.status, headers=exc.headers,
-                       retry_after=retry_after, **exc.extra)
+        return problem(
+            exc.kind,
+            exc.message,
+            status=exc.status,
+            headers=exc.headers,
+            retry_after=retry_after,
+            **exc.extra,
+        )
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -114,10 +134,15 @@ def install(app: FastAPI, retry_after: int) -> None:
         if exc.status_code == 404:
             return problem(ErrorKind.NOT_FOUND, f"no route {request.url.path[:200]}")
         if exc.status_code == 405:
-            return problem(ErrorKind.METHOD, f"method {request.method} not allowed here",
-                           status=405, headers=headers)
-        return problem(ErrorKind.SPEC,
-                       str(exc.detail)[:300], status=exc.status_code, headers=headers)
+            return problem(
+                ErrorKind.METHOD,
+                f"method {request.method} not allowed here",
+                status=405,
+                headers=headers,
+            )
+        return problem(
+            ErrorKind.SPEC, str(exc.detail)[:300], status=exc.status_code, headers=headers
+        )
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)

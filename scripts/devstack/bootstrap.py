@@ -81,15 +81,19 @@ def ensure_schema(keys: Mapping[str, str]) -> None:
     if ids == [server_id]:
         return
     if ids is not None:
-        say("the Colonies database belongs to another server key (were .dev/ keys "
-            "regenerated?): resetting the Colonies schema")
+        say(
+            "the Colonies database belongs to another server key (were .dev/ keys "
+            "regenerated?): resetting the Colonies schema"
+        )
         procs.stop(services.colonies(keys))
         services.reset_colonies_schema()
     say("creating the Colonies database schema")
     services.create_colonies_schema(keys)
     if services.db_server_ids() != [server_id]:
-        raise StackError("`colonies database create` did not store our server ID; see "
-                         f"{config.LOG_DIR / 'colonies-dbcreate.log'}")
+        raise StackError(
+            "`colonies database create` did not store our server ID; see "
+            f"{config.LOG_DIR / 'colonies-dbcreate.log'}"
+        )
 
 
 def register(keys: Mapping[str, str]) -> None:
@@ -104,29 +108,36 @@ def register(keys: Mapping[str, str]) -> None:
         client.del_colony(config.COLONY_NAME, server)
         existing = []
     if not existing:
-        client.add_colony({"colonyid": keys["COLONIES_COLONY_ID"], "name": config.COLONY_NAME},
-                          server)
+        client.add_colony(
+            {"colonyid": keys["COLONIES_COLONY_ID"], "name": config.COLONY_NAME}, server
+        )
         say(f"created colony {config.COLONY_NAME!r}")
     try:
-        member = client.get_executor(config.COLONY_NAME, config.MEMBER_EXECUTOR_NAME,
-                                     keys["COLONIES_PRVKEY"])
+        member = client.get_executor(
+            config.COLONY_NAME, config.MEMBER_EXECUTOR_NAME, keys["COLONIES_PRVKEY"]
+        )
         if member.get("executorid") == keys["COLONIES_EXECUTOR_ID"] and member.get("state") == 1:
             return
     except ColoniesConnectionError:
         pass  # not registered, not approved, or removed (e.g. reaped as stale)
     try:
-        client.add_executor({
-            "executorid": keys["COLONIES_EXECUTOR_ID"],
-            "executorname": config.MEMBER_EXECUTOR_NAME,
-            "executortype": config.MEMBER_EXECUTOR_TYPE,
-            "colonyname": config.COLONY_NAME,
-        }, colony)
+        client.add_executor(
+            {
+                "executorid": keys["COLONIES_EXECUTOR_ID"],
+                "executorname": config.MEMBER_EXECUTOR_NAME,
+                "executortype": config.MEMBER_EXECUTOR_TYPE,
+                "colonyname": config.COLONY_NAME,
+            },
+            colony,
+        )
     except ColoniesConnectionError as err:
         if "already exists" not in str(err):
             raise
     client.approve_executor(config.COLONY_NAME, config.MEMBER_EXECUTOR_NAME, colony)
-    say(f"registered and approved executor {config.MEMBER_EXECUTOR_NAME!r} "
-        f"(type {config.MEMBER_EXECUTOR_TYPE})")
+    say(
+        f"registered and approved executor {config.MEMBER_EXECUTOR_NAME!r} "
+        f"(type {config.MEMBER_EXECUTOR_TYPE})"
+    )
 
 
 def ensure_bucket(creds: Mapping[str, str], timeout: float = 30) -> None:
@@ -134,9 +145,11 @@ def ensure_bucket(creds: Mapping[str, str], timeout: float = 30) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     s3 = boto3.client(
-        "s3", endpoint_url=f"http://{config.HOST}:{config.MINIO_PORT}",
+        "s3",
+        endpoint_url=f"http://{config.HOST}:{config.MINIO_PORT}",
         aws_access_key_id=creds["MINIO_ROOT_USER"],
-        aws_secret_access_key=creds["MINIO_ROOT_PASSWORD"], region_name="us-east-1",
+        aws_secret_access_key=creds["MINIO_ROOT_PASSWORD"],
+        region_name="us-east-1",
     )
     deadline = time.monotonic() + timeout
     while True:
@@ -179,6 +192,8 @@ def client_env(keys: Mapping[str, str], creds: Mapping[str, str]) -> dict[str, s
 
 
 def write_stack_env(env: Mapping[str, str]) -> None:
-    header = ("Written by `scripts/stack.sh up`; regenerated on every run, do not edit.\n"
-              "Holds local dev secrets (never commit). Use: source .dev/stack.env")
+    header = (
+        "Written by `scripts/stack.sh up`; regenerated on every run, do not edit.\n"
+        "Holds local dev secrets (never commit). Use: source .dev/stack.env"
+    )
     envfile.write(config.STACK_ENV_FILE, env, header)

@@ -78,7 +78,8 @@ class Cluster:
         return {
             "COLONIES_SERVER_HOST": hosts or self.hosts,
             "COLONIES_SERVER_PORT": str(self.api_port(0)),
-            "COLONIES_SERVER_TLS": "false", "COLONIES_TLS": "false",
+            "COLONIES_SERVER_TLS": "false",
+            "COLONIES_TLS": "false",
             "COLONIES_COLONY_NAME": COLONY,
             "COLONIES_COLONY_PRVKEY": self.keys["colony"],
             "COLONIES_PRVKEY": self.keys["member"],
@@ -109,8 +110,10 @@ class Cluster:
         for i in range(self.size):
             self.wait_node(i)
         self._register()
-        say(f"cluster of {self.size} Colonies nodes up ({self.hosts}) in "
-            f"{time.monotonic() - started:.1f}s")
+        say(
+            f"cluster of {self.size} Colonies nodes up ({self.hosts}) in "
+            f"{time.monotonic() - started:.1f}s"
+        )
 
     def stop(self) -> None:
         for name in [n for n in self.procs if n.startswith("node")] + ["postgres"]:
@@ -121,13 +124,31 @@ class Cluster:
         name = f"node{i + 1}"
         peers = ",".join(
             f"node{j + 1}={self.bind}:{self.ports.etcd_peer + j}:{self.ports.relay + j}:"
-            f"{self.api_port(j)}" for j in range(self.size))
-        argv = [str(config.BIN_DIR / "colonies"), "server", "start", "--insecure",
-                "--port", str(self.api_port(i)), "--etcdname", name, "--etcdhost", self.bind,
-                "--etcdclientport", str(self.ports.etcd_client + i),
-                "--etcdpeerport", str(self.ports.etcd_peer + i),
-                "--relayport", str(self.ports.relay + i),
-                "--etcddatadir", str(self.dir / f"etcd-{name}"), "--initial-cluster", peers]
+            f"{self.api_port(j)}"
+            for j in range(self.size)
+        )
+        argv = [
+            str(config.BIN_DIR / "colonies"),
+            "server",
+            "start",
+            "--insecure",
+            "--port",
+            str(self.api_port(i)),
+            "--etcdname",
+            name,
+            "--etcdhost",
+            self.bind,
+            "--etcdclientport",
+            str(self.ports.etcd_client + i),
+            "--etcdpeerport",
+            str(self.ports.etcd_peer + i),
+            "--relayport",
+            str(self.ports.relay + i),
+            "--etcddatadir",
+            str(self.dir / f"etcd-{name}"),
+            "--initial-cluster",
+            peers,
+        ]
         self._spawn(name, argv, self._colonies_env())
         if wait:
             self.wait_node(i)
@@ -166,18 +187,26 @@ class Cluster:
     # -- internals ----------------------------------------------------------------------------
     def _all_ports(self) -> list[int]:
         p = self.ports
-        return [p.postgres] + [base + i for i in range(self.size)
-                               for base in (p.api, p.etcd_client, p.etcd_peer, p.relay)]
+        return [p.postgres] + [
+            base + i
+            for i in range(self.size)
+            for base in (p.api, p.etcd_client, p.etcd_peer, p.relay)
+        ]
 
     def _colonies_env(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
         env.update(
-            TZ="UTC", COLONIES_DB_HOST=config.HOST, COLONIES_DB_PORT=str(self.ports.postgres),
-            COLONIES_DB_USER="postgres", COLONIES_DB_PASSWORD=self.db_password,
-            COLONIES_SERVER_ID=_key_id(self.keys["server"]), COLONIES_TLS="false",
+            TZ="UTC",
+            COLONIES_DB_HOST=config.HOST,
+            COLONIES_DB_PORT=str(self.ports.postgres),
+            COLONIES_DB_USER="postgres",
+            COLONIES_DB_PASSWORD=self.db_password,
+            COLONIES_SERVER_ID=_key_id(self.keys["server"]),
+            COLONIES_TLS="false",
             COLONIES_EXCLUSIVE_ASSIGN="true" if self.exclusive_assign else "false",
             COLONIES_ALLOW_EXECUTOR_REREGISTER="true",
-            COLONIES_DB_MAX_OPEN_CONNS=str(self.db_conns), COLONIES_VERBOSE="false",
+            COLONIES_DB_MAX_OPEN_CONNS=str(self.db_conns),
+            COLONIES_VERBOSE="false",
         )
         env.update(self.extra_env)
         return env
@@ -192,19 +221,59 @@ class Cluster:
             os.chown(pgdata, creds["user"], creds["group"])
             os.chown(pwfile, creds["user"], creds["group"])
         pwfile.chmod(0o600)
-        self._run([str(config.PG_BIN / "initdb"), "-D", str(pgdata), "-U", "postgres", "-E",
-                   "UTF8", "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256",
-                   "--no-sync", f"--pwfile={pwfile}"], "initdb", env={"PATH": os.environ.get("PATH", "")},
-                  **creds)
+        self._run(
+            [
+                str(config.PG_BIN / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+                f"--pwfile={pwfile}",
+            ],
+            "initdb",
+            env={"PATH": os.environ.get("PATH", "")},
+            **creds,
+        )
         pwfile.unlink()
-        self._spawn("postgres", [str(config.PG_BIN / "postgres"), "-D", str(pgdata), "-h",
-                                 config.HOST, "-p", str(self.ports.postgres), "-k", str(pgdata),
-                                 "-c", "max_connections=100", "-c", "synchronous_commit=off",
-                                 "-c", "fsync=off"], {"PATH": os.environ.get("PATH", "")},
-                    **creds)
+        self._spawn(
+            "postgres",
+            [
+                str(config.PG_BIN / "postgres"),
+                "-D",
+                str(pgdata),
+                "-h",
+                config.HOST,
+                "-p",
+                str(self.ports.postgres),
+                "-k",
+                str(pgdata),
+                "-c",
+                "max_connections=100",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "fsync=off",
+            ],
+            {"PATH": os.environ.get("PATH", "")},
+            **creds,
+        )
         deadline = time.monotonic() + 60
-        ready = [str(config.PG_BIN / "pg_isready"), "-q", "-h", config.HOST, "-p",
-                 str(self.ports.postgres), "-t", "1"]
+        ready = [
+            str(config.PG_BIN / "pg_isready"),
+            "-q",
+            "-h",
+            config.HOST,
+            "-p",
+            str(self.ports.postgres),
+            "-t",
+            "1",
+        ]
         while subprocess.run(ready, check=False).returncode != 0:
             if self.procs["postgres"].poll() is not None or time.monotonic() > deadline:
                 raise StackError(f"cluster PostgreSQL did not start; see {self.logs}/postgres.log")
@@ -212,17 +281,32 @@ class Cluster:
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str], **creds: Any) -> None:
         with open(self.logs / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen(argv, env=dict(env), cwd="/",
-                                                stdin=subprocess.DEVNULL, stdout=log,
-                                                stderr=subprocess.STDOUT,
-                                                start_new_session=True, **creds)
+            self.procs[name] = subprocess.Popen(
+                argv,
+                env=dict(env),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **creds,
+            )
 
-    def _run(self, argv: list[str], what: str, env: Mapping[str, str] | None = None,
-             **creds: Any) -> None:
+    def _run(
+        self, argv: list[str], what: str, env: Mapping[str, str] | None = None, **creds: Any
+    ) -> None:
         with open(self.logs / f"{what}.log", "ab") as log:
-            done = subprocess.run(argv, env=dict(env if env is not None else self._colonies_env()),
-                                  cwd="/", stdin=subprocess.DEVNULL, stdout=log,
-                                  stderr=subprocess.STDOUT, timeout=120, check=False, **creds)
+            done = subprocess.run(
+                argv,
+                env=dict(env if env is not None else self._colonies_env()),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+                check=False,
+                **creds,
+            )
         if done.returncode != 0:
             raise StackError(f"{what} failed (exit {done.returncode}); see {self.logs}/{what}.log")
 
@@ -244,10 +328,14 @@ class Cluster:
         from faas_sandbox.colonies.client import ColoniesClient
 
         owner = ColoniesClient(self.transport(0), COLONY, self.keys["colony"])
-        owner.rpc("addcolonymsg", self.keys["server"],
-                  colony={"colonyid": _key_id(self.keys["colony"]), "name": COLONY})
-        owner.add_executor(MEMBER_NAME, _key_id(self.keys["member"]), MEMBER_TYPE,
-                           self.keys["colony"])
+        owner.rpc(
+            "addcolonymsg",
+            self.keys["server"],
+            colony={"colonyid": _key_id(self.keys["colony"]), "name": COLONY},
+        )
+        owner.add_executor(
+            MEMBER_NAME, _key_id(self.keys["member"]), MEMBER_TYPE, self.keys["colony"]
+        )
         owner.approve_executor(MEMBER_NAME, self.keys["colony"])
         self.wait_quorum()
 

@@ -82,7 +82,8 @@ PGDATA = Path(
     os.environ.get(
         "FAAS_SANDBOX_PGDATA",
         f"/var/lib/postgresql/faas-sandbox{f'-{PORT_OFFSET}' if PORT_OFFSET else ''}"
-        if IS_ROOT else str(STATE_DIR / "pg"),
+        if IS_ROOT
+        else str(STATE_DIR / "pg"),
     )
 )
 MINIO_DATA = STATE_DIR / "minio"

@@ -146,8 +146,9 @@ class Forwarder:
             if not client.transport.is_closing():
                 accepted = client.transport.get_extra_info("socket")
                 with contextlib.suppress(OSError):  # a reset, as a refused connection gets
-                    accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                        struct.pack("ii", 1, 0))
+                    accepted.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
                 client.transport.abort()
             return
         if client.transport.is_closing():  # the client left while we connected
@@ -159,8 +160,11 @@ class Forwarder:
         self.failures += 1
         now = time.monotonic()
         if now - self.last_report >= 10:  # one line per 10 s while the upstream is down
-            print(f"forward: upstream {self.upstream[0]}:{self.upstream[1]}: {err} "
-                  f"({self.failures} refused so far)", flush=True)
+            print(
+                f"forward: upstream {self.upstream[0]}:{self.upstream[1]}: {err} "
+                f"({self.failures} refused so far)",
+                flush=True,
+            )
             self.last_report = now
 
 
@@ -197,8 +201,11 @@ def main(argv: list[str]) -> int:
     listen.setblocking(False)
     if args.netns:
         setns.tcp_socket(args.netns).close()  # fail now if the namespace cannot be entered
-    print(f"forward: {args.listen[0]}:{args.listen[1]} -> {args.to[0]}:{args.to[1]}"
-          + (f" in network namespace {args.netns}" if args.netns else ""), flush=True)
+    print(
+        f"forward: {args.listen[0]}:{args.listen[1]} -> {args.to[0]}:{args.to[1]}"
+        + (f" in network namespace {args.netns}" if args.netns else ""),
+        flush=True,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(listen, args.to, args.netns))
     return 0

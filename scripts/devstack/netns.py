@@ -28,8 +28,7 @@ from .procs import StackError
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30,
-                          check=False)
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
     if check and done.returncode != 0:
         raise StackError(f"ip {' '.join(args)}: {done.stderr.strip()}")
     return done
@@ -107,8 +106,9 @@ class Toxiproxy:
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.api + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.api + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as reply:
             text = reply.read()
         try:
@@ -128,8 +128,11 @@ class Toxiproxy:
                 time.sleep(0.1)
 
     def proxy(self, name: str, listen: str, upstream: str) -> None:
-        self._call("POST", "/proxies", {"name": name, "listen": listen, "upstream": upstream,
-                                        "enabled": True})
+        self._call(
+            "POST",
+            "/proxies",
+            {"name": name, "listen": listen, "upstream": upstream, "enabled": True},
+        )
 
     def latency(self, name: str, one_way_ms: int) -> None:
         """Delay both directions of proxy ``name`` by ``one_way_ms`` (0: no delay)."""
@@ -138,6 +141,14 @@ class Toxiproxy:
             with suppress(urllib.error.HTTPError):
                 self._call("DELETE", f"/proxies/{name}/toxics/{toxic}")
             if one_way_ms > 0:
-                self._call("POST", f"/proxies/{name}/toxics", {
-                    "name": toxic, "type": "latency", "stream": stream, "toxicity": 1.0,
-                    "attributes": {"latency": one_way_ms, "jitter": 0}})
+                self._call(
+                    "POST",
+                    f"/proxies/{name}/toxics",
+                    {
+                        "name": toxic,
+                        "type": "latency",
+                        "stream": stream,
+                        "toxicity": 1.0,
+                        "attributes": {"latency": one_way_ms, "jitter": 0},
+                    },
+                )

@@ -215,8 +215,10 @@ def ensure(daemon: Daemon) -> int:
     deadline = time.monotonic() + daemon.start_timeout
     while not daemon.healthy():
         if running_pid(daemon) is None or time.monotonic() > deadline:
-            raise StackError(f"{daemon.name} (pid {pid}) runs but is not healthy; last log "
-                             f"lines of {daemon.log_file}:\n{tail(daemon.log_file)}")
+            raise StackError(
+                f"{daemon.name} (pid {pid}) runs but is not healthy; last log "
+                f"lines of {daemon.log_file}:\n{tail(daemon.log_file)}"
+            )
         time.sleep(0.2)
     return pid
 
@@ -282,8 +284,12 @@ def run_logged(
         log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
-            list(argv), env=None if env is None else dict(env), cwd=cwd,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            list(argv),
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         started = time.monotonic()
         next_beat = started + heartbeat

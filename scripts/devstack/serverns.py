@@ -61,10 +61,12 @@ def prepare() -> str | None:
             return config.NETNS
         except StackError as err:
             why = str(err)
-    say(f"NOT PRIVATE: the Colonies server runs in the root network namespace ({why}): its API "
+    say(
+        f"NOT PRIVATE: the Colonies server runs in the root network namespace ({why}): its API "
         f"(:{config.COLONIES_PORT}), etcd (:{config.ETCD_CLIENT_PORT}, :{config.ETCD_PEER_PORT}"
         f") and relay (:{config.RELAY_PORT}) listen on every interface; see README.md, "
-        f"'What the local stack exposes'")
+        f"'What the local stack exposes'"
+    )
     return None
 
 

@@ -34,9 +34,18 @@ def _base_env() -> dict[str, str]:
 
 def pg_ready() -> bool:
     probe = subprocess.run(
-        [str(config.PG_BIN / "pg_isready"), "-q", "-h", config.HOST, "-p", str(config.PG_PORT),
-         "-t", "1"],
-        capture_output=True, check=False,
+        [
+            str(config.PG_BIN / "pg_isready"),
+            "-q",
+            "-h",
+            config.HOST,
+            "-p",
+            str(config.PG_PORT),
+            "-t",
+            "1",
+        ],
+        capture_output=True,
+        check=False,
     )
     return probe.returncode == 0
 
@@ -45,9 +54,19 @@ def postgres() -> Daemon:
     return Daemon(
         name="postgres",
         argv=[
-            str(config.PG_BIN / "postgres"), "-D", str(config.PGDATA),
-            "-h", config.HOST, "-p", str(config.PG_PORT), "-k", str(config.PGDATA),
-            "-c", "max_connections=120", "-c", "synchronous_commit=off",
+            str(config.PG_BIN / "postgres"),
+            "-D",
+            str(config.PGDATA),
+            "-h",
+            config.HOST,
+            "-p",
+            str(config.PG_PORT),
+            "-k",
+            str(config.PGDATA),
+            "-c",
+            "max_connections=120",
+            "-c",
+            "synchronous_commit=off",
         ],
         env=_base_env(),
         healthy=pg_ready,
@@ -70,9 +89,13 @@ def minio(secrets: Mapping[str, str]) -> Daemon:
     return Daemon(
         name="minio",
         argv=[
-            str(config.BIN_DIR / "minio"), "server", "--quiet",
-            "--address", f"{config.HOST}:{config.MINIO_PORT}",
-            "--console-address", f"{config.HOST}:{config.MINIO_CONSOLE_PORT}",
+            str(config.BIN_DIR / "minio"),
+            "server",
+            "--quiet",
+            "--address",
+            f"{config.HOST}:{config.MINIO_PORT}",
+            "--console-address",
+            f"{config.HOST}:{config.MINIO_CONSOLE_PORT}",
             str(config.MINIO_DATA),
         ],
         env=env,
@@ -107,18 +130,33 @@ def colonies(keys: Mapping[str, str], netns: str | None = None) -> Daemon:
     return Daemon(
         name="colonies",
         argv=[
-            str(config.BIN_DIR / "colonies"), "server", "start", "--insecure",
-            "--port", str(config.COLONIES_PORT),
-            "--etcdname", "dev", "--etcdhost", config.HOST,
-            "--etcdclientport", str(config.ETCD_CLIENT_PORT),
-            "--etcdpeerport", str(config.ETCD_PEER_PORT),
-            "--relayport", str(config.RELAY_PORT),
-            "--etcddatadir", str(config.ETCD_DATA),
+            str(config.BIN_DIR / "colonies"),
+            "server",
+            "start",
+            "--insecure",
+            "--port",
+            str(config.COLONIES_PORT),
+            "--etcdname",
+            "dev",
+            "--etcdhost",
+            config.HOST,
+            "--etcdclientport",
+            str(config.ETCD_CLIENT_PORT),
+            "--etcdpeerport",
+            str(config.ETCD_PEER_PORT),
+            "--relayport",
+            str(config.RELAY_PORT),
+            "--etcddatadir",
+            str(config.ETCD_DATA),
         ],
         env=colonies_env(keys),
         healthy=lambda: http_ok(f"http://{config.HOST}:{config.COLONIES_PORT}/health"),
-        ports=(config.COLONIES_PORT, config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT,
-               config.RELAY_PORT),
+        ports=(
+            config.COLONIES_PORT,
+            config.ETCD_CLIENT_PORT,
+            config.ETCD_PEER_PORT,
+            config.RELAY_PORT,
+        ),
         start_timeout=90,
         netns=netns,
         netns_env={"COLONIES_DB_HOST": str(config.PGDATA)} if netns else {},
@@ -134,8 +172,19 @@ def forward(netns: str) -> Daemon:
     listen = f"{config.HOST}:{config.COLONIES_PORT}"
     return Daemon(
         name="colonies-forward",
-        argv=[python, "-E", "-s", "-m", "devstack.forward", "--listen", listen,
-              "--netns", netns, "--to", f"127.0.0.1:{config.COLONIES_PORT}"],
+        argv=[
+            python,
+            "-E",
+            "-s",
+            "-m",
+            "devstack.forward",
+            "--listen",
+            listen,
+            "--netns",
+            netns,
+            "--to",
+            f"127.0.0.1:{config.COLONIES_PORT}",
+        ],
         env=_base_env(),
         healthy=lambda: port_open(config.COLONIES_PORT),
         ports=(config.COLONIES_PORT,),
@@ -151,12 +200,22 @@ def app(name: str, client_env: Mapping[str, str]) -> Daemon:
     env = dict(os.environ)
     env.update(client_env)
     if name == "executor":
-        return Daemon(name="executor", argv=[exe, "executor"], env=env, cwd=str(config.REPO),
-                      healthy=_alive_for(2.0), marker="faas-sandbox executor")
+        return Daemon(
+            name="executor",
+            argv=[exe, "executor"],
+            env=env,
+            cwd=str(config.REPO),
+            healthy=_alive_for(2.0),
+            marker="faas-sandbox executor",
+        )
     return Daemon(
-        name="http", argv=[exe, "http", "--port", str(config.HTTP_PORT)], env=env,
-        healthy=lambda: port_open(config.HTTP_PORT), ports=(config.HTTP_PORT,),
-        cwd=str(config.REPO), marker="faas-sandbox http",
+        name="http",
+        argv=[exe, "http", "--port", str(config.HTTP_PORT)],
+        env=env,
+        healthy=lambda: port_open(config.HTTP_PORT),
+        ports=(config.HTTP_PORT,),
+        cwd=str(config.REPO),
+        marker="faas-sandbox http",
     )
 
 
@@ -178,12 +237,14 @@ def app_available(command: str) -> bool:
     exe = config.VENV_BIN / "faas-sandbox"
     if not exe.exists():
         return False
-    probe = subprocess.run([str(exe), command, "--help"], capture_output=True, check=False,
-                           cwd=config.REPO, timeout=60)
+    probe = subprocess.run(
+        [str(exe), command, "--help"], capture_output=True, check=False, cwd=config.REPO, timeout=60
+    )
     return probe.returncode == 0
 
 
 # ---- PostgreSQL data directory and admin SQL ------------------------------------------------
+
 
 def init_pgdata() -> None:
     """initdb once (as the postgres OS user when we are root)."""
@@ -197,14 +258,31 @@ def init_pgdata() -> None:
     if as_pg_user:
         os.chown(config.PGDATA, as_pg_user["user"], as_pg_user["group"])
     config.PGDATA.chmod(0o700)
-    argv = [str(config.PG_BIN / "initdb"), "-D", str(config.PGDATA), "-U", config.PG_USER,
-            "-E", "UTF8", "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256"]
+    argv = [
+        str(config.PG_BIN / "initdb"),
+        "-D",
+        str(config.PGDATA),
+        "-U",
+        config.PG_USER,
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "--auth-local=trust",
+        "--auth-host=scram-sha-256",
+    ]
     # The unix socket lives inside PGDATA (mode 0700): only root and the postgres user reach
     # it, so "trust" there is safe; TCP on 127.0.0.1 needs the password.
     log = config.LOG_DIR / "initdb.log"
     with open(log, "ab") as out:
-        done = subprocess.run(argv, cwd="/", stdin=subprocess.DEVNULL, stdout=out,
-                              stderr=subprocess.STDOUT, check=False, **as_pg_user)
+        done = subprocess.run(
+            argv,
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+            **as_pg_user,
+        )
     if done.returncode != 0:
         raise StackError(f"initdb failed (exit {done.returncode}); see {log}")
 
@@ -212,10 +290,29 @@ def init_pgdata() -> None:
 def psql(sql: str) -> subprocess.CompletedProcess[str]:
     """Run SQL as the postgres superuser over the private unix socket."""
     return subprocess.run(
-        [str(config.PG_BIN / "psql"), "-h", str(config.PGDATA), "-p", str(config.PG_PORT),
-         "-U", config.PG_USER, "-d", "postgres", "-X", "-q", "-A", "-t",
-         "-v", "ON_ERROR_STOP=1", "-c", sql],
-        capture_output=True, text=True, check=False, timeout=60,
+        [
+            str(config.PG_BIN / "psql"),
+            "-h",
+            str(config.PGDATA),
+            "-p",
+            str(config.PG_PORT),
+            "-U",
+            config.PG_USER,
+            "-d",
+            "postgres",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
 
 
@@ -243,11 +340,15 @@ def db_server_ids() -> list[str] | None:
 def create_colonies_schema(keys: Mapping[str, str]) -> None:
     run_logged(
         [str(config.BIN_DIR / "colonies"), "database", "create"],
-        config.LOG_DIR / "colonies-dbcreate.log", env=colonies_env(keys),
-        what="colonies database create", timeout=120,
+        config.LOG_DIR / "colonies-dbcreate.log",
+        env=colonies_env(keys),
+        what="colonies database create",
+        timeout=120,
     )
 
 
 def reset_colonies_schema() -> None:
-    psql_ok("DROP SCHEMA public CASCADE; CREATE SCHEMA public; "
-            f"GRANT ALL ON SCHEMA public TO {config.PG_USER}")
+    psql_ok(
+        "DROP SCHEMA public CASCADE; CREATE SCHEMA public; "
+        f"GRANT ALL ON SCHEMA public TO {config.PG_USER}"
+    )

@@ -39,7 +39,10 @@ def _build_info(binary: Path) -> str:
     try:
         return subprocess.run(
             [go_binary(), "version", "-m", str(binary)],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         ).stdout
     except (StackError, OSError, subprocess.SubprocessError):
         return ""
@@ -47,9 +50,12 @@ def _build_info(binary: Path) -> str:
 
 def _runs(binary: Path) -> bool:
     try:
-        return subprocess.run(
-            [str(binary), "--help"], capture_output=True, timeout=30, check=False
-        ).returncode == 0
+        return (
+            subprocess.run(
+                [str(binary), "--help"], capture_output=True, timeout=30, check=False
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -78,7 +84,9 @@ def ensure_postgres() -> None:
     run_logged(["apt-get", "update", "-q"], log, env=env, what="apt-get update")
     run_logged(
         ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
-        log, env=env, what="apt-get install postgresql",
+        log,
+        env=env,
+        what="apt-get install postgresql",
     )
     if not (config.PG_BIN / "postgres").exists():
         raise StackError(f"apt installed postgresql but {config.PG_BIN}/postgres is missing")
@@ -105,8 +113,9 @@ def _build_colonies(binary: Path, version: str) -> None:
     # `go install .../cmd@v1.9.12` fails behind the proxy here (403 on the deprecation lookup
     # via @v/list), so download the exact module and build it from a writable copy.
     say(f"building Colonies server {version}: takes about 2 minutes (first run only)")
-    ldflags = f"-s -w -X main.BuildVersion={version} -X main.BuildTime=" \
-              + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ldflags = f"-s -w -X main.BuildVersion={version} -X main.BuildTime=" + time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime()
+    )
     _build_module(config.COLONIES_MODULE, version, "./cmd", binary, ldflags, "colonies")
 
 
@@ -117,24 +126,36 @@ def ensure_toxiproxy() -> Path:
     if binary.exists() and _runs(binary) and _stamped(binary, version):
         return binary
     say(f"building Toxiproxy {version}: takes about a minute (first run only)")
-    _build_module(config.TOXIPROXY_MODULE, version, "./cmd/server", binary,
-                  f"-s -w -X github.com/Shopify/toxiproxy/v2.Version={version}", "toxiproxy")
+    _build_module(
+        config.TOXIPROXY_MODULE,
+        version,
+        "./cmd/server",
+        binary,
+        f"-s -w -X github.com/Shopify/toxiproxy/v2.Version={version}",
+        "toxiproxy",
+    )
     return binary
 
 
-def _build_module(module: str, version: str, package: str, binary: Path, ldflags: str,
-                  name: str) -> None:
+def _build_module(
+    module: str, version: str, package: str, binary: Path, ldflags: str, name: str
+) -> None:
     """Download exactly module@version from the Go proxy and build one package of it."""
     log = config.LOG_DIR / f"{name}-build.log"
     go, env = go_binary(), _go_env()
     started = time.monotonic()
     out = subprocess.run(
         [go, "mod", "download", "-json", f"{module}@{version}"],
-        capture_output=True, text=True, env=env, timeout=900, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
     )
     if out.returncode != 0:
-        raise StackError(f"go mod download {module}@{version} failed:\n"
-                         f"{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        raise StackError(
+            f"go mod download {module}@{version} failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}"
+        )
     src = Path(json.loads(out.stdout)["Dir"])
     work = config.BUILD_DIR / f"{name}-{version}"
     shutil.rmtree(work, ignore_errors=True)
@@ -144,9 +165,23 @@ def _build_module(module: str, version: str, package: str, binary: Path, ldflags
         path.chmod(path.stat().st_mode | 0o200)
     tmp = binary.with_name(binary.name + ".new")
     run_logged(
-        ["nice", "-n", "10", go, "build", "-trimpath", "-ldflags", ldflags,
-         "-o", str(tmp), package],
-        log, env=env, cwd=work, what=f"go build {name}",
+        [
+            "nice",
+            "-n",
+            "10",
+            go,
+            "build",
+            "-trimpath",
+            "-ldflags",
+            ldflags,
+            "-o",
+            str(tmp),
+            package,
+        ],
+        log,
+        env=env,
+        cwd=work,
+        what=f"go build {name}",
     )
     os.replace(tmp, binary)
     _stamp(binary).write_text(version + "\n")
@@ -169,9 +204,19 @@ def ensure_minio() -> Path:
     env = _go_env()
     env["GOBIN"] = str(config.BIN_DIR)
     run_logged(
-        ["nice", "-n", "10", go_binary(), "install", "-trimpath",
-         f"{config.MINIO_MODULE}@{version}"],
-        config.LOG_DIR / "minio-build.log", env=env, cwd=config.BIN_DIR, what="go install minio",
+        [
+            "nice",
+            "-n",
+            "10",
+            go_binary(),
+            "install",
+            "-trimpath",
+            f"{config.MINIO_MODULE}@{version}",
+        ],
+        config.LOG_DIR / "minio-build.log",
+        env=env,
+        cwd=config.BIN_DIR,
+        what="go install minio",
     )
     _stamp(binary).write_text(version + "\n")
     say(f"built {binary} in {time.monotonic() - started:.0f}s")

@@ -43,17 +43,24 @@ class StackCommandError(RuntimeError):
     """Raised when a ``scripts/stack.sh`` command fails; the message holds its output."""
 
 
-def run_stack_sh(*args: str, timeout: float = 300,
-                 env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_stack_sh(
+    *args: str, timeout: float = 300, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``scripts/stack.sh ARGS``; raise StackCommandError with its output on failure."""
     done = subprocess.run(
-        [str(STACK_SH), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-        env=None if env is None else dict(env), check=False,
+        [str(STACK_SH), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=None if env is None else dict(env),
+        check=False,
     )
     if done.returncode != 0:
         output = (done.stdout + done.stderr).strip()[-3000:]
-        raise StackCommandError(f"scripts/stack.sh {' '.join(args)} failed "
-                                f"(exit {done.returncode}):\n{output}")
+        raise StackCommandError(
+            f"scripts/stack.sh {' '.join(args)} failed (exit {done.returncode}):\n{output}"
+        )
     return done
 
 
@@ -106,17 +113,29 @@ def session_colony(dev_env: Mapping[str, str]) -> Iterator[dict[str, str]]:
     colony_prvkey, member_prvkey = new_prvkey(), new_prvkey()
     name = f"test-{uuid.uuid4().hex[:10]}"
     member = dev_env.get("COLONIES_EXECUTOR_NAME", "dev-cli")
-    client = ColoniesClient.connect(dev_env["COLONIES_SERVER_HOST"],
-                                    int(dev_env["COLONIES_SERVER_PORT"]),
-                                    dev_env.get("COLONIES_SERVER_TLS") == "true", name,
-                                    server_prvkey)
+    client = ColoniesClient.connect(
+        dev_env["COLONIES_SERVER_HOST"],
+        int(dev_env["COLONIES_SERVER_PORT"]),
+        dev_env.get("COLONIES_SERVER_TLS") == "true",
+        name,
+        server_prvkey,
+    )
     client.rpc("addcolonymsg", colony={"colonyid": key_id(colony_prvkey), "name": name})
     try:
-        client.add_executor(member, key_id(member_prvkey),
-                            dev_env.get("COLONIES_EXECUTOR_TYPE", "cli"), colony_prvkey)
+        client.add_executor(
+            member,
+            key_id(member_prvkey),
+            dev_env.get("COLONIES_EXECUTOR_TYPE", "cli"),
+            colony_prvkey,
+        )
         client.approve_executor(member, colony_prvkey)
-        yield {**dev_env, "COLONIES_COLONY_NAME": name, "COLONIES_COLONY_PRVKEY": colony_prvkey,
-               "COLONIES_PRVKEY": member_prvkey, "COLONIES_EXECUTOR_NAME": member}
+        yield {
+            **dev_env,
+            "COLONIES_COLONY_NAME": name,
+            "COLONIES_COLONY_PRVKEY": colony_prvkey,
+            "COLONIES_PRVKEY": member_prvkey,
+            "COLONIES_EXECUTOR_NAME": member,
+        }
     finally:
         try:
             client.rpc("removecolonymsg", colonyname=name)
@@ -129,8 +148,10 @@ def stack() -> Iterator[Stack]:
     try:
         run_stack_sh("up", timeout=UP_TIMEOUT_SECONDS)
     except (StackCommandError, subprocess.TimeoutExpired, OSError) as err:
-        pytest.skip(f"the local stack could not be started: {err}\n"
-                    f"(try `scripts/stack.sh up` by hand; logs in ~/.cache/faas-sandbox/logs)")
+        pytest.skip(
+            f"the local stack could not be started: {err}\n"
+            f"(try `scripts/stack.sh up` by hand; logs in ~/.cache/faas-sandbox/logs)"
+        )
     env_file = Path(run_stack_sh("env").stdout.strip())
     dev_env: dict[str, str] = json.loads(run_stack_sh("env", "--json").stdout)
     with session_colony(dev_env) as env:

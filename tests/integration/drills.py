@@ -62,15 +62,28 @@ def drill_kill9_inflight(member: ColoniesClient, workdir: Path, inflight: int = 
     with timed(drill):
         try:
             first = Executor(workdir / f"{kind}-first.log", kind, concurrency=inflight)
-            pids = [submit(member, spec(nap, [f"call-{i}"], {"seconds": 1.5},
-                                        executortype=kind, maxexectime=3, maxretries=2))
-                    for i in range(inflight)]
+            pids = [
+                submit(
+                    member,
+                    spec(
+                        nap,
+                        [f"call-{i}"],
+                        {"seconds": 1.5},
+                        executortype=kind,
+                        maxexectime=3,
+                        maxretries=2,
+                    ),
+                )
+                for i in range(inflight)
+            ]
             first_id = member.get_executor(first.name)["executorid"]
 
             def all_running() -> bool:
                 states = [get(member, p) for p in pids]
-                return all(p["state"] == ProcessState.RUNNING and p["assignedexecutorid"] == first_id
-                           for p in states)
+                return all(
+                    p["state"] == ProcessState.RUNNING and p["assignedexecutorid"] == first_id
+                    for p in states
+                )
 
             wait_until(f"{inflight} calls running on the first executor", all_running, 15)
 
@@ -78,8 +91,9 @@ def drill_kill9_inflight(member: ColoniesClient, workdir: Path, inflight: int = 
                 calls = first.running_calls()  # type: ignore[union-attr]
                 return calls if len(calls) >= inflight else []
 
-            running = len(wait_until(f"{inflight} sandbox children running calls",
-                                     calls_running, 10))
+            running = len(
+                wait_until(f"{inflight} sandbox children running calls", calls_running, 10)
+            )
             first.kill9()
             killed_at = time.monotonic()
             leftovers = first.leftovers(5)
@@ -90,17 +104,22 @@ def drill_kill9_inflight(member: ColoniesClient, workdir: Path, inflight: int = 
             done_after = time.monotonic() - killed_at
             for i, pid in enumerate(pids):
                 p = ended[pid]
-                drill.expect(p["state"] == ProcessState.SUCCESS and p["out"] == [f"call-{i}"],
-                             f"{pid[:12]}: state {p['state']} out {p.get('out')} "
-                             f"errors {p.get('errors')}")
-                drill.expect(p["assignedexecutorid"] == second_id,
-                             f"{pid[:12]} not completed by the second executor")
+                drill.expect(
+                    p["state"] == ProcessState.SUCCESS and p["out"] == [f"call-{i}"],
+                    f"{pid[:12]}: state {p['state']} out {p.get('out')} errors {p.get('errors')}",
+                )
+                drill.expect(
+                    p["assignedexecutorid"] == second_id,
+                    f"{pid[:12]} not completed by the second executor",
+                )
                 drill.expect(1 <= p["retries"] <= 2, f"{pid[:12]}: retries {p['retries']}")
-            drill.facts.update(in_flight=inflight, sandbox_calls_running_at_kill=running,
-                               completed_by_second=sum(
-                                   ended[p]["assignedexecutorid"] == second_id for p in pids),
-                               retries=sorted(ended[p]["retries"] for p in pids),
-                               all_done_s_after_kill=round(done_after, 1))
+            drill.facts.update(
+                in_flight=inflight,
+                sandbox_calls_running_at_kill=running,
+                completed_by_second=sum(ended[p]["assignedexecutorid"] == second_id for p in pids),
+                retries=sorted(ended[p]["retries"] for p in pids),
+                all_done_s_after_kill=round(done_after, 1),
+            )
             check_executor_health(drill, second)
         finally:
             if first is not None:
@@ -112,9 +131,15 @@ def drill_kill9_inflight(member: ColoniesClient, workdir: Path, inflight: int = 
     return drill
 
 
-def drill_service_restart(member: ColoniesClient, services: Services, workdir: Path,
-                          service: str, down_s: float = 2.0, load_s: float = 1.5,
-                          rate: float = 8.0) -> Drill:
+def drill_service_restart(
+    member: ColoniesClient,
+    services: Services,
+    workdir: Path,
+    service: str,
+    down_s: float = 2.0,
+    load_s: float = 1.5,
+    rate: float = 8.0,
+) -> Drill:
     """Restart ``service`` (colonies or postgres) while calls are submitted and served:
     the executor reconnects by itself, every call ends SUCCESS exactly once (no requeue),
     closes that failed while it was down are delivered afterwards, and a call the server had
@@ -132,8 +157,13 @@ def drill_service_restart(member: ColoniesClient, services: Services, workdir: P
         i = 0
         while not stop_load.is_set():
             try:
-                pids.append(submit(member, spec(nap, [i], {"seconds": 0.7}, executortype=kind,
-                                                maxexectime=60), counters=counters))
+                pids.append(
+                    submit(
+                        member,
+                        spec(nap, [i], {"seconds": 0.7}, executortype=kind, maxexectime=60),
+                        counters=counters,
+                    )
+                )
             except Exception as exc:  # noqa: BLE001 - reported as a problem
                 load_errors.append(repr(exc))
                 return
@@ -147,13 +177,15 @@ def drill_service_restart(member: ColoniesClient, services: Services, workdir: P
             # the executor must find and serve it after the outage.
             name = unique(f"{kind}-")
             key = register_operator(member, name, kind)
-            orphan = submit(member, spec(nap, ["orphan"], {"seconds": 0.1}, executortype=kind,
-                                         maxexectime=60))
+            orphan = submit(
+                member, spec(nap, ["orphan"], {"seconds": 0.1}, executortype=kind, maxexectime=60)
+            )
             assigned = member.with_key(key).assign(5)
-            drill.expect(assigned and assigned["processid"] == orphan, "could not set up the "
-                         "orphaned assignment")
-            ex = Executor(workdir / f"{kind}.log", kind, name=name, concurrency=4,
-                          operator_key=key)
+            drill.expect(
+                assigned and assigned["processid"] == orphan,
+                "could not set up the orphaned assignment",
+            )
+            ex = Executor(workdir / f"{kind}.log", kind, name=name, concurrency=4, operator_key=key)
             mark = len(ex.log())
             loader = threading.Thread(target=load, daemon=True)
             loader.start()
@@ -169,16 +201,22 @@ def drill_service_restart(member: ColoniesClient, services: Services, workdir: P
             drill.expect(not load_errors, f"submitter failed: {load_errors}")
             ended = wait_ended(member, pids, 40)
             states = [p["state"] for p in ended.values()]
-            wrong = [pid[:12] for i, pid in enumerate(pids)
-                     if ended[pid]["state"] != ProcessState.SUCCESS or ended[pid]["out"] != [i]]
+            wrong = [
+                pid[:12]
+                for i, pid in enumerate(pids)
+                if ended[pid]["state"] != ProcessState.SUCCESS or ended[pid]["out"] != [i]
+            ]
             requeued = [pid[:12] for pid in pids if ended[pid]["retries"] != 0]
             drill.expect(not wrong, f"calls not SUCCESS with their own output: {wrong[:10]}")
             drill.expect(not requeued, f"calls requeued (a close was lost): {requeued[:10]}")
             adopted = wait_ended(member, [orphan], 10)[orphan]
-            drill.expect(adopted["state"] == ProcessState.SUCCESS and adopted["out"] == ["orphan"]
-                         and adopted["retries"] == 0,
-                         f"the call left assigned to the executor before the outage: state "
-                         f"{adopted['state']} retries {adopted['retries']}")
+            drill.expect(
+                adopted["state"] == ProcessState.SUCCESS
+                and adopted["out"] == ["orphan"]
+                and adopted["retries"] == 0,
+                f"the call left assigned to the executor before the outage: state "
+                f"{adopted['state']} retries {adopted['retries']}",
+            )
             ex.wait_for_log("colonies reachable again", 15, mark)
             tail = ex.log()[mark:]
             late = _late_deliveries(tail)
@@ -187,18 +225,29 @@ def drill_service_restart(member: ColoniesClient, services: Services, workdir: P
             # new connection still succeed for a moment), hence a few pairs at most there.
             down, up = tail.count("colonies unreachable"), tail.count("colonies reachable again")
             most = 1 if service == "colonies" else 4
-            drill.expect(1 <= down <= most and up == down,
-                         f"{down} 'unreachable' and {up} 'reachable again' lines")
-            drill.expect(tail.rfind("colonies reachable again") > tail.rfind("unreachable"),
-                         "the last state change logged is not 'reachable again'")
+            drill.expect(
+                1 <= down <= most and up == down,
+                f"{down} 'unreachable' and {up} 'reachable again' lines",
+            )
+            drill.expect(
+                tail.rfind("colonies reachable again") > tail.rfind("unreachable"),
+                "the last state change logged is not 'reachable again'",
+            )
             check_executor_health(drill, ex, mark)
-            drill.facts.update(calls=len(pids), succeeded=states.count(ProcessState.SUCCESS),
-                               lost=len(pids) - states.count(ProcessState.SUCCESS) - states.count(ProcessState.FAILED),
-                               in_flight_at_stop=in_flight, down_s=round(down_for, 1),
-                               submit_retries=counters.get("submit_retries", 0),
-                               closes_delivered_late=late, requeued=len(requeued),
-                               outage_log_lines=down,
-                               adopted=tail.count("its assign reply never came"))
+            drill.facts.update(
+                calls=len(pids),
+                succeeded=states.count(ProcessState.SUCCESS),
+                lost=len(pids)
+                - states.count(ProcessState.SUCCESS)
+                - states.count(ProcessState.FAILED),
+                in_flight_at_stop=in_flight,
+                down_s=round(down_for, 1),
+                submit_retries=counters.get("submit_retries", 0),
+                closes_delivered_late=late,
+                requeued=len(requeued),
+                outage_log_lines=down,
+                adopted=tail.count("its assign reply never came"),
+            )
             served_after(drill, member, nap, kind)
         finally:
             stop_load.set()
@@ -241,22 +290,33 @@ def drill_s3_down(member: ColoniesClient, services: Services, workdir: Path) -> 
                 time.sleep(2.2)  # past the 2 s metadata re-check: the executor looks again
                 during_cached = call(cached)
                 during_uncached = call(uncached)
-                drill.expect(not port_open("minio"), "MinIO was started again during the "
-                             "drill (a `stack.sh up` elsewhere?)")
-            drill.expect(during_cached["state"] == ProcessState.SUCCESS and during_cached["out"] == [cached],
-                         f"cached call during the outage: {during_cached.get('errors')}")
+                drill.expect(
+                    not port_open("minio"),
+                    "MinIO was started again during the drill (a `stack.sh up` elsewhere?)",
+                )
+            drill.expect(
+                during_cached["state"] == ProcessState.SUCCESS and during_cached["out"] == [cached],
+                f"cached call during the outage: {during_cached.get('errors')}",
+            )
             reason = (during_uncached.get("errors") or [""])[0]
-            drill.expect(during_uncached["state"] == ProcessState.FAILED and reason.startswith(
-                f"unavailable: cannot fetch function '{uncached}'"),
-                f"uncached call during the outage: {during_uncached['state']} {reason!r}")
+            drill.expect(
+                during_uncached["state"] == ProcessState.FAILED
+                and reason.startswith(f"unavailable: cannot fetch function '{uncached}'"),
+                f"uncached call during the outage: {during_uncached['state']} {reason!r}",
+            )
             after = call(uncached)
-            drill.expect(after["state"] == ProcessState.SUCCESS and after["out"] == [uncached],
-                         f"uncached call after the outage: {after.get('errors')}")
+            drill.expect(
+                after["state"] == ProcessState.SUCCESS and after["out"] == [uncached],
+                f"uncached call after the outage: {after.get('errors')}",
+            )
             check_executor_health(drill, ex, mark)
-            drill.facts.update(cached_during="SUCCESS" if during_cached["state"] == ProcessState.SUCCESS
-                               else "FAILED", uncached_during=reason[:90],
-                               uncached_after="SUCCESS" if after["state"] == ProcessState.SUCCESS
-                               else "FAILED")
+            drill.facts.update(
+                cached_during="SUCCESS"
+                if during_cached["state"] == ProcessState.SUCCESS
+                else "FAILED",
+                uncached_during=reason[:90],
+                uncached_after="SUCCESS" if after["state"] == ProcessState.SUCCESS else "FAILED",
+            )
         finally:
             if ex is not None:
                 ex.stop()
@@ -281,12 +341,13 @@ def drill_child_sigkill(member: ColoniesClient, workdir: Path) -> Drill:
             victim.send_signal(signal.SIGKILL)
             ended = wait_ended(member, [pid], 15)[pid]
             reason = (ended.get("errors") or [""])[0]
-            drill.expect(ended["state"] == ProcessState.FAILED and reason.startswith("crash: "),
-                         f"killed call ended {ended['state']} {reason!r}")
+            drill.expect(
+                ended["state"] == ProcessState.FAILED and reason.startswith("crash: "),
+                f"killed call ended {ended['state']} {reason!r}",
+            )
             drill.expect(uid == NOBODY, f"the sandbox child ran as uid {uid}")
             served_after(drill, member, nap, kind)
-            zombies = [p.pid for p in ex.sandbox_children()
-                       if p.status() == psutil.STATUS_ZOMBIE]
+            zombies = [p.pid for p in ex.sandbox_children() if p.status() == psutil.STATUS_ZOMBIE]
             drill.expect(not zombies, f"zombie sandbox children: {zombies}")
             check_executor_health(drill, ex, mark)
             drill.facts.update(child_pid=victim.pid, child_uid=uid, reason=reason[:90])
@@ -326,16 +387,28 @@ def drill_full_tmp(member: ColoniesClient, workdir: Path) -> Drill:
     echo = deploy_echo()
     tiny = workdir / unique("tinytmp-")
     tiny.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64,mode=1777", "tmpfs",
-                    str(tiny)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=64,mode=1777", "tmpfs", str(tiny)],
+        check=True,
+    )
     # /tmp is covered too, unless the checkout or its .venv lives there (they must stay visible).
     binds = ["/dev/shm"]
-    if not any(str(p).startswith("/tmp/") for p in (Path(sys.executable).resolve(),
-                                                      Path(__file__).resolve())):
+    if not any(
+        str(p).startswith("/tmp/")
+        for p in (Path(sys.executable).resolve(), Path(__file__).resolve())
+    ):
         binds.append("/tmp")
     mounts = " && ".join(f'mount --bind "$0" {b}' for b in binds)
-    wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            mounts + ' && exec "$@"', str(tiny)]
+    wrap = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        mounts + ' && exec "$@"',
+        str(tiny),
+    ]
     ex = None
     with timed(drill):
         try:
@@ -348,25 +421,34 @@ def drill_full_tmp(member: ColoniesClient, workdir: Path) -> Drill:
                 return wait_ended(member, [pid], timeout)[pid], time.monotonic() - started
 
             first, _ = call(1)
-            drill.expect(first["state"] == ProcessState.SUCCESS, f"call before filling: {first.get('errors')}")
+            drill.expect(
+                first["state"] == ProcessState.SUCCESS,
+                f"call before filling: {first.get('errors')}",
+            )
             filled = _fill(tiny)
             # Work dirs are empty dirs: they need an inode, no blocks, and each finished call
             # frees one that the next fork reuses. So calls run several at once: the spare
             # takes one, the others need a new work dir and find no inode.
             started = time.monotonic()
             nap = deploy_nap()  # 1 s calls overlap, so freed work dirs cannot be reused in time
-            batch = [submit(member, spec(nap, [i], executortype=kind, maxexectime=10))
-                     for i in range(2, 8)]
+            batch = [
+                submit(member, spec(nap, [i], executortype=kind, maxexectime=10))
+                for i in range(2, 8)
+            ]
             ended = wait_ended(member, batch, 20)
             slowest = time.monotonic() - started
             during = [(ended[pid], 0.0) for pid in batch]
             failed = [(p, s) for p, s in during if p["state"] == ProcessState.FAILED]
             reasons = sorted({(p.get("errors") or [""])[0][:120] for p, _ in failed})
-            drill.expect(all(p["state"] in (ProcessState.SUCCESS, ProcessState.FAILED) for p, _ in during),
-                         "a call did not end while the temp fs was full")
+            drill.expect(
+                all(p["state"] in (ProcessState.SUCCESS, ProcessState.FAILED) for p, _ in during),
+                "a call did not end while the temp fs was full",
+            )
             drill.expect(failed, "no call failed while the temp fs was full")
-            drill.expect(all(r.startswith("crash: ") and "No space left" in r for r in reasons),
-                         f"unclear reasons while full: {reasons}")
+            drill.expect(
+                all(r.startswith("crash: ") and "No space left" in r for r in reasons),
+                f"unclear reasons while full: {reasons}",
+            )
             drill.expect(slowest < 10, f"a call took {slowest:.1f}s while full (hang?)")
             drill.expect(ex.alive, "executor died while the temp fs was full")
             for path in tiny.iterdir():
@@ -382,11 +464,13 @@ def drill_full_tmp(member: ColoniesClient, workdir: Path) -> Drill:
                 time.sleep(0.5)
             drill.expect(recovered_in is not None, "no recovery after freeing space")
             check_executor_health(drill, ex, mark)
-            drill.facts.update(filled_bytes=filled, calls_while_full=len(during),
-                               failed_while_full=len(failed),
-                               reason=reasons[0] if reasons else "",
-                               recovered_s=None if recovered_in is None
-                               else round(recovered_in, 1))
+            drill.facts.update(
+                filled_bytes=filled,
+                calls_while_full=len(during),
+                failed_while_full=len(failed),
+                reason=reasons[0] if reasons else "",
+                recovered_s=None if recovered_in is None else round(recovered_in, 1),
+            )
         finally:
             if ex is not None:
                 status = ex.stop()
@@ -399,11 +483,17 @@ def drill_full_tmp(member: ColoniesClient, workdir: Path) -> Drill:
 
 STDOUT_TRICKS: dict[str, tuple[str, str, str]] = {
     # name suffix: (body, expected state/kind, expected text in out or reason)
-    "print_file": ("print('x', file=[])\n    return 1", "forbidden",
-                   "print(file=...) is not available"),
+    "print_file": (
+        "print('x', file=[])\n    return 1",
+        "forbidden",
+        "print(file=...) is not available",
+    ),
     "import_sys": ("import sys\n    sys.stdout.close()\n    return 1", "forbidden", "sys"),
-    "flush_end": ("print('a', end='', flush=True)\n    print('b', sep='', end='\\n')\n"
-                  "    return 'ok'", "SUCCESS", "ok"),
+    "flush_end": (
+        "print('a', end='', flush=True)\n    print('b', sep='', end='\\n')\n    return 'ok'",
+        "SUCCESS",
+        "ok",
+    ),
     "print_self": ("p = print\n    p('via alias')\n    return 2", "SUCCESS", "2"),
     "flood": ("while True:\n        print('y' * 1000)", "output", "max_stdout_bytes"),
     "close_attr": ("print.close()\n    return 3", "runtime", "AttributeError"),
@@ -426,8 +516,10 @@ def drill_stdout_tricks(member: ColoniesClient, workdir: Path) -> Drill:
         try:
             ex = Executor(workdir / f"{kind}.log", kind)
             mark = len(ex.log())
-            pids = {s: submit(member, spec(n, executortype=kind, maxexectime=5))
-                    for s, n in names.items()}
+            pids = {
+                s: submit(member, spec(n, executortype=kind, maxexectime=5))
+                for s, n in names.items()
+            }
             ended = wait_ended(member, list(pids.values()), 30)
             seen = {}
             for suffix, pid in pids.items():
@@ -442,12 +534,15 @@ def drill_stdout_tricks(member: ColoniesClient, workdir: Path) -> Drill:
                     got, detail = f"state {p['state']}", ""
                 seen[suffix] = got
                 if want == "*":
-                    drill.expect(got == "SUCCESS" or p["state"] == ProcessState.FAILED,
-                                 f"{suffix}: not ended ({got})")
+                    drill.expect(
+                        got == "SUCCESS" or p["state"] == ProcessState.FAILED,
+                        f"{suffix}: not ended ({got})",
+                    )
                 else:
-                    drill.expect(got == want and text in detail,
-                                 f"{suffix}: expected {want} with {text!r}, got {got}: "
-                                 f"{detail[:150]!r}")
+                    drill.expect(
+                        got == want and text in detail,
+                        f"{suffix}: expected {want} with {text!r}, got {got}: {detail[:150]!r}",
+                    )
             served_after(drill, member, echo, kind)
             check_executor_health(drill, ex, mark)
             drill.facts.update(seen)
@@ -492,7 +587,9 @@ def fd1_closed_in_child() -> dict[str, Any]:
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0 or len(data) < wire.FRAME.size:
         return {"ok": False, "status": status, "bytes": len(data)}
-    res = wire.decode_result(data[wire.FRAME.size:])
+    res = wire.decode_result(data[wire.FRAME.size :])
     ok = res.kind == "ok" and res.value == b"3" and res.stdout == "line 0\nline 1\nline 2\n"
-    return {"ok": ok, "frame": {"kind": res.kind, "value": res.value.decode(),
-                                "stdout": res.stdout}}
+    return {
+        "ok": ok,
+        "frame": {"kind": res.kind, "value": res.value.decode(), "stdout": res.stdout},
+    }

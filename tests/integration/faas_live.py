@@ -41,16 +41,31 @@ def deploy(name: str, source: str) -> None:
     from pycolonies import Colonies
 
     env = os.environ
-    sdk = Colonies(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
-                   env.get("COLONIES_SERVER_TLS") == "true")
-    sdk.upload_data(env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"], filename=name,
-                    data=source.encode(), label=LABEL)
+    sdk = Colonies(
+        env["COLONIES_SERVER_HOST"],
+        int(env["COLONIES_SERVER_PORT"]),
+        env.get("COLONIES_SERVER_TLS") == "true",
+    )
+    sdk.upload_data(
+        env["COLONIES_COLONY_NAME"],
+        env["COLONIES_PRVKEY"],
+        filename=name,
+        data=source.encode(),
+        label=LABEL,
+    )
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FAAS, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=dict(env if env is not None else os.environ))
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FAAS, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(env if env is not None else os.environ),
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
@@ -68,11 +83,26 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 15) -> None:
 def executor(executor_type: str, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``faas-sandbox executor`` serving ``executor_type``, self-registered; ready on entry."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([FAAS, "executor", "--executor-type", executor_type,
-                                 "--identity", "self", "--concurrency", "2", "--grace", "2",
-                                 "--assign-timeout", "2"],
-                                cwd=REPO, env=dict(os.environ), stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                FAAS,
+                "executor",
+                "--executor-type",
+                executor_type,
+                "--identity",
+                "self",
+                "--concurrency",
+                "2",
+                "--grace",
+                "2",
+                "--assign-timeout",
+                "2",
+            ],
+            cwd=REPO,
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 60
         while b"registered" not in log_path.read_bytes():
@@ -85,15 +115,19 @@ def executor(executor_type: str, log_path: Path) -> Iterator[subprocess.Popen[by
 
 
 @contextmanager
-def frontend(executor_type: str, log_path: Path, *extra: str,
-             env: Mapping[str, str] | None = None) -> Iterator[str]:
+def frontend(
+    executor_type: str, log_path: Path, *extra: str, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
     """``faas-sandbox http`` on a free port (uvicorn); yields its base URL once it answers."""
     port = free_port()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([FAAS, "http", "--port", str(port), "--executor-type",
-                                 executor_type, *extra],
-                                cwd=REPO, env=dict(env if env is not None else os.environ),
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [FAAS, "http", "--port", str(port), "--executor-type", executor_type, *extra],
+            cwd=REPO,
+            env=dict(env if env is not None else os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -103,8 +137,9 @@ def frontend(executor_type: str, log_path: Path, *extra: str,
                 break
             except httpx.TransportError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"front end did not start:\n"
-                                       f"{log_path.read_text()[-3000:]}") from None
+                    raise RuntimeError(
+                        f"front end did not start:\n{log_path.read_text()[-3000:]}"
+                    ) from None
                 time.sleep(0.1)
         yield url
     finally:

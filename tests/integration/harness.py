@@ -47,8 +47,9 @@ class Services(Protocol):
     def up(self) -> None: ...
 
 
-STATE_DIR = Path(os.environ.get("FAAS_SANDBOX_HOME", "~/.cache/faas-sandbox")).expanduser() / \
-    "state"
+STATE_DIR = (
+    Path(os.environ.get("FAAS_SANDBOX_HOME", "~/.cache/faas-sandbox")).expanduser() / "state"
+)
 _OFFSET = int(os.environ.get("FAAS_SANDBOX_PORT_OFFSET", "0") or "0")  # see devstack/config.py
 PORTS = {"colonies": 50080 + _OFFSET, "postgres": 55432 + _OFFSET, "minio": 9000 + _OFFSET}
 
@@ -89,11 +90,16 @@ def unique(prefix: str) -> str:
 
 # -- clients, code, calls --------------------------------------------------------------------
 
+
 def member_client() -> ColoniesClient:
     env = os.environ
-    return ColoniesClient.connect(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
-                                  env.get("COLONIES_SERVER_TLS") == "true",
-                                  env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"])
+    return ColoniesClient.connect(
+        env["COLONIES_SERVER_HOST"],
+        int(env["COLONIES_SERVER_PORT"]),
+        env.get("COLONIES_SERVER_TLS") == "true",
+        env["COLONIES_COLONY_NAME"],
+        env["COLONIES_PRVKEY"],
+    )
 
 
 def upload(name: str, data: bytes) -> None:
@@ -102,30 +108,70 @@ def upload(name: str, data: bytes) -> None:
     from pycolonies import Colonies
 
     env = os.environ
-    sdk = Colonies(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
-                   env.get("COLONIES_SERVER_TLS") == "true")
-    sdk.upload_data(env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"], filename=name,
-                    data=data, label=LABEL)
+    sdk = Colonies(
+        env["COLONIES_SERVER_HOST"],
+        int(env["COLONIES_SERVER_PORT"]),
+        env.get("COLONIES_SERVER_TLS") == "true",
+    )
+    sdk.upload_data(
+        env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"], filename=name, data=data, label=LABEL
+    )
 
 
-def spec(function: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, *,
-         executortype: str, maxexectime: int = 10, maxretries: int = 0) -> dict[str, Any]:
-    return call_spec(function, args, kwargs, colony=os.environ["COLONIES_COLONY_NAME"],
-                     maxexectime=maxexectime, maxretries=maxretries, executortype=executortype)
+def spec(
+    function: str,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    executortype: str,
+    maxexectime: int = 10,
+    maxretries: int = 0,
+) -> dict[str, Any]:
+    return call_spec(
+        function,
+        args,
+        kwargs,
+        colony=os.environ["COLONIES_COLONY_NAME"],
+        maxexectime=maxexectime,
+        maxretries=maxretries,
+        executortype=executortype,
+    )
 
 
-def raw_spec(kwargs: Any, *, executortype: str, funcname: str = "execute", args: Any = None,
-             maxexectime: int = 10, env: Any = None) -> dict[str, Any]:
+def raw_spec(
+    kwargs: Any,
+    *,
+    executortype: str,
+    funcname: str = "execute",
+    args: Any = None,
+    maxexectime: int = 10,
+    env: Any = None,
+) -> dict[str, Any]:
     """A spec built by hand (what a Go or raw-HTTP client could send), not by call_spec."""
-    return {"nodename": "execute", "funcname": funcname, "args": args if args is not None else [],
-            "kwargs": kwargs, "priority": 0, "maxwaittime": -1, "maxexectime": maxexectime,
-            "maxretries": 0, "label": "", "env": env or {},
-            "conditions": {"colonyname": os.environ["COLONIES_COLONY_NAME"],
-                           "executortype": executortype}}
+    return {
+        "nodename": "execute",
+        "funcname": funcname,
+        "args": args if args is not None else [],
+        "kwargs": kwargs,
+        "priority": 0,
+        "maxwaittime": -1,
+        "maxexectime": maxexectime,
+        "maxretries": 0,
+        "label": "",
+        "env": env or {},
+        "conditions": {
+            "colonyname": os.environ["COLONIES_COLONY_NAME"],
+            "executortype": executortype,
+        },
+    }
 
 
-def submit(member: ColoniesClient, the_spec: dict[str, Any], retry_for: float = 60.0,
-           counters: dict[str, int] | None = None) -> str:
+def submit(
+    member: ColoniesClient,
+    the_spec: dict[str, Any],
+    retry_for: float = 60.0,
+    counters: dict[str, int] | None = None,
+) -> str:
     """Submit; while the server is down (or its database), retry until ``retry_for`` passes."""
     deadline = time.monotonic() + retry_for
     while True:
@@ -142,8 +188,13 @@ def submit(member: ColoniesClient, the_spec: dict[str, Any], retry_for: float = 
 def submit_raw_payload(member: ColoniesClient, payload: bytes) -> dict[str, Any]:
     """POST a submitfuncspecmsg whose payload is these exact bytes (e.g. invalid UTF-8)."""
     text = base64.b64encode(payload).decode()
-    body = json.dumps({"payloadtype": "submitfuncspecmsg", "payload": text,
-                       "signature": sign(text, member.prvkey)})
+    body = json.dumps(
+        {
+            "payloadtype": "submitfuncspecmsg",
+            "payload": text,
+            "signature": sign(text, member.prvkey),
+        }
+    )
     reply = requests.post(member.transport.url, data=body, timeout=10)
     envelope = reply.json()
     content = json.loads(base64.b64decode(envelope["payload"]))
@@ -164,8 +215,9 @@ def get(member: ColoniesClient, pid: str) -> dict[str, Any]:
             time.sleep(0.2)
 
 
-def wait_ended(member: ColoniesClient, pids: Sequence[str], timeout: float,
-               poll: float = 0.1) -> dict[str, dict[str, Any]]:
+def wait_ended(
+    member: ColoniesClient, pids: Sequence[str], timeout: float, poll: float = 0.1
+) -> dict[str, dict[str, Any]]:
     """pid -> process, once every pid is SUCCESS/FAILED/CANCELLED or ``timeout`` passed (then
     the last state seen)."""
     deadline = time.monotonic() + timeout
@@ -178,7 +230,11 @@ def wait_ended(member: ColoniesClient, pids: Sequence[str], timeout: float,
             seen[pid] = process
             # FAILED without errors: the server has not written them yet (ColoniesClient.wait)
             bare = process.get("state") == ProcessState.FAILED and not process.get("errors")
-            if process.get("state") not in (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.CANCELLED) or bare:
+            if (
+                process.get("state")
+                not in (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.CANCELLED)
+                or bare
+            ):
                 still.append(pid)
         open_ = still
         if not open_ or time.monotonic() > deadline:
@@ -199,12 +255,22 @@ def wait_until(what: str, test: Callable[[], Any], timeout: float, poll: float =
 
 # -- executors ---------------------------------------------------------------------------------
 
+
 class Executor:
     """A ``faas-sandbox executor`` subprocess (self-registered) with its log in a file."""
 
-    def __init__(self, log_path: Path, executor_type: str, *flags: str, name: str | None = None,
-                 concurrency: int = 2, cwd: Path = REPO, wrap: Sequence[str] = (),
-                 ready_timeout: float = 60, operator_key: str | None = None) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        executor_type: str,
+        *flags: str,
+        name: str | None = None,
+        concurrency: int = 2,
+        cwd: Path = REPO,
+        wrap: Sequence[str] = (),
+        ready_timeout: float = 60,
+        operator_key: str | None = None,
+    ) -> None:
         """Self-registered under ``name``; or, with ``operator_key``, the operator identity
         ``name`` (registered with :func:`register_operator`; never unregistered by itself)."""
         self.name = name or unique(f"{executor_type}-")
@@ -215,12 +281,34 @@ class Executor:
         if operator_key is not None:
             env.update(COLONIES_PRVKEY=operator_key, COLONIES_EXECUTOR_NAME=self.name)
             identity = "operator"
-        argv = [*wrap, sys.executable, "-m", "faas_sandbox", "executor", "--identity", identity,
-                "--name", self.name, "--executor-type", executor_type,
-                "--concurrency", str(concurrency), "--grace", "5", "--assign-timeout", "5",
-                *flags]
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        argv = [
+            *wrap,
+            sys.executable,
+            "-m",
+            "faas_sandbox",
+            "executor",
+            "--identity",
+            identity,
+            "--name",
+            self.name,
+            "--executor-type",
+            executor_type,
+            "--concurrency",
+            str(concurrency),
+            "--grace",
+            "5",
+            "--assign-timeout",
+            "5",
+            *flags,
+        ]
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.pid = self.proc.pid
         self.known_children: dict[int, psutil.Process] = {}  # forker, sandbox children
         self.left_after_stop: list[int] = []
@@ -234,11 +322,14 @@ class Executor:
         deadline = time.monotonic() + timeout
         while text not in self.log()[after:]:
             if self.proc.poll() is not None:
-                raise AssertionError(f"executor {self.name} exited {self.proc.returncode} "
-                                     f"waiting for {text!r}:\n{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"executor {self.name} exited {self.proc.returncode} "
+                    f"waiting for {text!r}:\n{self.log()[-3000:]}"
+                )
             if time.monotonic() > deadline:
-                raise AssertionError(f"executor {self.name}: no {text!r} within {timeout}s:\n"
-                                     f"{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"executor {self.name}: no {text!r} within {timeout}s:\n{self.log()[-3000:]}"
+                )
             time.sleep(0.05)
 
     @property
@@ -360,6 +451,7 @@ def unregister(member: ColoniesClient, name: str) -> None:
 
 # -- results -----------------------------------------------------------------------------------
 
+
 @dataclass
 class Drill:
     """What one drill saw: facts (for the table) and problems (empty when all was well)."""
@@ -401,14 +493,22 @@ def check_executor_health(drill: Drill, ex: Executor, since: int = 0) -> None:
     drill.expect("can no longer assign" not in tail, "executor gave up assigning")
 
 
-def served_after(drill: Drill, member: ColoniesClient, function: str, executortype: str,
-                 value: int = 7, timeout: float = 20) -> None:
+def served_after(
+    drill: Drill,
+    member: ColoniesClient,
+    function: str,
+    executortype: str,
+    value: int = 7,
+    timeout: float = 20,
+) -> None:
     """The executor keeps serving: ``function(value)`` (returns its argument) succeeds."""
     pid = submit(member, spec(function, [value], executortype=executortype))
     ended = wait_ended(member, [pid], timeout)[pid]
-    drill.expect(ended["state"] == ProcessState.SUCCESS and ended["out"] == [value],
-                 f"benign call after the drill: state {ended['state']} out {ended.get('out')} "
-                 f"errors {ended.get('errors')}")
+    drill.expect(
+        ended["state"] == ProcessState.SUCCESS and ended["out"] == [value],
+        f"benign call after the drill: state {ended['state']} out {ended.get('out')} "
+        f"errors {ended.get('errors')}",
+    )
 
 
 ECHO = "def {name}(x):\n    return x\n"

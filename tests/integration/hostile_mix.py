@@ -42,8 +42,7 @@ from faas_sandbox.kinds import ProcessState
 
 SERVER_DEADLINE = "Maximum execution time limit exceeded"  # Colonies' own failure text
 GOOD = b"def convert(celsius):\n    return (celsius * 9 / 5) + 32\n"
-NUL = ("def nul():\n    print('a' + chr(0) + 'b')\n"
-       "    raise ValueError('x' + chr(0) + 'y')\n")
+NUL = "def nul():\n    print('a' + chr(0) + 'b')\n    raise ValueError('x' + chr(0) + 'y')\n"
 
 
 @dataclass
@@ -74,32 +73,51 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def summary(result: MixResult) -> list[str]:
-    lines = [f"{'phase':<16}{'benign':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
-             f"{'exec CPU s':>11}  hostile ends"]
+    lines = [
+        f"{'phase':<16}{'benign':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
+        f"{'exec CPU s':>11}  hostile ends"
+    ]
     for phase in result.phases:
         lat = [x * 1000 for x in phase.latencies]
-        hostile = ", ".join(f"{k} {n}" for k, n in sorted(phase.kinds.items())
-                            if not k.startswith("benign")) or "-"
-        lines.append(f"{phase.name:<16}{len(lat):>8}{_pct(lat, .5):>9.1f}{_pct(lat, .95):>9.1f}"
-                     f"{max(lat, default=float('nan')):>9.1f}{phase.cpu_s:>11.2f}  {hostile}")
+        hostile = (
+            ", ".join(
+                f"{k} {n}" for k, n in sorted(phase.kinds.items()) if not k.startswith("benign")
+            )
+            or "-"
+        )
+        lines.append(
+            f"{phase.name:<16}{len(lat):>8}{_pct(lat, 0.5):>9.1f}{_pct(lat, 0.95):>9.1f}"
+            f"{max(lat, default=float('nan')):>9.1f}{phase.cpu_s:>11.2f}  {hostile}"
+        )
     base, mixed = result.phases[0].latencies, result.phases[1].latencies
-    lines.append(f"benign p50 with hostile / alone: {_pct(mixed, .5) / _pct(base, .5):.2f}x, "
-                 f"p95: {_pct(mixed, .95) / _pct(base, .95):.2f}x")
+    lines.append(
+        f"benign p50 with hostile / alone: {_pct(mixed, 0.5) / _pct(base, 0.5):.2f}x, "
+        f"p95: {_pct(mixed, 0.95) / _pct(base, 0.95):.2f}x"
+    )
     rss = result.rss_mib
-    lines.append(f"executor RSS MiB: start {rss[0]:.1f}, after phase 1 "
-                 f"{rss[len(rss) // 3]:.1f}, peak {max(rss):.1f}, end {rss[-1]:.1f}")
-    lines.append(f"lost {len(result.lost)}, unexpected {len(result.unexpected)}, "
-                 f"foreign store requests {result.foreign_requests}, executor alive "
-                 f"{result.executor_alive}, /healthz {result.healthz}, load average "
-                 f"{' '.join(f'{x:.2f}' for x in result.loadavg)}")
+    lines.append(
+        f"executor RSS MiB: start {rss[0]:.1f}, after phase 1 "
+        f"{rss[len(rss) // 3]:.1f}, peak {max(rss):.1f}, end {rss[-1]:.1f}"
+    )
+    lines.append(
+        f"lost {len(result.lost)}, unexpected {len(result.unexpected)}, "
+        f"foreign store requests {result.foreign_requests}, executor alive "
+        f"{result.executor_alive}, /healthz {result.healthz}, load average "
+        f"{' '.join(f'{x:.2f}' for x in result.loadavg)}"
+    )
     return lines
 
 
 KINDS = ("deep", "foreign", "slow", "nul")
 
 
-def run(log_path: Path, seconds: float = 20.0, benign_threads: int = 2,
-        concurrency: int = 4, kinds: tuple[str, ...] = KINDS) -> MixResult:
+def run(
+    log_path: Path,
+    seconds: float = 20.0,
+    benign_threads: int = 2,
+    concurrency: int = 4,
+    kinds: tuple[str, ...] = KINDS,
+) -> MixResult:
     """Run the three phases against a fresh executor; see the module docstring."""
     suffix = uuid.uuid4().hex[:8]
     kind = f"faas-mix-{suffix}"
@@ -109,12 +127,34 @@ def run(log_path: Path, seconds: float = 20.0, benign_threads: int = 2,
     store = hp.LoopbackStore(body=source, drip_s=0.5, instant_keys={"good"})
     foreign = hp.LoopbackStore()
     port = hp.free_port()
-    hp.add_meta(member, good, server="127.0.0.1", port=store.port, bucket="faas", obj="good",
-                checksum=hp.sha256(source), size=len(source))
-    hp.add_meta(member, slow, server="127.0.0.1", port=store.port, bucket="faas", obj="slow",
-                checksum=hp.sha256(b"x"))
-    hp.add_meta(member, stolen, server="127.0.0.1", port=foreign.port, bucket="faas", obj="x",
-                checksum=hp.sha256(foreign.body))
+    hp.add_meta(
+        member,
+        good,
+        server="127.0.0.1",
+        port=store.port,
+        bucket="faas",
+        obj="good",
+        checksum=hp.sha256(source),
+        size=len(source),
+    )
+    hp.add_meta(
+        member,
+        slow,
+        server="127.0.0.1",
+        port=store.port,
+        bucket="faas",
+        obj="slow",
+        checksum=hp.sha256(b"x"),
+    )
+    hp.add_meta(
+        member,
+        stolen,
+        server="127.0.0.1",
+        port=foreign.port,
+        bucket="faas",
+        obj="x",
+        checksum=hp.sha256(foreign.body),
+    )
     env = {"AWS_S3_ENDPOINT": store.endpoint, "AWS_S3_BUCKET": "faas"}
     phases = [Phase("benign alone"), Phase("with hostile"), Phase("benign after")]
     current: list[Phase] = [phases[0]]
@@ -129,7 +169,9 @@ def run(log_path: Path, seconds: float = 20.0, benign_threads: int = 2,
         process: dict[str, Any] = {}
         while time.monotonic() - started < timeout:
             process = harness.get(member, pid) if label != "deep" else hp.get_deep(member, pid)
-            if process["state"] == ProcessState.SUCCESS or (process["state"] == ProcessState.FAILED and process["errors"]):
+            if process["state"] == ProcessState.SUCCESS or (
+                process["state"] == ProcessState.FAILED and process["errors"]
+            ):
                 break
             time.sleep(0.02 if label != "deep" else 2.0)  # a deep process reads as ~8 MB
         else:
@@ -137,7 +179,9 @@ def run(log_path: Path, seconds: float = 20.0, benign_threads: int = 2,
                 lost.append(f"{label} {pid} state {process.get('state')}")
             return
         took = time.monotonic() - started
-        got = "ok" if process["state"] == ProcessState.SUCCESS else process["errors"][0].split(":")[0]
+        got = (
+            "ok" if process["state"] == ProcessState.SUCCESS else process["errors"][0].split(":")[0]
+        )
         if label == "slow" and process["errors"] == [SERVER_DEADLINE]:
             label = got = expect = "slow, ended by the server"  # our fail came after its
             # maxexectime (the 0.25 s close margin, on a machine loaded far beyond its cores)
@@ -171,26 +215,28 @@ def run(log_path: Path, seconds: float = 20.0, benign_threads: int = 2,
                 pid = harness.submit(member, harness.spec(stolen, [1], executortype=kind))
                 expect = "not_found"
             elif label == "slow":
-                pid = harness.submit(member, harness.spec(slow, [1], executortype=kind,
-                                                          maxexectime=2))
+                pid = harness.submit(
+                    member, harness.spec(slow, [1], executortype=kind, maxexectime=2)
+                )
                 expect = "unavailable"
             elif label == "nul":
-                pid = harness.submit(member, hp.inline_spec(NUL, "nul", [],
-                                                            executortype=kind))
+                pid = harness.submit(member, hp.inline_spec(NUL, "nul", [], executortype=kind))
                 expect = "runtime"
             else:  # "extra": a control, benign load from a hostile submitter's slot
-                pid = harness.submit(member, hp.inline_spec(GOOD.decode(), "convert", [1],
-                                                            executortype=kind))
+                pid = harness.submit(
+                    member, hp.inline_spec(GOOD.decode(), "convert", [1], executortype=kind)
+                )
                 expect = "ok"
             finish(pid, label, expect, started, 60)
 
-    with hp.executor(log_path, kind, "--metrics-port", str(port), env=env,
-                     concurrency=concurrency) as ex:
+    with hp.executor(
+        log_path, kind, "--metrics-port", str(port), env=env, concurrency=concurrency
+    ) as ex:
         proc = psutil.Process(ex.pid)
-        threads = [threading.Thread(target=benign, args=(i,), daemon=True)
-                   for i in range(benign_threads)]
-        threads += [threading.Thread(target=hostile, args=(label,), daemon=True)
-                    for label in kinds]
+        threads = [
+            threading.Thread(target=benign, args=(i,), daemon=True) for i in range(benign_threads)
+        ]
+        threads += [threading.Thread(target=hostile, args=(label,), daemon=True) for label in kinds]
         for thread in threads:
             thread.start()
         for index, phase in enumerate(phases):
@@ -215,5 +261,6 @@ def run(log_path: Path, seconds: float = 20.0, benign_threads: int = 2,
         alive = ex.alive
     store.close()
     foreign.close()
-    return MixResult(phases, lost, unexpected, rss, foreign.requests, alive, status,
-                     os.getloadavg())
+    return MixResult(
+        phases, lost, unexpected, rss, foreign.requests, alive, status, os.getloadavg()
+    )

@@ -1,6 +1,7 @@
-"""What a hostile colony member can put in front of an executor, for tests and bench/hostile_soak.py:
-raw submits with specs no client library would write, ColonyFS metadata naming stores of the
-member's choosing, a loopback S3 stand-in that drips its answer, and texts with NUL.
+"""What a hostile colony member can put in front of an executor, for tests and
+bench/hostile_soak.py: raw submits with specs no client library would write, ColonyFS metadata
+naming stores of the member's choosing, a loopback S3 stand-in that drips its answer, and texts with
+NUL.
 
 Needs the stack's client variables in ``os.environ`` (the ``stack`` fixture sets them).
 """
@@ -37,8 +38,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def deep_spec_payload(executortype: str, depth: int, *, where: str = "args",
-                      maxexectime: int = 30) -> bytes:
+def deep_spec_payload(
+    executortype: str, depth: int, *, where: str = "args", maxexectime: int = 30
+) -> bytes:
     """A submitfuncspecmsg payload whose spec nests ``depth`` deep: ``spec.args`` as a real
     JSON array (``where="args"``) or ``kwargs.args`` as JSON text (``"kwargs"``)."""
     deep = "[" * depth + "]" * depth
@@ -46,28 +48,50 @@ def deep_spec_payload(executortype: str, depth: int, *, where: str = "args",
     args = "@DEEP@" if where == "args" else []
     if where == "kwargs":
         kwargs["args"] = deep
-    spec = {"nodename": "execute", "funcname": "execute", "args": args, "kwargs": kwargs,
-            "priority": 0, "maxwaittime": -1, "maxexectime": maxexectime, "maxretries": 0,
-            "label": "", "env": {},
-            "conditions": {"colonyname": os.environ["COLONIES_COLONY_NAME"],
-                           "executortype": executortype}}
+    spec = {
+        "nodename": "execute",
+        "funcname": "execute",
+        "args": args,
+        "kwargs": kwargs,
+        "priority": 0,
+        "maxwaittime": -1,
+        "maxexectime": maxexectime,
+        "maxretries": 0,
+        "label": "",
+        "env": {},
+        "conditions": {
+            "colonyname": os.environ["COLONIES_COLONY_NAME"],
+            "executortype": executortype,
+        },
+    }
     text = json.dumps({"msgtype": "submitfuncspecmsg", "spec": spec})
     return text.replace('"@DEEP@"', deep).encode()
 
 
-def submit_deep(member: ColoniesClient, executortype: str, depth: int = 2000,
-                where: str = "args", maxexectime: int = 30) -> str:
+def submit_deep(
+    member: ColoniesClient,
+    executortype: str,
+    depth: int = 2000,
+    where: str = "args",
+    maxexectime: int = 30,
+) -> str:
     """Submit a deep spec raw; the reply (the process, as deep) is read the bounded way."""
-    return submit_payload(member, deep_spec_payload(executortype, depth, where=where,
-                                                    maxexectime=maxexectime))
+    return submit_payload(
+        member, deep_spec_payload(executortype, depth, where=where, maxexectime=maxexectime)
+    )
 
 
 def submit_payload(member: ColoniesClient, payload: bytes) -> str:
     """Submit a raw submitfuncspecmsg payload; the process id, read from the reply the
     bounded way (so a reply too deep or too large still gives it)."""
     text = base64.b64encode(payload).decode()
-    body = json.dumps({"payloadtype": "submitfuncspecmsg", "payload": text,
-                       "signature": sign(text, member.prvkey)})
+    body = json.dumps(
+        {
+            "payloadtype": "submitfuncspecmsg",
+            "payload": text,
+            "signature": sign(text, member.prvkey),
+        }
+    )
     reply = requests.post(member.transport.url, data=body, timeout=60)
     content, truncated = read_capped([reply.content])
     try:
@@ -98,31 +122,70 @@ def wait_deep(member: ColoniesClient, pids: list[str], timeout: float) -> dict[s
     while True:
         for pid in pids:
             seen[pid] = get_deep(member, pid)
-        if all(p["state"] == 2 or (p["state"] == 3 and p["errors"]) for p in seen.values()) \
-                or time.monotonic() > deadline:
+        if (
+            all(p["state"] == 2 or (p["state"] == 3 and p["errors"]) for p in seen.values())
+            or time.monotonic() > deadline
+        ):
             return seen
         time.sleep(0.1)
 
 
-def inline_spec(source: str, function: str, args: list[Any], *, executortype: str,
-                maxexectime: int = 10) -> dict[str, Any]:
+def inline_spec(
+    source: str, function: str, args: list[Any], *, executortype: str, maxexectime: int = 10
+) -> dict[str, Any]:
     """pycolonies ``func_spec(func=...)``'s form: base64 code in env.code (no code store)."""
     code = base64.b64encode(source.encode()).decode()
-    return harness.raw_spec({}, executortype=executortype, funcname=function, args=args,
-                            maxexectime=maxexectime, env={"code": code})
+    return harness.raw_spec(
+        {},
+        executortype=executortype,
+        funcname=function,
+        args=args,
+        maxexectime=maxexectime,
+        env={"code": code},
+    )
 
 
-def add_meta(member: ColoniesClient, name: str, *, server: str, port: int, bucket: str,
-             obj: str, checksum: str, tls: bool = False, size: int = 100,
-             region: str = "") -> dict[str, Any]:
+def add_meta(
+    member: ColoniesClient,
+    name: str,
+    *,
+    server: str,
+    port: int,
+    bucket: str,
+    obj: str,
+    checksum: str,
+    tls: bool = False,
+    size: int = 100,
+    region: str = "",
+) -> dict[str, Any]:
     """ColonyFS /faas/NAME metadata as any member may write it (addfilemsg, no S3 needed)."""
-    return member.add_file({
-        "fileid": "", "colonyname": member.colony, "label": harness.LABEL, "name": name,
-        "size": size, "sequencenr": 1, "checksum": checksum, "checksumalg": "SHA256",
-        "ref": {"protocol": "s3", "s3object": {
-            "server": server, "port": port, "tls": tls, "accesskey": "", "secretkey": "",
-            "region": region, "encryptionkey": "", "encryptionalg": "", "object": obj,
-            "bucket": bucket}}})
+    return member.add_file(
+        {
+            "fileid": "",
+            "colonyname": member.colony,
+            "label": harness.LABEL,
+            "name": name,
+            "size": size,
+            "sequencenr": 1,
+            "checksum": checksum,
+            "checksumalg": "SHA256",
+            "ref": {
+                "protocol": "s3",
+                "s3object": {
+                    "server": server,
+                    "port": port,
+                    "tls": tls,
+                    "accesskey": "",
+                    "secretkey": "",
+                    "region": region,
+                    "encryptionkey": "",
+                    "encryptionalg": "",
+                    "object": obj,
+                    "bucket": bucket,
+                },
+            },
+        }
+    )
 
 
 class LoopbackStore:
@@ -131,8 +194,12 @@ class LoopbackStore:
     or until the client goes); otherwise, or for an object key in ``instant_keys``, it
     answers ``body`` at once."""
 
-    def __init__(self, body: bytes = b"STOLEN = 1\ndef convert(x):\n    return 'STOLEN'\n",
-                 drip_s: float = 0.0, instant_keys: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        body: bytes = b"STOLEN = 1\ndef convert(x):\n    return 'STOLEN'\n",
+        drip_s: float = 0.0,
+        instant_keys: set[str] | None = None,
+    ) -> None:
         self.body, self.drip_s = body, drip_s
         self.instant_keys = instant_keys or set()
         self.requests = 0
@@ -169,8 +236,10 @@ class LoopbackStore:
             path = request.split(b" ", 2)[1].split(b"?")[0] if b" " in request else b""
             key = path.rsplit(b"/", 1)[-1].decode(errors="replace")
             if self.drip_s <= 0 or key in self.instant_keys:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close"
-                             b"\r\n\r\n" % len(self.body) + self.body)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close"
+                    b"\r\n\r\n" % len(self.body) + self.body
+                )
                 return
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
             while not self._stop.wait(self.drip_s):
@@ -188,8 +257,13 @@ class LoopbackStore:
 
 
 @contextlib.contextmanager
-def executor(log_path: Path, executortype: str, *flags: str, concurrency: int = 2,
-             env: dict[str, str] | None = None) -> Iterator[harness.Executor]:
+def executor(
+    log_path: Path,
+    executortype: str,
+    *flags: str,
+    concurrency: int = 2,
+    env: dict[str, str] | None = None,
+) -> Iterator[harness.Executor]:
     """A ``faas-sandbox executor`` subprocess with ``env`` overrides, stopped afterwards."""
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
@@ -234,13 +308,22 @@ def wait_huge(member: ColoniesClient, pid: str, timeout: float) -> dict[str, Any
         try:
             process = member.get_process(pid)
         except ReplyUnreadable:
-            text = base64.b64encode(json.dumps({"msgtype": "getprocessmsg",
-                                                "processid": pid}).encode()).decode()
-            body = json.dumps({"payloadtype": "getprocessmsg", "payload": text,
-                               "signature": sign(text, member.prvkey)})
+            text = base64.b64encode(
+                json.dumps({"msgtype": "getprocessmsg", "processid": pid}).encode()
+            ).decode()
+            body = json.dumps(
+                {
+                    "payloadtype": "getprocessmsg",
+                    "payload": text,
+                    "signature": sign(text, member.prvkey),
+                }
+            )
             reply = requests.post(member.transport.url, data=body, timeout=60)
             process = json.loads(base64.b64decode(reply.json()["payload"]))
-        if (process["state"] == 3 and process["errors"]) or process["state"] == 2 \
-                or time.monotonic() > deadline:
+        if (
+            (process["state"] == 3 and process["errors"])
+            or process["state"] == 2
+            or time.monotonic() > deadline
+        ):
             return {"state": process["state"], "errors": process["errors"]}
         time.sleep(0.5)

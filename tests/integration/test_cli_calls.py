@@ -18,8 +18,10 @@ SUFFIX = unique("")
 GREET = f"greet_{SUFFIX}"
 EVIL = f"evil_{SUFFIX}"
 GREET_V1 = f"def {GREET}(name):\n    return 'hi ' + name\n"
-GREET_V2 = f"def {GREET}(name, punct='!'):\n    print('greeting', name)\n" \
-           f"    return {{'greeting': 'hello ' + name + punct}}\n"
+GREET_V2 = (
+    f"def {GREET}(name, punct='!'):\n    print('greeting', name)\n"
+    f"    return {{'greeting': 'hello ' + name + punct}}\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,16 @@ def test_call_prints_the_output(executor_type: str) -> None:
 
 
 def test_call_parses_json_args_and_kwargs_and_prints_json(executor_type: str) -> None:
-    result = run_cli("call", GREET, "ann", "--kwargs", '{"punct": "?"}', "--json",
-                     "--executor-type", executor_type)
+    result = run_cli(
+        "call",
+        GREET,
+        "ann",
+        "--kwargs",
+        '{"punct": "?"}',
+        "--json",
+        "--executor-type",
+        executor_type,
+    )
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["ok"] is True
@@ -112,8 +122,7 @@ def test_status_shows_our_executor_and_process_counts(executor_type: str) -> Non
     ours = [e for e in status["executors"] if e["type"] == executor_type]
     assert [e["state"] for e in ours] == ["approved"]
     assert status["processes"]["successful"] >= 1
-    assert set(status["processes"]) == {"waiting", "running", "successful", "failed",
-                                        "cancelled"}
+    assert set(status["processes"]) == {"waiting", "running", "successful", "failed", "cancelled"}
     text = run_cli("status")
     assert text.returncode == 0
     assert executor_type in text.stdout

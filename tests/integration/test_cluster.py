@@ -35,10 +35,16 @@ def cluster(stack):
 
 
 def _spec(i: int, colony: str, executor_type: str) -> dict:
-    spec = call_spec("triple", colony=colony, maxexectime=5, maxretries=3,
-                     executortype=executor_type)
-    spec.update(funcname="triple", nodename="triple", args=[i], kwargs={},
-                env={"code": base64.b64encode(SOURCE.encode()).decode()})
+    spec = call_spec(
+        "triple", colony=colony, maxexectime=5, maxretries=3, executortype=executor_type
+    )
+    spec.update(
+        funcname="triple",
+        nodename="triple",
+        args=[i],
+        kwargs={},
+        env={"code": base64.b64encode(SOURCE.encode()).decode()},
+    )
     return spec
 
 
@@ -59,16 +65,26 @@ def test_kill_9_the_node_the_executor_uses_mid_drain(cluster, monkeypatch, tmp_p
     env = cluster.client_env()
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    member = ColoniesClient.connect(env["COLONIES_SERVER_HOST"], 50080, False,
-                                    env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"])
+    member = ColoniesClient.connect(
+        env["COLONIES_SERVER_HOST"],
+        50080,
+        False,
+        env["COLONIES_COLONY_NAME"],
+        env["COLONIES_PRVKEY"],
+    )
     executor_type = harness.unique("cluster-")
-    pids = [str(member.submit(_spec(i, member.colony, executor_type))["processid"])
-            for i in range(CALLS)]
+    pids = [
+        str(member.submit(_spec(i, member.colony, executor_type))["processid"])
+        for i in range(CALLS)
+    ]
     ex = harness.Executor(tmp_path / "executor.log", executor_type, concurrency=2)
     try:
-        harness.wait_until("a third of the calls done",
-                           lambda: _counts(member)["successfulprocesses"] >= CALLS // 3,
-                           timeout=120, poll=0.02)
+        harness.wait_until(
+            "a third of the calls done",
+            lambda: _counts(member)["successfulprocesses"] >= CALLS // 3,
+            timeout=120,
+            poll=0.02,
+        )
         assert "switching to" not in ex.log()  # so far it talked to node 1 only
         killed_at = time.monotonic()
         cluster.kill(0)
@@ -83,11 +99,15 @@ def test_kill_9_the_node_the_executor_uses_mid_drain(cluster, monkeypatch, tmp_p
     states = [p.get("state") for p in ended.values()]
     outputs = {pid: p.get("out") for pid, p in ended.items()}
     retries = sum(int(p.get("retries") or 0) for p in ended.values())
-    print(f"\nnode 1 killed with {done_at_kill}/{CALLS} done; all {CALLS} ended "
-          f"{healed_s:.1f}s later; retries {retries}; "
-          f"switch lines: {log.count('switching to')}")
+    print(
+        f"\nnode 1 killed with {done_at_kill}/{CALLS} done; all {CALLS} ended "
+        f"{healed_s:.1f}s later; retries {retries}; "
+        f"switch lines: {log.count('switching to')}"
+    )
     print("\n".join(line for line in log.splitlines() if "WARNING" in line or "ERROR" in line))
-    assert states.count(ProcessState.FAILED) == 0, [p.get("errors") for p in ended.values() if p["state"] == 3]
+    assert states.count(ProcessState.FAILED) == 0, [
+        p.get("errors") for p in ended.values() if p["state"] == 3
+    ]
     assert states.count(ProcessState.SUCCESS) == CALLS  # none lost
     assert all(outputs[pid] == [3 * i] for i, pid in enumerate(pids))
     assert f"colonies node 127.0.0.1:{cluster.api_port(0)} failed" in log

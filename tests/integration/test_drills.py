@@ -50,8 +50,9 @@ def test_service_restarted_mid_run(member, restore_stack, tmp_path: Path, servic
     assert drill.facts["adopted"] == 1  # the call left assigned to it before the outage
 
 
-def test_s3_down_cached_runs_uncached_unavailable_then_recovers(member, restore_stack,
-                                                                tmp_path: Path):
+def test_s3_down_cached_runs_uncached_unavailable_then_recovers(
+    member, restore_stack, tmp_path: Path
+):
     assert_clean(drills.drill_s3_down(member, restore_stack, tmp_path))
 
 

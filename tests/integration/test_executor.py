@@ -40,10 +40,25 @@ class ExecutorProcess:
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()/kill()
         env = {**os.environ, "FAAS_SANDBOX_LOG_LEVEL": "INFO"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "faas_sandbox", "executor", "--identity", "self",
-             "--name", name, "--executor-type", executor_type, *flags],
-            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "faas_sandbox",
+                "executor",
+                "--identity",
+                "self",
+                "--name",
+                name,
+                "--executor-type",
+                executor_type,
+                *flags,
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.wait_for_log("serving", 60)
 
     def log(self) -> str:
@@ -77,9 +92,13 @@ class ExecutorProcess:
 @pytest.fixture(scope="module")
 def member(stack) -> ColoniesClient:
     env = stack.env
-    return ColoniesClient.connect(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
-                                  env["COLONIES_SERVER_TLS"] == "true",
-                                  env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"])
+    return ColoniesClient.connect(
+        env["COLONIES_SERVER_HOST"],
+        int(env["COLONIES_SERVER_PORT"]),
+        env["COLONIES_SERVER_TLS"] == "true",
+        env["COLONIES_COLONY_NAME"],
+        env["COLONIES_PRVKEY"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +109,9 @@ def logs_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def executor(stack, logs_dir, member) -> Iterator[ExecutorProcess]:
     """One executor of this module's own type, with two calls in flight."""
-    ex = ExecutorProcess(logs_dir / "main.log", f"it-main-{SUFFIX}", TYPE, "--concurrency", "2",
-                         "--grace", "5")
+    ex = ExecutorProcess(
+        logs_dir / "main.log", f"it-main-{SUFFIX}", TYPE, "--concurrency", "2", "--grace", "5"
+    )
     yield ex
     assert ex.stop() == 0, ex.log()
     assert "unregistered" in ex.log()
@@ -101,14 +121,36 @@ def executor(stack, logs_dir, member) -> Iterator[ExecutorProcess]:
 def deploy(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / f"fn_{uuid.uuid4().hex[:6]}.py"
     path.write_text(source)
-    return subprocess.run([sys.executable, "-m", "faas_sandbox", "deploy", str(path), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "faas_sandbox", "deploy", str(path), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
-def call(member: ColoniesClient, function: str, args=(), kwargs=None, *, timeout: float = 20,
-         executortype: str = TYPE, maxexectime: int = 10, maxretries: int = 0) -> dict:
-    process = submit_call(member, function, args, kwargs, maxexectime=maxexectime,
-                          maxretries=maxretries, executortype=executortype)
+def call(
+    member: ColoniesClient,
+    function: str,
+    args=(),
+    kwargs=None,
+    *,
+    timeout: float = 20,
+    executortype: str = TYPE,
+    maxexectime: int = 10,
+    maxretries: int = 0,
+) -> dict:
+    process = submit_call(
+        member,
+        function,
+        args,
+        kwargs,
+        maxexectime=maxexectime,
+        maxretries=maxretries,
+        executortype=executortype,
+    )
     return member.wait(process["processid"], timeout)
 
 
@@ -119,16 +161,21 @@ def test_tutorial_flow_end_to_end(stack, logs_dir, member):
 
     colonies, colonyname, _, _, prvkey = colonies_client()
     source = (REPO / "examples" / "convert.py").read_text()
-    colonies.upload_data(colonyname, prvkey, filename="convert", data=source.encode("utf-8"),
-                         label="/faas")
-    tutorial_spec = {"conditions": {"executortype": "faas-executor"}, "funcname": "execute",
-                     "kwargs": {"function": "convert", "arg": "21"}}
+    colonies.upload_data(
+        colonyname, prvkey, filename="convert", data=source.encode("utf-8"), label="/faas"
+    )
+    tutorial_spec = {
+        "conditions": {"executortype": "faas-executor"},
+        "funcname": "execute",
+        "kwargs": {"function": "convert", "arg": "21"},
+    }
     # The server wakes one long-poll per submit among all waiters of the executor type, in any
     # colony (protocol §4.5): with `make run`'s executor also serving faas-executor (in colony
     # dev), the wake-up may go there, and ours then sees the call at its next poll. Short polls
     # keep that under a second, well inside the 10 s wait below.
-    ex = ExecutorProcess(logs_dir / "tutorial.log", f"it-tutorial-{SUFFIX}", "faas-executor",
-                         "--assign-timeout", "1")
+    ex = ExecutorProcess(
+        logs_dir / "tutorial.log", f"it-tutorial-{SUFFIX}", "faas-executor", "--assign-timeout", "1"
+    )
     try:
         spec = FuncSpec(**tutorial_spec, maxexectime=10, maxretries=0)  # never 0 (§6.4)
         spec.conditions.colonyname = colonyname
@@ -136,8 +183,11 @@ def test_tutorial_flow_end_to_end(stack, logs_dir, member):
         process = colonies.wait(process, 10, prvkey)
         assert process.output == [69.8]
 
-        bad = FuncSpec(**{**tutorial_spec, "kwargs": {"function": "convert", "arg": "warm"}},
-                       maxexectime=10, maxretries=0)
+        bad = FuncSpec(
+            **{**tutorial_spec, "kwargs": {"function": "convert", "arg": "warm"}},
+            maxexectime=10,
+            maxretries=0,
+        )
         bad.conditions.colonyname = colonyname
         pid = colonies.submit_func_spec(bad, prvkey).processid
         ended = member.wait(pid, 10)
@@ -151,9 +201,11 @@ def test_tutorial_flow_end_to_end(stack, logs_dir, member):
 def test_args_and_kwargs_as_json_text(executor, member, tmp_path):
     name = f"scale_{SUFFIX}"
     helper = f"times_{SUFFIX}"
-    source = (f"def {helper}(v, factor):\n    return v * factor\n"
-              f"def {name}(values, factor=1, *, label=None):\n"
-              f"    return {{'label': label, 'scaled': [{helper}(v, factor) for v in values]}}\n")
+    source = (
+        f"def {helper}(v, factor):\n    return v * factor\n"
+        f"def {name}(values, factor=1, *, label=None):\n"
+        f"    return {{'label': label, 'scaled': [{helper}(v, factor) for v in values]}}\n"
+    )
     done = deploy(tmp_path, source, "--function", name)  # the whole file, under one name
     assert done.returncode == 0, done.stderr
     assert f"deployed {name}" in done.stdout and helper not in done.stdout
@@ -164,17 +216,28 @@ def test_args_and_kwargs_as_json_text(executor, member, tmp_path):
     assert json.loads(ended["out"][0]) == {"label": "x", "scaled": [2.5, 5.0, 7.5]}
 
     # spec.args passed positionally (pycolonies allows str and int there)
-    spec = {"funcname": "execute", "args": [[4]], "kwargs": {"function": name},
-            "maxexectime": 10, "maxretries": 0,
-            "conditions": {"colonyname": member.colony, "executortype": TYPE}}
+    spec = {
+        "funcname": "execute",
+        "args": [[4]],
+        "kwargs": {"function": name},
+        "maxexectime": 10,
+        "maxretries": 0,
+        "conditions": {"colonyname": member.colony, "executortype": TYPE},
+    }
     ended = member.wait(member.submit(spec)["processid"], 20)
     assert json.loads(ended["out"][0]) == {"label": None, "scaled": [4]}
 
 
 FORMS = {  # result -> out as docs/protocol.md (Results) promises, through the real server
-    "69.8": [69.8], "2**60": ["1152921504606846976"], "'caf\\u00e9 \\u2603'": ["café ☃"],
-    "'21'": ['"21"'], "'[1]'": ['"[1]"'], "{'a': [1, 'é', None]}": ['{"a":[1,"é",null]}'],
-    "['\\ud800']": ['["\\ud800"]'], "'a\\x00b'": ["a\x00b"], "None": ["null"],
+    "69.8": [69.8],
+    "2**60": ["1152921504606846976"],
+    "'caf\\u00e9 \\u2603'": ["café ☃"],
+    "'21'": ['"21"'],
+    "'[1]'": ['"[1]"'],
+    "{'a': [1, 'é', None]}": ['{"a":[1,"é",null]}'],
+    "['\\ud800']": ['["\\ud800"]'],
+    "'a\\x00b'": ["a\x00b"],
+    "None": ["null"],
     "True": ["true"],
 }
 
@@ -182,17 +245,23 @@ FORMS = {  # result -> out as docs/protocol.md (Results) promises, through the r
 def test_each_result_form_arrives_as_documented(executor, member, tmp_path):
     name = f"forms_{SUFFIX}"
     table = ", ".join(f"{i}: {expr}" for i, expr in enumerate(FORMS))
-    source = (f"def {name}(i):\n    if i < 0:\n        return 'bad \\ud800 text'\n"
-              f"    return {{{table}}}[i]\n")
+    source = (
+        f"def {name}(i):\n    if i < 0:\n        return 'bad \\ud800 text'\n"
+        f"    return {{{table}}}[i]\n"
+    )
     done = deploy(tmp_path, source, "--function", name)
     assert done.returncode == 0, done.stderr
     for i, (expr, out) in enumerate(FORMS.items()):
         ended = call(member, name, [i])
-        assert (expr, ended["state"], ended["out"]) == (expr, ProcessState.SUCCESS, out), ended["errors"]
+        assert (expr, ended["state"], ended["out"]) == (expr, ProcessState.SUCCESS, out), ended[
+            "errors"
+        ]
     ended = call(member, name, [-1])
     assert ended["state"] == ProcessState.FAILED
-    assert ended["errors"] == ["output: result is a string holding a lone surrogate (not valid "
-                               "Unicode text), which cannot be delivered unchanged"]
+    assert ended["errors"] == [
+        "output: result is a string holding a lone surrogate (not valid "
+        "Unicode text), which cannot be delivered unchanged"
+    ]
 
 
 def add_numbers(a, b):
@@ -202,8 +271,14 @@ def add_numbers(a, b):
 def test_option3_inline_code(executor, member):
     from pycolonies import func_spec
 
-    spec = func_spec(func=add_numbers, args=[2, 3], colonyname=member.colony,
-                     executortype=TYPE, maxexectime=10, maxretries=0)
+    spec = func_spec(
+        func=add_numbers,
+        args=[2, 3],
+        colonyname=member.colony,
+        executortype=TYPE,
+        maxexectime=10,
+        maxretries=0,
+    )
     ended = member.wait(member.submit(spec.model_dump(by_alias=True))["processid"], 20)
     assert ended["state"] == ProcessState.SUCCESS, ended["errors"]
     assert ended["out"] == [5]
@@ -214,7 +289,7 @@ def test_hostile_and_broken_functions_fail_with_their_kind(executor, member, tmp
         f"spin_{SUFFIX}": "def spin_{s}():\n    while True:\n        pass\n",
         f"escape_{SUFFIX}": "def escape_{s}():\n    import os\n    return os.getcwd()\n",
         f"boom_{SUFFIX}": "def boom_{s}(x):\n    print('about to fail', x)\n"
-                          "    raise ValueError('bad input')\n",
+        "    raise ValueError('bad input')\n",
     }
     for name, template in fns.items():
         if name.startswith("escape_"):  # `deploy` refuses it (import os): upload as the tutorial
@@ -222,14 +297,21 @@ def test_hostile_and_broken_functions_fail_with_their_kind(executor, member, tmp
             continue
         done = deploy(tmp_path, template.format(s=SUFFIX))
         assert done.returncode == 0, done.stderr
-    convert = subprocess.run([sys.executable, "-m", "faas_sandbox", "deploy",
-                              str(REPO / "examples" / "convert.py")], cwd=REPO, timeout=60,
-                             capture_output=True, text=True, check=False)
+    convert = subprocess.run(
+        [sys.executable, "-m", "faas_sandbox", "deploy", str(REPO / "examples" / "convert.py")],
+        cwd=REPO,
+        timeout=60,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert convert.returncode == 0, convert.stderr
     started = time.monotonic()
     spin = call(member, f"spin_{SUFFIX}", maxexectime=2)
     assert time.monotonic() - started < 8
-    assert spin["state"] == ProcessState.FAILED and spin["errors"][0].startswith("timeout: "), spin["errors"]
+    assert spin["state"] == ProcessState.FAILED and spin["errors"][0].startswith("timeout: "), spin[
+        "errors"
+    ]
 
     escape = call(member, f"escape_{SUFFIX}")
     assert escape["state"] == ProcessState.FAILED and escape["errors"][0].startswith("forbidden: ")
@@ -244,7 +326,9 @@ def test_hostile_and_broken_functions_fail_with_their_kind(executor, member, tmp
     assert missing["errors"][0].startswith("not_found: no function")
 
     huge = call(member, "convert", ["x" * 2_000_000])
-    assert huge["state"] == ProcessState.FAILED and "over the limit" in huge["errors"][0], huge["errors"]
+    assert huge["state"] == ProcessState.FAILED and "over the limit" in huge["errors"][0], huge[
+        "errors"
+    ]
 
     # and the executor is still serving
     assert call(member, "convert", [100])["out"] == [212]
@@ -261,23 +345,31 @@ def test_500_calls_none_lost(executor, member, tmp_path):
     name = f"double_{SUFFIX}"
     assert deploy(tmp_path, f"def {name}(x):\n    return x * 2\n").returncode == 0
     started = time.monotonic()
-    pids = [submit_call(member, name, [i], maxexectime=30, maxretries=0,
-                        executortype=TYPE)["processid"] for i in range(500)]
+    pids = [
+        submit_call(member, name, [i], maxexectime=30, maxretries=0, executortype=TYPE)["processid"]
+        for i in range(500)
+    ]
     submitted = time.monotonic() - started
     deadline = time.monotonic() + 50
     while time.monotonic() < deadline:
-        busy = sum(len(member.list_processes(state, 100, TYPE)) for state in (ProcessState.WAITING, ProcessState.RUNNING))
+        busy = sum(
+            len(member.list_processes(state, 100, TYPE))
+            for state in (ProcessState.WAITING, ProcessState.RUNNING)
+        )
         if not busy:
             break
         time.sleep(0.5)
     elapsed = time.monotonic() - started
     ends = [member.get_process(pid) for pid in pids]
     states = [p["state"] for p in ends]
-    assert states.count(ProcessState.SUCCESS) + states.count(ProcessState.FAILED) == 500, {s: states.count(s)
-                                                                for s in set(states)}
+    assert states.count(ProcessState.SUCCESS) + states.count(ProcessState.FAILED) == 500, {
+        s: states.count(s) for s in set(states)
+    }
     assert [p["out"] for p in ends] == [[2 * i] for i in range(500)]
-    print(f"\n500 calls: submitted in {submitted:.1f}s, all done in {elapsed:.1f}s "
-          f"({500 / elapsed:.0f} calls/s end to end)")
+    print(
+        f"\n500 calls: submitted in {submitted:.1f}s, all done in {elapsed:.1f}s "
+        f"({500 / elapsed:.0f} calls/s end to end)"
+    )
     assert elapsed < 60
 
 

@@ -46,12 +46,12 @@ def submit(member: ColoniesClient, spec: dict) -> str:
 
 
 def benign(member: ColoniesClient, executortype: str = TYPE) -> str:
-    return submit(member, hp.inline_spec(hp.INLINE_CONVERT, "convert", [21],
-                                         executortype=executortype))
+    return submit(
+        member, hp.inline_spec(hp.INLINE_CONVERT, "convert", [21], executortype=executortype)
+    )
 
 
-def test_deep_specs_are_failed_as_spec_at_once_and_the_executor_serves_on(member, ex,
-                                                                          metrics_port):
+def test_deep_specs_are_failed_as_spec_at_once_and_the_executor_serves_on(member, ex, metrics_port):
     deep_args = hp.submit_deep(member, TYPE, depth=2000, where="args", maxexectime=60)
     deep_text = hp.submit_deep(member, TYPE, depth=100_000, where="kwargs", maxexectime=60)
     ok = benign(member)
@@ -71,25 +71,51 @@ def test_foreign_metadata_is_refused_without_contacting_it(member, ex):
     foreign = hp.LoopbackStore()
     try:
         name = f"stolen_{SUFFIX}"
-        hp.add_meta(member, name, server="127.0.0.1", port=foreign.port, bucket="faas",
-                    obj="x", checksum=hp.sha256(foreign.body))
+        hp.add_meta(
+            member,
+            name,
+            server="127.0.0.1",
+            port=foreign.port,
+            bucket="faas",
+            obj="x",
+            checksum=hp.sha256(foreign.body),
+        )
         other_bucket = f"otherbucket_{SUFFIX}"
         s3_host, s3_port = os.environ["AWS_S3_ENDPOINT"].split(":")
-        hp.add_meta(member, other_bucket, server=s3_host, port=int(s3_port), bucket="private",
-                    obj="x", checksum=hp.sha256(b"x"))
+        hp.add_meta(
+            member,
+            other_bucket,
+            server=s3_host,
+            port=int(s3_port),
+            bucket="private",
+            obj="x",
+            checksum=hp.sha256(b"x"),
+        )
         no_sum = f"nosum_{SUFFIX}"
-        hp.add_meta(member, no_sum, server=s3_host, port=int(s3_port),
-                    bucket=os.environ["AWS_S3_BUCKET"], obj="x", checksum="")
-        pids = {n: submit(member, harness.spec(n, [1], executortype=TYPE))
-                for n in (name, other_bucket, no_sum)}
+        hp.add_meta(
+            member,
+            no_sum,
+            server=s3_host,
+            port=int(s3_port),
+            bucket=os.environ["AWS_S3_BUCKET"],
+            obj="x",
+            checksum="",
+        )
+        pids = {
+            n: submit(member, harness.spec(n, [1], executortype=TYPE))
+            for n in (name, other_bucket, no_sum)
+        }
         ended = harness.wait_ended(member, list(pids.values()), 20)
     finally:
         foreign.close()
     errors = {n: ended[pid]["errors"] for n, pid in pids.items()}
-    assert errors[name][0].startswith(f"not_found: /faas/{name}: its metadata names the store "
-                                      f"'http://127.0.0.1:{foreign.port}/faas'"), errors
-    assert errors[other_bucket][0].startswith(f"not_found: /faas/{other_bucket}: its metadata "
-                                              "names the store"), errors
+    assert errors[name][0].startswith(
+        f"not_found: /faas/{name}: its metadata names the store "
+        f"'http://127.0.0.1:{foreign.port}/faas'"
+    ), errors
+    assert errors[other_bucket][0].startswith(
+        f"not_found: /faas/{other_bucket}: its metadata names the store"
+    ), errors
     assert "refused without contacting it" in errors[name][0]
     assert "no SHA-256 checksum" in errors[no_sum][0], errors
     assert foreign.requests == 0  # nothing was sent there: no request, no signature
@@ -102,8 +128,15 @@ def test_content_failing_its_checksum_is_never_echoed(member, ex):
     meta = member.get_file(harness.LABEL, name)[0]
     obj = meta["ref"]["s3object"]
     forged = f"forged_{SUFFIX}"
-    hp.add_meta(member, forged, server=obj["server"], port=obj["port"], bucket=obj["bucket"],
-                obj=obj["object"], checksum=hp.sha256(b"something else"))
+    hp.add_meta(
+        member,
+        forged,
+        server=obj["server"],
+        port=obj["port"],
+        bucket=obj["bucket"],
+        obj=obj["object"],
+        checksum=hp.sha256(b"something else"),
+    )
     pid = submit(member, harness.spec(forged, [], executortype=TYPE))
     process = harness.wait_ended(member, [pid], 20)[pid]
     assert process["errors"][0].startswith(f"unavailable: cannot fetch function '{forged}'")
@@ -112,27 +145,39 @@ def test_content_failing_its_checksum_is_never_echoed(member, ex):
     assert "SECRET" not in " ".join(e["message"] for e in member.get_logs(pid))
 
 
-def test_a_dripping_store_fails_calls_at_their_deadline_and_holds_nobody_else(member,
-                                                                              tmp_path):
+def test_a_dripping_store_fails_calls_at_their_deadline_and_holds_nobody_else(member, tmp_path):
     drip = hp.LoopbackStore(drip_s=0.3)
     slow_type = f"{TYPE}-slow"
     env = {"AWS_S3_ENDPOINT": drip.endpoint, "AWS_S3_BUCKET": "faas"}
     try:
         with hp.executor(tmp_path / "slow.log", slow_type, env=env, concurrency=2) as slow_ex:
             for i in range(2):
-                hp.add_meta(member, f"slow{i}_{SUFFIX}", server="127.0.0.1", port=drip.port,
-                            bucket="faas", obj=f"o{i}", checksum=hp.sha256(b"x"))
+                hp.add_meta(
+                    member,
+                    f"slow{i}_{SUFFIX}",
+                    server="127.0.0.1",
+                    port=drip.port,
+                    bucket="faas",
+                    obj=f"o{i}",
+                    checksum=hp.sha256(b"x"),
+                )
             started = time.monotonic()
-            slow = [submit(member, harness.spec(f"slow{i}_{SUFFIX}", [1], executortype=slow_type,
-                                                maxexectime=3)) for i in (0, 1)]
+            slow = [
+                submit(
+                    member,
+                    harness.spec(f"slow{i}_{SUFFIX}", [1], executortype=slow_type, maxexectime=3),
+                )
+                for i in (0, 1)
+            ]
             ok = benign(member, slow_type)
             ended: dict[str, float] = {}
             pending = set([*slow, ok])
             while pending and time.monotonic() - started < 30:
                 for pid in list(pending):
                     process = harness.get(member, pid)
-                    if process["state"] == ProcessState.SUCCESS or (process["state"] == ProcessState.FAILED
-                                                       and process["errors"]):
+                    if process["state"] == ProcessState.SUCCESS or (
+                        process["state"] == ProcessState.FAILED and process["errors"]
+                    ):
                         ended[pid] = time.monotonic() - started
                         pending.discard(pid)
                 time.sleep(0.05)
@@ -142,8 +187,9 @@ def test_a_dripping_store_fails_calls_at_their_deadline_and_holds_nobody_else(me
         drip.close()
     for pid in slow:
         assert final[pid]["state"] == ProcessState.FAILED, final[pid]
-        assert final[pid]["errors"][0].startswith("unavailable: cannot fetch function"), \
-            final[pid]["errors"]
+        assert final[pid]["errors"][0].startswith("unavailable: cannot fetch function"), final[pid][
+            "errors"
+        ]
         assert "deadline" in final[pid]["errors"][0]
         assert ended[pid] < 3 + 2.5, ended  # its own deadline (3 s) plus delivery
     assert final[ok]["state"] == ProcessState.SUCCESS and final[ok]["out"] == [69.8]
@@ -152,9 +198,11 @@ def test_a_dripping_store_fails_calls_at_their_deadline_and_holds_nobody_else(me
 
 
 def test_nul_and_lone_surrogate_texts(member, ex):
-    boom = ("def boom():\n"
-            "    print('out' + chr(0) + 'put')\n"
-            "    raise ValueError('bad' + chr(0) + 'text\\nFORGED executor line')\n")
+    boom = (
+        "def boom():\n"
+        "    print('out' + chr(0) + 'put')\n"
+        "    raise ValueError('bad' + chr(0) + 'text\\nFORGED executor line')\n"
+    )
     sur = "def sur():\n    return 'x' + chr(0xd800)\n"
     p_boom = submit(member, hp.inline_spec(boom, "boom", [], executortype=TYPE))
     p_sur = submit(member, hp.inline_spec(sur, "sur", [], executortype=TYPE))
@@ -163,8 +211,9 @@ def test_nul_and_lone_surrogate_texts(member, ex):
     logs = " ".join(e["message"] for e in member.get_logs(p_boom))
     assert "out\\x00put" in logs
     assert ended[p_sur]["state"] == ProcessState.FAILED
-    assert ended[p_sur]["errors"][0].startswith("output: result is a string holding a lone "
-                                                "surrogate"), ended[p_sur]["errors"]
+    assert ended[p_sur]["errors"][0].startswith(
+        "output: result is a string holding a lone surrogate"
+    ), ended[p_sur]["errors"]
     harness.wait_until("the executor's log line", lambda: p_boom in ex.log(), 10)
     text = ex.log()
     assert "\x00" not in text
@@ -184,15 +233,20 @@ def test_a_spec_over_the_reply_cap_is_failed_as_spec_by_its_salvaged_id(member, 
     """A 20 MB kwargs.args: the assign reply is cut at 16 MiB, never parsed, and the process
     is failed by the id read from the reply's first bytes."""
     before = ex.usage()[0]
-    spec = harness.raw_spec({"function": "convert", "args": "[\"" + "x" * 20_000_000 + "\"]"},
-                            executortype=TYPE, maxexectime=60)
-    pid = hp.submit_payload(member, json.dumps({"msgtype": "submitfuncspecmsg",
-                                                "spec": spec}).encode())
+    spec = harness.raw_spec(
+        {"function": "convert", "args": '["' + "x" * 20_000_000 + '"]'},
+        executortype=TYPE,
+        maxexectime=60,
+    )
+    pid = hp.submit_payload(
+        member, json.dumps({"msgtype": "submitfuncspecmsg", "spec": spec}).encode()
+    )
     ok = benign(member)
     ended = {pid: hp.wait_huge(member, pid, 60), **harness.wait_ended(member, [ok], 60)}
     assert ended[pid]["state"] == ProcessState.FAILED, ended[pid]["state"]
-    assert ended[pid]["errors"][0].startswith("spec: process cannot be read: assignprocessmsg "
-                                              "reply over 16777216 bytes"), ended[pid]["errors"]
+    assert ended[pid]["errors"][0].startswith(
+        "spec: process cannot be read: assignprocessmsg reply over 16777216 bytes"
+    ), ended[pid]["errors"]
     assert ended[ok]["out"] == [69.8]
     assert ex.usage()[0] - before < 64 * 2**20  # no copy of the 20 MB kept
 
@@ -207,12 +261,27 @@ def test_metadata_naming_many_endpoints_and_regions_costs_no_memory(member, ex):
     for i in range(30):
         name = f"region{i}_{SUFFIX}"
         if i % 2:  # another endpoint each time
-            hp.add_meta(member, name, server=f"10.255.{i}.1", port=9000 + i, bucket="faas",
-                        obj="x", checksum=hp.sha256(b"x"), region=f"region-{i}")
+            hp.add_meta(
+                member,
+                name,
+                server=f"10.255.{i}.1",
+                port=9000 + i,
+                bucket="faas",
+                obj="x",
+                checksum=hp.sha256(b"x"),
+                region=f"region-{i}",
+            )
         else:  # our store, another region each time: the configured region is used
-            hp.add_meta(member, name, server=s3_host, port=int(s3_port),
-                        bucket=os.environ["AWS_S3_BUCKET"], obj=f"missing-{SUFFIX}",
-                        checksum=hp.sha256(b"x"), region=f"region-{i}")
+            hp.add_meta(
+                member,
+                name,
+                server=s3_host,
+                port=int(s3_port),
+                bucket=os.environ["AWS_S3_BUCKET"],
+                obj=f"missing-{SUFFIX}",
+                checksum=hp.sha256(b"x"),
+                region=f"region-{i}",
+            )
         pids[i] = submit(member, harness.spec(name, [1], executortype=TYPE))
     ended = harness.wait_ended(member, list(pids.values()), 60)
     for i, pid in pids.items():

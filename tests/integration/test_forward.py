@@ -70,8 +70,15 @@ def forward() -> Iterator[Callable[..., int]]:
 
     def start(upstream_port: int, netns: str | None = None) -> int:
         port = free_port()
-        argv = [sys.executable, "-m", "devstack.forward", "--listen", f"127.0.0.1:{port}",
-                "--to", f"127.0.0.1:{upstream_port}"] + (["--netns", netns] if netns else [])
+        argv = [
+            sys.executable,
+            "-m",
+            "devstack.forward",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--to",
+            f"127.0.0.1:{upstream_port}",
+        ] + (["--netns", netns] if netns else [])
         proc = subprocess.Popen(argv, cwd=REPO / "scripts", stdout=subprocess.PIPE)
         procs.append(proc)
         assert proc.stdout is not None
@@ -102,6 +109,7 @@ def test_large_payloads_pass_both_ways_and_a_half_close_is_passed_on(forward) ->
     port = forward(upstream.port)
     payload = os.urandom(8 << 20)  # far beyond the forward's 1 MiB high-water mark
     with connect(port) as sock:
+
         def send() -> None:
             sock.sendall(payload)
             sock.shutdown(socket.SHUT_WR)  # the upstream sees EOF and still answers after it
@@ -135,6 +143,7 @@ def test_a_reply_that_comes_much_later_arrives(forward) -> None:
 def test_a_refused_upstream_resets_the_client_and_the_forward_keeps_serving(forward) -> None:
     dead = free_port()  # nothing listens there
     port = forward(dead)
+
     def ask(sock: socket.socket) -> bytes:
         sock.sendall(b"GET /health HTTP/1.1\r\n\r\n")
         return sock.recv(100)
@@ -157,8 +166,9 @@ def namespace() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], check=True)
 
 
-def test_a_listener_in_a_namespace_is_reached_only_through_the_forward(forward,
-                                                                        namespace: str) -> None:
+def test_a_listener_in_a_namespace_is_reached_only_through_the_forward(
+    forward, namespace: str
+) -> None:
     upstream = Upstream(echo, netns=namespace)
     with pytest.raises(ConnectionRefusedError):  # the same address, seen from out here
         socket.create_connection(("127.0.0.1", upstream.port), timeout=5)

@@ -12,8 +12,7 @@ pytestmark = pytest.mark.colonies
 
 
 def test_hostile_mix_next_to_benign_calls(stack, tmp_path):
-    result = hostile_mix.run(tmp_path / "executor.log", seconds=6, benign_threads=2,
-                             concurrency=4)
+    result = hostile_mix.run(tmp_path / "executor.log", seconds=6, benign_threads=2, concurrency=4)
     report = "\n".join(hostile_mix.summary(result))
     assert result.lost == [], report
     assert result.unexpected == [], report

@@ -20,7 +20,7 @@ EVIL = f"evil_{SUFFIX}"
 SLEEPY = f"sleepy_{SUFFIX}"
 SOURCES = {
     ADD: f"def {ADD}(a, b, scale=1):\n    print('adding', a, b)\n"
-         f"    return {{'sum': (a + b) * scale}}\n",
+    f"    return {{'sum': (a + b) * scale}}\n",
     EVIL: f"def {EVIL}():\n    import os\n    return os.getcwd()\n",
     SLEEPY: f"import time\n\ndef {SLEEPY}():\n    time.sleep(30)\n    return 'woke'\n",
 }

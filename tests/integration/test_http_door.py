@@ -41,9 +41,12 @@ def live(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
     deploy(VER, version(1))
     work = tmp_path_factory.mktemp("door")
     etype = unique("faas-door-")
-    with executor(etype, work / "executor.log"), \
-            frontend(etype, work / "http.log", "--max-inflight", "2",
-                     "--max-body-bytes", "65536") as url:
+    with (
+        executor(etype, work / "executor.log"),
+        frontend(
+            etype, work / "http.log", "--max-inflight", "2", "--max-body-bytes", "65536"
+        ) as url,
+    ):
         yield url, etype
 
 
@@ -52,7 +55,8 @@ def call(url: str, name: str, body: dict[str, Any] | None = None, **kw: Any) -> 
 
 
 def test_a_call_after_deploy_returned_runs_the_new_revision_and_says_which(
-        live: tuple[str, str]) -> None:
+    live: tuple[str, str],
+) -> None:
     url, _ = live
     first = call(url, VER).json()
     deploy(VER, version(2))
@@ -68,8 +72,9 @@ def test_a_call_after_deploy_returned_runs_the_new_revision_and_says_which(
     printed = call(url, ECHO, {"args": ["x"]}).json()  # echo prints nothing: log via a failure
     failed = call(url, ECHO, {"args": [1, 2]})  # too many arguments -> runtime, logged
     assert failed.status_code == 422
-    logs = httpx.get(f"{url}/calls/{failed.json()['detail']['processid']}/logs",
-                     timeout=10).json()["logs"]
+    logs = httpx.get(f"{url}/calls/{failed.json()['detail']['processid']}/logs", timeout=10).json()[
+        "logs"
+    ]
     echo_revision = httpx.get(f"{url}/functions/{ECHO}", timeout=10).json()["current"]
     assert any(f"{ECHO}@{echo_revision['fileid'][:12]} failed" in line for line in logs), logs
     assert printed["revision"]["fileid"] == echo_revision["fileid"]
@@ -85,8 +90,11 @@ def test_async_call_then_status_and_cli_result(live: tuple[str, str]) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["output"] == [{"a": [1, 2]}]
     status = httpx.get(f"{url}{accepted.json()['status_url']}", timeout=10).json()
-    assert (status["state"], status["kind"], status["output"]) == ("successful", "ok",
-                                                                    [{"a": [1, 2]}])
+    assert (status["state"], status["kind"], status["output"]) == (
+        "successful",
+        "ok",
+        [{"a": [1, 2]}],
+    )
 
 
 def raw_post(url: str, headers: str, body: bytes) -> bytes:
@@ -115,8 +123,10 @@ def listener_rss(url: str) -> int:
 
 def test_oversized_bodies_are_413_unread_and_memory_stays_flat(live: tuple[str, str]) -> None:
     url, _ = live
-    head = (f"POST /functions/{ECHO}/call HTTP/1.1\r\nHost: x\r\n"
-            f"Content-Type: application/json\r\nContent-Length: 20000000\r\n\r\n")
+    head = (
+        f"POST /functions/{ECHO}/call HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: 20000000\r\n\r\n"
+    )
     raw_post(url, head, b"[" * 65536)  # warm up
     before = listener_rss(url)
     answers: list[bytes] = []
@@ -139,8 +149,9 @@ def test_oversized_bodies_are_413_unread_and_memory_stays_flat(live: tuple[str, 
 
 
 @pytest.mark.parametrize("path", ["/calls/%00/logs", "/calls/%00", "/calls/" + "a" * 5000])
-def test_malformed_process_ids_are_400_without_database_text(live: tuple[str, str],
-                                                            path: str) -> None:
+def test_malformed_process_ids_are_400_without_database_text(
+    live: tuple[str, str], path: str
+) -> None:
     url, _ = live
     response = httpx.get(f"{url}{path}", timeout=10)
     assert response.status_code == 400
@@ -155,22 +166,31 @@ def test_a_chunked_body_over_the_cap_is_413(live: tuple[str, str]) -> None:
         for _ in range(100):
             yield b" " * 4096
 
-    response = httpx.post(f"{url}/functions/{ECHO}/call", content=chunks(),
-                          headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(
+        f"{url}/functions/{ECHO}/call",
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     assert response.status_code == 413
     assert response.json()["detail"]["kind"] == "too_large"
 
 
 def test_clients_that_hang_up_free_their_slots_and_their_queued_calls_never_run(
-        live: tuple[str, str], tmp_path: Path) -> None:
+    live: tuple[str, str], tmp_path: Path
+) -> None:
     marker = unique("m")
     etype = unique("faas-gone-")
     # Given an executor type whose only executor was killed: it still counts as alive (it was
     # heard from moments ago), but nobody takes calls, so they stay waiting in the queue
     env = os.environ
-    client = ColoniesClient.connect(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
-                                    env.get("COLONIES_SERVER_TLS") == "true",
-                                    env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"])
+    client = ColoniesClient.connect(
+        env["COLONIES_SERVER_HOST"],
+        int(env["COLONIES_SERVER_PORT"]),
+        env.get("COLONIES_SERVER_TLS") == "true",
+        env["COLONIES_COLONY_NAME"],
+        env["COLONIES_PRVKEY"],
+    )
     backend = ColoniesBackend(client, etype)
     with executor(etype, tmp_path / "executor.log") as proc:
         # ("registered" is logged before its first assign reaches the server: wait for that)
@@ -180,8 +200,7 @@ def test_clients_that_hang_up_free_their_slots_and_their_queued_calls_never_run(
             time.sleep(0.05)
         proc.kill()
         proc.wait(10)
-    with frontend(etype, tmp_path / "http.log", "--max-inflight", "2",
-                  "--maxwaittime", "1") as url:
+    with frontend(etype, tmp_path / "http.log", "--max-inflight", "2", "--maxwaittime", "1") as url:
         # When two clients call and hang up after 0.5 s
         for _ in range(2):
             with pytest.raises(httpx.TimeoutException):
@@ -194,9 +213,12 @@ def test_clients_that_hang_up_free_their_slots_and_their_queued_calls_never_run(
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
     # the front end saw both clients go, and removed their calls from the queue
     assert f'faas_http_calls_total{{function="{ECHO}",kind="cancelled"}} 2.0' in metrics
-    left = [p for state in (0, 1, 2, 3)
-            for p in client.list_processes(state, 100, executortype=etype)
-            if isinstance(p, dict) and marker in json.dumps(p.get("spec", {}))]
+    left = [
+        p
+        for state in (0, 1, 2, 3)
+        for p in client.list_processes(state, 100, executortype=etype)
+        if isinstance(p, dict) and marker in json.dumps(p.get("spec", {}))
+    ]
     assert [(p["processid"], p["state"], p.get("errors")) for p in left] == []
 
 

@@ -20,8 +20,10 @@ from faas_live import CONVERT_SOURCE, REPO, deploy, executor, frontend, run_cli,
 pytestmark = pytest.mark.colonies
 
 ECHO = f"fdecho_{unique('')}"
-ECHO_SOURCE = (f"def {ECHO}(a=0, b=0, *args, **kwargs):\n"
-               f"    return {{'a': a, 'b': b, 'n': len(args), 'k': sorted(kwargs)}}\n")
+ECHO_SOURCE = (
+    f"def {ECHO}(a=0, b=0, *args, **kwargs):\n"
+    f"    return {{'a': a, 'b': b, 'n': len(args), 'k': sorted(kwargs)}}\n"
+)
 SCHEMATHESIS = str(REPO / ".venv" / "bin" / "schemathesis")
 
 
@@ -31,25 +33,45 @@ def secured(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     deploy(ECHO, ECHO_SOURCE)
     work = tmp_path_factory.mktemp("st")
     tokens = work / "tokens.json"
-    added = run_cli("token", "add", "schemathesis", "--functions", f"convert,{ECHO}",
-                    "--tokens", str(tokens))
+    added = run_cli(
+        "token", "add", "schemathesis", "--functions", f"convert,{ECHO}", "--tokens", str(tokens)
+    )
     assert added.returncode == 0, added.stderr
     etype = unique("faas-st-")
-    with executor(etype, work / "executor.log"), \
-            frontend(etype, work / "http.log", "--tokens", str(tokens),
-                     "--rate-limit", "1000") as url:
+    with (
+        executor(etype, work / "executor.log"),
+        frontend(etype, work / "http.log", "--tokens", str(tokens), "--rate-limit", "1000") as url,
+    ):
         yield url, added.stdout.strip()
 
 
 def test_schemathesis_all_checks_pass(secured: tuple[str, str], tmp_path: Path) -> None:
     url, token = secured
     result = subprocess.run(
-        [SCHEMATHESIS, "--config-file", str(REPO / "schemathesis.toml"), "run",
-         f"{url}/openapi.json", "--checks", "all", "-H", f"Authorization: Bearer {token}",
-         "--max-examples", "8", "--seed", "20261206", "--no-color",
-         # one worker: hypothesis describes strategies with ast.parse, which CPython 3.11 can
-         # fail from two threads at once ("AST constructor recursion depth mismatch")
-         "--workers", "1"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        [
+            SCHEMATHESIS,
+            "--config-file",
+            str(REPO / "schemathesis.toml"),
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "all",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "--max-examples",
+            "8",
+            "--seed",
+            "20261206",
+            "--no-color",
+            # one worker: hypothesis describes strategies with ast.parse, which CPython 3.11 can
+            # fail from two threads at once ("AST constructor recursion depth mismatch")
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "No issues found" in result.stdout or " passed" in result.stdout

@@ -99,13 +99,16 @@ def test_repeated_up_is_fast_and_keeps_the_keys(stack: Stack) -> None:
 @pytest.mark.colonies
 def test_colonyfs_round_trip(stack: Stack) -> None:
     colonies, colonyname, _, _, prvkey = _client()
-    added = colonies.upload_data(colonyname, prvkey, filename="convert", data=CONVERT_SOURCE,
-                                 label="/faas")
+    added = colonies.upload_data(
+        colonyname, prvkey, filename="convert", data=CONVERT_SOURCE, label="/faas"
+    )
     files = colonies.get_file(colonyname, prvkey, label="/faas", filename="convert")
     assert files[0]["fileid"] == added["fileid"]
     assert files[0]["checksum"] == hashlib.sha256(CONVERT_SOURCE).hexdigest()
-    assert colonies.download_data(colonyname, prvkey, label="/faas",
-                                  filename="convert") == CONVERT_SOURCE
+    assert (
+        colonies.download_data(colonyname, prvkey, label="/faas", filename="convert")
+        == CONVERT_SOURCE
+    )
 
 
 @pytest.fixture
@@ -117,9 +120,15 @@ def throwaway_executor(stack: Stack) -> Iterator[tuple[str, str, str]]:
     crypto = Crypto()
     prvkey = crypto.prvkey()
     name = executortype = f"stack-smoke-{uuid.uuid4().hex[:8]}"
-    colonies.add_executor({"executorid": crypto.id(prvkey), "executorname": name,
-                           "executortype": executortype, "colonyname": colonyname},
-                          colony_prvkey)
+    colonies.add_executor(
+        {
+            "executorid": crypto.id(prvkey),
+            "executorname": name,
+            "executortype": executortype,
+            "colonyname": colonyname,
+        },
+        colony_prvkey,
+    )
     colonies.approve_executor(colonyname, name, colony_prvkey)
     yield name, executortype, prvkey
     colonies.remove_executor(colonyname, name, colony_prvkey)
@@ -131,8 +140,15 @@ def test_submit_assign_close(stack: Stack, throwaway_executor: tuple[str, str, s
 
     colonies, colonyname, _, _, member_prvkey = _client()
     executor_name, executortype, executor_prvkey = throwaway_executor
-    spec = func_spec(func="execute", args=[], colonyname=colonyname, executortype=executortype,
-                     kwargs={"function": "convert", "arg": "21"}, maxexectime=30, maxretries=0)
+    spec = func_spec(
+        func="execute",
+        args=[],
+        colonyname=colonyname,
+        executortype=executortype,
+        kwargs={"function": "convert", "arg": "21"},
+        maxexectime=30,
+        maxretries=0,
+    )
     submitted = colonies.submit_func_spec(spec, member_prvkey)
     assert submitted.spec.maxexectime == 30  # never 0: protocol notes 6.4
 
@@ -152,19 +168,21 @@ def test_submit_assign_close(stack: Stack, throwaway_executor: tuple[str, str, s
 @pytest.mark.parametrize("service", ["postgres", "minio", "colonies"])
 def test_restarted_service_keeps_data(restore_stack: Stack, service: str) -> None:
     colonies, colonyname, _, executorname, prvkey = _client()
-    colonies.upload_data(colonyname, prvkey, filename="convert", data=CONVERT_SOURCE,
-                         label="/faas")
+    colonies.upload_data(colonyname, prvkey, filename="convert", data=CONVERT_SOURCE, label="/faas")
     restore_stack.restart(service)
     assert colonies.get_executor(colonyname, executorname, prvkey)["state"] == 1
-    assert colonies.download_data(colonyname, prvkey, label="/faas",
-                                  filename="convert") == CONVERT_SOURCE
+    assert (
+        colonies.download_data(colonyname, prvkey, label="/faas", filename="convert")
+        == CONVERT_SOURCE
+    )
 
 
 def _listeners() -> list[tuple[str, int, set[int]]]:
     """(address, port, pids) of every listening TCP socket in our network namespace."""
     assert shutil.which("ss"), "ss (iproute2) is needed to list listening sockets"
-    out = subprocess.run(["ss", "-H", "-l", "-t", "-n", "-p"], capture_output=True, text=True,
-                         check=True, timeout=30).stdout
+    out = subprocess.run(
+        ["ss", "-H", "-l", "-t", "-n", "-p"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
     found = []
     for line in out.splitlines():
         fields = line.split()
@@ -184,8 +202,13 @@ def _loopback(host: str) -> bool:
 
 def _stack_pids() -> dict[str, int]:
     """The stack's running processes, by the pid files and command lines stack.sh checks."""
-    daemons = [services.postgres(), services.minio({}), services.colonies({}),
-               services.forward(config.NETNS_NAME), *(services.app(a, {}) for a in services.APPS)]
+    daemons = [
+        services.postgres(),
+        services.minio({}),
+        services.colonies({}),
+        services.forward(config.NETNS_NAME),
+        *(services.app(a, {}) for a in services.APPS),
+    ]
     running = {d.name: procs.running_pid(d) for d in daemons}
     return {name: pid for name, pid in running.items() if pid is not None}
 
@@ -200,9 +223,16 @@ def test_nothing_of_the_stack_listens_off_loopback(stack: Stack) -> None:
         pytest.skip("the server gets a network namespace of its own only when run as root")
     running = _stack_pids()
     pids = set(running.values())
-    ports = {config.PG_PORT, config.COLONIES_PORT, config.ETCD_CLIENT_PORT,
-             config.ETCD_PEER_PORT, config.RELAY_PORT, config.MINIO_PORT,
-             config.MINIO_CONSOLE_PORT, config.HTTP_PORT}
+    ports = {
+        config.PG_PORT,
+        config.COLONIES_PORT,
+        config.ETCD_CLIENT_PORT,
+        config.ETCD_PEER_PORT,
+        config.RELAY_PORT,
+        config.MINIO_PORT,
+        config.MINIO_CONSOLE_PORT,
+        config.HTTP_PORT,
+    }
     ours = [(h, port, p) for h, port, p in _listeners() if port in ports or p & pids]
     exposed = [(h, port, p) for h, port, p in ours if not _loopback(h)]
     assert exposed == [], f"listening off loopback: {exposed}"
@@ -212,8 +242,9 @@ def test_nothing_of_the_stack_listens_off_loopback(stack: Stack) -> None:
     assert [(h, p) for h, p, owners in ours if server in owners] == []  # none out here
     assert ("127.0.0.1", config.COLONIES_PORT) in [(h, p) for h, p, o in ours if forward in o]
     assert ("127.0.0.1", config.PG_PORT) in [(h, p) for h, p, _ in ours]  # the parse sees it
-    assert not {config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT, config.RELAY_PORT} & \
-        {p for _, p, _ in ours}
+    assert not {config.ETCD_CLIENT_PORT, config.ETCD_PEER_PORT, config.RELAY_PORT} & {
+        p for _, p, _ in ours
+    }
 
 
 @pytest.mark.colonies
@@ -237,7 +268,8 @@ def test_up_repairs_what_a_killed_run_left_in_the_namespace(restore_stack: Stack
 def test_ci_turns_skips_into_failures(tmp_path: Path) -> None:
     """The guard that keeps the tests above from passing CI by skipping."""
     (tmp_path / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
-    (tmp_path / "test_skips.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_skips.py").write_text(
+        textwrap.dedent("""
         import pytest
 
         def test_runs():
@@ -249,14 +281,19 @@ def test_ci_turns_skips_into_failures(tmp_path: Path) -> None:
         @pytest.mark.xfail(reason="expected", strict=True)
         def test_expected_failure():
             assert False
-    """))
+    """)
+    )
 
     def run(ci: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "CI": ci}
         return subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs",
-             str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True,
-            timeout=120, check=False,
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfs", str(tmp_path)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
 
     local, ci = run(""), run("true")
@@ -272,11 +309,16 @@ def test_ci_fails_a_run_whose_module_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text((REPO / "tests" / "conftest.py").read_text())
     (tmp_path / "test_runs.py").write_text("def test_runs():\n    assert True\n")
     (tmp_path / "test_gone.py").write_text(
-        "import pytest\npytest.skip('module not usable here', allow_module_level=True)\n")
+        "import pytest\npytest.skip('module not usable here', allow_module_level=True)\n"
+    )
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-        cwd=tmp_path, env={**os.environ, "CI": "true"}, capture_output=True, text=True,
-        timeout=120, check=False,
+        cwd=tmp_path,
+        env={**os.environ, "CI": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 1, done.stdout
     assert "module not usable here" in done.stdout

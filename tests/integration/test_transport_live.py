@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 @pytest.mark.colonies
 def test_every_rpc_we_send_is_accepted_with_our_signatures(stack: Stack) -> None:
     env = stack.env
-    transport = Transport(env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]),
-                          env.get("COLONIES_SERVER_TLS") == "true")
+    transport = Transport(
+        env["COLONIES_SERVER_HOST"],
+        int(env["COLONIES_SERVER_PORT"]),
+        env.get("COLONIES_SERVER_TLS") == "true",
+    )
     suffix = uuid.uuid4().hex[:10]
     colony, etype, name = f"transport-{suffix}", f"transport-{suffix}", f"transport-{suffix}"
     owner_key, worker_key = new_prvkey(), new_prvkey()
@@ -41,16 +44,20 @@ def test_every_rpc_we_send_is_accepted_with_our_signatures(stack: Stack) -> None
         owner.add_executor(name, key_id(worker_key), etype, owner_key)
         owner.approve_executor(name, owner_key)
         assert worker.get_executor(name)["state"] == ExecutorState.APPROVED
-        assert [row["executorname"] for row in worker.rpc("getexecutorsmsg",
-                                                          colonyname=colony)] == [name]
+        assert [
+            row["executorname"] for row in worker.rpc("getexecutorsmsg", colonyname=colony)
+        ] == [name]
         worker.add_function(name, "execute")
         assert [f["funcname"] for f in worker.get_functions(name)] == ["execute"]
 
         # A call served by hand: submit, assign, log, close; its end seen over /pubsub.
-        processid = submit_call(worker, "convert", [21.0], maxexectime=30, maxretries=0,
-                                executortype=etype)["processid"]
-        assert worker.list_processes(ProcessState.WAITING, executortype=etype)[0][
-            "processid"] == processid
+        processid = submit_call(
+            worker, "convert", [21.0], maxexectime=30, maxretries=0, executortype=etype
+        )["processid"]
+        assert (
+            worker.list_processes(ProcessState.WAITING, executortype=etype)[0]["processid"]
+            == processid
+        )
         assigned = worker.assign(5)
         assert assigned is not None and assigned["processid"] == processid
         worker.add_log(processid, "from our transport")
@@ -60,8 +67,9 @@ def test_every_rpc_we_send_is_accepted_with_our_signatures(stack: Stack) -> None
         assert end.state is ProcessState.SUCCESS
         assert worker.get_process(processid)["out"] == [69.8]
 
-        failing = submit_call(worker, "convert", [1.0], maxexectime=30, maxretries=0,
-                              executortype=etype)["processid"]
+        failing = submit_call(
+            worker, "convert", [1.0], maxexectime=30, maxretries=0, executortype=etype
+        )["processid"]
         assert worker.assign(5)["processid"] == failing  # type: ignore[index]
         worker.fail(failing, ["runtime: from our transport"])
         assert worker.wait(failing, 10)["errors"] == ["runtime: from our transport"]
@@ -70,16 +78,37 @@ def test_every_rpc_we_send_is_accepted_with_our_signatures(stack: Stack) -> None
         worker.rpc("removeprocessmsg", processid=failing, all=False)
 
         # ColonyFS metadata: add, read, list, remove.
-        worker.add_file({
-            "fileid": "", "colonyname": colony, "label": "/faas", "name": "f", "size": 1,
-            "sequencenr": 1, "checksum": "0" * 64, "checksumalg": "SHA256",
-            "ref": {"protocol": "s3", "s3object": {
-                "server": "127.0.0.1", "port": 1, "tls": False, "accesskey": "", "secretkey": "",
-                "region": "", "encryptionkey": "", "encryptionalg": "", "object": "o",
-                "bucket": "b"}}})
+        worker.add_file(
+            {
+                "fileid": "",
+                "colonyname": colony,
+                "label": "/faas",
+                "name": "f",
+                "size": 1,
+                "sequencenr": 1,
+                "checksum": "0" * 64,
+                "checksumalg": "SHA256",
+                "ref": {
+                    "protocol": "s3",
+                    "s3object": {
+                        "server": "127.0.0.1",
+                        "port": 1,
+                        "tls": False,
+                        "accesskey": "",
+                        "secretkey": "",
+                        "region": "",
+                        "encryptionkey": "",
+                        "encryptionalg": "",
+                        "object": "o",
+                        "bucket": "b",
+                    },
+                },
+            }
+        )
         assert [f["name"] for f in worker.get_file("/faas", "f")] == ["f"]
-        assert [f["name"] for f in worker.rpc("getfilesmsg", colonyname=colony,
-                                              label="/faas")] == ["f"]
+        assert [f["name"] for f in worker.rpc("getfilesmsg", colonyname=colony, label="/faas")] == [
+            "f"
+        ]
         worker.rpc("removefilemsg", colonyname=colony, fileid="", label="/faas", name="f")
 
         owner.remove_executor(name, owner_key)
@@ -97,13 +126,15 @@ def test_a_signature_over_another_payload_is_refused(stack: Stack) -> None:
     colony, prvkey = env["COLONIES_COLONY_NAME"], env["COLONIES_PRVKEY"]
     good = envelope({"msgtype": "getcolonystatsmsg", "colonyname": colony}, prvkey)
     other = envelope({"msgtype": "getexecutorsmsg", "colonyname": colony}, prvkey)
-    member = ColoniesClient.connect(env["COLONIES_SERVER_HOST"],
-                                    int(env["COLONIES_SERVER_PORT"]), False, colony, prvkey)
+    member = ColoniesClient.connect(
+        env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]), False, colony, prvkey
+    )
     assert member.rpc("getexecutorsmsg", colonyname=colony)  # the key itself is a member's
 
     forged = {**other, "signature": good["signature"]}
-    conn = http.client.HTTPConnection(env["COLONIES_SERVER_HOST"],
-                                      int(env["COLONIES_SERVER_PORT"]), timeout=10)
+    conn = http.client.HTTPConnection(
+        env["COLONIES_SERVER_HOST"], int(env["COLONIES_SERVER_PORT"]), timeout=10
+    )
     try:
         conn.request("POST", "/api", json.dumps(forged).encode())
         reply = conn.getresponse()

@@ -22,8 +22,9 @@ import pytest
 from faas_sandbox import Limits, Policy, Sandbox
 from faas_sandbox.engine.sandbox import held_fds
 
-FAST = Limits(wall_seconds=2.0, cpu_seconds=1, memory_mb=128, max_stdout_bytes=4096,
-              max_result_bytes=65536)
+FAST = Limits(
+    wall_seconds=2.0, cpu_seconds=1, memory_mb=128, max_stdout_bytes=4096, max_result_bytes=65536
+)
 FAST_POLICY = Policy(name="engine-test", limits=FAST, prefork=1)
 SETTLE_S = 5.0
 _RUNNING = {"faas-call", "faas-bare"}
@@ -41,8 +42,11 @@ def no_forker_outlives_the_session() -> Iterator[None]:
     """Set up before (so torn down after) every Sandbox fixture: all must be closed by then."""
     yield
     deadline = time.monotonic() + SETTLE_S
-    while left := [(p.pid, name) for p in psutil.Process().children(recursive=True)
-                   if (name := _name(p)).startswith("faas-") or name == "<zombie>"]:
+    while left := [
+        (p.pid, name)
+        for p in psutil.Process().children(recursive=True)
+        if (name := _name(p)).startswith("faas-") or name == "<zombie>"
+    ]:
         if time.monotonic() > deadline:
             pytest.fail(f"processes left after the session (a Sandbox not closed?): {left}")
         time.sleep(0.05)
@@ -62,8 +66,12 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
 
     def make(policy: Policy | None = None, **changes: Any) -> Sandbox:
         if policy is None:
-            policy = Policy(name="engine-test", limits=changes.pop("limits", FAST),
-                            prefork=changes.pop("prefork", 1), **changes)
+            policy = Policy(
+                name="engine-test",
+                limits=changes.pop("limits", FAST),
+                prefork=changes.pop("prefork", 1),
+                **changes,
+            )
         sb = Sandbox(policy)
         sb.start()
         made.append(sb)

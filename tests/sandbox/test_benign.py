@@ -31,14 +31,23 @@ class Case(NamedTuple):
     stdout: str = ""
 
 
-def c(id: str, source: str, function: str, value: Any, args: tuple[Any, ...] = (),
-      kwargs: dict[str, Any] | None = None, stdout: str = "") -> Case:
+def c(
+    id: str,
+    source: str,
+    function: str,
+    value: Any,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    stdout: str = "",
+) -> Case:
     return Case(id, source.strip("\n") + "\n", function, value, args, kwargs, stdout)
 
 
 _rng = random.Random(42)
 SEEDED = [_rng.randint(1, 100) for _ in range(5)]
 
+# A table, one entry per row as laid out by hand: ruff format leaves it alone.
+# fmt: off
 CASES = [
     c("tutorial-convert", """
 def convert(celsius):
@@ -262,7 +271,8 @@ def f():
         'math': [math.sqrt(16), math.isclose(math.pi, 3.14159, rel_tol=1e-5), math.gcd(12, 18)],
         'json': json.loads(json.dumps({'b': [1, 2], 'a': None}, sort_keys=True)),
         'json_text': json.dumps({'b': 1, 'a': 2}, sort_keys=True),
-        're': [re.findall(r'\\d+', 'a1b22c333'), re.sub(r'(\\w+)@(\\w+)', r'\\2 at \\1', 'me@home')],
+        're': [re.findall(r'\\d+', 'a1b22c333'),
+               re.sub(r'(\\w+)@(\\w+)', r'\\2 at \\1', 'me@home')],
         'statistics': [statistics.mean(data), statistics.median(data), statistics.pstdev(data)],
         'itertools': [list(itertools.accumulate([1, 2, 3, 4])),
                       [k for k, _ in itertools.groupby('aaabbc')],
@@ -512,6 +522,7 @@ def f():
     return [getattr(b, 'size'), b.color, d, items, hasattr(b, 'weight')]
 """, "f", [3, "red", {"b": 2}, [20, 3], False]),
 ]
+# fmt: on
 
 
 @pytest.fixture(scope="module")
@@ -537,7 +548,6 @@ def test_unseeded_random_differs_between_calls(sandbox: Any) -> None:
     first, second = sandbox.call(source, "f"), sandbox.call(source, "f")
     assert first.ok and second.ok
     assert first.value != second.value
-
 
 
 def test_datetime_c_imports_without_time_in_the_policy() -> None:

@@ -39,26 +39,32 @@ def many_errors(names: int, tag: str = "") -> str:
 
 # -- the findings ---------------------------------------------------------------------
 
-def test_a_source_with_a_hundred_thousand_errors_fails_only_its_own_call(
-        make_sandbox: Any) -> None:
+
+def test_a_source_with_a_hundred_thousand_errors_fails_only_its_own_call(make_sandbox: Any) -> None:
     sb = make_sandbox(prefork=2)
     forker = sb._forker_pid
     neighbour: list[Any] = []
-    t = threading.Thread(target=lambda: neighbour.append(sb.call(
-        "import time\ndef f():\n    time.sleep(0.5)\n    return 'fine'\n", "f")))
+    t = threading.Thread(
+        target=lambda: neighbour.append(
+            sb.call("import time\ndef f():\n    time.sleep(0.5)\n    return 'fine'\n", "f")
+        )
+    )
     t.start()
     out = sb.call(many_errors(87_000), "f")
     t.join()
     assert out.error_kind is ErrorKind.COMPILE
-    assert out.message in ("compile exceeded its memory limit (memory_mb=128)",
-                           "compile exceeded its CPU limit of 1 s",
-                           "compile exceeded its wall-clock limit of 2 s")  # machine load
+    assert out.message in (
+        "compile exceeded its memory limit (memory_mb=128)",
+        "compile exceeded its CPU limit of 1 s",
+        "compile exceeded its wall-clock limit of 2 s",
+    )  # machine load
     assert neighbour[0].ok and neighbour[0].value == "fine"  # in flight meanwhile
     assert sb._forker_pid == forker
 
 
 def test_many_small_compile_errors_are_capped_to_twenty_and_2000_characters(
-        engine: Sandbox) -> None:
+    engine: Sandbox,
+) -> None:
     out = engine.call("".join(f"_b{i} = 1\n" for i in range(3000)), "f")
     assert out.error_kind is ErrorKind.COMPILE
     assert out.message.count("Line ") <= 20 and len(out.message) <= 2003
@@ -66,24 +72,31 @@ def test_many_small_compile_errors_are_capped_to_twenty_and_2000_characters(
 
 
 def test_nested_try_finally_compiles_in_the_child_and_its_refusal_is_cached(
-        engine: Sandbox) -> None:
+    engine: Sandbox,
+) -> None:
     source = try_finally(18)
     out = engine.call(source, "f")
-    assert (out.error_kind, out.message) == (ErrorKind.COMPILE,
-                                             "compile exceeded its memory limit (memory_mb=128)")
+    assert (out.error_kind, out.message) == (
+        ErrorKind.COMPILE,
+        "compile exceeded its memory limit (memory_mb=128)",
+    )
     assert out.usage.max_rss_bytes >= 100 << 20  # the child paid for it, up to its limit
     again = engine.call(source, "f")
-    assert (again.error_kind, again.message, again.usage) == (ErrorKind.COMPILE, out.message,
-                                                              Usage())
+    assert (again.error_kind, again.message, again.usage) == (
+        ErrorKind.COMPILE,
+        out.message,
+        Usage(),
+    )
 
 
-def test_a_compile_refused_for_memory_is_tried_again_with_more_memory(
-        make_sandbox: Any) -> None:
+def test_a_compile_refused_for_memory_is_tried_again_with_more_memory(make_sandbox: Any) -> None:
     sb = make_sandbox(Policy(limits=FAST, functions={"g": {"memory_mb": 1024}}))
     source = try_finally(16) + "g = f\n"
     tight = sb.call(source, "f")
     assert (tight.error_kind, tight.message) == (
-        ErrorKind.COMPILE, "compile exceeded its memory limit (memory_mb=128)")
+        ErrorKind.COMPILE,
+        "compile exceeded its memory limit (memory_mb=128)",
+    )
     assert sb.call(source, "f").usage == Usage()  # replayed under the same limit
     roomy = sb.call(source, "g")  # same source, 1024 MB: compiled again, not replayed
     assert roomy.usage != Usage() and roomy.usage.max_rss_bytes > 128 << 20
@@ -91,32 +104,60 @@ def test_a_compile_refused_for_memory_is_tried_again_with_more_memory(
 
 
 def test_a_dict_subclass_answering_differently_twice_is_encoded_once(engine: Sandbox) -> None:
-    source = ("calls = []\nclass D(dict):\n    def items(self):\n        calls.append(1)\n"
-              "        if len(calls) == 1:\n            return [('a', '\\ud800')]\n"
-              "        return [('b', 1)]\ndef f():\n    return D(z=1)\n")
+    source = (
+        "calls = []\nclass D(dict):\n    def items(self):\n        calls.append(1)\n"
+        "        if len(calls) == 1:\n            return [('a', '\\ud800')]\n"
+        "        return [('b', 1)]\ndef f():\n    return D(z=1)\n"
+    )
     out = engine.call(source, "f")
     assert out.ok and out.value == {"a": "\ud800"}  # the first answer, lone surrogate escaped
     assert out.value_json == b'{"a":"\\ud800"}'
 
 
-@pytest.mark.parametrize(("items", "kind", "message"), [
-    ("raise RuntimeError('no')", ErrorKind.RUNTIME, "RuntimeError: no"),
-    ("raise ValueError('no')", ErrorKind.OUTPUT,
-     "result is not JSON-serialisable: ValueError: no"),
-    ("return self.items()", ErrorKind.OUTPUT,
-     "result nests deeper than 200 levels (or is cyclic)"),
-    ("return [('k', self)]", ErrorKind.OUTPUT,
-     "result is not JSON-serialisable: ValueError: Circular reference detected"),
-    ("while True:\n            print('x' * 100)", ErrorKind.OUTPUT,
-     "print output passed its cap of 4096 bytes (max_stdout_bytes)"),
-    ("return [(getattr(self, '__class__'), 1)]", ErrorKind.FORBIDDEN,
-     "access to attribute '__class__' is not allowed"),
-    ("return [('k', 'x' * 100000)]", ErrorKind.OUTPUT,
-     "result is 100008 bytes of JSON, over the limit of 65536 (max_result_bytes)"),
-    ("return [('k', bytes(1 << 30))]", ErrorKind.MEMORY, "memory limit exceeded (memory_mb=128)"),
-])
-def test_result_hooks_end_as_a_user_kind_never_crash(engine: Sandbox, items: str,
-                                                     kind: ErrorKind, message: str) -> None:
+@pytest.mark.parametrize(
+    ("items", "kind", "message"),
+    [
+        ("raise RuntimeError('no')", ErrorKind.RUNTIME, "RuntimeError: no"),
+        (
+            "raise ValueError('no')",
+            ErrorKind.OUTPUT,
+            "result is not JSON-serialisable: ValueError: no",
+        ),
+        (
+            "return self.items()",
+            ErrorKind.OUTPUT,
+            "result nests deeper than 200 levels (or is cyclic)",
+        ),
+        (
+            "return [('k', self)]",
+            ErrorKind.OUTPUT,
+            "result is not JSON-serialisable: ValueError: Circular reference detected",
+        ),
+        (
+            "while True:\n            print('x' * 100)",
+            ErrorKind.OUTPUT,
+            "print output passed its cap of 4096 bytes (max_stdout_bytes)",
+        ),
+        (
+            "return [(getattr(self, '__class__'), 1)]",
+            ErrorKind.FORBIDDEN,
+            "access to attribute '__class__' is not allowed",
+        ),
+        (
+            "return [('k', 'x' * 100000)]",
+            ErrorKind.OUTPUT,
+            "result is 100008 bytes of JSON, over the limit of 65536 (max_result_bytes)",
+        ),
+        (
+            "return [('k', bytes(1 << 30))]",
+            ErrorKind.MEMORY,
+            "memory limit exceeded (memory_mb=128)",
+        ),
+    ],
+)
+def test_result_hooks_end_as_a_user_kind_never_crash(
+    engine: Sandbox, items: str, kind: ErrorKind, message: str
+) -> None:
     source = f"class D(dict):\n    def items(self):\n        {items}\ndef f():\n    return D(z=1)\n"
     out = engine.call(source, "f")
     assert (out.error_kind, out.message) == (kind, message)
@@ -124,26 +165,58 @@ def test_result_hooks_end_as_a_user_kind_never_crash(engine: Sandbox, items: str
 
 # -- relatives: other compile-time amplifiers -------------------------------------------------
 
-@pytest.mark.parametrize(("source", "kind", "fragment"), [
-    ("def f():\n    return " + "(" * 5000 + "1" + ")" * 5000 + "\n", ErrorKind.COMPILE,
-     "too many nested parentheses"),
-    ("def f():\n    return " + "[" * 3000 + "]" * 3000 + "\n", ErrorKind.COMPILE,
-     "too many nested parentheses"),
-    ("def f():\n    return " + "+".join(["1"] * 60000) + "\n", ErrorKind.COMPILE,
-     "source nests too deeply for the restricted compiler"),
-    ("def f():\n" + "".join("    " * (i + 1) + "if 1:\n" for i in range(30)) + "    " * 31
-     + "return 7\n", None, "7"),
-    ("def f():\n" + "".join("    " * (i + 1) + "for i in []:\n" for i in range(25))
-     + "    " * 26 + "pass\n", ErrorKind.COMPILE, "too many statically nested blocks"),
-    ("X = " + "1" * 200000 + "\ndef f():\n    return 1\n", ErrorKind.COMPILE,
-     "Exceeds the limit (4300 digits)"),
-    ("X = '" + "a" * 250000 + "'\ndef f():\n    return len(X)\n", None, "250000"),
-    ("".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(1000))
-     + "def f():\n    return f7(1)\n", None, "8"),
-])
-def test_compile_amplifiers_each_end_with_their_exact_kind(engine: Sandbox, source: str,
-                                                           kind: ErrorKind | None,
-                                                           fragment: str) -> None:
+
+@pytest.mark.parametrize(
+    ("source", "kind", "fragment"),
+    [
+        (
+            "def f():\n    return " + "(" * 5000 + "1" + ")" * 5000 + "\n",
+            ErrorKind.COMPILE,
+            "too many nested parentheses",
+        ),
+        (
+            "def f():\n    return " + "[" * 3000 + "]" * 3000 + "\n",
+            ErrorKind.COMPILE,
+            "too many nested parentheses",
+        ),
+        (
+            "def f():\n    return " + "+".join(["1"] * 60000) + "\n",
+            ErrorKind.COMPILE,
+            "source nests too deeply for the restricted compiler",
+        ),
+        (
+            "def f():\n"
+            + "".join("    " * (i + 1) + "if 1:\n" for i in range(30))
+            + "    " * 31
+            + "return 7\n",
+            None,
+            "7",
+        ),
+        (
+            "def f():\n"
+            + "".join("    " * (i + 1) + "for i in []:\n" for i in range(25))
+            + "    " * 26
+            + "pass\n",
+            ErrorKind.COMPILE,
+            "too many statically nested blocks",
+        ),
+        (
+            "X = " + "1" * 200000 + "\ndef f():\n    return 1\n",
+            ErrorKind.COMPILE,
+            "Exceeds the limit (4300 digits)",
+        ),
+        ("X = '" + "a" * 250000 + "'\ndef f():\n    return len(X)\n", None, "250000"),
+        (
+            "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(1000))
+            + "def f():\n    return f7(1)\n",
+            None,
+            "8",
+        ),
+    ],
+)
+def test_compile_amplifiers_each_end_with_their_exact_kind(
+    engine: Sandbox, source: str, kind: ErrorKind | None, fragment: str
+) -> None:
     out = engine.call(source, "f")
     assert out.error_kind is kind, out
     assert fragment in (out.message if kind else str(out.value))
@@ -160,6 +233,7 @@ def test_code_over_the_cache_bound_is_not_kept(make_sandbox: Any) -> None:
 
 # -- neighbours -----------------------------------------------------------------------------
 
+
 def _victims(sb: Sandbox, n: int) -> list[float]:
     times = []
     for i in range(n):
@@ -171,16 +245,27 @@ def _victims(sb: Sandbox, n: int) -> list[float]:
 
 
 def test_a_call_next_to_running_and_compiling_bombs_answers_in_its_normal_time(
-        make_sandbox: Any) -> None:
-    sb = make_sandbox(Policy(limits=Limits(wall_seconds=8.0, cpu_seconds=4, memory_mb=1024,
-                                           max_stdout_bytes=4096), prefork=2))
+    make_sandbox: Any,
+) -> None:
+    sb = make_sandbox(
+        Policy(
+            limits=Limits(wall_seconds=8.0, cpu_seconds=4, memory_mb=1024, max_stdout_bytes=4096),
+            prefork=2,
+        )
+    )
     _victims(sb, 5)  # warm: the code is cached
     baseline = statistics.median(_victims(sb, 30))
-    bombs = {"compile": try_finally(19, "neighbours"),
-             "run": "def f():\n    while True:\n        pass\n"}
+    bombs = {
+        "compile": try_finally(19, "neighbours"),
+        "run": "def f():\n    while True:\n        pass\n",
+    }
     results: dict[str, Any] = {}
-    threads = [threading.Thread(target=lambda k=k, s=s: results.__setitem__(
-        k, sb.call(s, "f", maxexectime=4.0))) for k, s in bombs.items()]
+    threads = [
+        threading.Thread(
+            target=lambda k=k, s=s: results.__setitem__(k, sb.call(s, "f", maxexectime=4.0))
+        )
+        for k, s in bombs.items()
+    ]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 5
@@ -213,15 +298,21 @@ def _tree_rss(pid: int) -> int:
 
 
 def test_memory_stays_bounded_over_fifty_distinct_bombs(make_sandbox: Any) -> None:
-    sb = make_sandbox(Policy(limits=Limits(wall_seconds=4.0, cpu_seconds=2, memory_mb=64,
-                                           max_stdout_bytes=4096), prefork=2))
+    sb = make_sandbox(
+        Policy(
+            limits=Limits(wall_seconds=4.0, cpu_seconds=2, memory_mb=64, max_stdout_bytes=4096),
+            prefork=2,
+        )
+    )
     assert sb.call(CONVERT, "convert", [1]).ok
     forker = psutil.Process(sb._forker_pid)
     forker_before = forker.memory_info().rss
     me = psutil.Process()
     me_before = me.memory_info().rss
-    sources = [try_finally(17, f"bomb {i}") if i % 2 else many_errors(20_000 + i, f"bomb {i}")
-               for i in range(50)]
+    sources = [
+        try_finally(17, f"bomb {i}") if i % 2 else many_errors(20_000 + i, f"bomb {i}")
+        for i in range(50)
+    ]
     outs: list[Any] = []
 
     def worker(part: list[str]) -> None:
@@ -232,8 +323,9 @@ def test_memory_stays_bounded_over_fifty_distinct_bombs(make_sandbox: Any) -> No
         t.start()
     for t in threads:
         t.join()
-    assert len(outs) == 50 and all(o.error_kind is ErrorKind.COMPILE for o in outs), \
-        {o.error_kind for o in outs}
+    assert len(outs) == 50 and all(o.error_kind is ErrorKind.COMPILE for o in outs), {
+        o.error_kind for o in outs
+    }
     assert all(len(o.message) <= 2003 for o in outs)
     assert forker.memory_info().rss - forker_before < 2 << 20  # the forker saw none of it
     assert sb._cache.bytes < 50 * (20_000 * 3 + 3000)  # sources + capped refusals only

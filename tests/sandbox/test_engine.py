@@ -27,10 +27,22 @@ def test_tutorial_convert_returns_69_8_exactly(engine: Sandbox) -> None:
     assert out.usage.cpu_s > 0 and out.usage.max_rss_bytes > 1 << 20
 
 
-@pytest.mark.parametrize("value", [
-    None, True, 0, -7, 2 ** 100, 1.5, "", "héllo ✓ 𝄞", [1, [2, [3]]],
-    {"a": {"b": [None, False]}}, ["x" * 1000] * 10,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -7,
+        2**100,
+        1.5,
+        "",
+        "héllo ✓ 𝄞",
+        [1, [2, [3]]],
+        {"a": {"b": [None, False]}},
+        ["x" * 1000] * 10,
+    ],
+)
 def test_json_values_round_trip(engine: Sandbox, value: Any) -> None:
     out = engine.call("def echo(v):\n    return v\n", "echo", [value])
     assert out.ok, out
@@ -38,16 +50,18 @@ def test_json_values_round_trip(engine: Sandbox, value: Any) -> None:
 
 
 def test_kwargs_tuples_and_stdout(engine: Sandbox) -> None:
-    source = ("def f(a, b=2, *, c):\n    print('a', a, end='|')\n    print(c)\n"
-              "    return (a, b, c)\n")
+    source = (
+        "def f(a, b=2, *, c):\n    print('a', a, end='|')\n    print(c)\n    return (a, b, c)\n"
+    )
     out = engine.call(source, "f", [1], {"c": "z"})
     assert out.ok and out.value == [1, 2, "z"]  # a tuple arrives as a JSON list
     assert out.stdout == "a 1|z\n"
 
 
 def test_callers_json_args_reach_the_child_untouched(engine: Sandbox) -> None:
-    out = engine.call("def f(a, b=2, *, c):\n    return [a, b, c]\n", "f",
-                      args_json=b'[[1.0],{"c":"\\u00e9"}]')
+    out = engine.call(
+        "def f(a, b=2, *, c):\n    return [a, b, c]\n", "f", args_json=b'[[1.0],{"c":"\\u00e9"}]'
+    )
     assert out.ok and out.value == [1.0, 2, "é"] and out.value_json == '[1.0,2,"é"]'.encode()
     bad = engine.call("def f():\n    return 1\n", "f", args_json=b'{"not": "a list"}')
     assert bad.error_kind is ErrorKind.RUNTIME
@@ -58,8 +72,10 @@ def test_callers_json_args_reach_the_child_untouched(engine: Sandbox) -> None:
 
 def test_an_overlong_function_name_is_refused_before_anything_runs(engine: Sandbox) -> None:
     out = engine.call(CONVERT, "f" * 1025, [1])
-    assert (out.error_kind, out.message) == (ErrorKind.RUNTIME,
-                                             "NameError: function name is over 1024 bytes")
+    assert (out.error_kind, out.message) == (
+        ErrorKind.RUNTIME,
+        "NameError: function name is over 1024 bytes",
+    )
     assert out.usage == Usage()
 
 
@@ -71,8 +87,11 @@ def test_runtime_error_carries_type_and_text(engine: Sandbox) -> None:
 
 def test_runtime_error_keeps_stdout(engine: Sandbox) -> None:
     out = engine.call("def f():\n    print('before')\n    raise ValueError('boom')\n", "f")
-    assert (out.error_kind, out.message, out.stdout) == (ErrorKind.RUNTIME, "ValueError: boom",
-                                                         "before\n")
+    assert (out.error_kind, out.message, out.stdout) == (
+        ErrorKind.RUNTIME,
+        "ValueError: boom",
+        "before\n",
+    )
 
 
 def test_wrong_arguments_are_a_runtime_type_error(engine: Sandbox) -> None:
@@ -118,8 +137,9 @@ def test_oversize_or_non_json_args_are_refused_as_runtime(make_sandbox: Any) -> 
     sb = make_sandbox(limits=Limits(**{**_fast(), "max_args_bytes": 64}))
     big = sb.call("def f(x):\n    return 1\n", "f", ["x" * 100])
     assert big.error_kind is ErrorKind.RUNTIME
-    assert big.message == ("ValueError: arguments are 109 bytes of JSON, over the limit of 64 "
-                           "(max_args_bytes)")
+    assert big.message == (
+        "ValueError: arguments are 109 bytes of JSON, over the limit of 64 (max_args_bytes)"
+    )
     odd = sb.call("def f(x):\n    return 1\n", "f", [object()])
     assert odd.error_kind is ErrorKind.RUNTIME
     assert odd.message.startswith("ValueError: arguments are not JSON-serialisable")
@@ -132,14 +152,17 @@ def test_guard_refusal_is_forbidden(engine: Sandbox) -> None:
 
 
 def test_guard_refusal_is_forbidden_even_when_caught(engine: Sandbox) -> None:
-    source = ("def f():\n    try:\n        getattr((), '__cl' + 'ass__')\n"
-              "    except:\n        pass\n    return 'escaped'\n")
+    source = (
+        "def f():\n    try:\n        getattr((), '__cl' + 'ass__')\n"
+        "    except:\n        pass\n    return 'escaped'\n"
+    )
     out = engine.call(source, "f")
     assert out.error_kind is ErrorKind.FORBIDDEN
     assert out.message == "access to attribute '__class__' is not allowed"
 
 
 # -- limits -------------------------------------------------------------------------------
+
 
 def test_busy_loop_hits_the_wall_clock(engine: Sandbox) -> None:
     t0 = time.monotonic()
@@ -157,14 +180,18 @@ def test_sleeping_function_is_killed_at_the_wall_clock(engine: Sandbox) -> None:
 def test_per_function_policy_lowers_the_wall_clock(make_sandbox: Any) -> None:
     sb = make_sandbox(Policy(limits=FAST, functions={"f": {"wall_seconds": 0.3}}))
     out = sb.call("def f():\n    while True:\n        pass\n", "f")
-    assert (out.error_kind, out.message) == (ErrorKind.TIMEOUT,
-                                             "wall-clock limit of 0.3 s exceeded")
+    assert (out.error_kind, out.message) == (
+        ErrorKind.TIMEOUT,
+        "wall-clock limit of 0.3 s exceeded",
+    )
 
 
 def test_cpu_loop_hits_rlimit_cpu_before_the_wall(make_sandbox: Any) -> None:
     sb = make_sandbox(limits=Limits(wall_seconds=5.0, cpu_seconds=1, memory_mb=64))
     out = sb.call("def f():\n    n = 0\n    while True:\n        n += 1\n", "f")
-    assert (out.error_kind, out.message) == (ErrorKind.CPU, "CPU-time limit of 1 s exceeded"), out.usage
+    assert (out.error_kind, out.message) == (ErrorKind.CPU, "CPU-time limit of 1 s exceeded"), (
+        out.usage
+    )
     assert out.usage.cpu_s > 0.5
 
 
@@ -174,21 +201,27 @@ def test_huge_integer_power_hits_the_cpu_limit_first(make_sandbox: Any, expr: st
     # of multiplication, so RLIMIT_CPU (SIGXCPU) always fires first, never MemoryError.
     sb = make_sandbox(limits=Limits(wall_seconds=8.0, cpu_seconds=1, memory_mb=64))
     out = sb.call(f"def f():\n    return {expr}\n", "f")
-    assert (out.error_kind, out.message) == (ErrorKind.CPU, "CPU-time limit of 1 s exceeded"), out.usage
+    assert (out.error_kind, out.message) == (ErrorKind.CPU, "CPU-time limit of 1 s exceeded"), (
+        out.usage
+    )
 
 
 def test_huge_allocation_is_memory(make_sandbox: Any) -> None:
     sb = make_sandbox(limits=Limits(wall_seconds=2.0, cpu_seconds=1, memory_mb=64))
     out = sb.call("def f():\n    return 'x' * 2 ** 30\n", "f")
-    assert (out.error_kind, out.message) == (ErrorKind.MEMORY,
-                                             "memory limit exceeded (memory_mb=64)")
+    assert (out.error_kind, out.message) == (
+        ErrorKind.MEMORY,
+        "memory limit exceeded (memory_mb=64)",
+    )
 
 
 def test_growing_list_is_memory_not_a_crash(engine: Sandbox) -> None:
     source = "def f():\n    keep = []\n    while True:\n        keep.append(bytes(1 << 20))\n"
     out = engine.call(source, "f")
-    assert (out.error_kind, out.message) == (ErrorKind.MEMORY,
-                                             "memory limit exceeded (memory_mb=128)")
+    assert (out.error_kind, out.message) == (
+        ErrorKind.MEMORY,
+        "memory limit exceeded (memory_mb=128)",
+    )
 
 
 def test_print_flood_is_output(engine: Sandbox) -> None:
@@ -199,18 +232,26 @@ def test_print_flood_is_output(engine: Sandbox) -> None:
 
 
 def test_print_flood_is_output_even_when_caught(engine: Sandbox) -> None:
-    source = ("def f():\n    for i in range(100):\n        try:\n            print('x' * 100)\n"
-              "        except:\n            pass\n    return 1\n")
+    source = (
+        "def f():\n    for i in range(100):\n        try:\n            print('x' * 100)\n"
+        "        except:\n            pass\n    return 1\n"
+    )
     assert engine.call(source, "f").error_kind is ErrorKind.OUTPUT
 
 
-@pytest.mark.parametrize(("body", "fragment"), [
-    ("return object()", "not JSON-serialisable: TypeError"),
-    ("return float('nan')", "Out of range float values"),
-    ("x = []\n    x.append(x)\n    return x", "Circular reference"),
-    ("x = []\n    for i in range(300):\n        x = [x]\n    return x", "nests deeper than 200"),
-    ("return {(1, 2): 3}", "keys must be str"),
-])
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("return object()", "not JSON-serialisable: TypeError"),
+        ("return float('nan')", "Out of range float values"),
+        ("x = []\n    x.append(x)\n    return x", "Circular reference"),
+        (
+            "x = []\n    for i in range(300):\n        x = [x]\n    return x",
+            "nests deeper than 200",
+        ),
+        ("return {(1, 2): 3}", "keys must be str"),
+    ],
+)
 def test_unsendable_results_are_output(engine: Sandbox, body: str, fragment: str) -> None:
     out = engine.call(f"def f():\n    {body}\n", "f")
     assert out.error_kind is ErrorKind.OUTPUT and fragment in out.message, out
@@ -224,8 +265,9 @@ def test_result_cap_is_exact_and_large_results_round_trip(make_sandbox: Any) -> 
     assert out.ok and out.value == "x" * n
     over = sb.call(source, "f", [n + 1])
     assert over.error_kind is ErrorKind.OUTPUT
-    assert over.message == (f"result is {n + 3} bytes of JSON, over the limit of {n + 2} "
-                            "(max_result_bytes)")
+    assert over.message == (
+        f"result is {n + 3} bytes of JSON, over the limit of {n + 2} (max_result_bytes)"
+    )
 
 
 def _fast() -> dict[str, Any]:

@@ -107,8 +107,11 @@ def test_many_threads_share_one_sandbox(engine: Sandbox) -> None:
 
 def test_slow_calls_do_not_block_fast_ones(engine: Sandbox) -> None:
     slow: list[Any] = []
-    t = threading.Thread(target=lambda: slow.append(
-        engine.call("import time\ndef f():\n    time.sleep(1.0)\n    return 'slow'\n", "f")))
+    t = threading.Thread(
+        target=lambda: slow.append(
+            engine.call("import time\ndef f():\n    time.sleep(1.0)\n    return 'slow'\n", "f")
+        )
+    )
     t.start()
     t0 = time.monotonic()
     fast = engine.call(CONVERT, "convert", [21])
@@ -118,8 +121,7 @@ def test_slow_calls_do_not_block_fast_ones(engine: Sandbox) -> None:
     assert fast_s < 0.9  # answered while the slow call was still sleeping
 
 
-def test_forker_death_fails_pending_calls_and_the_next_call_restarts_it(
-        make_sandbox: Any) -> None:
+def test_forker_death_fails_pending_calls_and_the_next_call_restarts_it(make_sandbox: Any) -> None:
     sb = make_sandbox()
     first_pid = sb._forker_pid
     result: list[Any] = []
@@ -143,8 +145,12 @@ def test_children_die_with_their_forker(make_sandbox: Any) -> None:
     child_pid = wait_for(lambda: sb._stats()["running"])[0]
     os.kill(sb._forker_pid, signal.SIGKILL)
     t.join(10)
-    assert wait_for(lambda: not psutil.pid_exists(child_pid)
-                     or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE)
+    assert wait_for(
+        lambda: (
+            not psutil.pid_exists(child_pid)
+            or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE
+        )
+    )
 
 
 def test_close_kills_running_calls_and_leaves_nothing(make_sandbox: Any) -> None:

@@ -35,8 +35,20 @@ TEST_POLICY = {
         "max_result_bytes": 65536,
     },
     # hashlib exists as a proxy but is *not* allowed here, to test the policy allow-list.
-    "imports": {"allowed": ["math", "json", "re", "random", "string", "collections",
-                            "datetime", "decimal", "itertools", "time"]},
+    "imports": {
+        "allowed": [
+            "math",
+            "json",
+            "re",
+            "random",
+            "string",
+            "collections",
+            "datetime",
+            "decimal",
+            "itertools",
+            "time",
+        ]
+    },
     "functions": {"burn": {"wall_seconds": 8.0}},
 }
 
@@ -51,8 +63,15 @@ class Case(NamedTuple):
     args: tuple[Any, ...] = ()
 
 
-def c(id: str, family: str, source: str, expected: str, fragment: str | None = None,
-      function: str = "f", args: tuple[Any, ...] = ()) -> Case:
+def c(
+    id: str,
+    family: str,
+    source: str,
+    expected: str,
+    fragment: str | None = None,
+    function: str = "f",
+    args: tuple[Any, ...] = (),
+) -> Case:
     return Case(id, family, source.strip("\n") + "\n", expected, fragment, function, args)
 
 
@@ -77,6 +96,8 @@ F, C, RT = "forbidden", "compile", "runtime"
 CPU_MSG = "CPU-time limit of 1 s exceeded"
 MEM_MSG = "memory limit exceeded (memory_mb=128)"
 
+# A table, one entry per row as laid out by hand: ruff format leaves it alone.
+# fmt: off
 CASES = [
     # ---- dunder and introspection walks ------------------------------------------------
     c("subclasses-literal", "introspection", """
@@ -710,6 +731,7 @@ def f():
       "def f(x):\n    return " + "+".join(["x"] * 3000), C, "nests too deeply"),
     c("compile-nul-byte", "bombs", "def f():\n    return 1\x00", C, "null bytes"),
 ]
+# fmt: on
 
 
 @pytest.fixture(scope="module")
@@ -738,8 +760,7 @@ def test_hostile(sandbox: Any, case: Case) -> None:
         assert repr(outcome.value) == case.fragment
         return
     assert not outcome.ok, f"expected {case.expected}, got ok value={outcome.value!r}"
-    assert outcome.error_kind == ErrorKind(case.expected), (outcome.error_kind,
-                                                            outcome.message)
+    assert outcome.error_kind == ErrorKind(case.expected), (outcome.error_kind, outcome.message)
     if case.fragment is not None:
         assert case.fragment in outcome.message, outcome.message
     assert outcome.value is None

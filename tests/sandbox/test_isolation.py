@@ -57,8 +57,11 @@ def _outside(sb: Sandbox) -> dict[str, Any]:
         cwd = os.readlink(f"/proc/{pid}/cwd")
         cwd_stat = os.stat(cwd)
         facts = {
-            "pid": pid, "status": status, "cwd_entries": os.listdir(cwd),
-            "cwd_mode": oct(cwd_stat.st_mode & 0o7777), "cwd_owner": cwd_stat.st_uid,
+            "pid": pid,
+            "status": status,
+            "cwd_entries": os.listdir(cwd),
+            "cwd_mode": oct(cwd_stat.st_mode & 0o7777),
+            "cwd_owner": cwd_stat.st_uid,
             "proc_owner": os.stat(f"/proc/{pid}/environ").st_uid,  # root: not dumpable
         }
         with open(f"/proc/{pid}/comm") as f:
@@ -104,8 +107,14 @@ def test_child_has_no_new_privs_and_a_seccomp_filter(engine: Sandbox) -> None:
 
 
 def test_child_rlimits_follow_the_call(engine: Sandbox) -> None:
-    limits = Limits(wall_seconds=2.0, cpu_seconds=1, memory_mb=64, max_open_files=8,
-                    max_processes=0, file_size_bytes=0)
+    limits = Limits(
+        wall_seconds=2.0,
+        cpu_seconds=1,
+        memory_mb=64,
+        max_open_files=8,
+        max_processes=0,
+        file_size_bytes=0,
+    )
     rl = _probe(engine, "identity", limits)["rlimits"]
     assert rl["RLIMIT_CPU"] == [1, 1]  # soft == hard: the kernel's SIGKILL at n is `cpu`
     assert rl["RLIMIT_NOFILE"] == [8, 8] and rl["RLIMIT_NPROC"] == [0, 0]
@@ -117,8 +126,16 @@ def test_child_rlimits_follow_the_call(engine: Sandbox) -> None:
 def test_seccomp_denies_process_network_and_signal_syscalls(engine: Sandbox) -> None:
     tried = _probe(engine, "syscalls")
     denied = "Operation not permitted"
-    for name in ("fork", "execv", "socket", "socket_unix", "kill_forker", "prlimit_other",
-                 "setuid_root", "write_cwd"):
+    for name in (
+        "fork",
+        "execv",
+        "socket",
+        "socket_unix",
+        "kill_forker",
+        "prlimit_other",
+        "setuid_root",
+        "write_cwd",
+    ):
         assert tried[name] == denied, (name, tried[name])
     assert tried["raise_nofile"].startswith("ValueError")  # hard limit already lowered
 
@@ -140,7 +157,8 @@ def test_a_locked_down_child_can_lower_its_limits_but_never_raise_them(engine: S
 
 @root_only
 def test_forker_environment_never_saw_the_callers_secrets(
-        make_sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("COLONIES_PRVKEY", "secret-key-material")
     sb = make_sandbox()
     with open(f"/proc/{sb._forker_pid}/environ", "rb") as f:
@@ -157,6 +175,7 @@ def test_usage_reports_peak_rss_of_the_child(engine: Sandbox) -> None:
 
 # -- real deaths, classified --------------------------------------------------------------
 
+
 def test_segfault_is_a_crash_named_by_signal(engine: Sandbox) -> None:
     out = engine._probe("segv")
     assert (out.error_kind, out.message) == (ErrorKind.CRASH, "killed by signal SIGSEGV")
@@ -166,8 +185,10 @@ def test_segfault_is_a_crash_named_by_signal(engine: Sandbox) -> None:
 def test_exit_without_a_result_is_a_crash(engine: Sandbox, probe: str) -> None:
     out = engine._probe(probe)
     code = probe[-1]
-    assert (out.error_kind, out.message) == (ErrorKind.CRASH,
-                                             f"exited with code {code} without a result")
+    assert (out.error_kind, out.message) == (
+        ErrorKind.CRASH,
+        f"exited with code {code} without a result",
+    )
 
 
 def test_malformed_result_is_a_crash(engine: Sandbox) -> None:
@@ -186,8 +207,9 @@ def test_sigkill_we_did_not_send_is_reported_as_likely_oom(make_sandbox: Any) ->
     assert sb.features["seccomp"] is False
     out = sb._probe("selfkill")
     assert out.error_kind is ErrorKind.CRASH
-    assert out.message == ("killed by SIGKILL not sent by the sandbox "
-                           "(likely the kernel OOM killer)")
+    assert out.message == (
+        "killed by SIGKILL not sent by the sandbox (likely the kernel OOM killer)"
+    )
 
 
 @root_only

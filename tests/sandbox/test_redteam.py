@@ -2,10 +2,10 @@
 
 The child encodes a result as its Colonies ``out`` element (``element=True``, the executor's
 calls); the engine checks its shape and the executor (parent, one per host, shared by every
-tenant) sends its bytes on undecoded; the front door decodes the element again. Both are long-lived: one call's result must never raise
-out of them. Before the fix, a *plain string* of 100,000 ``[`` (no escape needed) made
-``spec.encode_result`` raise RecursionError in the executor's worker thread: the report
-was never delivered and the worker died; six such calls in a minute stopped the executor,
+tenant) sends its bytes on undecoded; the front door decodes the element again. Both are long-lived:
+one call's result must never raise out of them. Before the fix, a *plain string* of 100,000 ``[``
+(no escape needed) made ``spec.encode_result`` raise RecursionError in the executor's worker thread:
+the report was never delivered and the worker died; six such calls in a minute stopped the executor,
 and the server then handed the same process to the next executor.
 """
 
@@ -33,7 +33,8 @@ DEEP_TEXTS = ["[" * 100_000, '{"a":' * 50_000, "[" * 5000 + "]" * 5000]
 
 @pytest.mark.parametrize("text", DEEP_TEXTS, ids=["brackets", "objects", "balanced"])
 def test_a_string_too_deep_to_parse_travels_as_json_text_and_comes_back_as_itself(
-        text: str) -> None:
+    text: str,
+) -> None:
     encoded = encode_result(text)
     assert encoded == json.dumps(text)  # encoded, so the decoder never sees it raw
     assert decode_result(encoded) == text
@@ -51,7 +52,9 @@ def test_a_function_returning_brackets_is_reported_not_raised(engine: Sandbox) -
 def test_a_forged_value_from_an_escaped_child_costs_only_that_call(engine: Sandbox) -> None:
     out = engine._probe("forged_value", element=True)  # an ok frame, value not one element
     assert (out.error_kind, out.message) == (
-        ErrorKind.CRASH, "sent a malformed result (not one output element)")
+        ErrorKind.CRASH,
+        "sent a malformed result (not one output element)",
+    )
     report = outcome_report("pid-2", "f", out)
     assert not report.ok and report.out == []
     assert decode_result("[" * 50_000) == "[" * 50_000  # the front door's decode copes
@@ -61,8 +64,7 @@ def test_a_forged_value_from_an_escaped_child_costs_only_that_call(engine: Sandb
 def test_a_forged_scalar_that_is_not_json_fails_that_call_as_crash(forged: bytes) -> None:
     report = outcome_report("pid-6", "f", Outcome(True, value_json=forged))
     assert not report.ok and report.out == []
-    assert report.errors[0].startswith("crash: sent a malformed result (its value is not "
-                                       "JSON: ")
+    assert report.errors[0].startswith("crash: sent a malformed result (its value is not JSON: ")
 
 
 def _refuse(*args: object, **kwargs: object) -> None:
@@ -70,14 +72,15 @@ def _refuse(*args: object, **kwargs: object) -> None:
 
 
 def test_the_executor_never_parses_a_structure_a_function_returned(
-        engine: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Parsing runs in the executor, under no per-call limit and holding the GIL: a 1 MiB
     result of 349,000 ``{}`` cost ~240 ms there per call, and a neighbour's call on the same
     Sandbox went from 6.6 to 49 ms p50 meanwhile (load 5.4, /tmp script in the report)."""
-    as_list = engine.call("def f():\n    return [{} for i in range(9000)]\n", "f",
-                          element=True)
-    as_text = engine.call("def f():\n    return '[' + ','.join(['{}'] * 9000) + ']'\n", "f",
-                          element=True)
+    as_list = engine.call("def f():\n    return [{} for i in range(9000)]\n", "f", element=True)
+    as_text = engine.call(
+        "def f():\n    return '[' + ','.join(['{}'] * 9000) + ']'\n", "f", element=True
+    )
     assert as_list.ok and as_text.ok
     with monkeypatch.context() as m:
         m.setattr(json, "loads", _refuse)
@@ -88,10 +91,13 @@ def test_the_executor_never_parses_a_structure_a_function_returned(
     assert decode_result(json.loads(texted.out[0])) == "[" + ",".join(["{}"] * 9000) + "]"
 
 
-@pytest.mark.parametrize("value", [{"a": "é\U0001d538", "b": [1, 2.5, None, True]}, [],
-                                   ["\ud800"], {"x": {"y": "\n\"\\"}}])
+@pytest.mark.parametrize(
+    "value",
+    [{"a": "é\U0001d538", "b": [1, 2.5, None, True]}, [], ["\ud800"], {"x": {"y": '\n"\\'}}],
+)
 def test_a_structure_travels_as_the_childs_json_text_with_the_same_value(
-        engine: Sandbox, value: object) -> None:
+    engine: Sandbox, value: object
+) -> None:
     out = engine.call("def f(v):\n    return v\n", "f", [value], element=True)
     text = json.loads(outcome_report("pid-5", "f", out).out[0])  # what the server stores
     assert text == encode_result(value)
@@ -101,8 +107,9 @@ def test_a_structure_travels_as_the_childs_json_text_with_the_same_value(
 
 # -- after a full escape (trusted probes in a locked-down child) ------------------------------
 
-needs_x86_64 = pytest.mark.skipif(platform.machine() != "x86_64",
-                                  reason="raw x86_64 syscall numbers")
+needs_x86_64 = pytest.mark.skipif(
+    platform.machine() != "x86_64", reason="raw x86_64 syscall numbers"
+)
 
 
 @needs_x86_64
@@ -121,8 +128,10 @@ def test_an_x32_syscall_number_kills_the_child(engine: Sandbox) -> None:
 
 # -- the compile cache ------------------------------------------------------------------------
 
+
 def test_a_compile_starved_at_the_wall_clock_does_not_refuse_its_function_later(
-        make_sandbox: Any) -> None:
+    make_sandbox: Any,
+) -> None:
     """SIGSTOP stands in for a host too loaded to schedule the child: before the fix the
     refusal was cached and every later call of this 1 ms-to-compile function was refused."""
     sb = make_sandbox(limits=replace(FAST, wall_seconds=1.0, cpu_seconds=2), prefork=1)
@@ -134,7 +143,9 @@ def test_a_compile_starved_at_the_wall_clock_does_not_refuse_its_function_later(
         os.kill(pid, signal.SIGSTOP)
     starved = sb.call(source, "f")
     assert (starved.error_kind, starved.message) == (
-        ErrorKind.COMPILE, "compile exceeded its wall-clock limit of 1 s"), starved
+        ErrorKind.COMPILE,
+        "compile exceeded its wall-clock limit of 1 s",
+    ), starved
     later = sb.call(source, "f")
     assert later.ok and later.value == "compiled", later
 
@@ -143,8 +154,15 @@ def test_a_compile_starved_at_the_wall_clock_does_not_refuse_its_function_later(
 # through (the selftest's fork probe covers them); 335 uretprobe and 336 uprobe, which the
 # kernel (6.11+ / 6.16+) runs before seccomp on purpose: outside a uprobe trampoline they only
 # SIGILL the caller / fail with ENXIO, so they give an escaped call nothing.
-_SWEEP_SKIP = {"clone": 56, "fork": 57, "vfork": 58, "pause": 34, "clone3": 435,
-               "uretprobe": 335, "uprobe": 336}
+_SWEEP_SKIP = {
+    "clone": 56,
+    "fork": 57,
+    "vfork": 58,
+    "pause": 34,
+    "clone3": 435,
+    "uretprobe": 335,
+    "uprobe": 336,
+}
 
 
 @needs_x86_64
@@ -154,6 +172,7 @@ def test_every_syscall_outside_the_allow_list_is_eperm(engine: Sandbox) -> None:
     from faas_sandbox.engine.isolation.syscalls import ALLOWED_NAMES
 
     allowed = {pyseccomp.resolve_syscall(pyseccomp.Arch.X86_64, n) for n in ALLOWED_NAMES}
-    out = engine._probe("syscall_sweep", params={"skip": sorted(allowed | set(
-        _SWEEP_SKIP.values()))})
+    out = engine._probe(
+        "syscall_sweep", params={"skip": sorted(allowed | set(_SWEEP_SKIP.values()))}
+    )
     assert out.ok and out.value == {}, out

@@ -28,7 +28,7 @@ CASES = [
     ("return 69.8", b"69.8", 69.8),
     ("return (21 * 9/5) + 32", b"69.8", 69.8),  # the tutorial's convert(21)
     ("return 7", b"7", 7),
-    ("return -2**53", b"-9007199254740992", -2**53),
+    ("return -2**53", b"-9007199254740992", -(2**53)),
     ("return 2**53 + 1", b'"9007199254740993"', 2**53 + 1),  # past float64: its digits
     ("return 1e300", b"1e+300", 1e300),
     ('return "hello"', b'"hello"', "hello"),
@@ -42,8 +42,7 @@ CASES = [
     ("return None", b'"null"', None),
     ("return [1, 2]", b'"[1,2]"', [1, 2]),
     ("return (1, 'x')", b'"[1,\\"x\\"]"', [1, "x"]),
-    ('return {"a": [1, {"b": None}]}', b'"{\\"a\\":[1,{\\"b\\":null}]}"',
-     {"a": [1, {"b": None}]}),
+    ('return {"a": [1, {"b": None}]}', b'"{\\"a\\":[1,{\\"b\\":null}]}"', {"a": [1, {"b": None}]}),
     ('return ["\\ud800"]', b'"[\\"\\\\ud800\\"]"', ["\ud800"]),  # escape inside JSON text
     ('return "[\\"\\ud800\\"]"', b'"\\"[\\\\\\"\\\\ud800\\\\\\"]\\""', '["\ud800"]'),
 ]
@@ -58,15 +57,18 @@ def test_each_result_form_is_one_element(engine, body, element, value):
     assert decode_result(json.loads(element)) == value  # the reading rule gets it back
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    ('return "bad \\ud800 text"', "lone surrogate"),
-    ('return float("nan")', "not JSON-serialisable"),
-    ('return [1, {"x": float("inf")}]', "not JSON-serialisable"),
-    ("return 10**5000", "not JSON-serialisable"),  # past int's 4300-digit text limit
-    ("x = []\nfor _ in range(300):\n    x = [x]\nreturn x", "nests deeper"),
-    ("x = []\nx.append(x)\nreturn x", "Circular reference"),
-    ("return object()", "not JSON-serialisable"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ('return "bad \\ud800 text"', "lone surrogate"),
+        ('return float("nan")', "not JSON-serialisable"),
+        ('return [1, {"x": float("inf")}]', "not JSON-serialisable"),
+        ("return 10**5000", "not JSON-serialisable"),  # past int's 4300-digit text limit
+        ("x = []\nfor _ in range(300):\n    x = [x]\nreturn x", "nests deeper"),
+        ("x = []\nx.append(x)\nreturn x", "Circular reference"),
+        ("return object()", "not JSON-serialisable"),
+    ],
+)
 def test_results_without_an_element_fail_output_with_a_reason(engine, body, reason):
     out = run(engine, body)
     assert not out.ok and out.error_kind is ErrorKind.OUTPUT, out
@@ -100,15 +102,18 @@ def f(which):
 """
 
 
-@pytest.mark.parametrize(("which", "element"), [
-    ("fickle", b'"{\\"a\\":\\"\\\\ud800\\"}"'),  # encoded once: the first answer
-    ("str", b'"\\"[1]\\""'),  # str subclass methods never run
-    ("plain", b'"ab"'),
-    ("int", b'"1152921504606846976"'),  # int subclass: its digits
-    ("float", b"0.5"),
-    ("deepstr", b'"\\"' + b"[" * 30000 + b'\\""'),  # too deep to parse: quoted, never raw
-    ("nested", b'"[[\\"21\\",3],{\\"a\\":\\"\\\\ud800\\"}]"'),
-])
+@pytest.mark.parametrize(
+    ("which", "element"),
+    [
+        ("fickle", b'"{\\"a\\":\\"\\\\ud800\\"}"'),  # encoded once: the first answer
+        ("str", b'"\\"[1]\\""'),  # str subclass methods never run
+        ("plain", b'"ab"'),
+        ("int", b'"1152921504606846976"'),  # int subclass: its digits
+        ("float", b"0.5"),
+        ("deepstr", b'"\\"' + b"[" * 30000 + b'\\""'),  # too deep to parse: quoted, never raw
+        ("nested", b'"[[\\"21\\",3],{\\"a\\":\\"\\\\ud800\\"}]"'),
+    ],
+)
 def test_hostile_results_get_the_element_of_what_was_encoded(engine, which, element):
     out = engine.call(HOSTILE, "f", [which], element=True)
     assert out.ok, out

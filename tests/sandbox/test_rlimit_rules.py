@@ -14,8 +14,7 @@ import signal
 from faas_sandbox.engine.forker import limit_clock
 from faas_sandbox.engine.isolation.attacks_inside import raise_rlimit
 
-_FINITE = (resource.RLIMIT_AS, resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC,
-           resource.RLIMIT_FSIZE)
+_FINITE = (resource.RLIMIT_AS, resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC, resource.RLIMIT_FSIZE)
 
 
 def _probe_in_child(cpu: tuple[int, int]) -> bytes:

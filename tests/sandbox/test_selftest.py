@@ -21,15 +21,30 @@ from faas_sandbox.errors import EngineError
 from .conftest import FAST
 
 ISSUE_PROBES = {
-    "read_etc_passwd", "read_package_source", "read_parent_environ", "list_root",
-    "create_file_tmp", "create_file_cwd", "socket_inet", "socket_unix", "connect_loopback",
-    "see_other_processes", "signal_other_process", "ptrace_other_process",
-    "clear_parent_death_signal", "set_dumpable", "raise_rlimit", "fork", "execve",
-    "unshare_or_mount", "other_function_code_in_memory",
+    "read_etc_passwd",
+    "read_package_source",
+    "read_parent_environ",
+    "list_root",
+    "create_file_tmp",
+    "create_file_cwd",
+    "socket_inet",
+    "socket_unix",
+    "connect_loopback",
+    "see_other_processes",
+    "signal_other_process",
+    "ptrace_other_process",
+    "clear_parent_death_signal",
+    "set_dumpable",
+    "raise_rlimit",
+    "fork",
+    "execve",
+    "unshare_or_mount",
+    "other_function_code_in_memory",
 }
 MEMORY_PROBE = "other_function_code_in_memory"
 EVERY_LAYER = frozenset({"seccomp", "landlock", "net_namespace", "ipc_namespace"}) | (
-    {"drop_privileges"} if os.geteuid() == 0 else set())
+    {"drop_privileges"} if os.geteuid() == 0 else set()
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +77,9 @@ def test_another_functions_code_is_not_in_a_childs_memory(report: dict[str, Any]
 
 
 def test_a_missing_required_layer_refuses_to_start() -> None:
-    policy = Policy(name="needs-seccomp", limits=FAST, seccomp=False, require=frozenset(
-        {"seccomp"}))
+    policy = Policy(
+        name="needs-seccomp", limits=FAST, seccomp=False, require=frozenset({"seccomp"})
+    )
     with pytest.raises(EngineError, match=r"requires isolation layer.*seccomp"):
         Sandbox(policy).start()
 
@@ -73,17 +89,28 @@ def test_without_seccomp_landlock_and_namespaces_still_hold_files_and_network() 
     out = selftest.run(Policy(name="no-filter", limits=FAST, seccomp=False))
     assert out["layers"]["seccomp"] is False and out["layers"]["landlock"] is True
     verdicts = {p["name"]: p for p in out["probes"]}
-    for name in ("read_etc_passwd", "read_package_source", "read_parent_environ",
-                 "list_root", "create_file_tmp", "create_file_cwd", "connect_loopback"):
+    for name in (
+        "read_etc_passwd",
+        "read_package_source",
+        "read_parent_environ",
+        "list_root",
+        "create_file_tmp",
+        "create_file_cwd",
+        "connect_loopback",
+    ):
         assert verdicts[name]["denied"], verdicts[name]
     assert not verdicts["socket_inet"]["denied"]  # only the filter stops socket()
 
 
 def test_cli_prints_the_report_and_exits_by_it(tmp_path: Any) -> None:
     policy = tmp_path / "p.toml"
-    policy.write_text('[limits]\nwall_seconds = 2.0\ncpu_seconds = 1\nmemory_mb = 128\n')
-    done = subprocess.run([sys.executable, "-m", "faas_sandbox", "selftest", "--json",
-                           "--policy", str(policy)], capture_output=True, text=True, timeout=120)
+    policy.write_text("[limits]\nwall_seconds = 2.0\ncpu_seconds = 1\nmemory_mb = 128\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "faas_sandbox", "selftest", "--json", "--policy", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = json.loads(done.stdout)
     assert set(out) >= {"probes", "layers"}
     assert all(set(p) == {"name", "denied", "detail"} for p in out["probes"])
@@ -95,8 +122,12 @@ def test_executor_selftest_refuses_to_serve_without_a_required_layer(tmp_path: A
     """It stops before reading any setting or key: no Colonies server is needed to see it."""
     policy = tmp_path / "needs-seccomp.toml"
     policy.write_text('[sandbox]\nseccomp = false\nrequire = ["seccomp"]\n')
-    done = subprocess.run([sys.executable, "-m", "faas_sandbox", "executor", "--selftest",
-                           "--policy", str(policy)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "faas_sandbox", "executor", "--selftest", "--policy", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     assert "requires isolation layer(s) seccomp" in done.stderr
     assert "not serving" in done.stderr

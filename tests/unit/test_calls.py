@@ -40,11 +40,19 @@ class FakeClock:
         self.now += seconds
 
 
-@pytest.mark.parametrize(("function", "requested", "expected"), [
-    ("f", None, 11), ("f", 2.2, 4), ("f", 50, 11), ("fast", None, 2), ("f", 0.001, 2),
-])
+@pytest.mark.parametrize(
+    ("function", "requested", "expected"),
+    [
+        ("f", None, 11),
+        ("f", 2.2, 4),
+        ("f", 50, 11),
+        ("fast", None, 2),
+        ("f", 0.001, 2),
+    ],
+)
 def test_maxexectime_is_the_wall_limit_plus_the_close_margin_rounded_up(
-        function: str, requested: float | None, expected: int) -> None:
+    function: str, requested: float | None, expected: int
+) -> None:
     request = make_request(POLICY, function, maxexectime=requested, maxwaittime=4)
     assert request.maxexectime == expected
     assert request.maxwaittime == 4
@@ -52,14 +60,17 @@ def test_maxexectime_is_the_wall_limit_plus_the_close_margin_rounded_up(
     assert request.deadline_seconds > request.maxwaittime + request.maxexectime
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    ("runtime: ValueError: x: y", "runtime"),
-    ("forbidden: import of 'os' is not allowed", "forbidden"),
-    ("not_found: no function 'x'", "not_found"),
-    (WAIT_LIMIT_TEXT, "no_executor"),
-    (EXEC_LIMIT_TEXT, "timeout"),
-    ("Something Else happened", "failed"),
-])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("runtime: ValueError: x: y", "runtime"),
+        ("forbidden: import of 'os' is not allowed", "forbidden"),
+        ("not_found: no function 'x'", "not_found"),
+        (WAIT_LIMIT_TEXT, "no_executor"),
+        (EXEC_LIMIT_TEXT, "timeout"),
+        ("Something Else happened", "failed"),
+    ],
+)
 def test_parse_error_reads_the_kind(text: str, kind: str) -> None:
     assert parse_error(text)[0] == kind
 
@@ -68,9 +79,22 @@ def test_parse_error_keeps_the_message_after_the_kind() -> None:
     assert parse_error("runtime: ValueError: x: y") == ("runtime", "ValueError: x: y")
 
 
-@pytest.mark.parametrize("value", [
-    69.8, 3, "hello", "21", "", {"a": [1, 2]}, [1, "x"], True, None, 2**60, -(2**60),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        69.8,
+        3,
+        "hello",
+        "21",
+        "",
+        {"a": [1, 2]},
+        [1, "x"],
+        True,
+        None,
+        2**60,
+        -(2**60),
+    ],
+)
 def test_decode_output_undoes_the_executors_encode_result(value: Any) -> None:
     assert decode_output([encode_result(value)]) == [value]
 
@@ -80,8 +104,15 @@ def test_decode_output_leaves_nan_as_text_json_cannot_carry_it() -> None:
 
 
 def read(state: ProcessState, out: Any = None, errors: Any = None, **kwargs: str) -> CallResult:
-    return CallResult.from_process({"processid": "p", "state": int(state), "out": out,
-                                    "errors": errors, "spec": {"kwargs": kwargs}})
+    return CallResult.from_process(
+        {
+            "processid": "p",
+            "state": int(state),
+            "out": out,
+            "errors": errors,
+            "spec": {"kwargs": kwargs},
+        }
+    )
 
 
 def test_each_end_state_is_classified_once_read() -> None:
@@ -90,8 +121,10 @@ def test_each_end_state_is_classified_once_read() -> None:
     failed = read(ProcessState.FAILED, [], ["memory: MemoryError"])
     assert (failed.kind, failed.message) == ("memory", "MemoryError")
     assert read(ProcessState.CANCELLED).kind == "cancelled"
-    assert (read(ProcessState.FAILED).kind, read(ProcessState.FAILED).reasonless) == ("failed",
-                                                                                        True)
+    assert (read(ProcessState.FAILED).kind, read(ProcessState.FAILED).reasonless) == (
+        "failed",
+        True,
+    )
     assert read(ProcessState.FAILED, errors="not a list").message == "failed without a reason"
     assert read(ProcessState.SUCCESS, out="not a list").output == []
 
@@ -102,8 +135,9 @@ def test_a_call_still_pending_at_our_deadline_is_no_executor_or_timeout() -> Non
     assert (waiting.kind, waiting.final, running.kind, running.final) == ("", False, "", False)
     assert at_deadline(waiting, request).kind == "no_executor"
     assert at_deadline(running, request).kind == "timeout"
-    assert at_deadline(running, request).message == (f"no result within "
-                                                     f"{request.deadline_seconds:g} s")
+    assert at_deadline(running, request).message == (
+        f"no result within {request.deadline_seconds:g} s"
+    )
     done = read(ProcessState.CANCELLED)
     assert at_deadline(done, request) is done
 
@@ -115,13 +149,25 @@ def test_tutorial_output_is_passed_through_untouched() -> None:
 
 def test_the_status_body_shows_the_state_and_once_final_the_result() -> None:
     running = read(ProcessState.RUNNING, function="f", revision="file1")
-    assert running.status_json() == {"processid": "p", "state": "running", "function": "f",
-                                     "output": [], "kind": None, "message": None,
-                                     "revision": "file1"}
+    assert running.status_json() == {
+        "processid": "p",
+        "state": "running",
+        "function": "f",
+        "output": [],
+        "kind": None,
+        "message": None,
+        "revision": "file1",
+    }
     failed = read(ProcessState.FAILED, errors=["runtime: ValueError: x"], function="f")
-    assert failed.status_json() == {"processid": "p", "state": "failed", "function": "f",
-                                    "output": [], "kind": "runtime",
-                                    "message": "ValueError: x", "revision": None}
+    assert failed.status_json() == {
+        "processid": "p",
+        "state": "failed",
+        "function": "f",
+        "output": [],
+        "kind": "runtime",
+        "message": "ValueError: x",
+        "revision": None,
+    }
 
 
 class RaisingBackend:
@@ -152,8 +198,7 @@ def test_run_call_turns_colonies_faults_into_values() -> None:
 def test_poll_backs_off_from_5ms_to_100ms_and_stops_at_the_end_state() -> None:
     clock = FakeClock()
     states = iter([ProcessState.WAITING] * 8 + [ProcessState.RUNNING] * 3 + [ProcessState.SUCCESS])
-    end = poll_until_final(lambda: read(next(states)), 30, clock=clock,
-                           sleep=clock.sleep)
+    end = poll_until_final(lambda: read(next(states)), 30, clock=clock, sleep=clock.sleep)
     assert end.state is ProcessState.SUCCESS
     assert clock.sleeps[:6] == pytest.approx([0.005, 0.01, 0.02, 0.04, 0.08, 0.1])
     assert max(clock.sleeps) == pytest.approx(0.1)
@@ -161,8 +206,7 @@ def test_poll_backs_off_from_5ms_to_100ms_and_stops_at_the_end_state() -> None:
 
 def test_poll_returns_the_last_state_at_the_deadline() -> None:
     clock = FakeClock()
-    end = poll_until_final(lambda: read(ProcessState.RUNNING), 1.0, clock=clock,
-                           sleep=clock.sleep)
+    end = poll_until_final(lambda: read(ProcessState.RUNNING), 1.0, clock=clock, sleep=clock.sleep)
     assert end.state is ProcessState.RUNNING
     assert clock.now == pytest.approx(101.0)
 
@@ -192,12 +236,18 @@ def test_backend_spec_sets_every_limit_and_the_executor_can_parse_it(tutorial: b
     assert spec["maxexectime"] == request.maxexectime >= 1
     assert spec["maxwaittime"] == request.maxwaittime >= 1
     assert spec["maxretries"] == 0
-    assert spec["conditions"] == {"colonyname": "dev", "executortype": "my-type",
-                                  "executornames": None}
+    assert spec["conditions"] == {
+        "colonyname": "dev",
+        "executortype": "my-type",
+        "executornames": None,
+    }
     call = parse_process({"processid": "p", "spec": spec})
     if tutorial:
-        assert spec["kwargs"] == {"function": "convert", "arg": "21.0",
-                                  "wall": repr(request.wall_seconds)}
+        assert spec["kwargs"] == {
+            "function": "convert",
+            "arg": "21.0",
+            "wall": repr(request.wall_seconds),
+        }
         assert (call.form, call.args) == ("tutorial", (21.0,))
     else:
         assert (call.function, call.args, call.kwargs) == ("fast", (1, "x"), {"k": [1]})

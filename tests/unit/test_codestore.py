@@ -68,11 +68,24 @@ class FakeFiles:
         fileid, obj = f"file{self.revision}", f"obj{self.revision}"
         self.s3.objects[obj] = data
         self.files[name] = {
-            "fileid": fileid, "name": name, "label": "/faas", "size": len(data),
-            "checksum": checksum or hashlib.sha256(data).hexdigest(), "checksumalg": "SHA256",
-            "ref": {"protocol": "s3", "s3object": {"server": "127.0.0.1", "port": 9000,
-                                                   "tls": False, "region": "", "bucket": "faas",
-                                                   "object": obj}}}
+            "fileid": fileid,
+            "name": name,
+            "label": "/faas",
+            "size": len(data),
+            "checksum": checksum or hashlib.sha256(data).hexdigest(),
+            "checksumalg": "SHA256",
+            "ref": {
+                "protocol": "s3",
+                "s3object": {
+                    "server": "127.0.0.1",
+                    "port": 9000,
+                    "tls": False,
+                    "region": "",
+                    "bucket": "faas",
+                    "object": obj,
+                },
+            },
+        }
         return fileid
 
     def get_file(self, label, name):
@@ -92,8 +105,13 @@ def world():
     s3 = FakeS3()
     files = FakeFiles(s3)
     clock = FakeClock()
-    store = CodeStore(files, S3Settings(endpoint="127.0.0.1:9000", bucket="faas"), clock=clock,
-                      reader=s3, max_bytes=1000)
+    store = CodeStore(
+        files,
+        S3Settings(endpoint="127.0.0.1:9000", bucket="faas"),
+        clock=clock,
+        reader=s3,
+        max_bytes=1000,
+    )
     return store, files, s3, clock, None
 
 
@@ -146,8 +164,10 @@ def test_bad_names_are_refused_at_the_intake_before_any_lookup(world, name):
     """The store takes checked names (FunctionName) and trusts them; the executor's intake
     (the spec decode) is where a name is checked, once, before it can reach the store."""
     store, files, s3, _, _ = world
-    process = {"processid": "p", "spec": {"funcname": "execute",
-                                          "kwargs": {"function": name, "arg": "1"}}}
+    process = {
+        "processid": "p",
+        "spec": {"funcname": "execute", "kwargs": {"function": name, "arg": "1"}},
+    }
     with pytest.raises(SpecError, match="invalid function name"):
         store.get(parse_process(process).function)
     assert (files.lookups, s3.gets) == (0, 0)
@@ -253,8 +273,10 @@ def test_concurrent_first_calls_fetch_once(world):
     store, files, s3, _, _ = world
     files.deploy("convert", SRC)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(store.get("convert").source))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(store.get("convert").source))
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -263,13 +285,16 @@ def test_concurrent_first_calls_fetch_once(world):
     assert s3.gets == 1
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"server": "evil.example"}, "names the store 'http://evil.example:9000/faas'"),
-    ({"port": 9001}, "names the store"),
-    ({"bucket": "other"}, "names the store 'http://127.0.0.1:9000/other'"),
-    ({"tls": True}, "names the store 'https://"),
-    ({"object": ""}, "no valid object key"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"server": "evil.example"}, "names the store 'http://evil.example:9000/faas'"),
+        ({"port": 9001}, "names the store"),
+        ({"bucket": "other"}, "names the store 'http://127.0.0.1:9000/other'"),
+        ({"tls": True}, "names the store 'https://"),
+        ({"object": ""}, "no valid object key"),
+    ],
+)
 def test_metadata_naming_another_store_is_refused_without_contacting_it(world, change, reason):
     store, files, s3, _, _ = world
     files.deploy("convert", SRC)
@@ -279,8 +304,9 @@ def test_metadata_naming_another_store_is_refused_without_contacting_it(world, c
     assert s3.gets == 0
 
 
-@pytest.mark.parametrize("meta", [{"checksum": ""}, {"checksum": "abc"},
-                                  {"checksumalg": "MD5"}, {"checksum": None}])
+@pytest.mark.parametrize(
+    "meta", [{"checksum": ""}, {"checksum": "abc"}, {"checksumalg": "MD5"}, {"checksum": None}]
+)
 def test_metadata_without_a_sha256_checksum_is_refused(world, meta):
     store, files, s3, _, _ = world
     files.deploy("convert", SRC)

@@ -49,8 +49,9 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
             if msg["timeout"] == 99:
                 state["long_poll"].set()
                 time.sleep(30)  # a long-poll that only an abort ends
-            self._reply(404, "error", {"status": 404,
-                                       "message": "No process available for assignment"})
+            self._reply(
+                404, "error", {"status": 404, "message": "No process available for assignment"}
+            )
         elif kind == "closesuccessfulmsg":
             self._reply(403, "error", {"status": 403, "message": "process is not assigned"})
         elif kind == "getprocessmsg" and msg["processid"] == "proxy":
@@ -62,17 +63,26 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
             errors = ["crash: killed"] if state["bare"] > 2 else []
             self._reply(200, kind, {"processid": "bare", "state": 3, "errors": errors})
         elif kind == "getprocessmsg" and msg["processid"] == "dbdown":
-            self._reply(400, "error", {"status": 400, "message":
-                                       "dial tcp 127.0.0.1:55432: connect: connection refused"})
+            self._reply(
+                400,
+                "error",
+                {"status": 400, "message": "dial tcp 127.0.0.1:55432: connect: connection refused"},
+            )
         elif kind == "assignprocessmsg" and msg["timeout"] == 7:
-            self._reply(403, "error", {"status": 403, "message":
-                                       "pq: the database system is shutting down"})
+            self._reply(
+                403, "error", {"status": 403, "message": "pq: the database system is shutting down"}
+            )
         else:
             self._reply(200, kind, {"echo": msg})
 
     def _reply(self, status: int, payloadtype: str, payload: object) -> None:
-        data = json.dumps({"payloadtype": payloadtype, "error": status != 200,
-                           "payload": base64.b64encode(json.dumps(payload).encode()).decode()})
+        data = json.dumps(
+            {
+                "payloadtype": payloadtype,
+                "error": status != 200,
+                "payload": base64.b64encode(json.dumps(payload).encode()).decode(),
+            }
+        )
         self._raw(status, data.encode())
 
     def _raw(self, status: int, data: bytes) -> None:
@@ -89,8 +99,11 @@ class Stand_in(BaseHTTPRequestHandler):  # noqa: N801
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stand_in)
     httpd.daemon_threads = True
-    httpd.state = {"peers": set(), "callers": [],  # type: ignore[attr-defined]
-                   "long_poll": threading.Event()}
+    httpd.state = {
+        "peers": set(),
+        "callers": [],  # type: ignore[attr-defined]
+        "long_poll": threading.Event(),
+    }
     thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield httpd
@@ -106,7 +119,8 @@ def client(server):
 def test_requests_are_signed_by_the_key_and_share_one_connection(client, server):
     for _ in range(5):
         assert client.rpc("getcolonymsg", colonyname="dev") == {
-            "echo": {"msgtype": "getcolonymsg", "colonyname": "dev"}}
+            "echo": {"msgtype": "getcolonymsg", "colonyname": "dev"}
+        }
     assert server.state["callers"] == [KNOWN_ID] * 5
     assert len(server.state["peers"]) == 1  # keep-alive
 
@@ -146,20 +160,26 @@ def test_the_servers_database_errors_are_unreachable_not_refusals(client):
         client.assign(7)
 
 
-@pytest.mark.parametrize(("message", "down"), [
-    ("dial tcp 127.0.0.1:55432: connect: connection refused", True),
-    ("dial unix /var/lib/postgresql/faas-sandbox/.s.PGSQL.55432: connect: no such file or "
-     "directory", True),  # the dev stack's namespaced server, while PostgreSQL restarts
-    ("read tcp 127.0.0.1:37576->127.0.0.1:55432: read: connection reset by peer", True),
-    ("pq: terminating connection due to administrator command", True),
-    ("pq: the database system is starting up", True),
-    ("driver: bad connection", True),
-    ("EOF", True),
-    ("Access denied, not a member of Colony with name <dev>", False),
-    ("Failed to close process as successful, process is not assigned", False),
-    ("Tried to set failed process as failed", False),
-    ("No process available for assignment", False),
-])
+@pytest.mark.parametrize(
+    ("message", "down"),
+    [
+        ("dial tcp 127.0.0.1:55432: connect: connection refused", True),
+        (
+            "dial unix /var/lib/postgresql/faas-sandbox/.s.PGSQL.55432: connect: no such file or "
+            "directory",
+            True,
+        ),  # the dev stack's namespaced server, while PostgreSQL restarts
+        ("read tcp 127.0.0.1:37576->127.0.0.1:55432: read: connection reset by peer", True),
+        ("pq: terminating connection due to administrator command", True),
+        ("pq: the database system is starting up", True),
+        ("driver: bad connection", True),
+        ("EOF", True),
+        ("Access denied, not a member of Colony with name <dev>", False),
+        ("Failed to close process as successful, process is not assigned", False),
+        ("Tried to set failed process as failed", False),
+        ("No process available for assignment", False),
+    ],
+)
 def test_backend_down_tells_database_errors_from_verdicts(message, down):
     assert backend_down(message) is down
 
@@ -221,8 +241,9 @@ def test_an_aborted_long_poll_is_no_node_failure(server):
     assert client.get_process("x")["echo"]["processid"] == "x"  # the same node, reconnected
 
 
-@pytest.mark.parametrize(("maxexectime", "maxretries"), [(0, 0), (-2, 0), (5, -2), (True, 0),
-                                                         (1.5, 0)])
+@pytest.mark.parametrize(
+    ("maxexectime", "maxretries"), [(0, 0), (-2, 0), (5, -2), (True, 0), (1.5, 0)]
+)
 def test_call_spec_refuses_the_zero_trap_and_bad_limits(maxexectime, maxretries):
     with pytest.raises(ValueError, match="must be"):
         call_spec("f", colony="dev", maxexectime=maxexectime, maxretries=maxretries)

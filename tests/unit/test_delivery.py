@@ -140,8 +140,10 @@ def test_a_report_that_keeps_failing_does_not_hold_up_the_others(caplog):
 
 def test_refusal_after_unreachable_drops_the_report():
     client = FakeClient()
-    client.script[("fail", "p1")] = [ColoniesUnreachable("timeout"),
-                                     ColoniesRefused("Tried to set failed process as failed", 400)]
+    client.script[("fail", "p1")] = [
+        ColoniesUnreachable("timeout"),
+        ColoniesRefused("Tried to set failed process as failed", 400),
+    ]
     outbox = Outbox(client, sleep=no_sleep)
     outbox.deliver(Report("p1", False, [], ["spec: bad"]))
     thread = threading.Thread(target=outbox.run)
@@ -176,8 +178,11 @@ def test_reachability_logs_once_per_state_change(caplog):
             reach.up()
         reach.down(ColoniesUnreachable("refused"))
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["colonies unreachable (refused), retrying", "colonies reachable again",
-                        "colonies unreachable (refused), retrying"]
+    assert messages == [
+        "colonies unreachable (refused), retrying",
+        "colonies reachable again",
+        "colonies unreachable (refused), retrying",
+    ]
 
 
 @pytest.mark.parametrize("rand", [0.0, 1.0])

@@ -17,6 +17,7 @@ def run(tmp_path, monkeypatch):
         path = tmp_path / "fns.py"
         path.write_text(source)
         return CliRunner().invoke(deploy_command, [str(path), *args])
+
     return run
 
 
@@ -34,8 +35,11 @@ def test_restricted_constructs_are_refused_at_deploy_time(run):
 
 
 def test_a_named_function_must_be_a_top_level_def(run):
-    result = run("def outer():\n    def inner():\n        return 1\n    return inner()\n",
-                 "--function", "inner")
+    result = run(
+        "def outer():\n    def inner():\n        return 1\n    return inner()\n",
+        "--function",
+        "inner",
+    )
     assert result.exit_code == 1
     assert "no top-level function 'inner' (found: outer)" in result.output
 
@@ -97,11 +101,14 @@ def test_the_check_uses_no_engine() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from faas_sandbox.cli.sourcecheck import problems; "
-            "from faas_sandbox.policy import Policy; "
-            "assert problems(b'import os\\ndef f(): pass\\n', Policy(), 'f'); "
-            "print(sorted(m for m in sys.modules if m.startswith(('RestrictedPython', "
-            "'faas_sandbox.engine.modules', 'faas_sandbox.engine.guards'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys; from faas_sandbox.cli.sourcecheck import problems; "
+        "from faas_sandbox.policy import Policy; "
+        "assert problems(b'import os\\ndef f(): pass\\n', Policy(), 'f'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('RestrictedPython', "
+        "'faas_sandbox.engine.modules', 'faas_sandbox.engine.guards'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

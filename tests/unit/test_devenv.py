@@ -68,8 +68,9 @@ def test_the_default_file_is_the_checkouts_dev_stack_env() -> None:
     assert devenv.checkout_env_file() == checkout / ".dev" / "stack.env"
 
 
-def test_the_cli_uses_it(env_file: Path, monkeypatch: pytest.MonkeyPatch,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_uses_it(
+    env_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`faas-sandbox status` with no COLONIES_* set reaches the server named in the file."""
     from faas_sandbox.cli import main
 

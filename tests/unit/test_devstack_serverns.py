@@ -16,7 +16,8 @@ KEYS = {"COLONIES_DB_PASSWORD": "pw", "COLONIES_SERVER_ID": "id"}
 
 
 def test_without_root_the_server_runs_in_the_root_namespace_and_up_says_so(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(config, "IS_ROOT", False)
     assert serverns.unavailable() == "not running as root"
     assert serverns.prepare() is None
@@ -26,7 +27,8 @@ def test_without_root_the_server_runs_in_the_root_namespace_and_up_says_so(
 
 
 def test_a_namespace_that_cannot_be_made_falls_back_and_says_why(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def refuse(*args: str, check: bool = True) -> None:
         raise StackError("ip netns add faasdev-50080: mount --make-shared /run/netns failed")
 

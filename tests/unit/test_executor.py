@@ -32,8 +32,11 @@ class FakeColonies:
     def __init__(self) -> None:
         self.queue: list[Any] = []
         self.calls: list[tuple[str, str, Any]] = []
-        self.files = {"convert": CONVERT, "chatty": "def chatty():\n    return 1\n",
-                      "block": "def block():\n    return 1\n"}
+        self.files = {
+            "convert": CONVERT,
+            "chatty": "def chatty():\n    return 1\n",
+            "block": "def block():\n    return 1\n",
+        }
         self.assign_errors: list[Exception] = []
         self.lock = threading.Lock()
         self.done = threading.Condition(self.lock)
@@ -41,8 +44,9 @@ class FakeColonies:
 
     def submit(self, pid: str, kwargs: dict | None = None, **spec: Any) -> None:
         with self.lock:
-            self.queue.append({"processid": pid, "spec": {"funcname": "execute",
-                                                          "kwargs": kwargs, **spec}})
+            self.queue.append(
+                {"processid": pid, "spec": {"funcname": "execute", "kwargs": kwargs, **spec}}
+            )
 
     def assign(self, timeout: int) -> dict | None:
         with self.lock:
@@ -70,8 +74,9 @@ class FakeColonies:
 
     def close(self, processid, out):
         # the executor sends the sandbox's output elements as bytes; read them as the server
-        self._record("close", processid, [json.loads(x) if isinstance(x, Element) else x
-                                          for x in out])
+        self._record(
+            "close", processid, [json.loads(x) if isinstance(x, Element) else x for x in out]
+        )
 
     def fail(self, processid, errors):
         self._record("fail", processid, errors)
@@ -83,14 +88,20 @@ class FakeColonies:
         if name not in self.files:
             raise ColoniesRefused("Failed to get file", 404)
         checksum = hashlib.sha256(self.files[name].encode()).hexdigest()
-        return [{"fileid": name, "checksum": checksum, "size": 1,
-                 "ref": {"s3object": {"server": "s3", "port": 1, "bucket": "b",
-                                      "object": name}}}]
+        return [
+            {
+                "fileid": name,
+                "checksum": checksum,
+                "size": 1,
+                "ref": {"s3object": {"server": "s3", "port": 1, "bucket": "b", "object": name}},
+            }
+        ]
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[str, str, Any]]:
         with self.lock:
-            self.done.wait_for(lambda: len([c for c in self.calls if c[0] != "add_log"])
-                               >= count, timeout)
+            self.done.wait_for(
+                lambda: len([c for c in self.calls if c[0] != "add_log"]) >= count, timeout
+            )
             return list(self.calls)
 
 
@@ -110,8 +121,9 @@ class FakeSandbox:
         self.budgets: list[float | None] = []
         self.raise_engine = False
 
-    def call(self, source, function, args=(), kwargs=None, maxexectime=None, *,
-             element=False) -> Outcome:
+    def call(
+        self, source, function, args=(), kwargs=None, maxexectime=None, *, element=False
+    ) -> Outcome:
         assert element  # the executor always asks for the output element
         self.budgets.append(maxexectime)
         if self.raise_engine:
@@ -127,8 +139,7 @@ class FakeSandbox:
         try:
             return Outcome(True, namespace[function](*args, **(kwargs or {})), usage=usage)
         except Exception as exc:  # noqa: BLE001 - the function under test may raise anything
-            return Outcome.failure(ErrorKind.RUNTIME, f"{type(exc).__name__}: {exc}", "",
-                                   usage)
+            return Outcome.failure(ErrorKind.RUNTIME, f"{type(exc).__name__}: {exc}", "", usage)
 
 
 @pytest.fixture
@@ -172,8 +183,9 @@ def test_prints_go_to_the_process_log_before_the_close(setup):
     client.submit("p1", {"function": "chatty"})
     calls = client.wait_for(1)
     assert [c[0] for c in calls] == ["add_log", "close"]
-    assert calls[0][2].startswith("hello\n[faas-sandbox] chatty ok in 0.002s cpu=0.001s "
-                                  "rss=10.0MiB")
+    assert calls[0][2].startswith(
+        "hello\n[faas-sandbox] chatty ok in 0.002s cpu=0.001s rss=10.0MiB"
+    )
 
 
 def test_maxexectime_becomes_the_time_left_minus_the_close_margin(setup):
@@ -242,10 +254,17 @@ class OrphanColonies(FakeColonies):
         kwargs = {"function": "convert", "arg": "100"}
         started = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
         self.running = [
-            {"processid": "p-orphan", "assignedexecutorid": "me", "starttime": started,
-             "spec": {"funcname": "execute", "kwargs": kwargs, "maxexectime": 60}},
-            {"processid": "p-theirs", "assignedexecutorid": "someone else",
-             "spec": {"funcname": "execute", "kwargs": kwargs}},
+            {
+                "processid": "p-orphan",
+                "assignedexecutorid": "me",
+                "starttime": started,
+                "spec": {"funcname": "execute", "kwargs": kwargs, "maxexectime": 60},
+            },
+            {
+                "processid": "p-theirs",
+                "assignedexecutorid": "someone else",
+                "spec": {"funcname": "execute", "kwargs": kwargs},
+            },
         ]
 
     def list_processes(self, state, count=100, executortype=""):
@@ -258,8 +277,16 @@ def test_calls_assigned_to_us_during_an_outage_are_found_and_served():
     client, sandbox = OrphanColonies(), FakeSandbox()
     client.assign_errors.append(ColoniesUnreachable("connection reset by peer"))
     code = CodeStore(client, STORE, reader=FakeS3(client.files))
-    executor = Executor(client, sandbox, code, name="t", concurrency=1, grace=1,
-                        executor_id="me", executor_type="faas-test")
+    executor = Executor(
+        client,
+        sandbox,
+        code,
+        name="t",
+        concurrency=1,
+        grace=1,
+        executor_id="me",
+        executor_type="faas-test",
+    )
     thread = threading.Thread(target=executor.run)
     thread.start()
     try:
@@ -285,11 +312,11 @@ def test_engine_error_fails_the_call_as_crash(setup):
     assert calls == [("fail", "p1", ["crash: sandbox engine failed: forker died"])]
 
 
-def run_executor(client: FakeColonies, sandbox: FakeSandbox, grace: float,
-                 clock: Any = time.monotonic) -> tuple[Executor, dict, Any]:
+def run_executor(
+    client: FakeColonies, sandbox: FakeSandbox, grace: float, clock: Any = time.monotonic
+) -> tuple[Executor, dict, Any]:
     code = CodeStore(client, STORE, reader=FakeS3(client.files))
-    executor = Executor(client, sandbox, code, name="t", concurrency=2, grace=grace,
-                        clock=clock)
+    executor = Executor(client, sandbox, code, name="t", concurrency=2, grace=grace, clock=clock)
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.setdefault("status", executor.run()))
     thread.start()
@@ -327,8 +354,13 @@ def test_grace_expiry_fails_the_call_in_flight_with_a_reason():
     executor.request_stop()
     thread.join(5)
     assert result["status"] == 0
-    assert client.calls == [("fail", "p1", ["interrupted: executor t stopped before the call "
-                                            "finished (the 0.3s grace period)"])]
+    assert client.calls == [
+        (
+            "fail",
+            "p1",
+            ["interrupted: executor t stopped before the call finished (the 0.3s grace period)"],
+        )
+    ]
     sandbox.release.set()
     wait_inflight(executor, busy=False)  # the worker has finished with p1
     assert len(client.calls) == 1  # the late result is not delivered
@@ -349,11 +381,14 @@ def test_second_stop_ends_the_call_at_once():
     sandbox.release.set()
 
 
-@pytest.mark.parametrize("message", [
-    "Access denied, not a member of Colony with name <dev>",
-    "Access denied, Executor with Id <abc> is not approved",
-    "Colony <dev> does not exists",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Access denied, not a member of Colony with name <dev>",
+        "Access denied, Executor with Id <abc> is not approved",
+        "Colony <dev> does not exists",
+    ],
+)
 def test_assign_refused_with_403_stops_the_executor_with_status_1(message):
     client, sandbox = FakeColonies(), FakeSandbox()
     client.assign_errors.append(ColoniesRefused(message, 403))

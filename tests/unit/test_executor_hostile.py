@@ -18,11 +18,13 @@ from faas_sandbox.executor.loop import Executor
 from .test_executor import STORE, FakeColonies, FakeS3, FakeSandbox
 
 
-def start(client: Any, sandbox: Any = None, **options: Any) -> tuple[Executor, threading.Thread,
-                                                                     dict[str, int]]:
+def start(
+    client: Any, sandbox: Any = None, **options: Any
+) -> tuple[Executor, threading.Thread, dict[str, int]]:
     code = CodeStore(client, STORE, reader=FakeS3(client.files))
-    executor = Executor(client, sandbox or FakeSandbox(), code, name="t", concurrency=2,
-                        grace=1, **options)
+    executor = Executor(
+        client, sandbox or FakeSandbox(), code, name="t", concurrency=2, grace=1, **options
+    )
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.setdefault("status", executor.run()))
     thread.start()
@@ -38,8 +40,11 @@ def stop(executor: Executor, thread: threading.Thread) -> None:
 
 def test_an_unreadable_assign_is_failed_as_spec_at_once_by_its_id():
     client = FakeColonies()
-    client.assign_errors.append(ReplyUnreadable("not valid JSON within limits: nested deeper "
-                                                "than 64 levels", {"processid": "p-deep"}))
+    client.assign_errors.append(
+        ReplyUnreadable(
+            "not valid JSON within limits: nested deeper than 64 levels", {"processid": "p-deep"}
+        )
+    )
     executor, thread, _ = start(client)
     try:
         calls = [c for c in client.wait_for(1) if c[0] != "add_log"]
@@ -47,8 +52,16 @@ def test_an_unreadable_assign_is_failed_as_spec_at_once_by_its_id():
         client.wait_for(2)
     finally:
         stop(executor, thread)
-    assert calls == [("fail", "p-deep", ["spec: process cannot be read: not valid JSON within "
-                                          "limits: nested deeper than 64 levels"])]
+    assert calls == [
+        (
+            "fail",
+            "p-deep",
+            [
+                "spec: process cannot be read: not valid JSON within "
+                "limits: nested deeper than 64 levels"
+            ],
+        )
+    ]
     assert ("close", "p1", [69.8]) in client.calls  # and the executor serves on
 
 
@@ -96,11 +109,9 @@ def test_a_worker_that_dies_is_logged_once_and_restarted(caplog):
         calls = client.wait_for(4, timeout=60)
     finally:
         stop(executor, thread)
-    assert [c for c in calls if c[0] != "add_log"] == [
-        ("close", f"q{i}", [32.0]) for i in range(4)]
+    assert [c for c in calls if c[0] != "add_log"] == [("close", f"q{i}", [32.0]) for i in range(4)]
     assert len(re.findall(r"worker \d+ died", caplog.text)) == 1
-    assert "worker 0 died (RecursionError: something nobody expected); restarting it" \
-        in caplog.text
+    assert "worker 0 died (RecursionError: something nobody expected); restarting it" in caplog.text
     assert result["status"] == 0
 
 
@@ -147,18 +158,35 @@ class ListingColonies(FakeColonies):
 
     def get_process(self, processid):
         if self.readable:
-            return {"processid": processid, "assignedexecutorid": "me", "state": 1,
-                    "spec": {"funcname": "execute",
-                             "kwargs": {"function": "convert", "arg": "100"}}}
-        raise ReplyUnreadable("not valid JSON within limits: nested deeper than 64 levels",
-                              {"processid": processid, "assignedexecutorid": "me"})
+            return {
+                "processid": processid,
+                "assignedexecutorid": "me",
+                "state": 1,
+                "spec": {"funcname": "execute", "kwargs": {"function": "convert", "arg": "100"}},
+            }
+        raise ReplyUnreadable(
+            "not valid JSON within limits: nested deeper than 64 levels",
+            {"processid": processid, "assignedexecutorid": "me"},
+        )
 
 
-@pytest.mark.parametrize(("readable", "expected"), [
-    (True, ("close", "p-big", [212.0])),
-    (False, ("fail", "p-big", ["spec: process cannot be read: not valid JSON within limits: "
-                               "nested deeper than 64 levels"])),
-])
+@pytest.mark.parametrize(
+    ("readable", "expected"),
+    [
+        (True, ("close", "p-big", [212.0])),
+        (
+            False,
+            (
+                "fail",
+                "p-big",
+                [
+                    "spec: process cannot be read: not valid JSON within limits: "
+                    "nested deeper than 64 levels"
+                ],
+            ),
+        ),
+    ],
+)
 def test_orphan_adoption_reads_unreadable_listings_one_by_one(readable, expected):
     from faas_sandbox.errors import ColoniesUnreachable
 
@@ -175,10 +203,13 @@ def test_orphan_adoption_reads_unreadable_listings_one_by_one(readable, expected
 def test_texts_sent_to_the_server_have_nul_and_surrogates_escaped():
     client = FakeColonies()
     outbox = Outbox(client)
-    outbox.deliver(Report("p1", False, [], ["runtime: ValueError: a\x00b\ud800"],
-                          "printed \x00 here\n"))
-    assert client.calls == [("add_log", "p1", "printed \\x00 here\n"),
-                            ("fail", "p1", ["runtime: ValueError: a\\x00b\\ud800"])]
+    outbox.deliver(
+        Report("p1", False, [], ["runtime: ValueError: a\x00b\ud800"], "printed \x00 here\n")
+    )
+    assert client.calls == [
+        ("add_log", "p1", "printed \\x00 here\n"),
+        ("fail", "p1", ["runtime: ValueError: a\\x00b\\ud800"]),
+    ]
 
 
 class RacingColonies(FakeColonies):
@@ -193,10 +224,12 @@ class RacingColonies(FakeColonies):
 
         self.reads += 1
         code = base64.b64encode(b"def convert(celsius):\n    return celsius + 1\n").decode()
-        attributes = [{"key": "code", "value": code, "attributetype": 3}] \
-            if self.reads >= 2 else []
-        return {"processid": processid, "attributes": attributes,
-                "spec": {"funcname": "convert", "args": [1], "env": None}}
+        attributes = [{"key": "code", "value": code, "attributetype": 3}] if self.reads >= 2 else []
+        return {
+            "processid": processid,
+            "attributes": attributes,
+            "spec": {"funcname": "convert", "args": [1], "env": None},
+        }
 
 
 def test_inline_code_assigned_before_its_env_is_written_is_read_again():
@@ -204,17 +237,28 @@ def test_inline_code_assigned_before_its_env_is_written_is_read_again():
     executor, thread, _ = start(client)
     try:
         with client.lock:
-            client.queue.append({"processid": "p-race", "attributes": [],
-                                 "spec": {"funcname": "convert", "args": [1], "env": None}})
-            client.queue.append({"processid": "p-wrong", "attributes": [{"key": "x"}],
-                                 "spec": {"funcname": "nope", "env": None}})
+            client.queue.append(
+                {
+                    "processid": "p-race",
+                    "attributes": [],
+                    "spec": {"funcname": "convert", "args": [1], "env": None},
+                }
+            )
+            client.queue.append(
+                {
+                    "processid": "p-wrong",
+                    "attributes": [{"key": "x"}],
+                    "spec": {"funcname": "nope", "env": None},
+                }
+            )
         calls = [c for c in client.wait_for(2) if c[0] != "add_log"]
     finally:
         stop(executor, thread)
     assert ("close", "p-race", [2]) in calls
     assert client.reads == 2
-    assert any(c[:2] == ("fail", "p-wrong") and c[2][0].startswith("spec: unknown funcname")
-               for c in calls)
+    assert any(
+        c[:2] == ("fail", "p-wrong") and c[2][0].startswith("spec: unknown funcname") for c in calls
+    )
 
 
 class UnreadableCloser(FakeColonies):

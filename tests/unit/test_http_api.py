@@ -32,24 +32,39 @@ def pid(function: str) -> str:
 
 def revision(name: str, number: int = 1) -> Revision:
     fileid = hashlib.sha256(f"{name}-{number}".encode()).hexdigest()
-    return Revision(number, fileid, hashlib.sha256(name.encode()).hexdigest(), 42,
-                    "2026-12-06T00:00:00Z", {})
+    return Revision(
+        number, fileid, hashlib.sha256(name.encode()).hexdigest(), 42, "2026-12-06T00:00:00Z", {}
+    )
 
 
-def seen(processid: str, state: ProcessState, out: list[Any] | None = None,
-         errors: list[str] | None = None, name: str = "") -> CallResult:
+def seen(
+    processid: str,
+    state: ProcessState,
+    out: list[Any] | None = None,
+    errors: list[str] | None = None,
+    name: str = "",
+) -> CallResult:
     """The result a backend reads from a process in ``state`` (``convert``: the tutorial form)."""
     kwargs = {"function": name, **({"arg": "21"} if name == "convert" else {})} if name else {}
-    return CallResult.from_process({"processid": processid, "state": int(state),
-                                    "out": out or [], "errors": errors or [],
-                                    "spec": {"kwargs": kwargs}})
+    return CallResult.from_process(
+        {
+            "processid": processid,
+            "state": int(state),
+            "out": out or [],
+            "errors": errors or [],
+            "spec": {"kwargs": kwargs},
+        }
+    )
 
 
 class FakeBackend:
     """Answers by function name; records every request it was given."""
 
-    def __init__(self, ends: dict[str, tuple[ProcessState, list[Any], list[str]]] | None = None,
-                 alive: int | None = 1) -> None:
+    def __init__(
+        self,
+        ends: dict[str, tuple[ProcessState, list[Any], list[str]]] | None = None,
+        alive: int | None = 1,
+    ) -> None:
         self.ends = ends or {}
         self.requests: list[CallRequest] = []
         self.waits: list[float] = []
@@ -68,8 +83,9 @@ class FakeBackend:
         self.submitted.set()
         return pid(request.function)
 
-    def wait(self, processid: str, timeout: float,
-             cancel: threading.Event | None = None) -> CallResult:
+    def wait(
+        self, processid: str, timeout: float, cancel: threading.Event | None = None
+    ) -> CallResult:
         self.waits.append(timeout)
         try:
             if self.release is not None:
@@ -113,17 +129,19 @@ class FakeBackend:
         return [revision(name, 1), revision(name, 2)] if name in self.ends else []
 
     def functions(self) -> list[dict[str, Any]]:
-        return [{"name": n, "size": 42, "revisions": 2, "deployed_at": "t", "fileid": "x"}
-                for n in sorted(self.ends)]
+        return [
+            {"name": n, "size": 42, "revisions": 2, "deployed_at": "t", "fileid": "x"}
+            for n in sorted(self.ends)
+        ]
 
 
-POLICY = Policy(limits=Limits(wall_seconds=10.0),
-                functions={"convert": {"wall_seconds": 5.0}})
+POLICY = Policy(limits=Limits(wall_seconds=10.0), functions={"convert": {"wall_seconds": 5.0}})
 
 
 def client_for(backend: FakeBackend, **settings: Any) -> TestClient:
-    app = create_app(backend, ApiSettings(policy=POLICY, **settings),
-                     metrics=Metrics(CollectorRegistry()))
+    app = create_app(
+        backend, ApiSettings(policy=POLICY, **settings), metrics=Metrics(CollectorRegistry())
+    )
     return TestClient(app)
 
 
@@ -138,44 +156,56 @@ def test_convert_returns_the_tutorial_contract_exactly() -> None:
 
 
 def test_every_submit_sets_maxexectime_from_the_policy_and_waits_and_retries() -> None:
-    backend = FakeBackend({"convert": (ProcessState.SUCCESS, [1], []), "f": (ProcessState.SUCCESS, ["2"], [])})
+    backend = FakeBackend(
+        {"convert": (ProcessState.SUCCESS, [1], []), "f": (ProcessState.SUCCESS, ["2"], [])}
+    )
     client = client_for(backend, maxwaittime=7)
     client.get("/convert", params={"celsius": 1})
     client.post("/functions/f/call", json={"maxexectime": 2.2})
     client.post("/functions/f/call", json={"maxexectime": 99})
     client.post("/functions/f/call", json={"maxexectime": 0.01})
     assert [r.pin for r in backend.requests] == [
-        (revision(n).fileid, revision(n).sha256) for n in ("convert", "f", "f", "f")]
+        (revision(n).fileid, revision(n).sha256) for n in ("convert", "f", "f", "f")
+    ]
     assert [r.wall_seconds for r in backend.requests] == [5.0, 2.2, 10.0, 0.01]
     assert [r.maxexectime for r in backend.requests] == [6, 4, 11, 2]  # + room to close
     assert {(r.maxwaittime, r.maxretries) for r in backend.requests} == {(7, 0)}
     # our own deadline covers waiting, running and the server checker's lag
-    assert all(w > r.maxwaittime + r.maxexectime for w, r in zip(backend.waits, backend.requests,
-                                                                   strict=True))
+    assert all(
+        w > r.maxwaittime + r.maxexectime
+        for w, r in zip(backend.waits, backend.requests, strict=True)
+    )
 
 
 def test_call_returns_decoded_output_and_processid() -> None:
     backend = FakeBackend({"add": (ProcessState.SUCCESS, ['{"sum": 3}'], [])})
-    response = client_for(backend).post("/functions/add/call",
-                                        json={"args": [1, 2], "kwargs": {"x": [1]}})
+    response = client_for(backend).post(
+        "/functions/add/call", json={"args": [1, 2], "kwargs": {"x": [1]}}
+    )
     assert response.status_code == 200
-    assert response.json() == {"output": [{"sum": 3}], "processid": pid("add"),
-                               "revision": revision("add").to_json()}
+    assert response.json() == {
+        "output": [{"sum": 3}],
+        "processid": pid("add"),
+        "revision": revision("add").to_json(),
+    }
     assert response.headers["X-Process-Id"] == pid("add")
     assert backend.requests[0].args == (1, 2)
     assert backend.requests[0].kwargs == {"x": [1]}
 
 
-@pytest.mark.parametrize(("error", "status", "kind"), [
-    ("runtime: ZeroDivisionError: division by zero", 422, "runtime"),
-    ("forbidden: import of 'os' is not allowed", 422, "forbidden"),
-    ("compile: SyntaxError: invalid syntax (line 1)", 422, "compile"),
-    ("memory: MemoryError", 422, "memory"),
-    ("not_found: no function 'nope' in /faas", 404, "not_found"),
-    ("timeout: wall limit 1 s exceeded", 504, "timeout"),
-    (EXEC_LIMIT_TEXT, 504, "timeout"),
-    (WAIT_LIMIT_TEXT, 429, "busy"),  # executors alive but none took it: saturated
-])
+@pytest.mark.parametrize(
+    ("error", "status", "kind"),
+    [
+        ("runtime: ZeroDivisionError: division by zero", 422, "runtime"),
+        ("forbidden: import of 'os' is not allowed", 422, "forbidden"),
+        ("compile: SyntaxError: invalid syntax (line 1)", 422, "compile"),
+        ("memory: MemoryError", 422, "memory"),
+        ("not_found: no function 'nope' in /faas", 404, "not_found"),
+        ("timeout: wall limit 1 s exceeded", 504, "timeout"),
+        (EXEC_LIMIT_TEXT, 504, "timeout"),
+        (WAIT_LIMIT_TEXT, 429, "busy"),  # executors alive but none took it: saturated
+    ],
+)
 def test_failures_map_to_status_and_kind(error: str, status: int, kind: str) -> None:
     backend = FakeBackend({"f": failed(error)})
     response = client_for(backend).post("/functions/f/call", json={"args": []})
@@ -235,8 +265,10 @@ def test_malformed_function_name_is_400_and_unknown_is_404_without_submitting() 
     assert response.json()["detail"]["kind"] == "spec"
     response = client_for(backend).post("/functions/nope/call", json={})
     assert response.status_code == 404
-    assert response.json()["detail"] == {"kind": "not_found",
-                                         "message": "no function 'nope' is deployed"}
+    assert response.json()["detail"] == {
+        "kind": "not_found",
+        "message": "no function 'nope' is deployed",
+    }
     assert backend.requests == []
 
 
@@ -246,15 +278,18 @@ def test_colonies_unreachable_is_502() -> None:
     response = client_for(backend).post("/functions/f/call", json={})
     assert response.status_code == 502
     assert response.json()["detail"] == {
-        "kind": "unreachable", "message": "Colonies server unreachable: connection refused"}
+        "kind": "unreachable",
+        "message": "Colonies server unreachable: connection refused",
+    }
 
 
 def test_too_many_calls_in_flight_is_429_and_the_slot_frees_up() -> None:
     # Given one slot, held by a call whose wait() blocks
     backend = FakeBackend({"f": (ProcessState.SUCCESS, [1], [])})
     backend.release = threading.Event()
-    app = create_app(backend, ApiSettings(policy=POLICY, max_inflight=1),
-                     metrics=Metrics(CollectorRegistry()))
+    app = create_app(
+        backend, ApiSettings(policy=POLICY, max_inflight=1), metrics=Metrics(CollectorRegistry())
+    )
 
     async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
         transport = httpx.ASGITransport(app=app)
@@ -298,8 +333,10 @@ def test_healthz_is_200_when_colonies_answers_and_503_when_not() -> None:
 
 def test_logs_endpoint_returns_lines_and_404_for_unknown_process() -> None:
     client = client_for(FakeBackend({"f": (ProcessState.SUCCESS, [1], [])}))
-    assert client.get(f"/calls/{pid('f')}/logs").json() == {"processid": pid("f"),
-                                                            "logs": ["hello\n", "world\n"]}
+    assert client.get(f"/calls/{pid('f')}/logs").json() == {
+        "processid": pid("f"),
+        "logs": ["hello\n", "world\n"],
+    }
     response = client.get(f"/calls/{pid('unknown')}/logs")
     assert response.status_code == 404
     assert response.json()["detail"]["kind"] == "not_found"
@@ -317,7 +354,9 @@ def test_openapi_docs_list_the_endpoints() -> None:
 
 def test_metrics_count_calls_by_kind() -> None:
     registry = CollectorRegistry()
-    backend = FakeBackend({"f": failed("runtime: boom"), "convert": (ProcessState.SUCCESS, [1.0], [])})
+    backend = FakeBackend(
+        {"f": failed("runtime: boom"), "convert": (ProcessState.SUCCESS, [1.0], [])}
+    )
     client = TestClient(create_app(backend, ApiSettings(policy=POLICY), Metrics(registry)))
     client.get("/convert?celsius=1")
     client.post("/functions/f/call", json={})

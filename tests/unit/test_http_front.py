@@ -23,11 +23,13 @@ from tests.unit.test_http_api import POLICY, FakeBackend, pid, revision
 OK = (ProcessState.SUCCESS, [1], [])
 
 
-def client_for(backend: FakeBackend, registry: CollectorRegistry | None = None,
-               **settings: Any) -> TestClient:
+def client_for(
+    backend: FakeBackend, registry: CollectorRegistry | None = None, **settings: Any
+) -> TestClient:
     settings.setdefault("policy", POLICY)
-    app = create_app(backend, ApiSettings(**settings),
-                     metrics=Metrics(registry or CollectorRegistry()))
+    app = create_app(
+        backend, ApiSettings(**settings), metrics=Metrics(registry or CollectorRegistry())
+    )
     return TestClient(app)
 
 
@@ -41,15 +43,24 @@ def assert_problem(response: Any, status: int, kind: str) -> dict[str, Any]:
     return body["detail"]
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"args": [NaN]}', b'{"args": [Infinity]}', b'{"args": [-Infinity]}', b'{"args": [1e309]}',
-    b'{"maxexectime": NaN}', b'{"kwargs": {"x": 1e400}}', b'{"args": [1' + b'0' * 5000 + b']}',
-    b'[' * 100_000 + b']' * 100_000,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"args": [NaN]}',
+        b'{"args": [Infinity]}',
+        b'{"args": [-Infinity]}',
+        b'{"args": [1e309]}',
+        b'{"maxexectime": NaN}',
+        b'{"kwargs": {"x": 1e400}}',
+        b'{"args": [1' + b"0" * 5000 + b"]}",
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+)
 def test_non_finite_or_unparsable_numbers_are_400_never_submitted(raw: bytes) -> None:
     backend = FakeBackend({"f": OK})
-    response = client_for(backend).post("/functions/f/call", content=raw,
-                                        headers={"content-type": "application/json"})
+    response = client_for(backend).post(
+        "/functions/f/call", content=raw, headers={"content-type": "application/json"}
+    )
     assert_problem(response, 400, "spec")
     assert backend.requests == []
 
@@ -62,19 +73,23 @@ def test_out_of_range_maxexectime_is_400(value: Any) -> None:
     assert backend.requests == []
 
 
-@pytest.mark.parametrize(("raw", "ctype", "status", "kind"), [
-    (b'{"arg": [1]}', "application/json", 400, "spec"),  # unknown field
-    (b'[1, 2]', "application/json", 400, "spec"),
-    (b'{"args": 1}', "application/json", 400, "spec"),
-    (b'{"args": [1]', "application/json", 400, "spec"),
-    (b'{"args": ["\xff"]}', "application/json", 400, "spec"),  # not UTF-8
-    (b'{"args": [1]}', "text/plain", 415, "media_type"),
-    (b'args=1', "application/x-www-form-urlencoded", 415, "media_type"),
-])
+@pytest.mark.parametrize(
+    ("raw", "ctype", "status", "kind"),
+    [
+        (b'{"arg": [1]}', "application/json", 400, "spec"),  # unknown field
+        (b"[1, 2]", "application/json", 400, "spec"),
+        (b'{"args": 1}', "application/json", 400, "spec"),
+        (b'{"args": [1]', "application/json", 400, "spec"),
+        (b'{"args": ["\xff"]}', "application/json", 400, "spec"),  # not UTF-8
+        (b'{"args": [1]}', "text/plain", 415, "media_type"),
+        (b"args=1", "application/x-www-form-urlencoded", 415, "media_type"),
+    ],
+)
 def test_bad_bodies_are_documented_4xx(raw: bytes, ctype: str, status: int, kind: str) -> None:
     backend = FakeBackend({"f": OK})
-    response = client_for(backend).post("/functions/f/call", content=raw,
-                                        headers={"content-type": ctype})
+    response = client_for(backend).post(
+        "/functions/f/call", content=raw, headers={"content-type": ctype}
+    )
     assert_problem(response, status, kind)
     assert backend.requests == []
 
@@ -82,9 +97,14 @@ def test_bad_bodies_are_documented_4xx(raw: bytes, ctype: str, status: int, kind
 def test_no_body_and_charset_json_are_accepted() -> None:
     client = client_for(FakeBackend({"f": OK}))
     assert client.post("/functions/f/call").status_code == 200
-    assert client.post("/functions/f/call", content=b'{"args": [1]}',
-                       headers={"content-type": "application/json; charset=utf-8"}
-                       ).status_code == 200
+    assert (
+        client.post(
+            "/functions/f/call",
+            content=b'{"args": [1]}',
+            headers={"content-type": "application/json; charset=utf-8"},
+        ).status_code
+        == 200
+    )
 
 
 def test_a_body_over_the_cap_is_413_on_any_route() -> None:
@@ -95,8 +115,11 @@ def test_a_body_over_the_cap_is_413_on_any_route() -> None:
 
 def test_body_over_the_cap_is_413_before_any_byte_is_read() -> None:
     backend = FakeBackend({"f": OK})
-    app = create_app(backend, ApiSettings(policy=POLICY, max_body_bytes=1000),
-                     metrics=Metrics(CollectorRegistry()))
+    app = create_app(
+        backend,
+        ApiSettings(policy=POLICY, max_body_bytes=1000),
+        metrics=Metrics(CollectorRegistry()),
+    )
     sent: list[dict[str, Any]] = []
     reads: list[int] = []
 
@@ -107,10 +130,18 @@ def test_body_over_the_cap_is_413_before_any_byte_is_read() -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/functions/f/call", "query_string": b"",
-             "headers": [(b"content-length", b"200000000"),
-                         (b"content-type", b"application/json")], "http_version": "1.1",
-             "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": ""}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/functions/f/call",
+        "query_string": b"",
+        "headers": [(b"content-length", b"200000000"), (b"content-type", b"application/json")],
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("t", 80),
+        "client": ("c", 1),
+        "root_path": "",
+    }
     anyio.run(app, scope, receive, send)
     assert sent[0]["status"] == 413
     assert (b"connection", b"close") in sent[0]["headers"]
@@ -127,8 +158,9 @@ def test_chunked_body_over_the_cap_is_413() -> None:
         for _ in range(10):
             yield b" " * 500
 
-    response = client.post("/functions/f/call", content=chunks(),
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/functions/f/call", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert_problem(response, 413, "too_large")
     assert backend.requests == []
 
@@ -136,14 +168,17 @@ def test_chunked_body_over_the_cap_is_413() -> None:
 def test_arguments_over_the_policys_max_args_bytes_are_413() -> None:
     backend = FakeBackend({"f": OK})
     policy = Policy(limits=Limits(max_args_bytes=100))
-    response = client_for(backend, policy=policy).post("/functions/f/call",
-                                                       json={"args": ["x" * 200]})
+    response = client_for(backend, policy=policy).post(
+        "/functions/f/call", json={"args": ["x" * 200]}
+    )
     assert "max_args_bytes" in assert_problem(response, 413, "too_large")["message"]
     assert backend.requests == []
 
 
-@pytest.mark.parametrize("path", ["/calls/%00/logs", "/calls/%00", "/calls/" + "a" * 10_000,
-                                  "/calls/../etc", "/calls/ABC/logs"])
+@pytest.mark.parametrize(
+    "path",
+    ["/calls/%00/logs", "/calls/%00", "/calls/" + "a" * 10_000, "/calls/../etc", "/calls/ABC/logs"],
+)
 def test_malformed_process_ids_are_rejected_without_asking_colonies(path: str) -> None:
     backend = FakeBackend({"f": OK})
     response = client_for(backend).get(path)
@@ -180,9 +215,13 @@ def test_request_id_is_echoed_or_generated() -> None:
 
 
 def test_async_call_is_202_and_its_status_can_be_read() -> None:
-    backend = FakeBackend({"add": (ProcessState.SUCCESS, ['{"sum": 3}'], []),
-                           "bad": (ProcessState.FAILED, [], ["runtime: boom"]),
-                           "slow": (ProcessState.RUNNING, [], [])})
+    backend = FakeBackend(
+        {
+            "add": (ProcessState.SUCCESS, ['{"sum": 3}'], []),
+            "bad": (ProcessState.FAILED, [], ["runtime: boom"]),
+            "slow": (ProcessState.RUNNING, [], []),
+        }
+    )
     client = client_for(backend)
     response = client.post("/functions/add/call?mode=async", json={"args": [1, 2]})
     assert response.status_code == 202
@@ -190,8 +229,14 @@ def test_async_call_is_202_and_its_status_can_be_read() -> None:
     assert response.headers["X-Process-Id"] == pid("add")
     assert backend.waits == []  # submitted, not waited for
     assert client.get(f"/calls/{pid('add')}").json() == {
-        "processid": pid("add"), "state": "successful", "function": "add",
-        "output": [{"sum": 3}], "kind": "ok", "message": None, "revision": None}
+        "processid": pid("add"),
+        "state": "successful",
+        "function": "add",
+        "output": [{"sum": 3}],
+        "kind": "ok",
+        "message": None,
+        "revision": None,
+    }
     failed = client.get(f"/calls/{pid('bad')}").json()
     assert (failed["state"], failed["kind"], failed["message"]) == ("failed", "runtime", "boom")
     assert client.get(f"/calls/{pid('slow')}").json()["state"] == "running"
@@ -201,8 +246,9 @@ def test_async_call_is_202_and_its_status_can_be_read() -> None:
 def test_a_client_that_hangs_up_frees_its_slot_and_its_waiting_call_is_removed() -> None:
     backend = FakeBackend({"f": OK})
     backend.release = threading.Event()  # wait() blocks until released or cancelled
-    app = create_app(backend, ApiSettings(policy=POLICY, max_inflight=1),
-                     metrics=Metrics(CollectorRegistry()))
+    app = create_app(
+        backend, ApiSettings(policy=POLICY, max_inflight=1), metrics=Metrics(CollectorRegistry())
+    )
     sent: list[dict[str, Any]] = []
 
     async def scenario() -> None:
@@ -218,11 +264,18 @@ def test_a_client_that_hangs_up_frees_its_slot_and_its_waiting_call_is_removed()
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "method": "POST", "path": "/functions/f/call",
-                 "query_string": b"", "headers": [(b"content-type", b"application/json"),
-                                                   (b"content-length", b"2")],
-                 "http_version": "1.1", "scheme": "http", "server": ("t", 80),
-                 "client": ("c", 1), "root_path": ""}
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/functions/f/call",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
+            "http_version": "1.1",
+            "scheme": "http",
+            "server": ("t", 80),
+            "client": ("c", 1),
+            "root_path": "",
+        }
         async with anyio.create_task_group() as tg:
             tg.start_soon(app, scope, receive, send)
             await anyio.to_thread.run_sync(backend.submitted.wait, 5)
@@ -252,8 +305,9 @@ def test_lifecycle_reads_list_and_show_revisions() -> None:
 
 def test_calls_are_counted_per_function() -> None:
     registry = CollectorRegistry()
-    client = client_for(FakeBackend({"f": OK, "g": (ProcessState.FAILED, [], ["runtime: x"])}),
-                        registry)
+    client = client_for(
+        FakeBackend({"f": OK, "g": (ProcessState.FAILED, [], ["runtime: x"])}), registry
+    )
     client.post("/functions/f/call")
     client.post("/functions/g/call")
     client.post("/functions/nope/call")
@@ -269,7 +323,8 @@ def test_openapi_documents_the_one_error_shape_and_no_validation_422() -> None:
     assert "CallBody" in schema["components"]["schemas"]
     call = schema["paths"]["/functions/{name}/call"]["post"]
     assert {"200", "202", "400", "404", "413", "415", "422", "429", "502", "503", "504"} <= set(
-        call["responses"])
+        call["responses"]
+    )
     assert "401" not in call["responses"]  # no tokens: no auth answers
     for path, operations in schema["paths"].items():
         for op in operations.values():
@@ -308,15 +363,20 @@ def test_auth_401_403_and_grants(tokens: tuple[Path, str, str]) -> None:
     response = client.get("/convert?celsius=1")
     assert_problem(response, 401, "unauthorized")
     assert response.headers["WWW-Authenticate"] == "Bearer"
-    assert_problem(client.get("/convert?celsius=1", headers={"Authorization": "Bearer fst_no"}),
-                   401, "unauthorized")
+    assert_problem(
+        client.get("/convert?celsius=1", headers={"Authorization": "Bearer fst_no"}),
+        401,
+        "unauthorized",
+    )
     conv_h = {"Authorization": f"Bearer {conv}"}
     assert client.get("/convert?celsius=1", headers=conv_h).json() == {"fahrenheit": [33.8]}
     assert client.post("/functions/stats1/call", headers=conv_h).status_code == 200
     assert_problem(client.post("/functions/f/call", headers=conv_h), 403, "denied")
     assert_problem(client.get(f"/calls/{pid('f')}", headers=conv_h), 403, "denied")
     assert [f["name"] for f in client.get("/functions", headers=conv_h).json()] == [
-        "convert", "stats1"]
+        "convert",
+        "stats1",
+    ]
     every_h = {"Authorization": f"Bearer {every}"}
     assert client.post("/functions/f/call", headers=every_h).status_code == 200
     assert client.get("/healthz").status_code == 200  # health stays open
@@ -337,8 +397,9 @@ def test_token_removed_from_the_file_stops_working(tokens: tuple[Path, str, str]
 
 def test_rate_limit_per_token_is_429_with_retry_after(tokens: tuple[Path, str, str]) -> None:
     path, conv, every = tokens
-    client = client_for(FakeBackend({"convert": OK}), tokens=auth.TokenStore(path),
-                        rate_per_token=1.0)
+    client = client_for(
+        FakeBackend({"convert": OK}), tokens=auth.TokenStore(path), rate_per_token=1.0
+    )
     conv_h = {"Authorization": f"Bearer {conv}"}
     codes = [client.get("/convert?celsius=1", headers=conv_h).status_code for _ in range(3)]
     assert codes == [200, 200, 429]  # bursts of twice the rate

@@ -16,11 +16,43 @@ def test_every_allowed_syscall_has_a_reason_and_appears_once() -> None:
 
 
 def test_no_syscall_that_reaches_outside_is_allowed() -> None:
-    outside = {"open", "openat", "openat2", "creat", "stat", "newfstatat", "statx", "access",
-               "socket", "socketpair", "connect", "clone", "clone3", "fork", "vfork", "execve",
-               "execveat", "prctl", "kill", "tgkill", "ptrace", "process_vm_readv", "unshare",
-               "setns", "mount", "chroot", "bpf", "io_uring_setup", "memfd_create",
-               "getdents64", "getppid", "setrlimit", "setuid", "capset", "landlock_restrict_self"}
+    outside = {
+        "open",
+        "openat",
+        "openat2",
+        "creat",
+        "stat",
+        "newfstatat",
+        "statx",
+        "access",
+        "socket",
+        "socketpair",
+        "connect",
+        "clone",
+        "clone3",
+        "fork",
+        "vfork",
+        "execve",
+        "execveat",
+        "prctl",
+        "kill",
+        "tgkill",
+        "ptrace",
+        "process_vm_readv",
+        "unshare",
+        "setns",
+        "mount",
+        "chroot",
+        "bpf",
+        "io_uring_setup",
+        "memfd_create",
+        "getdents64",
+        "getppid",
+        "setrlimit",
+        "setuid",
+        "capset",
+        "landlock_restrict_self",
+    }
     assert not outside & syscalls.ALLOWED_NAMES
 
 
@@ -55,7 +87,9 @@ def test_policy_require_names_layers() -> None:
 def test_missing_lists_required_layers_that_are_off() -> None:
     layers = {"seccomp": True, "landlock": False, "net_namespace": True}
     assert missing(frozenset({"seccomp", "landlock", "ipc_namespace"}), layers) == [
-        "ipc_namespace", "landlock"]
+        "ipc_namespace",
+        "landlock",
+    ]
 
 
 def test_landlock_handles_every_right_its_abi_knows() -> None:
@@ -71,7 +105,17 @@ def test_landlock_handles_every_right_its_abi_knows() -> None:
 def test_describe_names_what_is_off_and_why() -> None:
     from faas_sandbox.engine.isolation import describe
 
-    text = describe({"seccomp": True, "landlock": False, "landlock_error": "no Landlock",
-                     "net_namespace": True, "ipc_namespace": True, "drop_privileges": True})
-    assert text == ("isolation layers on: seccomp, net_namespace, ipc_namespace, "
-                    "drop_privileges; off: landlock (landlock_error=no Landlock)")
+    text = describe(
+        {
+            "seccomp": True,
+            "landlock": False,
+            "landlock_error": "no Landlock",
+            "net_namespace": True,
+            "ipc_namespace": True,
+            "drop_privileges": True,
+        }
+    )
+    assert text == (
+        "isolation layers on: seccomp, net_namespace, ipc_namespace, "
+        "drop_privileges; off: landlock (landlock_error=no Landlock)"
+    )

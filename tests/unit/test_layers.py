@@ -26,8 +26,15 @@ import sys
 # ``sizes``), the
 # result-element encoding rule the child, the executor and callers share (``element``), the
 # policy with its limits and vetted module names (``policy``), and the exceptions (``errors``).
-SHARED = {"faas_sandbox", "faas_sandbox.errors", "faas_sandbox.policy", "faas_sandbox.kinds",
-          "faas_sandbox.names", "faas_sandbox.sizes", "faas_sandbox.element"}
+SHARED = {
+    "faas_sandbox",
+    "faas_sandbox.errors",
+    "faas_sandbox.policy",
+    "faas_sandbox.kinds",
+    "faas_sandbox.names",
+    "faas_sandbox.sizes",
+    "faas_sandbox.element",
+}
 
 WEB = {"fastapi", "starlette", "uvicorn", "pydantic"}
 NETWORK = {"pycolonies", "colonies", "boto3", "botocore", "requests", "urllib3", "websocket"}
@@ -45,7 +52,10 @@ def loaded_by(*entry_points: str) -> set[str]:
     """The modules importing ``entry_points`` adds to a fresh ``python -I``."""
     done = subprocess.run(
         [sys.executable, "-I", "-c", _PROBE, *entry_points],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout))
@@ -61,11 +71,18 @@ def ours(modules: set[str], *layers: str) -> set[str]:
 
 
 def test_engine_loads_only_stdlib_restrictedpython_pyseccomp() -> None:
-    loaded = loaded_by("faas_sandbox.engine.sandbox", "faas_sandbox.engine.forker",
-                       "faas_sandbox.engine.child", "faas_sandbox.engine.isolation.selftest")
+    loaded = loaded_by(
+        "faas_sandbox.engine.sandbox",
+        "faas_sandbox.engine.forker",
+        "faas_sandbox.engine.child",
+        "faas_sandbox.engine.isolation.selftest",
+    )
     assert "faas_sandbox.engine.forker" in loaded  # the probe really imported the engine
-    foreign = tops(loaded) - set(sys.stdlib_module_names) - {"faas_sandbox", "RestrictedPython",
-                                                              "pyseccomp"}
+    foreign = (
+        tops(loaded)
+        - set(sys.stdlib_module_names)
+        - {"faas_sandbox", "RestrictedPython", "pyseccomp"}
+    )
     assert foreign == set()
     package = {m for m in loaded if m.startswith("faas_sandbox")}
     assert {m for m in package if not m.startswith("faas_sandbox.engine")} <= SHARED
@@ -78,8 +95,11 @@ def test_shared_modules_are_stdlib_only_and_load_no_layer() -> None:
 
 
 def test_frontend_never_loads_the_engine() -> None:
-    loaded = loaded_by("faas_sandbox.frontend.app", "faas_sandbox.colonies.backend",
-                       "faas_sandbox.cli.commands.http_cmd")
+    loaded = loaded_by(
+        "faas_sandbox.frontend.app",
+        "faas_sandbox.colonies.backend",
+        "faas_sandbox.cli.commands.http_cmd",
+    )
     assert "fastapi" in loaded
     assert "RestrictedPython" not in tops(loaded)
     assert "pyseccomp" not in tops(loaded)
@@ -88,9 +108,14 @@ def test_frontend_never_loads_the_engine() -> None:
 
 
 def test_colonies_loads_no_engine_and_no_web_framework() -> None:
-    loaded = loaded_by("faas_sandbox.colonies.client", "faas_sandbox.colonies.backend",
-                       "faas_sandbox.colonies.calls", "faas_sandbox.colonies.lifecycle",
-                       "faas_sandbox.colonies.inventory", "faas_sandbox.colonies.spec")
+    loaded = loaded_by(
+        "faas_sandbox.colonies.client",
+        "faas_sandbox.colonies.backend",
+        "faas_sandbox.colonies.calls",
+        "faas_sandbox.colonies.lifecycle",
+        "faas_sandbox.colonies.inventory",
+        "faas_sandbox.colonies.spec",
+    )
     assert "faas_sandbox.colonies.transport" in loaded
     # Our own transport: no client library, no HTTP library beyond the standard one.
     assert tops(loaded) & {"pycolonies", "requests", "urllib3"} == set()
@@ -101,9 +126,13 @@ def test_colonies_loads_no_engine_and_no_web_framework() -> None:
 
 
 def test_executor_parent_loads_no_web_framework_and_no_restrictedpython() -> None:
-    loaded = loaded_by("faas_sandbox.executor.loop", "faas_sandbox.executor.registration",
-                       "faas_sandbox.executor.liveness", "faas_sandbox.engine.sandbox",
-                       "faas_sandbox.cli.commands.executor_cmd")
+    loaded = loaded_by(
+        "faas_sandbox.executor.loop",
+        "faas_sandbox.executor.registration",
+        "faas_sandbox.executor.liveness",
+        "faas_sandbox.engine.sandbox",
+        "faas_sandbox.cli.commands.executor_cmd",
+    )
     assert "faas_sandbox.engine.sandbox" in loaded
     assert tops(loaded) & (WEB - {"pydantic"}) == set()
     assert "RestrictedPython" not in tops(loaded)
@@ -119,7 +148,12 @@ def test_cli_dispatch_loads_no_layer() -> None:
 
 
 def test_python_m_faas_sandbox_runs_the_cli() -> None:
-    done = subprocess.run([sys.executable, "-I", "-m", "faas_sandbox", "--help"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-I", "-m", "faas_sandbox", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "executor" in done.stdout and "http" in done.stdout

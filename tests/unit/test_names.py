@@ -19,14 +19,31 @@ def test_plain_ascii_identifiers_up_to_128_characters_are_function_names(name):
     assert function_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["../etc/passwd", "a/b", "a.b", "", "1abc", "x" * 129,
-                                  "con vert", "convert\n", "ünïcode", 7, None, b"convert"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../etc/passwd",
+        "a/b",
+        "a.b",
+        "",
+        "1abc",
+        "x" * 129,
+        "con vert",
+        "convert\n",
+        "ünïcode",
+        7,
+        None,
+        b"convert",
+    ],
+)
 def test_anything_else_is_refused_with_the_rule_in_the_message(name):
     with pytest.raises(SpecError) as refused:
         function_name(name)
-    assert str(refused.value) == (f"invalid function name {repr(name)[:80]}: expected an "
-                                  f"identifier ([A-Za-z_][A-Za-z0-9_]*, at most 128 "
-                                  f"characters)")
+    assert str(refused.value) == (
+        f"invalid function name {repr(name)[:80]}: expected an "
+        f"identifier ([A-Za-z_][A-Za-z0-9_]*, at most 128 "
+        f"characters)"
+    )
 
 
 def test_processids_are_64_lowercase_hex_digits():
@@ -45,9 +62,13 @@ def test_the_front_end_documents_and_applies_the_same_patterns():
             return 0
 
     schema = create_app(NoBackend()).openapi()  # type: ignore[arg-type]
-    patterns = {param["name"]: param["schema"].get("pattern")
-                for path in schema["paths"].values() for op in path.values()
-                for param in op.get("parameters", []) if param["in"] == "path"}
+    patterns = {
+        param["name"]: param["schema"].get("pattern")
+        for path in schema["paths"].values()
+        for op in path.values()
+        for param in op.get("parameters", [])
+        if param["in"] == "path"
+    }
     assert patterns == {"name": FUNCTION_NAME_PATTERN, "processid": PROCESSID_PATTERN}
 
 

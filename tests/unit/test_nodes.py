@@ -19,34 +19,43 @@ from faas_sandbox.settings import Settings
 KEY = "ddf7f7791208083b6a9ed975a72684f6406a269cfa36f1b1c32045c0a71fff05"
 
 
-@pytest.mark.parametrize(("text", "nodes"), [
-    ("localhost", [Node("localhost", 50080)]),
-    ("a:50281,b:50282, c", [Node("a", 50281), Node("b", 50282), Node("c", 50080)]),
-    ("[::1]:50281,[fe80::1]", [Node("::1", 50281), Node("fe80::1", 50080)]),
-])
+@pytest.mark.parametrize(
+    ("text", "nodes"),
+    [
+        ("localhost", [Node("localhost", 50080)]),
+        ("a:50281,b:50282, c", [Node("a", 50281), Node("b", 50282), Node("c", 50080)]),
+        ("[::1]:50281,[fe80::1]", [Node("::1", 50281), Node("fe80::1", 50080)]),
+    ],
+)
 def test_parse_nodes(text, nodes):
     assert list(parse_nodes(text, 50080)) == nodes
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    ("a,,b", "empty entry"),
-    ("a:", "bad port"),
-    ("a:x", "bad port"),
-    ("a:70000", "out of range"),
-    ("::1", "IPv6"),
-    ("[::1", "IPv6"),
-    ("a:1,a:1", "listed twice"),
-    ("http://a", "bad"),
-    ("a b:1", "bad host"),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("a,,b", "empty entry"),
+        ("a:", "bad port"),
+        ("a:x", "bad port"),
+        ("a:70000", "out of range"),
+        ("::1", "IPv6"),
+        ("[::1", "IPv6"),
+        ("a:1,a:1", "listed twice"),
+        ("http://a", "bad"),
+        ("a b:1", "bad host"),
+    ],
+)
 def test_parse_nodes_names_the_bad_entry(text, error):
     with pytest.raises(ValueError, match=error):
         parse_nodes(text, 50080)
 
 
 def test_settings_refuse_a_bad_node_list():
-    env = {"COLONIES_SERVER_HOST": "a:1,a:1", "COLONIES_SERVER_PORT": "50080",
-           "COLONIES_COLONY_NAME": "dev"}
+    env = {
+        "COLONIES_SERVER_HOST": "a:1,a:1",
+        "COLONIES_SERVER_PORT": "50080",
+        "COLONIES_COLONY_NAME": "dev",
+    }
     with pytest.raises(SettingsError, match="COLONIES_SERVER_HOST: a:1 is listed twice"):
         Settings.from_env(env)
     env["COLONIES_SERVER_HOST"] = "a:50281, b:50282"
@@ -63,7 +72,8 @@ def test_concurrent_failures_of_one_node_switch_once(caplog):
         t.join()
     assert nodes.current() == (1, Node("b", 2)) and nodes.switches == 1
     assert [r.getMessage() for r in caplog.records] == [
-        "colonies node a:1 failed (reset); switching to b:2"]
+        "colonies node a:1 failed (reset); switching to b:2"
+    ]
     nodes.failed(1, "refused")
     nodes.failed(2, "refused")
     assert nodes.current()[0] == 0  # round robin
@@ -85,9 +95,15 @@ class Node_(BaseHTTPRequestHandler):  # noqa: N801
         state = self.server.state  # type: ignore[attr-defined]
         state["seen"].append(msg["msgtype"])
         if msg["msgtype"] in state.get("no_quorum", ()):
-            data = json.dumps({"payloadtype": "error", "error": True, "payload": base64.b64encode(
-                json.dumps({"status": 500, "message": "context deadline exceeded"}).encode()
-            ).decode()})
+            data = json.dumps(
+                {
+                    "payloadtype": "error",
+                    "error": True,
+                    "payload": base64.b64encode(
+                        json.dumps({"status": 500, "message": "context deadline exceeded"}).encode()
+                    ).decode(),
+                }
+            )
             self.send_response(500)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -97,8 +113,13 @@ class Node_(BaseHTTPRequestHandler):  # noqa: N801
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
             return
-        data = json.dumps({"payloadtype": msg["msgtype"], "error": False, "payload":
-                           base64.b64encode(json.dumps({"node": state["name"]}).encode()).decode()})
+        data = json.dumps(
+            {
+                "payloadtype": msg["msgtype"],
+                "error": False,
+                "payload": base64.b64encode(json.dumps({"node": state["name"]}).encode()).decode(),
+            }
+        )
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -142,7 +163,8 @@ def test_a_refused_node_is_skipped_for_every_request_even_a_submit(cluster, capl
     assert client.transport.url.endswith(f":{cluster[0].server_address[1]}/api")
     assert [r.getMessage() for r in caplog.records] == [
         f"colonies node 127.0.0.1:{dead} failed (connection refused); switching to "
-        f"127.0.0.1:{cluster[0].server_address[1]}"]
+        f"127.0.0.1:{cluster[0].server_address[1]}"
+    ]
 
 
 def test_a_submit_that_may_have_arrived_is_not_sent_again(cluster):
@@ -189,7 +211,8 @@ def test_while_no_node_answers_switches_are_counted_not_logged(caplog):
     nodes.answered()
     assert [r.getMessage() for r in caplog.records] == [
         "colonies node a:1 failed (refused); switching to b:2",
-        "colonies node b:2 answers (after 4 more switches while no node answered)"]
+        "colonies node b:2 answers (after 4 more switches while no node answered)",
+    ]
     assert nodes.switches == 5
 
 

@@ -22,15 +22,23 @@ def process(**kwargs: Any) -> dict[str, Any]:
 def test_spec_carries_the_pin_in_both_forms() -> None:
     call = parse_process(process(function="f", args="[1]", revision="file1", sha256=SHA))
     assert call.revision == ("file1", SHA)
-    assert parse_process(process(function="f", arg="2", revision="x", sha256=SHA)).revision \
-        == ("x", SHA)
+    assert parse_process(process(function="f", arg="2", revision="x", sha256=SHA)).revision == (
+        "x",
+        SHA,
+    )
     assert parse_process(process(function="f")).revision is None
 
 
-@pytest.mark.parametrize("kwargs", [{"revision": "file1"}, {"sha256": SHA},
-                                    {"revision": "../x", "sha256": SHA},
-                                    {"revision": "f", "sha256": "zz"},
-                                    {"revision": 3, "sha256": SHA}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"revision": "file1"},
+        {"sha256": SHA},
+        {"revision": "../x", "sha256": SHA},
+        {"revision": "f", "sha256": "zz"},
+        {"revision": 3, "sha256": SHA},
+    ],
+)
 def test_a_half_or_malformed_pin_is_a_spec_error(kwargs: dict[str, Any]) -> None:
     with pytest.raises(SpecError):
         parse_process(process(function="f", **kwargs))

@@ -42,8 +42,9 @@ def test_missing_or_non_positive_maxexectime_means_policy_default(value: float |
 
 
 def test_function_override_applies_only_to_that_function() -> None:
-    policy = Policy.from_dict({"functions": {"convert": {"wall_seconds": 2.0,
-                                                         "imports": ["math"]}}})
+    policy = Policy.from_dict(
+        {"functions": {"convert": {"wall_seconds": 2.0, "imports": ["math"]}}}
+    )
     assert policy.for_call("convert").limits.wall_seconds == 2.0
     assert policy.for_call("convert").allowed_modules == frozenset({"math"})
     assert policy.for_call("other").limits.wall_seconds == Limits().wall_seconds

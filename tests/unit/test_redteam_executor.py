@@ -19,7 +19,8 @@ from .test_executor_hostile import start, stop
 
 
 def test_a_report_that_cannot_be_built_fails_its_call_and_the_executor_keeps_serving(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RecursionError("a result too deep for the report code")
 

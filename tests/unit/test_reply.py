@@ -25,16 +25,27 @@ PID = "ab" * 32
 
 
 def envelope(payload: bytes, *, error: bool = False, kind: str = "assignprocessmsg") -> bytes:
-    return json.dumps({"payloadtype": "error" if error else kind,
-                       "payload": base64.b64encode(payload).decode(), "error": error}).encode()
+    return json.dumps(
+        {
+            "payloadtype": "error" if error else kind,
+            "payload": base64.b64encode(payload).decode(),
+            "error": error,
+        }
+    ).encode()
 
 
 def process(args: object, raw_args: str = "") -> bytes:
     """A process as the server writes it: pretty-printed, processid first; ``raw_args`` is
     JSON text put in place of args (nesting Python's json could not write)."""
-    text = json.dumps({"processid": PID, "assignedexecutorid": "me", "state": 1,
-                       "spec": {"funcname": "execute", "args": "@ARGS@" if raw_args else args}},
-                      indent=2)
+    text = json.dumps(
+        {
+            "processid": PID,
+            "assignedexecutorid": "me",
+            "state": 1,
+            "spec": {"funcname": "execute", "args": "@ARGS@" if raw_args else args},
+        },
+        indent=2,
+    )
     return text.replace('"@ARGS@"', raw_args).encode()
 
 
@@ -109,26 +120,33 @@ def test_server_errors_and_database_errors():
     with pytest.raises(ColoniesRefused) as info:
         decode_reply(envelope(error, error=True), 404)
     assert info.value.status == 404
-    down = json.dumps({"status": 403, "message": "dial tcp 1.2.3.4:5: connect: connection "
-                                                 "refused"}).encode()
+    down = json.dumps(
+        {"status": 403, "message": "dial tcp 1.2.3.4:5: connect: connection refused"}
+    ).encode()
     with pytest.raises(ColoniesUnreachable):
         decode_reply(envelope(down, error=True), 403)
 
 
-@pytest.mark.parametrize(("body", "status", "kind"), [
-    (b"", 200, ColoniesRefused), (b"<html>", 502, ColoniesUnreachable),
-    (b'{"payload": "!!", "error": false}', 200, ColoniesRefused),
-    (deep_text(5000).encode(), 200, ColoniesRefused),
-    (b'{"payload": 5, "error": false}', 200, ColoniesRefused),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "kind"),
+    [
+        (b"", 200, ColoniesRefused),
+        (b"<html>", 502, ColoniesUnreachable),
+        (b'{"payload": "!!", "error": false}', 200, ColoniesRefused),
+        (deep_text(5000).encode(), 200, ColoniesRefused),
+        (b'{"payload": 5, "error": false}', 200, ColoniesRefused),
+    ],
+)
 def test_a_non_colonies_body_is_classified(body, status, kind):
     with pytest.raises(kind, match="not a Colonies reply"):
         decode_reply(body, status)
 
 
 def test_salvage_reads_only_top_level_fields():
-    tricky = b'{"spec": {"processid": "fake"}, "note": "\\"processid\\": \\"fake2\\"",' \
-             b' "processid": "real", "state": 1}'
+    tricky = (
+        b'{"spec": {"processid": "fake"}, "note": "\\"processid\\": \\"fake2\\"",'
+        b' "processid": "real", "state": 1}'
+    )
     assert salvage(tricky) == {"processid": "real"}
     assert salvage(b'{"processid": "cut') == {}
     assert salvage(b"[[[[[[") == {}

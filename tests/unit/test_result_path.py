@@ -23,19 +23,54 @@ from .test_executor import STORE, FakeColonies, FakeS3, FakeSandbox
 LIMITS = Limits(wall_seconds=2.0, cpu_seconds=1, memory_mb=64)
 
 
-@pytest.mark.parametrize("data", [
-    b"0", b"-1", b"69.8", b"1e+300", b"-0.5E-3", b'""', b'"a"', b'"\\"21\\""',
-    b'"\\u0000\\ud800\\\\/\\b\\f\\n\\r\\t"', '"café"'.encode(),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"0",
+        b"-1",
+        b"69.8",
+        b"1e+300",
+        b"-0.5E-3",
+        b'""',
+        b'"a"',
+        b'"\\"21\\""',
+        b'"\\u0000\\ud800\\\\/\\b\\f\\n\\r\\t"',
+        '"café"'.encode(),
+    ],
+)
 def test_one_json_number_or_string_is_well_formed(data):
     assert well_formed(data)
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"01", b"1.", b"+1", b"NaN", b"Infinity", b"true", b"null", b"[1]", b'{"a":1}',
-    b'"a"b"', b'"a', b'a"', b'"a\\"', b'"\\x"', b'"\\u12"', b'"a\nb"', b'"a\x00b"', b" 1",
-    b"1 ", b'"a","b"', b'1],"processid":"other","out":[2', b'"a"]}', b"1\n",
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"01",
+        b"1.",
+        b"+1",
+        b"NaN",
+        b"Infinity",
+        b"true",
+        b"null",
+        b"[1]",
+        b'{"a":1}',
+        b'"a"b"',
+        b'"a',
+        b'a"',
+        b'"a\\"',
+        b'"\\x"',
+        b'"\\u12"',
+        b'"a\nb"',
+        b'"a\x00b"',
+        b" 1",
+        b"1 ",
+        b'"a","b"',
+        b'1],"processid":"other","out":[2',
+        b'"a"]}',
+        b"1\n",
+    ],
+)
 def test_anything_else_is_not(data):
     assert not well_formed(data)
 
@@ -53,32 +88,40 @@ def test_a_child_that_sends_anything_but_one_element_crashed(raw):
     seen = Seen(wire.Result("ok", 0, 0.001, 1, raw, "", ""))
     out = classify(seen, Usage(), LIMITS, as_element=True)
     assert (out.error_kind, out.message) == (
-        ErrorKind.CRASH, "sent a malformed result (not one output element)")
+        ErrorKind.CRASH,
+        "sent a malformed result (not one output element)",
+    )
     assert classify(seen, Usage(), LIMITS).ok  # without element=True the bytes are JSON
 
 
 def test_the_element_flag_crosses_the_wire_and_unknown_flags_are_refused():
     r, w = os.pipe()
     try:
-        frame = wire.encode_request(wire.SOURCE, b"f", 0, wire.pack_limits(LIMITS), b"", b"[]",
-                                    element=True)
+        frame = wire.encode_request(
+            wire.SOURCE, b"f", 0, wire.pack_limits(LIMITS), b"", b"[]", element=True
+        )
         wire.write_all(w, frame)
         assert wire.read_request(r).element is True
         bad = bytearray(frame)
         bad[wire.FRAME.size + 1] = 2  # a flag nobody defined
         with pytest.raises(wire.WireError):
-            wire.decode_request_head(bytes(bad[:wire.REQUEST_HEAD_BYTES]))
+            wire.decode_request_head(bytes(bad[: wire.REQUEST_HEAD_BYTES]))
     finally:
         os.close(r)
         os.close(w)
 
 
 def test_message_bytes_splices_elements_and_encodes_the_rest_as_before():
-    msg = {"msgtype": "closesuccessfulmsg", "processid": "p1",
-           "out": [Element(b'"{\\"a\\":\\"\\\\ud800\\"}"'), 3, "é"]}
+    msg = {
+        "msgtype": "closesuccessfulmsg",
+        "processid": "p1",
+        "out": [Element(b'"{\\"a\\":\\"\\\\ud800\\"}"'), 3, "é"],
+    }
     data = message_bytes(msg)
-    assert data == (b'{"msgtype": "closesuccessfulmsg", "processid": "p1", "out": ['
-                    b'"{\\"a\\":\\"\\\\ud800\\"}", 3, "\\u00e9"]}')
+    assert data == (
+        b'{"msgtype": "closesuccessfulmsg", "processid": "p1", "out": ['
+        b'"{\\"a\\":\\"\\\\ud800\\"}", 3, "\\u00e9"]}'
+    )
     assert json.loads(data)["out"] == ['{"a":"\\ud800"}', 3, "é"]
     plain = {"msgtype": "closesuccessfulmsg", "processid": "p1", "out": [69.8]}
     assert message_bytes(plain) == json.dumps(plain).encode()
@@ -96,8 +139,9 @@ ELEMENTS = {  # what a child sends for: a structure, a plain string, a JSON-text
 class ElementSandbox(FakeSandbox):
     """Returns what a child sends (element bytes), never a Python value."""
 
-    def call(self, source, function, args=(), kwargs=None, maxexectime=None, *,
-             element=False) -> Outcome:
+    def call(
+        self, source, function, args=(), kwargs=None, maxexectime=None, *, element=False
+    ) -> Outcome:
         assert element
         return Outcome(True, usage=Usage(0.001, 0.001, 1), element=ELEMENTS[function])
 
@@ -111,8 +155,9 @@ class RawColonies(FakeColonies):
         self.sent: dict[str, bytes] = {}
 
     def close(self, processid, out):
-        self.sent[processid] = message_bytes({"msgtype": "closesuccessfulmsg",
-                                              "processid": processid, "out": out})
+        self.sent[processid] = message_bytes(
+            {"msgtype": "closesuccessfulmsg", "processid": processid, "out": out}
+        )
         self._record("close", processid, out)
 
 
@@ -126,8 +171,10 @@ def test_the_executor_splices_the_childs_element_without_decoding_it(monkeypatch
     decoded: list[object] = []
 
     def spying_loads(text, *args, **kwargs):
-        if any(e in (text if isinstance(text, bytes) else str(text).encode("utf-8", "replace"))
-               for e in ELEMENTS.values()):
+        if any(
+            e in (text if isinstance(text, bytes) else str(text).encode("utf-8", "replace"))
+            for e in ELEMENTS.values()
+        ):
             decoded.append(text)
         return real_loads(text, *args, **kwargs)
 
@@ -150,9 +197,17 @@ def test_the_executor_splices_the_childs_element_without_decoding_it(monkeypatch
     assert sorted(c[1] for c in calls if c[0] == "close") == sorted(ELEMENTS)
     assert decoded == []
     for name, raw in ELEMENTS.items():
-        assert client.sent[name] == (b'{"msgtype": "closesuccessfulmsg", "processid": "'
-                                     + name.encode() + b'", "out": [' + raw + b"]}")
+        assert client.sent[name] == (
+            b'{"msgtype": "closesuccessfulmsg", "processid": "'
+            + name.encode()
+            + b'", "out": ['
+            + raw
+            + b"]}"
+        )
     monkeypatch.undo()
     outs = {name: json.loads(data)["out"] for name, data in client.sent.items()}
-    assert outs == {"structure": ['{"k":[1,"\\udc80"]}'], "plain": ["café \x00 ☃"],
-                    "jsontext": ['"21"']}  # docs/protocol.md, Results
+    assert outs == {
+        "structure": ['{"k":[1,"\\udc80"]}'],
+        "plain": ["café \x00 ☃"],
+        "jsontext": ['"21"'],
+    }  # docs/protocol.md, Results

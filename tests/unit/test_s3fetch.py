@@ -55,6 +55,7 @@ def _serve(handler: Callable[[socket.socket], None], conn: socket.socket) -> Non
 def ok(body: bytes) -> Callable[[socket.socket], None]:
     def handler(conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
     return handler
 
 
@@ -64,12 +65,15 @@ def drip(head: bytes, every: float, stop_after: int = 1000) -> Callable[[socket.
         for _ in range(stop_after):
             time.sleep(every)
             conn.sendall(b"#")
+
     return handler
 
 
 def test_a_plain_get(server):
-    assert bounded_get(server(ok(b"def f(): pass\n")), deadline=time.monotonic() + 5,
-                       max_bytes=100) == b"def f(): pass\n"
+    assert (
+        bounded_get(server(ok(b"def f(): pass\n")), deadline=time.monotonic() + 5, max_bytes=100)
+        == b"def f(): pass\n"
+    )
 
 
 def test_a_dripping_body_ends_at_the_deadline_not_per_read(server):
@@ -101,8 +105,9 @@ def test_a_dead_port_is_unavailable_at_once():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(CodeUnavailable, match=r"S3 127\.0\.0\.1"):
-        bounded_get(f"http://127.0.0.1:{port}/b/k?x=1", deadline=time.monotonic() + 5,
-                    max_bytes=100)
+        bounded_get(
+            f"http://127.0.0.1:{port}/b/k?x=1", deadline=time.monotonic() + 5, max_bytes=100
+        )
 
 
 def test_declared_or_actual_size_over_the_cap_is_refused(server):
@@ -110,8 +115,11 @@ def test_declared_or_actual_size_over_the_cap_is_refused(server):
         bounded_get(server(ok(b"x" * 1000)), deadline=time.monotonic() + 5, max_bytes=100)
 
     def chunked(conn: socket.socket) -> None:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"3e8\r\n" + b"x" * 1000 + b"\r\n0\r\n\r\n")
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3e8\r\n" + b"x" * 1000 + b"\r\n0\r\n\r\n"
+        )
+
     with pytest.raises(FunctionNotFound, match="over the 100-byte limit"):
         bounded_get(server(chunked), deadline=time.monotonic() + 5, max_bytes=100)
 
@@ -120,12 +128,14 @@ def test_errors_name_the_s3_code_never_the_body(server):
     def refuse(conn: socket.socket) -> None:
         body = b"<Error><Code>AccessDenied</Code><Message>SECRET</Message></Error>"
         conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
     with pytest.raises(CodeUnavailable, match="AccessDenied") as info:
         bounded_get(server(refuse), deadline=time.monotonic() + 5, max_bytes=100)
     assert "SECRET" not in str(info.value)
 
     def missing(conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
     with pytest.raises(FunctionNotFound, match="gone from S3"):
         bounded_get(server(missing), deadline=time.monotonic() + 5, max_bytes=100)
 
@@ -134,5 +144,6 @@ def test_a_body_cut_short_is_unavailable(server):
     def cut(conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
         conn.close()
+
     with pytest.raises(CodeUnavailable, match="mid-body"):
         bounded_get(server(cut), deadline=time.monotonic() + 5, max_bytes=1000)

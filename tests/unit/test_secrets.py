@@ -25,10 +25,20 @@ def test_keys_are_handed_over_and_gone_from_the_environ_file():
     key = "0123456789abcdef" * 4
     # start from an environment without keys: other tests (the stack fixture) may have set some
     clean = {k: v for k, v in os.environ.items() if "PRVKEY" not in k and "SECRET" not in k}
-    env = {**clean, "COLONIES_PRVKEY": key, "AWS_S3_SECRETKEY": "0123456789abcdef-s3",
-           "KEEP": "yes"}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=60, check=True)
+    env = {
+        **clean,
+        "COLONIES_PRVKEY": key,
+        "AWS_S3_SECRETKEY": "0123456789abcdef-s3",
+        "KEEP": "yes",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     result = json.loads(done.stdout)
     assert result["keys"] == {"COLONIES_PRVKEY": key, "AWS_S3_SECRETKEY": "0123456789abcdef-s3"}
     assert result["leak"] is False and result["fd_var"] is False
@@ -39,8 +49,14 @@ def test_keys_are_handed_over_and_gone_from_the_environ_file():
 
 def test_without_keys_nothing_happens():
     env = {k: v for k, v in os.environ.items() if "PRVKEY" not in k and "SECRET" not in k}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert json.loads(done.stdout)["keys"] == {}
     assert done.stderr.split()[-1] == str(json.loads(done.stdout)["pid"])
 

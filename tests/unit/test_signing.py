@@ -27,8 +27,11 @@ from faas_sandbox.element import Element
 KNOWN_KEY = "ddf7f7791208083b6a9ed975a72684f6406a269cfa36f1b1c32045c0a71fff05"
 KNOWN_ID = "3fc05cf3df4b494e95d6a3d297a34f19938f7daa7422ab0d4f794454133341ac"
 # A fixed message, as the executor sends it (every JSON kind, non-ASCII text included).
-FIXED = {"msgtype": "closesuccessfulmsg", "processid": "a" * 64,
-         "out": [69.8, "text", "Grüße ✓", 7, '{"json": "as a string"}']}
+FIXED = {
+    "msgtype": "closesuccessfulmsg",
+    "processid": "a" * 64,
+    "out": [69.8, "text", "Grüße ✓", 7, '{"json": "as a string"}'],
+}
 
 
 def pycolonies_body(msg: dict[str, Any], prvkey: str) -> bytes:
@@ -37,8 +40,9 @@ def pycolonies_body(msg: dict[str, Any], prvkey: str) -> bytes:
 
     payload = str(base64.b64encode(json.dumps(msg).encode("utf-8")), "utf-8")
     signature = Crypto(native=False).sign(payload, prvkey)
-    return json.dumps({"payloadtype": msg["msgtype"], "payload": payload,
-                       "signature": signature}).encode()
+    return json.dumps(
+        {"payloadtype": msg["msgtype"], "payload": payload, "signature": signature}
+    ).encode()
 
 
 def test_a_fixed_message_and_key_give_pycolonies_bytes_exactly() -> None:
@@ -47,14 +51,29 @@ def test_a_fixed_message_and_key_give_pycolonies_bytes_exactly() -> None:
     assert len(envelope(FIXED, KNOWN_KEY)["signature"]) == 130
 
 
-@pytest.mark.parametrize("msg", [
-    {"msgtype": "versionmsg"},
-    {"msgtype": "assignprocessmsg", "colonyname": "dev", "timeout": 10},
-    {"msgtype": "submitfuncspecmsg", "spec": {"funcname": "execute", "kwargs": {"a": "x" * 999},
-                                              "conditions": {"executornames": None}}},
-    {"msgtype": "getfilemsg", "colonyname": "dev", "fileid": "", "label": "/faas",
-     "name": "f", "latest": True},
-])
+@pytest.mark.parametrize(
+    "msg",
+    [
+        {"msgtype": "versionmsg"},
+        {"msgtype": "assignprocessmsg", "colonyname": "dev", "timeout": 10},
+        {
+            "msgtype": "submitfuncspecmsg",
+            "spec": {
+                "funcname": "execute",
+                "kwargs": {"a": "x" * 999},
+                "conditions": {"executornames": None},
+            },
+        },
+        {
+            "msgtype": "getfilemsg",
+            "colonyname": "dev",
+            "fileid": "",
+            "label": "/faas",
+            "name": "f",
+            "latest": True,
+        },
+    ],
+)
 def test_every_kind_of_message_matches_with_fresh_keys_too(msg: dict[str, Any]) -> None:
     for key in (KNOWN_KEY, new_prvkey()):
         assert request_body(msg, key) == pycolonies_body(msg, key)

@@ -28,8 +28,9 @@ def test_each_rule_allows_exactly_its_limit_and_says_why_past_it():
     assert source_over(100, 100) is None
     assert source_over(101, 100) == "source is 101 bytes, over the limit of 100 (max_source_bytes)"
     assert args_over(100, 100) is None
-    assert args_over(101, 100) == ("arguments are 101 bytes of JSON, over the limit of 100 "
-                                   "(max_args_bytes)")
+    assert args_over(101, 100) == (
+        "arguments are 101 bytes of JSON, over the limit of 100 (max_args_bytes)"
+    )
 
 
 def test_the_engine_entry_and_deploy_refuse_a_source_with_the_same_words():
@@ -53,16 +54,22 @@ def test_the_front_end_and_the_engine_entry_refuse_arguments_with_the_same_measu
     assert size == 29
     engine = admit(1, size, limits.max_source_bytes, limits.max_args_bytes)
     assert engine is not None and engine.message == f"ValueError: {args_over(29, 20)}"
-    app = create_app(FakeBackend({}), ApiSettings(policy=Policy(limits=limits)),
-                     metrics=Metrics(CollectorRegistry()))
+    app = create_app(
+        FakeBackend({}),
+        ApiSettings(policy=Policy(limits=limits)),
+        metrics=Metrics(CollectorRegistry()),
+    )
     response = TestClient(app).post("/functions/f/call", json={"args": args})
     assert response.status_code == 413
     assert response.json()["detail"]["message"] == f"f: {args_over(29, 20)}"
 
 
 def test_the_ceiling_is_the_largest_limit_any_function_has():
-    policy = Policy.from_dict({"limits": {"max_source_bytes": 100},
-                               "functions": {"big": {"max_source_bytes": 500},
-                                             "small": {"max_source_bytes": 10}}})
+    policy = Policy.from_dict(
+        {
+            "limits": {"max_source_bytes": 100},
+            "functions": {"big": {"max_source_bytes": 500}, "small": {"max_source_bytes": 10}},
+        }
+    )
     assert policy.ceiling("max_source_bytes") == 500
     assert Policy().ceiling("max_args_bytes") == Limits().max_args_bytes

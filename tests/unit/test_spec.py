@@ -25,8 +25,7 @@ def process(spec: dict, **extra: object) -> dict:
 
 
 def execute(kwargs: dict | None, **spec: object) -> dict:
-    return process({"funcname": "execute", "kwargs": kwargs, "args": [], "maxexectime": -1,
-                    **spec})
+    return process({"funcname": "execute", "kwargs": kwargs, "args": [], "maxexectime": -1, **spec})
 
 
 def test_tutorial_spec_passes_arg_as_float():
@@ -55,8 +54,11 @@ def test_tutorial_arg_accepts_what_float_accepts():
 
 def test_json_args_and_kwargs():
     kwargs = encode_call_kwargs("scale", [1, [2, 3]], {"factor": 2.5, "name": None})
-    assert kwargs == {"function": "scale", "args": "[1,[2,3]]",
-                      "kwargs": '{"factor":2.5,"name":null}'}
+    assert kwargs == {
+        "function": "scale",
+        "args": "[1,[2,3]]",
+        "kwargs": '{"factor":2.5,"name":null}',
+    }
     call = parse_process(execute(kwargs))
     assert call.args == (1, [2, 3])
     assert call.kwargs == {"factor": 2.5, "name": None}
@@ -75,18 +77,21 @@ def test_real_json_values_from_non_pycolonies_clients_are_taken_as_is():
     assert call.kwargs == {"k": [3]}
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"function": "f", "args": "{"}, "kwargs.args is not valid JSON"),
-    ({"function": "f", "args": '{"a": 1}'}, "kwargs.args must be JSON text of an array"),
-    ({"function": "f", "kwargs": "[1]"}, "kwargs.kwargs must be JSON text of an object"),
-    ({"function": "f", "args": "[NaN]"}, "not valid JSON"),
-    ({"function": "f", "kwargs": '{"not-an-id": 1}'}, "not an identifier"),
-    ({"function": "f", "args": 5}, "must be JSON text"),
-    ({"function": "f", "arg": "1", "args": "[]"}, "cannot be combined"),
-    ({"function": "f", "argz": "[]"}, "unknown kwargs"),
-    ({"arg": "1"}, "kwargs.function is missing"),
-    (None, "kwargs.function is missing"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"function": "f", "args": "{"}, "kwargs.args is not valid JSON"),
+        ({"function": "f", "args": '{"a": 1}'}, "kwargs.args must be JSON text of an array"),
+        ({"function": "f", "kwargs": "[1]"}, "kwargs.kwargs must be JSON text of an object"),
+        ({"function": "f", "args": "[NaN]"}, "not valid JSON"),
+        ({"function": "f", "kwargs": '{"not-an-id": 1}'}, "not an identifier"),
+        ({"function": "f", "args": 5}, "must be JSON text"),
+        ({"function": "f", "arg": "1", "args": "[]"}, "cannot be combined"),
+        ({"function": "f", "argz": "[]"}, "unknown kwargs"),
+        ({"arg": "1"}, "kwargs.function is missing"),
+        (None, "kwargs.function is missing"),
+    ],
+)
 def test_malformed_execute_kwargs_are_spec_errors(kwargs, message):
     with pytest.raises(SpecError, match=message):
         parse_process(execute(kwargs))
@@ -107,12 +112,27 @@ def test_args_text_over_the_size_cap_is_refused_before_parsing():
     big = "[" + "1," * 600 + "1]"
     with pytest.raises(SpecError, match="over the limit of 1000 bytes"):
         parse_process(execute({"function": "f", "args": big}), max_args_bytes=1000)
-    assert parse_process(execute({"function": "f", "args": "[1]"}), max_args_bytes=1000).args \
-        == (1,)
+    assert parse_process(execute({"function": "f", "args": "[1]"}), max_args_bytes=1000).args == (
+        1,
+    )
 
 
-@pytest.mark.parametrize("name", ["../etc/passwd", "a/b", "a.b", "", "1abc", "x" * 129,
-                                  "con vert", "convert\n", "ünïcode", 7, None])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../etc/passwd",
+        "a/b",
+        "a.b",
+        "",
+        "1abc",
+        "x" * 129,
+        "con vert",
+        "convert\n",
+        "ünïcode",
+        7,
+        None,
+    ],
+)
 def test_function_names_with_path_characters_or_non_identifiers_are_refused(name):
     with pytest.raises(SpecError, match="invalid function name"):
         parse_process(execute({"function": name, "arg": "1"}))
@@ -120,12 +140,15 @@ def test_function_names_with_path_characters_or_non_identifiers_are_refused(name
         function_name(name)
 
 
-@pytest.mark.parametrize("spec", [
-    {"kwargs": {"function": "f"}},
-    {"funcname": "", "kwargs": {}},
-    {"funcname": "execute", "args": "oops"},
-    {"funcname": "execute", "kwargs": ["function"]},
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kwargs": {"function": "f"}},
+        {"funcname": "", "kwargs": {}},
+        {"funcname": "execute", "args": "oops"},
+        {"funcname": "execute", "kwargs": ["function"]},
+    ],
+)
 def test_malformed_specs_are_spec_errors(spec):
     with pytest.raises(SpecError):
         parse_process(process(spec))
@@ -150,8 +173,14 @@ def sample(a, b=2):
 def test_inline_code_as_pycolonies_func_spec_writes_it():
     from pycolonies import func_spec  # the real helper, as tutorial Option 3 users call it
 
-    spec = func_spec(func=sample, args=[1, "x"], colonyname="dev", executortype="faas-executor",
-                     maxexectime=5, maxretries=0).model_dump(by_alias=True)
+    spec = func_spec(
+        func=sample,
+        args=[1, "x"],
+        colonyname="dev",
+        executortype="faas-executor",
+        maxexectime=5,
+        maxretries=0,
+    ).model_dump(by_alias=True)
     call = parse_process(process(spec))
     assert call.function == "sample"
     assert call.args == (1, "x")
@@ -164,8 +193,7 @@ def test_inline_code_from_env_attributes_and_indented_source():
     source = "    def nested(x):\n        return x * 2\n"
     code = base64.b64encode(source.encode()).decode()
     attrs = [{"key": "code", "value": code, "targetid": PID, "attributetype": 3}]
-    call = parse_process(process({"funcname": "nested", "args": [4], "env": {}},
-                                 attributes=attrs))
+    call = parse_process(process({"funcname": "nested", "args": [4], "env": {}}, attributes=attrs))
     assert call.source == "def nested(x):\n    return x * 2\n"
     assert call.args == (4,)
 
@@ -175,19 +203,34 @@ def test_inline_code_that_is_not_base64_is_a_spec_error():
         parse_process(process({"funcname": "f", "env": {"code": "%%%"}}))
 
 
-@pytest.mark.parametrize(("value", "expected"), [(-1, None), (0, None), (None, None),
-                                                 ("5", None), (True, None), (7, 7), (2.9, 2)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(-1, None), (0, None), (None, None), ("5", None), (True, None), (7, 7), (2.9, 2)],
+)
 def test_maxexectime_zero_or_negative_means_policy_default(value, expected):
     call = parse_process(execute({"function": "f", "arg": "1"}, maxexectime=value))
     assert call.maxexectime == expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (69.8, 69.8), (3, 3), ("text", "text"), ("", ""),
-    (True, "true"), (None, "null"), ([1, "a"], '[1,"a"]'), ({"a": {"b": 1}}, '{"a":{"b":1}}'),
-    (2**53, 2**53), (2**53 + 1, str(2**53 + 1)), (-(2**60), str(-(2**60))),
-    ("21", '"21"'), ("a\x00b", "a\x00b"), (["\ud800"], '["\\ud800"]'),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (69.8, 69.8),
+        (3, 3),
+        ("text", "text"),
+        ("", ""),
+        (True, "true"),
+        (None, "null"),
+        ([1, "a"], '[1,"a"]'),
+        ({"a": {"b": 1}}, '{"a":{"b":1}}'),
+        (2**53, 2**53),
+        (2**53 + 1, str(2**53 + 1)),
+        (-(2**60), str(-(2**60))),
+        ("21", '"21"'),
+        ("a\x00b", "a\x00b"),
+        (["\ud800"], '["\\ud800"]'),
+    ],
+)
 def test_results_are_numbers_or_strings(value, expected):
     encoded = encode_result(value)
     assert encoded == expected
@@ -210,20 +253,50 @@ def test_encoded_results_are_readable_by_the_pycolonies_process_model():
 
     out = [encode_result(v) for v in (69.8, 1, "s", None, [1], {"a": 1}, 2**64, "21")]
     template = {
-        "processid": PID, "initiatorid": "i", "initiatorname": "n", "assignedexecutorid": "",
-        "isassigned": False, "state": 2, "prioritytime": 0, "retries": 0, "attributes": [],
-        "submissiontime": "0001-01-01T00:00:00Z", "starttime": "0001-01-01T00:00:00Z",
-        "endtime": "0001-01-01T00:00:00Z", "waitdeadline": "0001-01-01T00:00:00Z",
-        "execdeadline": "0001-01-01T00:00:00Z", "spec": {"conditions": {"executortype": "t"}},
-        "parents": [], "children": [], "processgraphid": "", "in": [], "out": out, "errors": [],
+        "processid": PID,
+        "initiatorid": "i",
+        "initiatorname": "n",
+        "assignedexecutorid": "",
+        "isassigned": False,
+        "state": 2,
+        "prioritytime": 0,
+        "retries": 0,
+        "attributes": [],
+        "submissiontime": "0001-01-01T00:00:00Z",
+        "starttime": "0001-01-01T00:00:00Z",
+        "endtime": "0001-01-01T00:00:00Z",
+        "waitdeadline": "0001-01-01T00:00:00Z",
+        "execdeadline": "0001-01-01T00:00:00Z",
+        "spec": {"conditions": {"executortype": "t"}},
+        "parents": [],
+        "children": [],
+        "processgraphid": "",
+        "in": [],
+        "out": out,
+        "errors": [],
     }
     assert Process(**template).output == out
 
 
 @pytest.mark.parametrize(
     "value",
-    [69.8, 21, "hello", "21", "[1]", "true", "null", '"quoted"', "", [1, "a"], {"a": [1]},
-     True, None, 2**60, "NaN text?"],
+    [
+        69.8,
+        21,
+        "hello",
+        "21",
+        "[1]",
+        "true",
+        "null",
+        '"quoted"',
+        "",
+        [1, "a"],
+        {"a": [1]},
+        True,
+        None,
+        2**60,
+        "NaN text?",
+    ],
 )
 def test_every_result_round_trips_unambiguously(value: object) -> None:
     from faas_sandbox.colonies.spec import decode_result, encode_result

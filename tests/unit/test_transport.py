@@ -37,8 +37,13 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         state["seen"].append(msg["msgtype"])
         state["peers"].add(self.client_address)
-        data = json.dumps({"payloadtype": msg["msgtype"], "error": False, "payload":
-                           base64.b64encode(json.dumps({"ok": True}).encode()).decode()}).encode()
+        data = json.dumps(
+            {
+                "payloadtype": msg["msgtype"],
+                "error": False,
+                "payload": base64.b64encode(json.dumps({"ok": True}).encode()).decode(),
+            }
+        ).encode()
         mode = state["mode"]
         if mode == "slow":
             state["release"].wait(10)  # longer than the read timeout the test sets
@@ -62,8 +67,13 @@ class Server(ThreadingHTTPServer):
 @pytest.fixture
 def server() -> Iterator[Server]:
     httpd = Server(("127.0.0.1", 0), Handler)
-    httpd.state = {"seen": [], "peers": set(), "mode": "", "closed": threading.Semaphore(0),
-                   "release": threading.Event()}
+    httpd.state = {
+        "seen": [],
+        "peers": set(),
+        "mode": "",
+        "closed": threading.Semaphore(0),
+        "release": threading.Event(),
+    }
     thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield httpd
@@ -140,8 +150,13 @@ TLS_DIR = Path(__file__).parent / "tls"  # a self-signed certificate for 127.0.0
 @pytest.fixture
 def tls_server() -> Iterator[Server]:
     httpd = Server(("127.0.0.1", 0), Handler)
-    httpd.state = {"seen": [], "peers": set(), "mode": "", "closed": threading.Semaphore(0),
-                   "release": threading.Event()}
+    httpd.state = {
+        "seen": [],
+        "peers": set(),
+        "mode": "",
+        "closed": threading.Semaphore(0),
+        "release": threading.Event(),
+    }
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(TLS_DIR / "localhost.crt", TLS_DIR / "localhost.key")
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)

@@ -10,10 +10,21 @@ from faas_sandbox import Limits
 from faas_sandbox.engine import wire
 
 
-def _request(kind: int = wire.SOURCE, function: bytes = b"f", body: bytes = b"def f(): pass",
-             args: bytes = b"[[1],{}]", limits: Limits = Limits()) -> bytes:
-    return wire.encode_request(kind, function, wire.module_mask(frozenset({"math", "json"})),
-                               wire.pack_limits(limits), body, args)
+def _request(
+    kind: int = wire.SOURCE,
+    function: bytes = b"f",
+    body: bytes = b"def f(): pass",
+    args: bytes = b"[[1],{}]",
+    limits: Limits = Limits(),
+) -> bytes:
+    return wire.encode_request(
+        kind,
+        function,
+        wire.module_mask(frozenset({"math", "json"})),
+        wire.pack_limits(limits),
+        body,
+        args,
+    )
 
 
 def test_frame_is_big_endian_length_then_type_then_payload() -> None:
@@ -29,8 +40,9 @@ def test_a_request_round_trips_over_a_pipe_with_its_args_bytes_untouched() -> No
         os.close(w)
         w = -1
         request = wire.read_request(r)
-        assert request == wire.Request(wire.SOURCE, "f", frozenset({"math", "json"}), limits,
-                                       b"def f(): pass", args)
+        assert request == wire.Request(
+            wire.SOURCE, "f", frozenset({"math", "json"}), limits, b"def f(): pass", args
+        )
         assert wire.read_request(r) is None  # clean EOF: no request
     finally:
         os.close(r)
@@ -38,16 +50,19 @@ def test_a_request_round_trips_over_a_pipe_with_its_args_bytes_untouched() -> No
             os.close(w)
 
 
-@pytest.mark.parametrize(("data", "why"), [
-    (_request(body=b"x" * 101, limits=Limits(max_source_bytes=100)), "malformed"),
-    (_request(args=b"[" * 65, limits=Limits(max_args_bytes=64)), "malformed"),
-    (_request(kind=wire.PROBE, body=b"x"), "malformed"),
-    (_request(kind=9), "malformed"),
-    (_request(function=b"f" * (wire.MAX_FUNCTION_BYTES + 1)), "malformed"),
-])
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (_request(body=b"x" * 101, limits=Limits(max_source_bytes=100)), "malformed"),
+        (_request(args=b"[" * 65, limits=Limits(max_args_bytes=64)), "malformed"),
+        (_request(kind=wire.PROBE, body=b"x"), "malformed"),
+        (_request(kind=9), "malformed"),
+        (_request(function=b"f" * (wire.MAX_FUNCTION_BYTES + 1)), "malformed"),
+    ],
+)
 def test_request_lengths_are_checked_against_their_limits(data: bytes, why: str) -> None:
     with pytest.raises(wire.WireError, match=why):
-        wire.decode_request_head(data[:wire.REQUEST_HEAD_BYTES])
+        wire.decode_request_head(data[: wire.REQUEST_HEAD_BYTES])
 
 
 def test_a_request_cut_short_is_an_error_not_a_request() -> None:

@@ -49,8 +49,9 @@ def connect() -> ColoniesClient:
     except SettingsError as exc:
         usage_error(str(exc))
         raise  # unreachable
-    return ColoniesClient.connect(settings.host, settings.port, settings.tls,
-                                  settings.colony_name, prvkey)
+    return ColoniesClient.connect(
+        settings.host, settings.port, settings.tls, settings.colony_name, prvkey
+    )
 
 
 @contextmanager

@@ -38,24 +38,67 @@ def format_value(value: Any) -> str:
 @click.command("call")
 @click.argument("name")
 @click.argument("args", nargs=-1)
-@click.option("--kwargs", "kwargs_json", default=None, metavar="JSON",
-              help="Keyword arguments as a JSON object.")
-@click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait for the result, or print the process id and return at once.")
+@click.option(
+    "--kwargs",
+    "kwargs_json",
+    default=None,
+    metavar="JSON",
+    help="Keyword arguments as a JSON object.",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait for the result, or print the process id and return at once.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@click.option("--maxexectime", type=click.FloatRange(min=MIN_WALL_SECONDS), default=None,
-              metavar="S", help="Seconds; may lower the policy's wall limit, never raise it.")
-@click.option("--maxwaittime", type=click.IntRange(min=1), default=10, show_default=True,
-              metavar="S", help="Seconds the call may wait for an executor.")
-@click.option("--executor-type", default=DEFAULT_EXECUTOR_TYPE, show_default=True,
-              help="Executor type to submit to (the executor's option of the same name).")
-@click.option("--policy", "policy_path", default=None, metavar="PATH",
-              help="Policy the limits come from [default: the built-in default policy].")
-@click.option("--wait-strategy", type=click.Choice(["ws", "poll"]), default="ws",
-              show_default=True, help="How the end of the call is detected.")
-def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait: bool,
-                 as_json: bool, maxexectime: float | None, maxwaittime: int,
-                 executor_type: str, policy_path: str | None, wait_strategy: str) -> None:
+@click.option(
+    "--maxexectime",
+    type=click.FloatRange(min=MIN_WALL_SECONDS),
+    default=None,
+    metavar="S",
+    help="Seconds; may lower the policy's wall limit, never raise it.",
+)
+@click.option(
+    "--maxwaittime",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    metavar="S",
+    help="Seconds the call may wait for an executor.",
+)
+@click.option(
+    "--executor-type",
+    default=DEFAULT_EXECUTOR_TYPE,
+    show_default=True,
+    help="Executor type to submit to (the executor's option of the same name).",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    default=None,
+    metavar="PATH",
+    help="Policy the limits come from [default: the built-in default policy].",
+)
+@click.option(
+    "--wait-strategy",
+    type=click.Choice(["ws", "poll"]),
+    default="ws",
+    show_default=True,
+    help="How the end of the call is detected.",
+)
+def call_command(
+    name: str,
+    args: tuple[str, ...],
+    kwargs_json: str | None,
+    wait: bool,
+    as_json: bool,
+    maxexectime: float | None,
+    maxwaittime: int,
+    executor_type: str,
+    policy_path: str | None,
+    wait_strategy: str,
+) -> None:
     """Call function NAME with ARGS through Colonies and print its output."""
     from ...colonies.backend import ColoniesBackend
     from ...colonies.calls import make_request
@@ -77,8 +120,14 @@ def call_command(name: str, args: tuple[str, ...], kwargs_json: str | None, wait
         usage_error(str(exc))
     policy = load_policy(policy_path)
     try:
-        request = make_request(policy, function, tuple(parse_arg(a) for a in args), kwargs,
-                               maxexectime, maxwaittime=maxwaittime)
+        request = make_request(
+            policy,
+            function,
+            tuple(parse_arg(a) for a in args),
+            kwargs,
+            maxexectime,
+            maxwaittime=maxwaittime,
+        )
     except SpecError as exc:
         usage_error(str(exc))
     backend = ColoniesBackend(connect(), executor_type, wait_strategy)

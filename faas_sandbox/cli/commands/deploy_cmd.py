@@ -71,10 +71,20 @@ def choose(path: str, source: str, wanted: tuple[FunctionName, ...]) -> list[Fun
 
 @click.command("deploy")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, readable=True))
-@click.option("--function", "functions", multiple=True, metavar="NAME",
-              help="Deploy only this function (repeatable) [default: every top-level one].")
-@click.option("--policy", "policy_path", default=None, metavar="PATH",
-              help="Policy whose max_source_bytes applies [default: the built-in one].")
+@click.option(
+    "--function",
+    "functions",
+    multiple=True,
+    metavar="NAME",
+    help="Deploy only this function (repeatable) [default: every top-level one].",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    default=None,
+    metavar="PATH",
+    help="Policy whose max_source_bytes applies [default: the built-in one].",
+)
 def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | None) -> None:
     """Check PATH's functions compile in the sandbox, then upload them to ColonyFS /faas."""
     try:
@@ -95,16 +105,16 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
 
     largest = int(policy.ceiling("max_source_bytes"))
     if len(data) > largest:  # before compiling or parsing anything
-        _fail(f"{path}: {len(data)} bytes, over every function's max_source_bytes "
-              f"(at most {largest})")
+        _fail(
+            f"{path}: {len(data)} bytes, over every function's max_source_bytes (at most {largest})"
+        )
     names = choose(path, source, wanted)
     for name in names:
         found = problems(data, policy, name, filename=path)
         for problem in found:
             click.echo(f"{path}: {problem}", err=True)
         if found:
-            _fail(f"{path}: {name} can never run under policy {policy.name!r}; nothing "
-                  f"deployed")
+            _fail(f"{path}: {name} can never run under policy {policy.name!r}; nothing deployed")
 
     from ...colonies.client import ColoniesClient
     from ...executor.codestore import CodeStore
@@ -116,8 +126,9 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
         settings.s3.require_upload()
     except SettingsError as exc:
         usage_error(str(exc))
-    client = ColoniesClient.connect(settings.host, settings.port, settings.tls,
-                                    settings.colony_name, prvkey)
+    client = ColoniesClient.connect(
+        settings.host, settings.port, settings.tls, settings.colony_name, prvkey
+    )
     store = CodeStore(client, settings.s3)
     for name in names:
         try:
@@ -130,7 +141,8 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
             _fail(f"colonies refused {name}: {exc}")
         fileid = str(meta.get("fileid", ""))[:12]
         if changed:
-            click.echo(f"deployed {name}: {store.label}/{name} ({len(data)} bytes, "
-                       f"file id {fileid})")
+            click.echo(
+                f"deployed {name}: {store.label}/{name} ({len(data)} bytes, file id {fileid})"
+            )
         else:
             click.echo(f"unchanged {name}: {store.label}/{name} (file id {fileid})")

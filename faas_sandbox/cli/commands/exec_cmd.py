@@ -28,8 +28,10 @@ def _json_arg(text: str | None, option: str, kind: type) -> Any:
     except ValueError as exc:
         usage_error(f"{option}: not valid JSON: {exc}")
     if not isinstance(value, kind):
-        usage_error(f"{option}: expected a JSON {'array' if kind is list else 'object'}, "
-                    f"got {type(value).__name__}")
+        usage_error(
+            f"{option}: expected a JSON {'array' if kind is list else 'object'}, "
+            f"got {type(value).__name__}"
+        )
     return value
 
 
@@ -49,24 +51,51 @@ def _read_source(path: str) -> str:
 @click.command("exec")
 @click.argument("path")
 @click.option("--function", "function", required=True, help="Name of the function to call.")
-@click.option("--args", "args_json", default=None, metavar="JSON_ARRAY",
-              help="Positional arguments, as a JSON array.")
-@click.option("--kwargs", "kwargs_json", default=None, metavar="JSON_OBJECT",
-              help="Keyword arguments, as a JSON object.")
-@click.option("--policy", "policy_path", default=None, metavar="PATH",
-              help="Policy TOML file (default: the built-in defaults).")
-@click.option("--maxexectime", type=float, default=None, metavar="SECONDS",
-              help="Wall-clock limit; may lower the policy's, never raise it.")
-def exec_command(path: str, function: str, args_json: str | None, kwargs_json: str | None,
-                 policy_path: str | None, maxexectime: float | None) -> None:
+@click.option(
+    "--args",
+    "args_json",
+    default=None,
+    metavar="JSON_ARRAY",
+    help="Positional arguments, as a JSON array.",
+)
+@click.option(
+    "--kwargs",
+    "kwargs_json",
+    default=None,
+    metavar="JSON_OBJECT",
+    help="Keyword arguments, as a JSON object.",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    default=None,
+    metavar="PATH",
+    help="Policy TOML file (default: the built-in defaults).",
+)
+@click.option(
+    "--maxexectime",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Wall-clock limit; may lower the policy's, never raise it.",
+)
+def exec_command(
+    path: str,
+    function: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    policy_path: str | None,
+    maxexectime: float | None,
+) -> None:
     """Run FUNCTION from the Python file PATH in the sandbox and print the outcome as JSON."""
     configure_logging(os.environ.get("FAAS_SANDBOX_LOG_LEVEL", "WARNING"))
     source = _read_source(path)
     args = _json_arg(args_json, "--args", list)
     kwargs = _json_arg(kwargs_json, "--kwargs", dict)
     if maxexectime is not None and not maxexectime >= MIN_WALL_SECONDS:
-        usage_error(f"--maxexectime: must be at least {MIN_WALL_SECONDS:g} seconds, got "
-                    f"{maxexectime}")
+        usage_error(
+            f"--maxexectime: must be at least {MIN_WALL_SECONDS:g} seconds, got {maxexectime}"
+        )
     policy = Policy()
     if policy_path is not None:
         try:

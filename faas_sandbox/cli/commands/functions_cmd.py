@@ -114,14 +114,21 @@ def history_command(name: str, as_json: bool) -> None:
     click.echo(f"{'REV':>4}  {'SIZE':>8}  {'SHA256':<16}  {'FILE ID':<16}  ADDED")
     for r in revisions:
         mark = " (current)" if r is revisions[-1] else ""
-        click.echo(f"{r.number:>4}  {r.size:>8}  {r.sha256[:16]:<16}  {r.fileid[:16]:<16}  "
-                   f"{r.added}{mark}")
+        click.echo(
+            f"{r.number:>4}  {r.size:>8}  {r.sha256[:16]:<16}  {r.fileid[:16]:<16}  {r.added}{mark}"
+        )
 
 
 @functions_command.command("show")
 @click.argument("name")
-@click.option("--revision", "number", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Revision number (see history) [default: the current one].")
+@click.option(
+    "--revision",
+    "number",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Revision number (see history) [default: the current one].",
+)
 def show_command(name: str, number: int | None) -> None:
     """Print the source of NAME (a revision of it)."""
     name = _checked(name)
@@ -146,8 +153,14 @@ def rm_command(name: str) -> None:
 
 @functions_command.command("rollback")
 @click.argument("name")
-@click.option("--to", "number", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Revision to make current again [default: the one before the current].")
+@click.option(
+    "--to",
+    "number",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Revision to make current again [default: the one before the current].",
+)
 def rollback_command(name: str, number: int | None) -> None:
     """Deploy an earlier revision of NAME again, as its newest revision."""
     from ...errors import CodeUnavailable, SettingsError
@@ -174,5 +187,7 @@ def rollback_command(name: str, number: int | None) -> None:
         except CodeUnavailable as exc:
             fail(f"error: cannot upload {name}: {exc}", EXIT_UNREACHABLE)
     state = "is already" if not changed else "now"
-    click.echo(f"{name}: revision {target.number} {state} current (file id "
-               f"{str(meta.get('fileid', ''))[:12]})")
+    click.echo(
+        f"{name}: revision {target.number} {state} current (file id "
+        f"{str(meta.get('fileid', ''))[:12]})"
+    )

@@ -45,8 +45,9 @@ def listen(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        click.echo(f"faas-sandbox: error: cannot listen on {host}:{port}: {exc.strerror or exc}",
-                   err=True)
+        click.echo(
+            f"faas-sandbox: error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True
+        )
         raise SystemExit(EXIT_FAILED) from None
     return sock
 
@@ -54,30 +55,88 @@ def listen(host: str, port: int) -> socket.socket:
 @click.command("http")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--executor-type", default=DEFAULT_EXECUTOR_TYPE, show_default=True,
-              help="Executor type calls are submitted to (the executor's option of that name).")
-@click.option("--policy", "policy_path", default=None, metavar="PATH",
-              help="Policy the call limits come from [default: the built-in default policy].")
-@click.option("--tokens", "tokens_path", default=None, metavar="PATH",
-              help="Bearer tokens file (faas-sandbox token add); required off loopback.")
-@click.option("--no-auth", is_flag=True,
-              help="Serve a non-loopback address without tokens (anyone may call).")
-@click.option("--rate-limit", type=click.FloatRange(min=0.01), default=50.0,
-              show_default=True, metavar="N", help="Requests a second per token (bursts 2N).")
-@click.option("--max-body-bytes", type=click.IntRange(min=1024), default=4 * 1024 * 1024,
-              show_default=True, help="Larger request bodies are answered 413 unread.")
-@click.option("--max-inflight", type=click.IntRange(1, 10_000), default=32, show_default=True,
-              help="Calls in flight at once; more are answered 429.")
-@click.option("--maxwaittime", type=click.IntRange(min=1), default=10, show_default=True,
-              metavar="S", help="Seconds a call may wait for a busy executor; then 429.")
-@click.option("--retry-after", type=click.IntRange(min=1), default=5, show_default=True,
-              metavar="S", help="Retry-After seconds on 503 answers.")
-@click.option("--wait-strategy", type=click.Choice(["ws", "poll"]), default="ws",
-              show_default=True, help="How the end of a call is detected.")
-def http_command(host: str, port: int, executor_type: str, policy_path: str | None,
-                 tokens_path: str | None, no_auth: bool, rate_limit: float,
-                 max_body_bytes: int, max_inflight: int, maxwaittime: int, retry_after: int,
-                 wait_strategy: str) -> None:
+@click.option(
+    "--executor-type",
+    default=DEFAULT_EXECUTOR_TYPE,
+    show_default=True,
+    help="Executor type calls are submitted to (the executor's option of that name).",
+)
+@click.option(
+    "--policy",
+    "policy_path",
+    default=None,
+    metavar="PATH",
+    help="Policy the call limits come from [default: the built-in default policy].",
+)
+@click.option(
+    "--tokens",
+    "tokens_path",
+    default=None,
+    metavar="PATH",
+    help="Bearer tokens file (faas-sandbox token add); required off loopback.",
+)
+@click.option(
+    "--no-auth", is_flag=True, help="Serve a non-loopback address without tokens (anyone may call)."
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0.01),
+    default=50.0,
+    show_default=True,
+    metavar="N",
+    help="Requests a second per token (bursts 2N).",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1024),
+    default=4 * 1024 * 1024,
+    show_default=True,
+    help="Larger request bodies are answered 413 unread.",
+)
+@click.option(
+    "--max-inflight",
+    type=click.IntRange(1, 10_000),
+    default=32,
+    show_default=True,
+    help="Calls in flight at once; more are answered 429.",
+)
+@click.option(
+    "--maxwaittime",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    metavar="S",
+    help="Seconds a call may wait for a busy executor; then 429.",
+)
+@click.option(
+    "--retry-after",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    metavar="S",
+    help="Retry-After seconds on 503 answers.",
+)
+@click.option(
+    "--wait-strategy",
+    type=click.Choice(["ws", "poll"]),
+    default="ws",
+    show_default=True,
+    help="How the end of a call is detected.",
+)
+def http_command(
+    host: str,
+    port: int,
+    executor_type: str,
+    policy_path: str | None,
+    tokens_path: str | None,
+    no_auth: bool,
+    rate_limit: float,
+    max_body_bytes: int,
+    max_inflight: int,
+    maxwaittime: int,
+    retry_after: int,
+    wait_strategy: str,
+) -> None:
     """Serve the HTTP front end: GET /convert, POST /functions/NAME/call, GET /healthz."""
     import uvicorn
 
@@ -91,8 +150,10 @@ def http_command(host: str, port: int, executor_type: str, policy_path: str | No
 
     configure_logging()
     if tokens_path is None and not no_auth and not is_loopback(host):
-        usage_error(f"--host {host} is not a loopback address: give --tokens PATH "
-                    f"(faas-sandbox token add), or --no-auth to serve it open")
+        usage_error(
+            f"--host {host} is not a loopback address: give --tokens PATH "
+            f"(faas-sandbox token add), or --no-auth to serve it open"
+        )
     tokens = None
     if tokens_path is not None:
         try:
@@ -111,13 +172,29 @@ def http_command(host: str, port: int, executor_type: str, policy_path: str | No
         backend.ping()
     except ColoniesError as exc:
         log.warning("Colonies not reachable yet (%s); /healthz answers 503 until it is", exc)
-    settings = ApiSettings(policy=policy, max_inflight=max_inflight, maxwaittime=maxwaittime,
-                           retry_after_seconds=retry_after, max_body_bytes=max_body_bytes,
-                           tokens=tokens, rate_per_token=rate_limit)
+    settings = ApiSettings(
+        policy=policy,
+        max_inflight=max_inflight,
+        maxwaittime=maxwaittime,
+        retry_after_seconds=retry_after,
+        max_body_bytes=max_body_bytes,
+        tokens=tokens,
+        rate_per_token=rate_limit,
+    )
     app = create_app(backend, settings)
-    log.info("faas-sandbox http on http://%s:%d (executor type %s, policy %s, %s)", host,
-             sock.getsockname()[1], executor_type, policy.name,
-             f"tokens {tokens_path}" if tokens else "NO authentication")
-    config = uvicorn.Config(app, fd=sock.fileno(), log_config=None,
-                            timeout_graceful_shutdown=5, h11_max_incomplete_event_size=65536)
+    log.info(
+        "faas-sandbox http on http://%s:%d (executor type %s, policy %s, %s)",
+        host,
+        sock.getsockname()[1],
+        executor_type,
+        policy.name,
+        f"tokens {tokens_path}" if tokens else "NO authentication",
+    )
+    config = uvicorn.Config(
+        app,
+        fd=sock.fileno(),
+        log_config=None,
+        timeout_graceful_shutdown=5,
+        h11_max_incomplete_event_size=65536,
+    )
     uvicorn.Server(config).run()

@@ -21,8 +21,14 @@ EXIT_PENDING = 4
 @click.command("result")
 @click.argument("processid")
 @click.option("--wait", is_flag=True, help="Wait until the call is finished.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=300.0, show_default=True,
-              metavar="S", help="How long --wait waits at most.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    metavar="S",
+    help="How long --wait waits at most.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def result_command(processid: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Print the result of call PROCESSID (see `call --no-wait`, HTTP ?mode=async)."""

@@ -46,8 +46,9 @@ def selftest_command(policy_path: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        click.echo(f"policy {report['policy']!r}, euid {report['euid']}: "
-                   f"{describe(report['layers'])}")
+        click.echo(
+            f"policy {report['policy']!r}, euid {report['euid']}: {describe(report['layers'])}"
+        )
         for probe in report["probes"]:
             mark = "denied " if probe["denied"] else "ALLOWED"
             click.echo(f"  {mark} {probe['name']}: {probe['detail']}")

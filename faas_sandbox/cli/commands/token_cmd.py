@@ -11,8 +11,13 @@ import click
 
 from ..dispatch import usage_error
 
-TOKENS_OPTION = click.option("--tokens", "path", required=True, metavar="PATH",
-                             help="The tokens file (created mode 0600 if missing).")
+TOKENS_OPTION = click.option(
+    "--tokens",
+    "path",
+    required=True,
+    metavar="PATH",
+    help="The tokens file (created mode 0600 if missing).",
+)
 
 
 @click.group("token")
@@ -22,8 +27,13 @@ def token_group() -> None:
 
 @token_group.command("add")
 @click.argument("name")
-@click.option("--functions", "patterns", required=True, metavar="LIST",
-              help="Comma-separated function names or patterns, e.g. 'convert,stats*' or '*'.")
+@click.option(
+    "--functions",
+    "patterns",
+    required=True,
+    metavar="LIST",
+    help="Comma-separated function names or patterns, e.g. 'convert,stats*' or '*'.",
+)
 @TOKENS_OPTION
 def add(name: str, patterns: str, path: str) -> None:
     """Make token NAME for the functions in LIST; print it once."""

@@ -41,10 +41,28 @@ from .attacks_outside import (
 )
 
 PROBES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    f.__name__: f for f in (
-        read_etc_passwd, read_package_source, read_parent_environ, list_root, create_file_tmp,
-        create_file_cwd, socket_inet, socket_unix, connect_loopback, see_other_processes,
-        signal_other_process, ptrace_other_process, clear_parent_death_signal, set_dumpable,
-        raise_rlimit, fork, execve, unshare_or_mount, map_executable_memory,
-        kernel_attack_surface, other_function_code_in_memory)
+    f.__name__: f
+    for f in (
+        read_etc_passwd,
+        read_package_source,
+        read_parent_environ,
+        list_root,
+        create_file_tmp,
+        create_file_cwd,
+        socket_inet,
+        socket_unix,
+        connect_loopback,
+        see_other_processes,
+        signal_other_process,
+        ptrace_other_process,
+        clear_parent_death_signal,
+        set_dumpable,
+        raise_rlimit,
+        fork,
+        execve,
+        unshare_or_mount,
+        map_executable_memory,
+        kernel_attack_surface,
+        other_function_code_in_memory,
+    )
 }

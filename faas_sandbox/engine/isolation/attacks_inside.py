@@ -56,8 +56,11 @@ def ptrace_other_process(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prctl(option: int, arg: int) -> int:
-    return check(libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(0),
-                                 ctypes.c_ulong(0), ctypes.c_ulong(0)))
+    return check(
+        libc.prctl(
+            option, ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)
+        )
+    )
 
 
 def clear_parent_death_signal(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -97,8 +100,9 @@ def raise_rlimit(ctx: dict[str, Any]) -> dict[str, Any]:
             t.lines.append(f"{name}: WORKED (({soft}, {hard}) -> {now})")
     new = (ctypes.c_uint64 * 2)(inf, inf)
     for label, pid in (("the forker", ctx["args"]["forker_pid"]), ("its own pid", os.getpid())):
-        t.raw(f"prlimit64({label}, RLIMIT_CPU, inf)", "prlimit64", pid, resource.RLIMIT_CPU,
-              new, None)
+        t.raw(
+            f"prlimit64({label}, RLIMIT_CPU, inf)", "prlimit64", pid, resource.RLIMIT_CPU, new, None
+        )
     return t.report()
 
 
@@ -109,10 +113,13 @@ def fork(ctx: dict[str, Any]) -> dict[str, Any]:
         if result == 0:
             os._exit(0)  # we are a child that got out: leave at once
         return check(result)
+
     t("os.fork", lambda: checked(os.fork()))
     t("raw fork", lambda: checked(syscall("fork")))
-    t("raw clone(SIGCHLD)", lambda: checked(syscall(
-        "clone", ctypes.c_ulong(signal.SIGCHLD), None, None, None, 0)))
+    t(
+        "raw clone(SIGCHLD)",
+        lambda: checked(syscall("clone", ctypes.c_ulong(signal.SIGCHLD), None, None, None, 0)),
+    )
     clone_args = (ctypes.c_uint64 * 11)()  # struct clone_args (v2), exit_signal SIGCHLD
     clone_args[4] = signal.SIGCHLD
     t("raw clone3", lambda: checked(syscall("clone3", clone_args, ctypes.c_size_t(88))))
@@ -123,8 +130,9 @@ def execve(ctx: dict[str, Any]) -> dict[str, Any]:
     t = Attempts()
     t("execv /bin/true", lambda: os.execv("/bin/true", ["true"]))
     t.raw("memfd_create", "memfd_create", b"x", 0)
-    t.raw("execveat(AT_FDCWD, /bin/true)", "execveat", ctypes.c_int(-100), b"/bin/true",
-          None, None, 0)
+    t.raw(
+        "execveat(AT_FDCWD, /bin/true)", "execveat", ctypes.c_int(-100), b"/bin/true", None, None, 0
+    )
     return t.report()
 
 
@@ -141,20 +149,30 @@ def unshare_or_mount(ctx: dict[str, Any]) -> dict[str, Any]:
 def map_executable_memory(ctx: dict[str, Any]) -> dict[str, Any]:
     t = Attempts()
     libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                           ctypes.c_int, ctypes.c_long]
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+
     def mapped(prot: int) -> int:
         addr = libc.mmap(None, 4096, prot, 0x22, -1, 0)  # MAP_PRIVATE | MAP_ANONYMOUS
         if addr in (None, ctypes.c_void_p(-1).value):
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
         return int(addr)
+
     t("mmap(PROT_READ|PROT_WRITE|PROT_EXEC)", lambda: mapped(7))
     addr = t("mmap(PROT_READ|PROT_WRITE) (data: allowed)", lambda: mapped(3))
     t.worked = False  # plain data memory is allowed; only the next step matters
     if addr:
-        t("mprotect(PROT_READ|PROT_EXEC)", lambda: check(libc.mprotect(
-            ctypes.c_void_p(addr), ctypes.c_size_t(4096), 5)))
+        t(
+            "mprotect(PROT_READ|PROT_EXEC)",
+            lambda: check(libc.mprotect(ctypes.c_void_p(addr), ctypes.c_size_t(4096), 5)),
+        )
     return t.report()
 
 
@@ -196,7 +214,13 @@ def other_function_code_in_memory(ctx: dict[str, Any]) -> dict[str, Any]:
                 hits.append(found)
             pos = found + 1
     if hits:
-        return {"denied": False, "detail": f"marker found {len(hits)} time(s) in "
-                f"{scanned >> 20} MiB searched, first at {hits[0]:#x}"}
-    return {"denied": True, "detail": f"marker not found in {scanned >> 20} MiB of writable "
-            f"memory ({len(args['ranges'])} ranges of the forker's map)"}
+        return {
+            "denied": False,
+            "detail": f"marker found {len(hits)} time(s) in "
+            f"{scanned >> 20} MiB searched, first at {hits[0]:#x}",
+        }
+    return {
+        "denied": True,
+        "detail": f"marker not found in {scanned >> 20} MiB of writable "
+        f"memory ({len(args['ranges'])} ranges of the forker's map)",
+    }

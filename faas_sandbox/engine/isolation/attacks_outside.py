@@ -42,8 +42,10 @@ def list_root(ctx: dict[str, Any]) -> dict[str, Any]:
     t("listdir /", lambda: os.listdir("/"))
     t("listdir .", lambda: os.listdir("."))
     t("listdir /tmp", lambda: os.listdir("/tmp"))
-    t("raw open / O_DIRECTORY", lambda: check(syscall(
-        "openat", ctypes.c_int(-100), b"/", 0o200000, 0)))
+    t(
+        "raw open / O_DIRECTORY",
+        lambda: check(syscall("openat", ctypes.c_int(-100), b"/", 0o200000, 0)),
+    )
     return t.report()
 
 
@@ -82,10 +84,12 @@ def _socketpair() -> None:
 
 def socket_inet(ctx: dict[str, Any]) -> dict[str, Any]:
     t = Attempts()
-    for family, kind in ((socket.AF_INET, socket.SOCK_STREAM),
-                         (socket.AF_INET, socket.SOCK_DGRAM),
-                         (socket.AF_INET6, socket.SOCK_STREAM),
-                         (socket.AF_NETLINK, socket.SOCK_RAW)):
+    for family, kind in (
+        (socket.AF_INET, socket.SOCK_STREAM),
+        (socket.AF_INET, socket.SOCK_DGRAM),
+        (socket.AF_INET6, socket.SOCK_STREAM),
+        (socket.AF_NETLINK, socket.SOCK_RAW),
+    ):
         t(f"socket({family.name}, {kind.name})", partial(_open_close, family, kind))
     t.raw("raw socket(AF_INET)", "socket", 2, 1, 0)
     return t.report()
@@ -96,12 +100,14 @@ def socket_unix(ctx: dict[str, Any]) -> dict[str, Any]:
     t("socket(AF_UNIX)", lambda: socket.socket(socket.AF_UNIX).close())
     t("socketpair", _socketpair)
     name = "\0" + ctx["args"]["abstract_name"]
+
     def connect_abstract() -> None:
         s = socket.socket(socket.AF_UNIX)
         try:
             s.connect(name)
         finally:
             s.close()
+
     t("connect abstract", connect_abstract)
     return t.report()
 
@@ -110,6 +116,7 @@ def connect_loopback(ctx: dict[str, Any]) -> dict[str, Any]:
     t = Attempts()
     port = ctx["args"]["port"]
     for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+
         def connect(f: int = family, h: str = host) -> None:
             s = socket.socket(f, socket.SOCK_STREAM)
             try:
@@ -117,5 +124,6 @@ def connect_loopback(ctx: dict[str, Any]) -> dict[str, Any]:
                 s.connect((h, port))
             finally:
                 s.close()
+
         t(f"connect {host} port {port}", connect)
     return t.report()

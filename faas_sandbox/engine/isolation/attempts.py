@@ -24,14 +24,41 @@ libc.prctl.restype = ctypes.c_int
 # x86_64 syscall numbers of the raw attempts (the wrappers are tried too); elsewhere the raw
 # attempts are skipped and say so
 RAW = platform.machine() == "x86_64"
-NR = {"fork": 57, "vfork": 58, "clone": 56, "clone3": 435, "ptrace": 101, "kill": 62,
-      "tgkill": 234, "pidfd_open": 434, "pidfd_send_signal": 424, "process_vm_readv": 310,
-      "unshare": 272, "setns": 308, "mount": 165, "chroot": 161, "pivot_root": 155,
-      "openat": 257, "open": 2, "openat2": 437, "getdents64": 217, "memfd_create": 319,
-      "bpf": 321, "perf_event_open": 298, "io_uring_setup": 425, "userfaultfd": 323,
-      "keyctl": 250, "execveat": 322, "sched_getaffinity": 204, "getpgid": 121,
-      "getsid": 124, "getppid": 110, "socket": 41, "socketpair": 53, "prlimit64": 302}
-
+NR = {
+    "fork": 57,
+    "vfork": 58,
+    "clone": 56,
+    "clone3": 435,
+    "ptrace": 101,
+    "kill": 62,
+    "tgkill": 234,
+    "pidfd_open": 434,
+    "pidfd_send_signal": 424,
+    "process_vm_readv": 310,
+    "unshare": 272,
+    "setns": 308,
+    "mount": 165,
+    "chroot": 161,
+    "pivot_root": 155,
+    "openat": 257,
+    "open": 2,
+    "openat2": 437,
+    "getdents64": 217,
+    "memfd_create": 319,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "io_uring_setup": 425,
+    "userfaultfd": 323,
+    "keyctl": 250,
+    "execveat": 322,
+    "sched_getaffinity": 204,
+    "getpgid": 121,
+    "getsid": 124,
+    "getppid": 110,
+    "socket": 41,
+    "socketpair": 53,
+    "prlimit64": 302,
+}
 
 
 # errnos that mean the syscall ran and only our (deliberately minimal) arguments were bad:
@@ -78,7 +105,6 @@ class Attempts:
 def read_file(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read(64)
-
 
 
 def check(result: int) -> int:

@@ -34,15 +34,21 @@ _syscall.restype = ctypes.c_long
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64),
-                ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 def abi_version() -> int:
     """The kernel's Landlock ABI (0: not available or disabled at boot)."""
-    result = _syscall(ctypes.c_long(SYS_CREATE_RULESET), None, ctypes.c_size_t(0),
-                      ctypes.c_uint32(CREATE_RULESET_VERSION))
+    result = _syscall(
+        ctypes.c_long(SYS_CREATE_RULESET),
+        None,
+        ctypes.c_size_t(0),
+        ctypes.c_uint32(CREATE_RULESET_VERSION),
+    )
     return max(0, int(result))
 
 
@@ -59,8 +65,12 @@ def create_ruleset(abi: int) -> int:
     """A ruleset fd that denies everything ``abi`` handles (forker; raises OSError)."""
     fs, net, scoped = handled(abi)
     attr = _RulesetAttr(fs, net, scoped)
-    fd = _syscall(ctypes.c_long(SYS_CREATE_RULESET), ctypes.byref(attr),
-                  ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0))
+    fd = _syscall(
+        ctypes.c_long(SYS_CREATE_RULESET),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+        ctypes.c_uint32(0),
+    )
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"landlock_create_ruleset: {os.strerror(err)}")
@@ -69,7 +79,9 @@ def create_ruleset(abi: int) -> int:
 
 def restrict_self(ruleset_fd: int) -> None:
     """Enforce the ruleset on the calling process and its future children (raises OSError)."""
-    if _syscall(ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(ruleset_fd),
-                ctypes.c_uint32(0)) != 0:
+    if (
+        _syscall(ctypes.c_long(SYS_RESTRICT_SELF), ctypes.c_int(ruleset_fd), ctypes.c_uint32(0))
+        != 0
+    ):
         err = ctypes.get_errno()
         raise OSError(err, f"landlock_restrict_self: {os.strerror(err)}")

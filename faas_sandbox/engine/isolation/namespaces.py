@@ -31,8 +31,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 def _unshare(flags: int) -> None:
@@ -60,8 +63,11 @@ def drop_capabilities() -> None:
 
 def enter() -> dict[str, Any]:
     """Unshare net and IPC (with a user namespace first when not root); what worked."""
-    report: dict[str, Any] = {"net_namespace": False, "ipc_namespace": False,
-                              "user_namespace": False}
+    report: dict[str, Any] = {
+        "net_namespace": False,
+        "ipc_namespace": False,
+        "user_namespace": False,
+    }
     flags = CLONE_NEWNET | CLONE_NEWIPC
     try:
         if os.geteuid() == 0:

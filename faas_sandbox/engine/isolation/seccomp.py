@@ -25,6 +25,7 @@ from .syscalls import ALLOWED, Rule
 def _export(filt: Any) -> bytes:  # a pyseccomp.SyscallFilter (pyseccomp has no types)
     read_fd, write_fd = os.pipe()
     try:
+
         class _Sink:
             def fileno(self) -> int:
                 return write_fd
@@ -50,9 +51,12 @@ def build(rules: tuple[Rule, ...] = ALLOWED) -> tuple[Program, tuple[str, ...]]:
     filt.set_attr(seccomp.Attr.ACT_BADARCH, seccomp.KILL_PROCESS)
     unknown = []
     for rule in rules:
-        args = [seccomp.Arg(c.index, seccomp.EQ, c.value) if c.mask is None
-                else seccomp.Arg(c.index, seccomp.MASKED_EQ, c.mask, c.value)
-                for c in rule.conds]
+        args = [
+            seccomp.Arg(c.index, seccomp.EQ, c.value)
+            if c.mask is None
+            else seccomp.Arg(c.index, seccomp.MASKED_EQ, c.mask, c.value)
+            for c in rule.conds
+        ]
         try:
             filt.add_rule(seccomp.ALLOW, rule.name, *args)
         except (OSError, ValueError):
@@ -82,7 +86,7 @@ def build_in_child(rules: tuple[Rule, ...] = ALLOWED) -> tuple[Program, tuple[st
                 out = _HEAD.pack(0, len(text)) + text
             view = memoryview(out)
             while view:
-                view = view[os.write(write_fd, view):]
+                view = view[os.write(write_fd, view) :]
             code = 0
         finally:
             os._exit(code)
@@ -98,7 +102,7 @@ def build_in_child(rules: tuple[Rule, ...] = ALLOWED) -> tuple[Program, tuple[st
     if len(data) < _HEAD.size:
         raise OSError("the seccomp builder child died without an answer")
     ok, size = _HEAD.unpack_from(data)
-    body = data[_HEAD.size:]
+    body = data[_HEAD.size :]
     if not ok:
         raise OSError(body.decode("utf-8", "replace"))
     names = body[size:].decode()

@@ -35,8 +35,11 @@ def _forker_map(pid: int) -> tuple[list[list[int]], list[str]]:
             fields = line.split()
             span, perms = fields[0], fields[1]
             name = fields[5] if len(fields) > 5 else ""
-            if "x" in perms and ("w" in perms or not name.startswith("/")) and name not in (
-                    "[vdso]", "[vsyscall]"):
+            if (
+                "x" in perms
+                and ("w" in perms or not name.startswith("/"))
+                and name not in ("[vdso]", "[vsyscall]")
+            ):
                 exec_data.append(line.strip())
             if perms[:2] != "rw" or name in ("[vvar]", "[vsyscall]", "[vvar_vclock]"):
                 continue
@@ -90,8 +93,11 @@ def run(policy: Policy) -> dict[str, Any]:
     """Every probe's verdict and the layers the forker reported (see the CLI for the shape)."""
     tag = secrets.token_hex(8)
     marker = f"faasselftestmarker{secrets.token_hex(12)}"
-    limits = replace(policy.limits, wall_seconds=max(policy.limits.wall_seconds, 5.0),
-                     cpu_seconds=max(policy.limits.cpu_seconds, 2))
+    limits = replace(
+        policy.limits,
+        wall_seconds=max(policy.limits.wall_seconds, 5.0),
+        cpu_seconds=max(policy.limits.cpu_seconds, 2),
+    )
     tmp_paths = [f"/tmp/faas-selftest-{tag}", f"/dev/shm/faas-selftest-{tag}"]
     listeners = _Listeners()
     results: list[dict[str, Any]] = []
@@ -101,28 +107,40 @@ def run(policy: Policy) -> dict[str, Any]:
             forker_pid = sb._forker_pid
             deployed = sb.call(f"def secret():\n    return {marker!r}\n", "secret")
             params: dict[str, Any] = {
-                "forker_pid": forker_pid, "port": listeners.port,
-                "abstract_name": listeners.abstract_name, "tmp_paths": tmp_paths,
-                "cwd_name": f"faas-selftest-{tag}", "marker_hex": marker.encode().hex(),
+                "forker_pid": forker_pid,
+                "port": listeners.port,
+                "abstract_name": listeners.abstract_name,
+                "tmp_paths": tmp_paths,
+                "cwd_name": f"faas-selftest-{tag}",
+                "marker_hex": marker.encode().hex(),
                 "package_file": str(Path(attacks.__file__).resolve().parents[2] / "__init__.py"),
             }
             params["ranges"], exec_data = _forker_map(forker_pid)
             for name in PROBE_NAMES:
                 out = sb._probe(f"attack:{name}", limits, params)
                 if out.ok and isinstance(out.value, dict):
-                    entry = {"name": name, "denied": bool(out.value["denied"]),
-                             "detail": str(out.value["detail"])}
+                    entry = {
+                        "name": name,
+                        "denied": bool(out.value["denied"]),
+                        "detail": str(out.value["detail"]),
+                    }
                 else:
-                    entry = {"name": name, "denied": False,
-                             "detail": f"probe ended without a report: {out.reason}"}
+                    entry = {
+                        "name": name,
+                        "denied": False,
+                        "detail": f"probe ended without a report: {out.reason}",
+                    }
                 results.append(entry)
             if exec_data:  # a child would inherit memory it can write and run
                 _by_name(results, "map_executable_memory").update(
-                    denied=False, detail=f"the forker has writable or anonymous executable "
-                    f"mappings: {'; '.join(exec_data)}")
+                    denied=False,
+                    detail=f"the forker has writable or anonymous executable "
+                    f"mappings: {'; '.join(exec_data)}",
+                )
             if not deployed.ok or deployed.value != marker:
                 _by_name(results, "other_function_code_in_memory").update(
-                    denied=False, detail=f"could not deploy the marker function: {deployed.reason}")
+                    denied=False, detail=f"could not deploy the marker function: {deployed.reason}"
+                )
         _outside_checks(results, listeners, tmp_paths)
     finally:
         listeners.close()
@@ -133,16 +151,19 @@ def _by_name(results: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return next(entry for entry in results if entry["name"] == name)
 
 
-def _outside_checks(results: list[dict[str, Any]], listeners: _Listeners,
-                    tmp_paths: list[str]) -> None:
+def _outside_checks(
+    results: list[dict[str, Any]], listeners: _Listeners, tmp_paths: list[str]
+) -> None:
     for name, sock in (("connect_loopback", listeners.tcp), ("socket_unix", listeners.unix)):
         if listeners.reached(sock):
-            _by_name(results, name).update(denied=False, detail="the selftest's listener "
-                                           "accepted a connection from the probe")
+            _by_name(results, name).update(
+                denied=False, detail="the selftest's listener accepted a connection from the probe"
+            )
     created = _created(tmp_paths)
     if created:
         _by_name(results, "create_file_tmp").update(
-            denied=False, detail=f"created (and removed by the selftest): {', '.join(created)}")
+            denied=False, detail=f"created (and removed by the selftest): {', '.join(created)}"
+        )
 
 
 def passed(report: dict[str, Any]) -> bool:

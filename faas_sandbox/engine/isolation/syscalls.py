@@ -76,10 +76,17 @@ ALLOWED: tuple[Rule, ...] = (
     _r("futex", "glibc locks (stdio, malloc); single-threaded, so never contended"),
     _r("rt_sigreturn", "return from a signal handler"),
     _r("rt_sigprocmask", "glibc masks signals around some library calls"),
-    _r("getrusage", "the child reports its own CPU time and peak RSS (RUSAGE_SELF only)",
-       Cond(0, 0)),
-    _r("prlimit64", "getrlimit/setrlimit on itself (pid 0 only): the call's limits are set "
-       "after the request, soft == hard, so the kernel lets them only go down", Cond(0, 0)),
+    _r(
+        "getrusage",
+        "the child reports its own CPU time and peak RSS (RUSAGE_SELF only)",
+        Cond(0, 0),
+    ),
+    _r(
+        "prlimit64",
+        "getrlimit/setrlimit on itself (pid 0 only): the call's limits are set "
+        "after the request, soft == hard, so the kernel lets them only go down",
+        Cond(0, 0),
+    ),
     _r("getpid", "its own pid"),
     _r("gettid", "its own thread id (glibc)"),
     _r("getuid", "its own credentials (read only)"),
