@@ -478,13 +478,7 @@ class Executor:
             )
         except Exception as exc:
             log.exception("call %s: internal error", processid)
-            return self._failed(
-                processid,
-                function,
-                ErrorKind.CRASH,
-                f"internal executor error: {type(exc).__name__}: {for_log(exc)}",
-                received,
-            )
+            return self._internal_error(processid, function, exc, received)
         finally:
             if slot:
                 self._slots.release()
@@ -495,13 +489,7 @@ class Executor:
         except Exception as exc:  # redteam: a report we cannot build fails that call only;
             # raised, it killed the worker and left the process running (6 stopped us)
             log.exception("call %s: internal error while reporting", processid)
-            return self._failed(
-                processid,
-                function,
-                ErrorKind.CRASH,
-                f"internal executor error: {type(exc).__name__}: {for_log(exc)}",
-                received,
-            )
+            return self._internal_error(processid, function, exc, received)
 
     def _parse(self, processid: str, process: dict[str, Any]) -> Any:
         """parse_process; inline code seen before its env was written is read again."""
@@ -522,6 +510,13 @@ class Executor:
         return failed_report(
             processid, function, kind, message, self._clock() - received, self.metrics
         )
+
+    def _internal_error(
+        self, processid: str, function: str, exc: Exception, received: float
+    ) -> Report:
+        """A fault of ours fails only that call, as ``crash`` with the exception's type."""
+        message = f"internal executor error: {type(exc).__name__}: {for_log(exc)}"
+        return self._failed(processid, function, ErrorKind.CRASH, message, received)
 
     def _warn_zero(self, process: dict[str, Any]) -> None:
         spec = process.get("spec")
