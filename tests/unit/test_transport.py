@@ -64,8 +64,8 @@ class Server(ThreadingHTTPServer):
         self.state["closed"].release()  # one count per connection the server closed
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
+def _new_server() -> Server:
+    """A fake Colonies server on a free loopback port, with fresh shared state (not serving)."""
     httpd = Server(("127.0.0.1", 0), Handler)
     httpd.state = {
         "seen": [],
@@ -74,6 +74,12 @@ def server() -> Iterator[Server]:
         "closed": threading.Semaphore(0),
         "release": threading.Event(),
     }
+    return httpd
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    httpd = _new_server()
     thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     yield httpd
@@ -149,14 +155,7 @@ TLS_DIR = Path(__file__).parent / "tls"  # a self-signed certificate for 127.0.0
 
 @pytest.fixture
 def tls_server() -> Iterator[Server]:
-    httpd = Server(("127.0.0.1", 0), Handler)
-    httpd.state = {
-        "seen": [],
-        "peers": set(),
-        "mode": "",
-        "closed": threading.Semaphore(0),
-        "release": threading.Event(),
-    }
+    httpd = _new_server()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(TLS_DIR / "localhost.crt", TLS_DIR / "localhost.key")
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
