@@ -1,7 +1,9 @@
-"""The executor's sandbox slots, and when its extra threads may assign calls ahead of them.
+"""The executor's sandbox slots: who gets one next, how long a call may wait for one, and
+when a worker thread may assign another call.
 
-A call gets one of ``concurrency`` slots before it runs. Calls wait for a slot first come,
-first served, and never past the moment their maxexectime can no longer be met:
+A call holds one of ``concurrency`` slots while it runs. Waiting calls get them earliest
+deadline first (the server's deadline: receipt + maxexectime; a call without one counts as
+``UNTIMED_S``), and none waits past the moment its maxexectime can no longer be met:
 
 - a call whose process the server can still retry (``retries < maxretries``, or
   ``maxretries`` -1) waits until half of its budget is gone at most. If no slot has freed by
@@ -13,25 +15,28 @@ first served, and never past the moment their maxexectime can no longer be met:
   the wait in the reason): started late, it still runs, which is more than a requeue would do;
 - a call without maxexectime waits as long as it takes.
 
-Extra threads assign calls *ahead* of a free slot, so that over a WAN link a slot finds its
-next call already here. They do so only while every call taken ahead can expect a slot soon:
-a slot is *ready* when it is free or its call has run less than ``AHEAD_MAX_CALL_S``, and
-they assign only while fewer calls wait than slots are ready and calls take less than
-``AHEAD_MAX_CALL_S`` on average. Slots held by long calls (resource bombs up to their wall
-limit) therefore stop assigning ahead, even when short calls keep the average low.
+Workers outnumber slots (``--ahead``), so that over a WAN link a slot finds its next call
+already here. A worker assigns only while the call it gets can expect a slot soon
+(:meth:`Slots.admit`): a slot is *ready* when it is free or its call has run less than
+``AHEAD_MAX_CALL_S``, and fewer calls may wait than slots are ready; a call that would wait
+also needs calls to take less than ``AHEAD_MAX_CALL_S`` on average. Slots held by long calls
+(resource bombs up to their wall limit) therefore stop assigning, even while short calls keep
+the average low, and the processes stay in the Colonies queue for other executors.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 AHEAD_MAX_CALL_S = 0.5  # a call running longer than this is slow: no slot is expected soon
 KEEP_SHARE = 0.5  # a call that can be retried starts with at least this share of its budget
 MIN_BUDGET_S = 0.1  # the smallest budget a call can start with (budgets are whole tenths)
+UNTIMED_S = 60.0  # the deadline, after receipt, by which a call without maxexectime is served
 
 
 class Slot:
@@ -44,25 +49,27 @@ class Slot:
 
 
 class Slots:
-    """``count`` sandbox slots handed out first come, first served, with deadlines."""
+    """``count`` sandbox slots; waiting calls get them earliest deadline first."""
 
     def __init__(self, count: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.count = max(1, count)
         self._clock = clock
         self._cond = threading.Condition()
-        self._waiting: deque[object] = deque()  # one token per waiting call, oldest first
+        self._waiting: list[tuple[float, int]] = []  # (deadline, arrival), sorted
+        self._arrivals = itertools.count()
         self._running: set[Slot] = set()
         self.call_s = 0.0  # moving average of the time a call holds its slot
-        self.refusals = 0  # times wait_ahead said no
+        self.refusals = 0  # times admit said no
 
-    def acquire(self, timeout: float | None = None) -> Slot | None:
-        """A slot once every call waiting longer has one; None after ``timeout`` seconds."""
-        token = object()
+    def acquire(self, deadline: float, timeout: float | None = None) -> Slot | None:
+        """A slot once no waiting call has an earlier ``deadline`` (then: arrived earlier);
+        None after ``timeout`` seconds."""
+        entry = (deadline, next(self._arrivals))
         with self._cond:
-            self._waiting.append(token)
+            bisect.insort(self._waiting, entry)
             try:
                 if self._cond.wait_for(
-                    lambda: self._waiting[0] is token and len(self._running) < self.count,
+                    lambda: self._waiting[0] == entry and len(self._running) < self.count,
                     None if timeout is None else max(0.0, timeout),
                 ):
                     slot = Slot(self._clock())
@@ -70,7 +77,7 @@ class Slots:
                     return slot
                 return None
             finally:
-                self._waiting.remove(token)
+                self._waiting.remove(entry)
                 self._cond.notify_all()  # the next in line may now be first
 
     def release(self, slot: Slot) -> None:
@@ -80,21 +87,24 @@ class Slots:
                 self.call_s = 0.8 * self.call_s + 0.2 * (self._clock() - slot.started)
             self._cond.notify_all()
 
-    def wait_ahead(self, timeout: float) -> bool:
-        """Whether a call assigned now, ahead of a free slot, can expect one soon; waits up
-        to ``timeout`` seconds (woken by every slot taken or freed) for the answer yes."""
+    def admit(self, timeout: float) -> bool:
+        """Whether a call assigned now can expect a slot soon; waits up to ``timeout``
+        seconds (woken by every slot taken or freed) for the answer yes."""
         with self._cond:
-            if self._cond.wait_for(self._ahead_ok, timeout):
+            if self._cond.wait_for(self._admissible, timeout):
                 return True
             self.refusals += 1
             return False
 
-    def _ahead_ok(self) -> bool:
+    def _admissible(self) -> bool:
+        free = self.count - len(self._running)
+        if free > len(self._waiting):
+            return True  # it would run at once
         if self.call_s > AHEAD_MAX_CALL_S:
             return False
         now = self._clock()
         young = sum(1 for s in self._running if now - s.started < AHEAD_MAX_CALL_S)
-        return len(self._waiting) < self.count - len(self._running) + young
+        return len(self._waiting) < free + young
 
     def waiting(self) -> int:
         with self._cond:

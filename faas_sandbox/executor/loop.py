@@ -27,8 +27,8 @@ says whether it takes work (``/healthz``). See docs/executor.md.
 
 Latency: each worker thread waits one round trip for its assign and one for its close, so over
 a WAN link a thread per sandbox slot leaves the slots idle most of the time. ``ahead`` more
-threads keep assigns in flight: a call they get waits for one of ``concurrency`` sandbox slots
-(ahead.py), and that wait counts against its maxexectime. They assign only while a slot is
+threads keep assigns in flight: a call may wait for one of ``concurrency`` sandbox slots
+(ahead.py), and that wait counts against its maxexectime. Threads assign only while a slot is
 expected soon (ahead.py's rule); a call that still waits too long is let go for the server to
 requeue when it can be retried, else it runs with what is left or fails as ``timeout``.
 
@@ -61,7 +61,7 @@ from ..errors import (
     SpecError,
 )
 from ..kinds import ErrorKind
-from .ahead import Slots, can_retry, start_by
+from .ahead import UNTIMED_S, Slots, can_retry, start_by
 from .codestore import CodeStore
 from .delivery import Backoff, Outbox, Reachability, Report
 from .intake import lacks_env, orphans, reread_env, started_ago
@@ -273,7 +273,7 @@ class Executor:
         beat = self.liveness.beat
         while not self._stopping.is_set():
             beat(index, "assigning")
-            if index >= self.concurrency and not self.slots.wait_ahead(0.2):
+            if not self.slots.admit(0.2):
                 continue  # no slot expected soon: a call taken now would wait long
             try:
                 process = self.client.assign(self.assign_timeout)
@@ -437,7 +437,10 @@ class Executor:
             retry = can_retry(process)
             by = start_by(call.maxexectime, self.close_margin, retry)
             # Calls assigned ahead wait here, their budget running, at most until ``by``.
-            slot = self.slots.acquire(None if by is None else received + by - self._clock())
+            slot = self.slots.acquire(
+                received + (call.maxexectime or UNTIMED_S),
+                None if by is None else received + by - self._clock(),
+            )
             budget = None
             if call.maxexectime is not None:
                 budget = call.maxexectime - (self._clock() - received) - self.close_margin

@@ -39,78 +39,97 @@ def until(condition: Any, timeout: float = 10.0) -> bool:
 # -- Slots ------------------------------------------------------------------------------------
 
 
-def test_slots_are_handed_out_first_come_first_served():
+def test_slots_go_to_the_earliest_deadline_then_the_earliest_arrival():
     slots = Slots(1)
-    first = slots.acquire()
+    first = slots.acquire(0.0)
     order: list[str] = []
 
-    def take(name: str) -> None:
-        slot = slots.acquire()
+    def take(name: str, deadline: float) -> None:
+        slot = slots.acquire(deadline)
         order.append(name)
         slots.release(slot)
 
-    b = threading.Thread(target=take, args=("b",))
-    b.start()
-    assert until(lambda: slots.waiting() == 1)
-    c = threading.Thread(target=take, args=("c",))
-    c.start()
-    assert until(lambda: slots.waiting() == 2)
+    waiters = []
+    for n, (name, deadline) in enumerate([("late", 30.0), ("soon", 2.0), ("late2", 30.0)]):
+        waiters.append(threading.Thread(target=take, args=(name, deadline)))
+        waiters[-1].start()
+        assert until(lambda n=n: slots.waiting() == n + 1)
     slots.release(first)
-    b.join(5)
-    c.join(5)
-    assert order == ["b", "c"]
+    for waiter in waiters:
+        waiter.join(5)
+    assert order == ["soon", "late", "late2"]
 
 
 def test_a_wait_for_a_slot_ends_at_its_timeout():
     slots = Slots(1)
-    held = slots.acquire()
-    assert slots.acquire(0.05) is None
+    held = slots.acquire(0.0)
+    assert slots.acquire(0.0, 0.05) is None
     assert slots.waiting() == 0  # the call that gave up is no longer in line
     slots.release(held)
-    assert slots.acquire(0.0) is not None
+    assert slots.acquire(0.0, 0.0) is not None
 
 
-def test_ahead_only_while_a_slot_is_free_or_held_by_a_young_call():
+def test_assigns_only_while_a_slot_is_free_or_held_by_a_young_call():
     clock = Clock()
     slots = Slots(1, clock)
-    assert slots.wait_ahead(0)  # free slot
-    held = slots.acquire()
-    assert slots.wait_ahead(0)  # a young call: its slot is expected soon
+    assert slots.admit(0)  # free slot
+    held = slots.acquire(0.0)
+    assert slots.admit(0)  # a young call: its slot is expected soon
     clock.offset += AHEAD_MAX_CALL_S + 0.1
-    assert not slots.wait_ahead(0)  # a long call holds the only slot (a bomb, say)
+    assert not slots.admit(0)  # a long call holds the only slot (a bomb, say)
     assert slots.refusals == 1
     slots.release(held)
-    assert slots.wait_ahead(0)
+    assert slots.admit(0)
 
 
-def test_ahead_stops_when_as_many_calls_wait_as_slots_are_ready():
+def test_assigns_stop_when_as_many_calls_wait_as_slots_are_ready():
     clock = Clock()
     slots = Slots(2, clock)
-    held = [slots.acquire(), slots.acquire()]  # both young: 2 ready
-    waiter = threading.Thread(target=lambda: slots.release(slots.acquire()))
-    waiter.start()
+    held = [slots.acquire(0.0), slots.acquire(0.0)]  # both young: 2 ready
+    done = threading.Event()
+    got: list[Any] = []
+
+    def wait_then_hold() -> None:
+        got.append(slots.acquire(0.0))
+        done.wait(10)
+        slots.release(got[-1])
+
+    waiters = [threading.Thread(target=wait_then_hold) for _ in range(2)]
+    waiters[0].start()
     assert until(lambda: slots.waiting() == 1)
-    assert slots.wait_ahead(0)  # 1 waiting < 2 ready
-    clock.offset += AHEAD_MAX_CALL_S + 0.1  # both calls long now: 0 ready
-    assert not slots.wait_ahead(0)
-    for slot in held:
-        slots.release(slot)
-    waiter.join(5)
+    assert slots.admit(0)  # 1 waiting < 2 ready
+    waiters[1].start()
+    assert until(lambda: slots.waiting() == 2)
+    assert not slots.admit(0)  # 2 waiting, 2 ready
+    clock.offset += AHEAD_MAX_CALL_S + 0.1  # both calls long now
+    slots.release(held.pop())  # the first waiter runs (young); the other waits
+    assert until(lambda: len(got) == 1 and slots.waiting() == 1)
+    assert not slots.admit(0)  # 1 waiting, 1 ready (the young call)
+    slots.release(held.pop())
+    done.set()
+    for waiter in waiters:
+        waiter.join(5)
+    assert slots.admit(0)
 
 
-def test_ahead_pauses_while_calls_are_slow_on_average():
-    slots = Slots(4)
+def test_a_call_that_would_wait_is_not_assigned_while_calls_are_slow_on_average():
+    slots = Slots(2)
     slots.call_s = AHEAD_MAX_CALL_S + 0.5
-    assert not slots.wait_ahead(0)
+    held = slots.acquire(0.0)
+    assert slots.admit(0)  # one slot free: the call would run at once
+    held2 = slots.acquire(0.0)
+    assert not slots.admit(0)  # both held by young calls, but calls are slow on average
+    slots.release(held)
+    slots.release(held2)
 
 
 def test_a_waiting_thread_is_told_yes_as_soon_as_a_slot_frees():
     clock = Clock()
     slots = Slots(1, clock)
-    held = slots.acquire()
+    held = slots.acquire(0.0)
     clock.offset += AHEAD_MAX_CALL_S + 0.1
     answer: list[bool] = []
-    asker = threading.Thread(target=lambda: answer.append(slots.wait_ahead(30)))
+    asker = threading.Thread(target=lambda: answer.append(slots.admit(30)))
     asker.start()
     slots.release(held)
     asker.join(5)
