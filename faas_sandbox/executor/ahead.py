@@ -1,9 +1,22 @@
-"""The executor's sandbox slots: who gets one next, how long a call may wait for one, and
-when a worker thread may assign another call.
+"""The executor's sandbox slots: when a worker thread may take another call, who gets a
+slot next, and how long a call may wait for one.
 
-A call holds one of ``concurrency`` slots while it runs. Waiting calls get them earliest
-deadline first (the server's deadline: receipt + maxexectime; a call without one counts as
-``UNTIMED_S``), and none waits past the moment its maxexectime can no longer be met:
+A call holds one of ``concurrency`` slots while it runs. Workers outnumber slots
+(``--ahead``), so that over a WAN link assigns and closes of several calls overlap. Colonies
+starts a process's maxexectime at assignment, so a call that waits here for a slot pays for
+the wait out of its budget. A worker therefore asks :meth:`Slots.admit` before it assigns, and
+holds the :class:`Claim` it gets until its call has a slot (or it got no call):
+
+- **a free slot for every call in hand**: while fewer calls are claimed than slots are free,
+  any worker may assign, and its call never waits;
+- **ahead of a free slot** only while calls are short: no call is running longer than
+  ``AHEAD_MAX_CALL_S`` and none took longer in the last ``CALM_S`` seconds. One long call (a
+  resource bomb runs up to its wall limit) stops it at once, for ``CALM_S``; the processes
+  then stay in the Colonies queue for any executor.
+
+Waiting calls get slots earliest deadline first (the server's deadline: receipt +
+maxexectime; a call without one counts as ``UNTIMED_S``), and none waits past the moment its
+maxexectime can no longer be met:
 
 - a call whose process the server can still retry (``retries < maxretries``, or
   ``maxretries`` -1) waits until half of its budget is gone at most. If no slot has freed by
@@ -14,26 +27,20 @@ deadline first (the server's deadline: receipt + maxexectime; a call without one
 - a call the server cannot retry waits until its budget is used up (then ``timeout``, with
   the wait in the reason): started late, it still runs, which is more than a requeue would do;
 - a call without maxexectime waits as long as it takes.
-
-Workers outnumber slots (``--ahead``), so that over a WAN link a slot finds its next call
-already here. A worker assigns only while the call it gets can expect a slot soon
-(:meth:`Slots.admit`): a slot is *ready* when it is free or its call has run less than
-``AHEAD_MAX_CALL_S``, and fewer calls may wait than slots are ready; a call that would wait
-also needs calls to take less than ``AHEAD_MAX_CALL_S`` on average. Slots held by long calls
-(resource bombs up to their wall limit) therefore stop assigning, even while short calls keep
-the average low, and the processes stay in the Colonies queue for other executors.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-AHEAD_MAX_CALL_S = 0.5  # a call running longer than this is slow: no slot is expected soon
+AHEAD_MAX_CALL_S = 0.5  # a call running longer than this is long
+CALM_S = 30.0  # no assigning ahead of a free slot for this long after a long call
 KEEP_SHARE = 0.5  # a call that can be retried starts with at least this share of its budget
 MIN_BUDGET_S = 0.1  # the smallest budget a call can start with (budgets are whole tenths)
 UNTIMED_S = 60.0  # the deadline, after receipt, by which a call without maxexectime is served
@@ -48,6 +55,15 @@ class Slot:
         self.started = started
 
 
+class Claim:
+    """A call in hand, or about to be, that has no slot yet (see :meth:`Slots.admit`)."""
+
+    __slots__ = ("live",)
+
+    def __init__(self) -> None:
+        self.live = True
+
+
 class Slots:
     """``count`` sandbox slots; waiting calls get them earliest deadline first."""
 
@@ -55,27 +71,64 @@ class Slots:
         self.count = max(1, count)
         self._clock = clock
         self._cond = threading.Condition()
+        self._claims = 0  # live claims: calls in hand (or being assigned) without a slot
         self._waiting: list[tuple[float, int]] = []  # (deadline, arrival), sorted
         self._arrivals = itertools.count()
         self._running: set[Slot] = set()
-        self.call_s = 0.0  # moving average of the time a call holds its slot
+        self.long_at = -math.inf  # when a call last held its slot AHEAD_MAX_CALL_S or more
         self.refusals = 0  # times admit said no
 
-    def acquire(self, deadline: float, timeout: float | None = None) -> Slot | None:
-        """A slot once no waiting call has an earlier ``deadline`` (then: arrived earlier);
-        None after ``timeout`` seconds."""
+    def admit(self, timeout: float) -> Claim | None:
+        """A claim when a call taken now can expect a slot (the rules above); waits up to
+        ``timeout`` seconds, woken by every slot taken or freed; None: do not assign."""
+        with self._cond:
+            if not self._cond.wait_for(self._admissible, timeout):
+                self.refusals += 1
+                return None
+            self._claims += 1
+            return Claim()
+
+    def claim(self) -> Claim:
+        """A claim whatever the rules say: for a call already in hand (an adopted orphan)."""
+        with self._cond:
+            self._claims += 1
+            return Claim()
+
+    def unclaim(self, claim: Claim | None) -> None:
+        """``claim``'s call needs no slot (no call, or it ended); idempotent."""
+        with self._cond:
+            if claim is not None and claim.live:
+                claim.live = False
+                self._claims -= 1
+                self._cond.notify_all()
+
+    def _admissible(self) -> bool:
+        free = self.count - len(self._running)
+        if self._claims < free:
+            return True  # a free slot for every call in hand
+        now = self._clock()
+        if any(now - s.started >= AHEAD_MAX_CALL_S for s in self._running):
+            return False
+        return now - self.long_at >= CALM_S
+
+    def acquire(self, claim: Claim, deadline: float, timeout: float | None = None) -> Slot | None:
+        """A slot for ``claim``'s call once no waiting call has an earlier ``deadline``
+        (then: arrived earlier); None after ``timeout`` seconds."""
         entry = (deadline, next(self._arrivals))
         with self._cond:
             bisect.insort(self._waiting, entry)
             try:
-                if self._cond.wait_for(
+                if not self._cond.wait_for(
                     lambda: self._waiting[0] == entry and len(self._running) < self.count,
                     None if timeout is None else max(0.0, timeout),
                 ):
-                    slot = Slot(self._clock())
-                    self._running.add(slot)
-                    return slot
-                return None
+                    return None
+                slot = Slot(self._clock())
+                self._running.add(slot)
+                if claim.live:
+                    claim.live = False
+                    self._claims -= 1
+                return slot
             finally:
                 self._waiting.remove(entry)
                 self._cond.notify_all()  # the next in line may now be first
@@ -84,27 +137,10 @@ class Slots:
         with self._cond:
             if slot in self._running:
                 self._running.discard(slot)
-                self.call_s = 0.8 * self.call_s + 0.2 * (self._clock() - slot.started)
+                now = self._clock()
+                if now - slot.started >= AHEAD_MAX_CALL_S:
+                    self.long_at = now
             self._cond.notify_all()
-
-    def admit(self, timeout: float) -> bool:
-        """Whether a call assigned now can expect a slot soon; waits up to ``timeout``
-        seconds (woken by every slot taken or freed) for the answer yes."""
-        with self._cond:
-            if self._cond.wait_for(self._admissible, timeout):
-                return True
-            self.refusals += 1
-            return False
-
-    def _admissible(self) -> bool:
-        free = self.count - len(self._running)
-        if free > len(self._waiting):
-            return True  # it would run at once
-        if self.call_s > AHEAD_MAX_CALL_S:
-            return False
-        now = self._clock()
-        young = sum(1 for s in self._running if now - s.started < AHEAD_MAX_CALL_S)
-        return len(self._waiting) < free + young
 
     def waiting(self) -> int:
         with self._cond:

@@ -61,7 +61,7 @@ from ..errors import (
     SpecError,
 )
 from ..kinds import ErrorKind
-from .ahead import UNTIMED_S, Slots, can_retry, start_by
+from .ahead import UNTIMED_S, Claim, Slots, can_retry, start_by
 from .codestore import CodeStore
 from .delivery import Backoff, Outbox, Reachability, Report
 from .intake import lacks_env, orphans, reread_env, started_ago
@@ -273,10 +273,11 @@ class Executor:
         beat = self.liveness.beat
         while not self._stopping.is_set():
             beat(index, "assigning")
-            if not self.slots.admit(0.2):
+            claim = self.slots.admit(0.2)
+            if claim is None:
                 continue  # no slot expected soon: a call taken now would wait long
             try:
-                process = self.client.assign(self.assign_timeout)
+                process = self._assign(claim)
             except ReplyUnreadable as exc:
                 self.reach.up()
                 backoff.reset()
@@ -320,10 +321,21 @@ class Executor:
             backoff.reset()
             if process is not None:
                 beat(index, "serving")
-                self._serve(process)
+                self._serve(process, claim=claim)
             if self._suspect and self._take_suspicion():
                 beat(index, "serving")
                 self._adopt_orphans()
+
+    def _assign(self, claim: Claim) -> dict[str, Any] | None:
+        """One assign; ``claim`` is given up unless a process came with it."""
+        try:
+            process = self.client.assign(self.assign_timeout)
+        except BaseException:
+            self.slots.unclaim(claim)
+            raise
+        if process is None:
+            self.slots.unclaim(claim)
+        return process
 
     def _take_suspicion(self) -> bool:
         with self._lock:
@@ -380,8 +392,16 @@ class Executor:
         )
         self.outbox.deliver(report)
 
-    def _serve(self, process: dict[str, Any], received: float | None = None) -> None:
-        received = self._clock() if received is None else received
+    def _serve(
+        self, process: dict[str, Any], received: float | None = None, claim: Claim | None = None
+    ) -> None:
+        claim = self.slots.claim() if claim is None else claim
+        try:
+            self._serve_claimed(process, claim, self._clock() if received is None else received)
+        finally:
+            self.slots.unclaim(claim)
+
+    def _serve_claimed(self, process: dict[str, Any], claim: Claim, received: float) -> None:
         processid = process.get("processid") if isinstance(process, dict) else None
         if not isinstance(processid, str) or not processid:
             log.error("assign returned a process without an id; ignored")
@@ -396,7 +416,7 @@ class Executor:
                 return
             self._inflight[processid] = "?"
         try:
-            report = self._run(processid, process, received)
+            report = self._run(processid, process, received, claim)
             with self._lock:
                 if report is None or processid in self._abandoned:
                     return  # None: let go, never started (_no_slot)
@@ -414,7 +434,9 @@ class Executor:
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
 
-    def _run(self, processid: str, process: dict[str, Any], received: float) -> Report | None:
+    def _run(
+        self, processid: str, process: dict[str, Any], received: float, claim: Claim
+    ) -> Report | None:
         function = "?"
         slot = None
         try:
@@ -438,6 +460,7 @@ class Executor:
             by = start_by(call.maxexectime, self.close_margin, retry)
             # Calls assigned ahead wait here, their budget running, at most until ``by``.
             slot = self.slots.acquire(
+                claim,
                 received + (call.maxexectime or UNTIMED_S),
                 None if by is None else received + by - self._clock(),
             )

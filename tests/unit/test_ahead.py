@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from faas_sandbox.executor.ahead import AHEAD_MAX_CALL_S, Slots, can_retry, start_by
+from faas_sandbox.executor.ahead import (
+    AHEAD_MAX_CALL_S,
+    CALM_S,
+    Slots,
+    can_retry,
+    start_by,
+)
 from faas_sandbox.executor.codestore import CodeStore
 from faas_sandbox.executor.loop import Executor
 
@@ -17,13 +23,14 @@ from .test_executor import STORE, FakeColonies, FakeS3, FakeSandbox
 
 
 class Clock:
-    """time.monotonic plus an offset the test moves forward (calls look older)."""
+    """time.monotonic (or, frozen, 1000) plus an offset the test moves forward."""
 
-    def __init__(self) -> None:
+    def __init__(self, frozen: bool = False) -> None:
         self.offset = 0.0
+        self.frozen = frozen
 
     def __call__(self) -> float:
-        return time.monotonic() + self.offset
+        return (1000.0 if self.frozen else time.monotonic()) + self.offset
 
 
 def until(condition: Any, timeout: float = 10.0) -> bool:
@@ -39,13 +46,18 @@ def until(condition: Any, timeout: float = 10.0) -> bool:
 # -- Slots ------------------------------------------------------------------------------------
 
 
+def hold(slots: Slots, deadline: float = 0.0) -> Any:
+    """A slot taken as a worker takes one: claim, then acquire."""
+    return slots.acquire(slots.claim(), deadline)
+
+
 def test_slots_go_to_the_earliest_deadline_then_the_earliest_arrival():
     slots = Slots(1)
-    first = slots.acquire(0.0)
+    first = hold(slots)
     order: list[str] = []
 
     def take(name: str, deadline: float) -> None:
-        slot = slots.acquire(deadline)
+        slot = hold(slots, deadline)
         order.append(name)
         slots.release(slot)
 
@@ -62,78 +74,59 @@ def test_slots_go_to_the_earliest_deadline_then_the_earliest_arrival():
 
 def test_a_wait_for_a_slot_ends_at_its_timeout():
     slots = Slots(1)
-    held = slots.acquire(0.0)
-    assert slots.acquire(0.0, 0.05) is None
+    held = hold(slots)
+    claim = slots.claim()
+    assert slots.acquire(claim, 0.0, 0.05) is None
     assert slots.waiting() == 0  # the call that gave up is no longer in line
+    slots.unclaim(claim)
     slots.release(held)
-    assert slots.acquire(0.0, 0.0) is not None
+    assert slots.acquire(slots.claim(), 0.0, 0.0) is not None
 
 
-def test_assigns_only_while_a_slot_is_free_or_held_by_a_young_call():
-    clock = Clock()
-    slots = Slots(1, clock)
-    assert slots.admit(0)  # free slot
-    held = slots.acquire(0.0)
-    assert slots.admit(0)  # a young call: its slot is expected soon
-    clock.offset += AHEAD_MAX_CALL_S + 0.1
-    assert not slots.admit(0)  # a long call holds the only slot (a bomb, say)
-    assert slots.refusals == 1
-    slots.release(held)
-    assert slots.admit(0)
-
-
-def test_assigns_stop_when_as_many_calls_wait_as_slots_are_ready():
-    clock = Clock()
+def test_a_free_slot_for_every_call_in_hand_then_no_more_claims_after_a_long_call():
+    clock = Clock(frozen=True)
     slots = Slots(2, clock)
-    held = [slots.acquire(0.0), slots.acquire(0.0)]  # both young: 2 ready
-    done = threading.Event()
-    got: list[Any] = []
-
-    def wait_then_hold() -> None:
-        got.append(slots.acquire(0.0))
-        done.wait(10)
-        slots.release(got[-1])
-
-    waiters = [threading.Thread(target=wait_then_hold) for _ in range(2)]
-    waiters[0].start()
-    assert until(lambda: slots.waiting() == 1)
-    assert slots.admit(0)  # 1 waiting < 2 ready
-    waiters[1].start()
-    assert until(lambda: slots.waiting() == 2)
-    assert not slots.admit(0)  # 2 waiting, 2 ready
-    clock.offset += AHEAD_MAX_CALL_S + 0.1  # both calls long now
-    slots.release(held.pop())  # the first waiter runs (young); the other waits
-    assert until(lambda: len(got) == 1 and slots.waiting() == 1)
-    assert not slots.admit(0)  # 1 waiting, 1 ready (the young call)
-    slots.release(held.pop())
-    done.set()
-    for waiter in waiters:
-        waiter.join(5)
-    assert slots.admit(0)
+    slots.long_at = clock()  # a call just took long: no assigning ahead of a free slot
+    first, second = slots.admit(0), slots.admit(0)  # 2 free slots, 2 calls in hand
+    assert first is not None and second is not None
+    assert slots.admit(0) is None
+    assert slots.refusals == 1
+    slots.unclaim(second)  # that assign brought no call
+    third = slots.admit(0)
+    assert third is not None
+    running = [slots.acquire(first, 0.0), slots.acquire(third, 0.0)]
+    assert slots.admit(0) is None  # both slots busy
+    slots.release(running.pop())
+    assert slots.admit(0) is not None
 
 
-def test_a_call_that_would_wait_is_not_assigned_while_calls_are_slow_on_average():
-    slots = Slots(2)
-    slots.call_s = AHEAD_MAX_CALL_S + 0.5
-    held = slots.acquire(0.0)
-    assert slots.admit(0)  # one slot free: the call would run at once
-    held2 = slots.acquire(0.0)
-    assert not slots.admit(0)  # both held by young calls, but calls are slow on average
-    slots.release(held)
-    slots.release(held2)
-
-
-def test_a_waiting_thread_is_told_yes_as_soon_as_a_slot_frees():
-    clock = Clock()
+def test_ahead_of_a_free_slot_only_while_no_call_is_or_was_lately_long():
+    clock = Clock(frozen=True)
     slots = Slots(1, clock)
-    held = slots.acquire(0.0)
-    clock.offset += AHEAD_MAX_CALL_S + 0.1
-    answer: list[bool] = []
+    held = slots.acquire(slots.admit(0), 0.0)  # one young call, never a long one: calm
+    assert slots.admit(0) is not None  # taken ahead: it waits for the slot briefly
+    assert slots.admit(0) is not None
+    clock.offset += AHEAD_MAX_CALL_S  # the running call is long now (a bomb, say)
+    assert slots.admit(0) is None
+    slots.release(held)  # it ended long: CALM_S of claims only for free slots
+    assert slots.long_at == clock()
+    clock.offset += CALM_S - 1
+    assert slots.admit(0) is None  # 2 claims in hand, 1 free slot
+    clock.offset += 1
+    assert slots.admit(0) is not None  # calm again
+
+
+def test_a_waiting_worker_gets_its_claim_as_soon_as_a_slot_frees():
+    clock = Clock(frozen=True)
+    slots = Slots(1, clock)
+    held = hold(slots)
+    clock.offset += AHEAD_MAX_CALL_S
+    answer: list[Any] = []
     asker = threading.Thread(target=lambda: answer.append(slots.admit(30)))
     asker.start()
     slots.release(held)
     asker.join(5)
-    assert answer == [True]
+    assert answer and answer[0] is not None
 
 
 @pytest.mark.parametrize(

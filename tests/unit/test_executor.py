@@ -435,14 +435,14 @@ def _ahead_executor(client: FakeColonies, sandbox: FakeSandbox, slow: bool) -> t
     code = CodeStore(client, STORE, reader=FakeS3(client.files))
     executor = Executor(client, sandbox, code, name="t", concurrency=1, ahead=2, grace=1)
     if slow:
-        executor.slots.call_s = 1.0  # as after calls that took a second each
+        executor.slots.long_at = time.monotonic()  # as after a call that took long
     thread = threading.Thread(target=executor.run)
     thread.start()
     return executor, thread
 
 
-def test_calls_are_not_assigned_ahead_while_calls_are_slow_on_average():
-    """1 sandbox slot, 2 assigns ahead: after slow calls a process is assigned only while
+def test_calls_are_not_assigned_ahead_after_a_long_call():
+    """1 sandbox slot, 2 assigns ahead: after a long call a process is assigned only while
     the slot is free. (Short calls, and long ones in a slot: tests/unit/test_ahead.py.)"""
     sandbox = CountingSandbox()
     client = AssignRecorder(sandbox)
@@ -453,7 +453,6 @@ def test_calls_are_not_assigned_ahead_while_calls_are_slow_on_average():
         sandbox.release.set()
         assert {c[1] for c in client.wait_for(3) if c[0] == "close"} == {"p0", "p1", "p2"}
         assert sandbox.most == 1
-        # the average stays above AHEAD_MAX_CALL_S for these 3 calls (0.8^3 > 0.5)
         assert client.running_at_assign == [0, 0, 0]
     finally:
         sandbox.release.set()
