@@ -9,10 +9,11 @@ holds the :class:`Claim` it gets until its call has a slot (or it got no call):
 
 - **a free slot for every call in hand**: while fewer calls are claimed than slots are free,
   any worker may assign, and its call never waits;
-- **ahead of a free slot** only while calls are short: no call is running longer than
-  ``AHEAD_MAX_CALL_S`` and none took longer in the last ``CALM_S`` seconds. One long call (a
-  resource bomb runs up to its wall limit) stops it at once, for ``CALM_S``; the processes
-  then stay in the Colonies queue for any executor.
+- **ahead of a free slot** only while calls are short: the last ``CALM_CALLS`` calls each
+  held their slot less than ``AHEAD_MAX_CALL_S``, and no call is running longer. One long call
+  (a resource bomb runs up to its wall limit) stops it at once, until ``CALM_CALLS`` short
+  calls in a row have ended again; the processes then stay in the Colonies queue for any
+  executor. A new executor starts without that evidence.
 
 Waiting calls get slots earliest deadline first (the server's deadline: receipt +
 maxexectime; a call without one counts as ``UNTIMED_S``), and none waits past the moment its
@@ -33,14 +34,13 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 AHEAD_MAX_CALL_S = 0.5  # a call running longer than this is long
-CALM_S = 30.0  # no assigning ahead of a free slot for this long after a long call
+CALM_CALLS = 50  # short calls in a row before calls are assigned ahead of a free slot
 KEEP_SHARE = 0.5  # a call that can be retried starts with at least this share of its budget
 MIN_BUDGET_S = 0.1  # the smallest budget a call can start with (budgets are whole tenths)
 UNTIMED_S = 60.0  # the deadline, after receipt, by which a call without maxexectime is served
@@ -75,7 +75,7 @@ class Slots:
         self._waiting: list[tuple[float, int]] = []  # (deadline, arrival), sorted
         self._arrivals = itertools.count()
         self._running: set[Slot] = set()
-        self.long_at = -math.inf  # when a call last held its slot AHEAD_MAX_CALL_S or more
+        self.short_run = 0  # calls in a row that held their slot less than AHEAD_MAX_CALL_S
         self.refusals = 0  # times admit said no
 
     def admit(self, timeout: float) -> Claim | None:
@@ -109,7 +109,7 @@ class Slots:
         now = self._clock()
         if any(now - s.started >= AHEAD_MAX_CALL_S for s in self._running):
             return False
-        return now - self.long_at >= CALM_S
+        return self.short_run >= CALM_CALLS
 
     def acquire(self, claim: Claim, deadline: float, timeout: float | None = None) -> Slot | None:
         """A slot for ``claim``'s call once no waiting call has an earlier ``deadline``
@@ -137,9 +137,8 @@ class Slots:
         with self._cond:
             if slot in self._running:
                 self._running.discard(slot)
-                now = self._clock()
-                if now - slot.started >= AHEAD_MAX_CALL_S:
-                    self.long_at = now
+                short = self._clock() - slot.started < AHEAD_MAX_CALL_S
+                self.short_run = self.short_run + 1 if short else 0
             self._cond.notify_all()
 
     def waiting(self) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from faas_sandbox.executor.ahead import (
     AHEAD_MAX_CALL_S,
-    CALM_S,
+    CALM_CALLS,
     Slots,
     can_retry,
     start_by,
@@ -86,7 +86,7 @@ def test_a_wait_for_a_slot_ends_at_its_timeout():
 def test_a_free_slot_for_every_call_in_hand_then_no_more_claims_after_a_long_call():
     clock = Clock(frozen=True)
     slots = Slots(2, clock)
-    slots.long_at = clock()  # a call just took long: no assigning ahead of a free slot
+    # no evidence yet that calls are short (a new executor): no assigning ahead of a slot
     first, second = slots.admit(0), slots.admit(0)  # 2 free slots, 2 calls in hand
     assert first is not None and second is not None
     assert slots.admit(0) is None
@@ -100,20 +100,23 @@ def test_a_free_slot_for_every_call_in_hand_then_no_more_claims_after_a_long_cal
     assert slots.admit(0) is not None
 
 
-def test_ahead_of_a_free_slot_only_while_no_call_is_or_was_lately_long():
+def test_ahead_of_a_free_slot_only_after_short_calls_and_while_no_call_is_long():
     clock = Clock(frozen=True)
     slots = Slots(1, clock)
-    held = slots.acquire(slots.admit(0), 0.0)  # one young call, never a long one: calm
+    for _ in range(CALM_CALLS - 1):
+        slots.release(hold(slots))  # short calls (no time passes)
+    held = hold(slots)
+    assert slots.admit(0) is None  # 49 short calls so far: not enough evidence
+    slots.release(held)
+    held = hold(slots)
+    assert slots.short_run == CALM_CALLS
     assert slots.admit(0) is not None  # taken ahead: it waits for the slot briefly
     assert slots.admit(0) is not None
     clock.offset += AHEAD_MAX_CALL_S  # the running call is long now (a bomb, say)
     assert slots.admit(0) is None
-    slots.release(held)  # it ended long: CALM_S of claims only for free slots
-    assert slots.long_at == clock()
-    clock.offset += CALM_S - 1
+    slots.release(held)  # it ended long: the evidence starts again
+    assert slots.short_run == 0
     assert slots.admit(0) is None  # 2 claims in hand, 1 free slot
-    clock.offset += 1
-    assert slots.admit(0) is not None  # calm again
 
 
 def test_a_waiting_worker_gets_its_claim_as_soon_as_a_slot_frees():
@@ -195,7 +198,8 @@ class Recorder(FakeColonies):
 
 @pytest.fixture
 def ahead():
-    """One sandbox slot, one thread assigning ahead; p0 (``block``) holds the slot."""
+    """One sandbox slot, one thread more; p0 (``block``) holds the slot, after enough
+    short calls that a call may be assigned ahead of a free slot."""
     sandbox = BlockSandbox()
     client = Recorder(sandbox)
     clock = Clock()
@@ -203,6 +207,7 @@ def ahead():
     executor = Executor(
         client, sandbox, code, name="t", concurrency=1, ahead=1, grace=1, clock=clock
     )
+    executor.slots.short_run = CALM_CALLS
     thread = threading.Thread(target=executor.run)
     thread.start()
     client.only["p0"] = "faas-worker-0"  # the slot's own thread: the other one is "ahead"

@@ -435,7 +435,7 @@ def _ahead_executor(client: FakeColonies, sandbox: FakeSandbox, slow: bool) -> t
     code = CodeStore(client, STORE, reader=FakeS3(client.files))
     executor = Executor(client, sandbox, code, name="t", concurrency=1, ahead=2, grace=1)
     if slow:
-        executor.slots.long_at = time.monotonic()  # as after a call that took long
+        executor.slots.short_run = 0  # as after a call that took long
     thread = threading.Thread(target=executor.run)
     thread.start()
     return executor, thread
