@@ -159,8 +159,10 @@ def can_retry(process: Mapping[str, Any]) -> bool:
     spec = process.get("spec")
     maxretries = spec.get("maxretries") if isinstance(spec, Mapping) else None
     retries = process.get("retries")
-    if not _whole(maxretries) or not _whole(retries):
+    if not isinstance(maxretries, int) or not isinstance(retries, int):
         return False  # unknown: assume the server would fail it, so never give it up
+    if isinstance(maxretries, bool) or isinstance(retries, bool):
+        return False
     return maxretries <= -1 or retries < maxretries
 
 
@@ -173,7 +175,3 @@ def start_by(maxexectime: float | None, close_margin: float, retry: bool) -> flo
         return None
     budget = maxexectime - close_margin
     return budget * (1 - KEEP_SHARE) if retry else budget - MIN_BUDGET_S
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
