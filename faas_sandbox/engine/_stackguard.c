@@ -1,25 +1,27 @@
-/* The C-stack guard of a sandbox child (see stackguard.py for the why).
+/* The C-stack guard of a sandbox child (faas_sandbox/engine/run.py says how it is used).
 
    CPython 3.11 recurses in C without a depth check in many places (hashing nested tuples,
-   next() through chained iterators, freeing chained generators or descriptors): a function
-   can make its child overflow the C stack and die on SIGSEGV. This module turns that death
-   into a RESULT frame chosen before the call, so the call ends with a frame and a user kind.
+   next() through chained iterators, freeing chained generators or slices): a function can
+   make its child overflow the C stack and die on SIGSEGV, which the caller can only call
+   `crash`. This module turns that death into a RESULT frame chosen before the fault.
 
-   install(frames, cpu_at, rss_at): once, in the forker, before any fork (fork keeps both the handler and the
-   alternate stack; a child's seccomp filter refuses sigaction and sigaltstack). It copies the
-   pre-encoded frames (cpu_at, rss_at: where in each frame its CPU seconds, a big-endian
-   double, and its peak RSS in bytes, a big-endian u64, go) and installs a SIGSEGV handler that runs on an alternate stack.
-   arm(fd, index): in a child, per phase of its call; stores two integers, no system call.
-   arm(-1, -1) disarms.
+   install(frames, cpu_at, rss_at): once, in the forker, before any fork (fork keeps both the
+   handler and the alternate stack; a child's seccomp filter refuses sigaction and
+   sigaltstack). Copies the pre-encoded frames (cpu_at, rss_at: where each frame holds its CPU
+   seconds, a big-endian double, and its peak RSS in bytes, a big-endian u64) and installs a
+   SIGSEGV handler that runs on an alternate stack.
+   arm(fd, phase): in a child, at each phase of its call; stores two integers, no system
+   call. A negative or unknown value disarms.
 
-   The handler, on SIGSEGV: if the guard is armed and the faulting address lies within
-   NEAR_SP bytes of the stack pointer (a stack overflow: a push or a new frame's store below
-   the stack's end), it fills in the child's CPU time and peak RSS (getrusage) and writes frame index*2 (the stack's rlimit was reached) or index*2+1
-   (the stack could not grow before its rlimit: the address-space limit) to fd and leaves with
-   _exit(0), as a child does after its RESULT frame. Only getrusage, write and _exit run, all
-   async-signal-safe and allowed by the child's filter. Anything else (not armed, a wild
-   address) returns: SA_RESETHAND has restored the default action, so the faulting
-   instruction runs again and kills the process exactly as it would have without the guard. */
+   The handler: if the guard is armed and the faulting address lies within NEAR_SP bytes of
+   the stack pointer (a stack overflow: a push, a call or a new frame's store past the end of
+   the stack), it fills in the child's CPU time and peak RSS (getrusage), writes frame
+   phase*2 (the stack reached its RLIMIT_STACK) or phase*2+1 (it could not grow before that:
+   the address-space limit) to fd and leaves with _exit(0), as a child does after its RESULT
+   frame. Only getrusage, write and _exit run: async-signal-safe, and allowed by the filter.
+   Anything else (not armed, a wild address) returns: SA_RESETHAND has restored the default
+   action, so the faulting instruction runs again and kills the process as it would have
+   without the guard (`crash`). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -49,7 +51,7 @@ static Py_ssize_t cpu_at, rss_at;  /* offsets of the usage fields in every frame
 static uintptr_t stack_end;
 static uintptr_t stack_rlimit;  /* 0: unlimited */
 static volatile sig_atomic_t armed_fd = -1;
-static volatile sig_atomic_t armed_index = -1;
+static volatile sig_atomic_t armed_phase = -1;
 
 static uintptr_t fault_sp(void *context) {
     const ucontext_t *uc = context;
@@ -65,15 +67,15 @@ static uintptr_t fault_sp(void *context) {
 
 static void on_segv(int sig, siginfo_t *info, void *context) {
     (void)sig;
-    int fd = armed_fd, index = armed_index;
+    int fd = armed_fd, phase = armed_phase;
     uintptr_t sp = fault_sp(context), addr = (uintptr_t)info->si_addr;
-    if (fd < 0 || index < 0 || sp == 0 || addr + NEAR_SP < sp || addr > sp + NEAR_SP) {
+    if (fd < 0 || phase < 0 || sp == 0 || addr + NEAR_SP < sp || addr > sp + NEAR_SP) {
         return; /* default action (SA_RESETHAND): the fault repeats and kills as before */
     }
     /* unlimited: only the address space (or another mapping) can have stopped the stack */
     int at_rlimit = stack_rlimit != 0 &&
                     (stack_end <= sp || stack_end - sp + RLIMIT_MARGIN >= stack_rlimit);
-    int i = index * 2 + (at_rlimit ? 0 : 1);
+    int i = phase * 2 + (at_rlimit ? 0 : 1);
     if (i >= n_frames) {
         return;
     }
@@ -84,8 +86,10 @@ static void on_segv(int sig, siginfo_t *info, void *context) {
                      (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
         uint64_t bits, rss = (uint64_t)ru.ru_maxrss * 1024;
         memcpy(&bits, &cpu, sizeof bits);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         bits = __builtin_bswap64(bits);
         rss = __builtin_bswap64(rss);
+#endif
         memcpy(p + cpu_at, &bits, sizeof bits);
         memcpy(p + rss_at, &rss, sizeof rss);
     }
@@ -129,7 +133,7 @@ static PyObject *install(PyObject *module, PyObject *const *args, Py_ssize_t nar
         }
     }
     armed_fd = -1;
-    armed_index = -1;
+    armed_phase = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyTuple_GET_ITEM(arg, i);
         memcpy(frames[i], PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
@@ -162,21 +166,21 @@ static PyObject *install(PyObject *module, PyObject *const *args, Py_ssize_t nar
 static PyObject *arm(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "arm(fd, index)");
+        PyErr_SetString(PyExc_TypeError, "arm(fd, phase)");
         return NULL;
     }
     long fd = PyLong_AsLong(args[0]);
-    long index = PyLong_AsLong(args[1]);
-    if ((fd == -1 || index == -1) && PyErr_Occurred()) {
+    long phase = PyLong_AsLong(args[1]);
+    if ((fd == -1 || phase == -1) && PyErr_Occurred()) {
         return NULL;
     }
-    if (fd < 0 || fd > INT32_MAX || index < 0 || index * 2 >= n_frames) {
+    if (fd < 0 || fd > INT32_MAX || phase < 0 || phase >= MAX_FRAMES || phase * 2 >= n_frames) {
         fd = -1;
-        index = -1;
+        phase = -1;
     }
-    armed_index = -1; /* never a new fd with an old index, nor the reverse */
+    armed_phase = -1; /* never a new fd with an old phase, nor the reverse */
     armed_fd = (sig_atomic_t)fd;
-    armed_index = (sig_atomic_t)index;
+    armed_phase = (sig_atomic_t)phase;
     Py_RETURN_NONE;
 }
 
@@ -193,7 +197,7 @@ static PyObject *supported(PyObject *module, PyObject *unused) {
 static PyMethodDef methods[] = {
     {"install", (PyCFunction)(void (*)(void))install, METH_FASTCALL,
      "install(frames, cpu_at, rss_at): the SIGSEGV handler and its frames."},
-    {"arm", (PyCFunction)(void (*)(void))arm, METH_FASTCALL, "arm(fd, index); -1 disarms."},
+    {"arm", (PyCFunction)(void (*)(void))arm, METH_FASTCALL, "arm(fd, phase); -1 disarms."},
     {"supported", supported, METH_NOARGS, "Whether this CPU's stack pointer can be read."},
     {NULL, NULL, 0, NULL},
 };

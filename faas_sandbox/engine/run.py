@@ -61,7 +61,11 @@ _NOT_ARMED = -1
 STACK_TEXT = "the C stack overflowed"
 _OVERFLOWS = (
     (ErrorKind.COMPILE, 0, f"source nests too deeply for the compiler ({STACK_TEXT})"),
-    (ErrorKind.COMPILE, wire.COMPILE_LIMIT, "compile exceeded its memory limit (C stack)"),
+    (
+        ErrorKind.COMPILE,
+        wire.COMPILE_LIMIT,
+        "compile exceeded its memory limit (the C stack could not grow)",
+    ),
     (ErrorKind.RUNTIME, 0, f"RecursionError: maximum recursion depth exceeded in C ({STACK_TEXT})"),
     (ErrorKind.MEMORY, 0, "memory limit exceeded (the C stack could not grow)"),
     (ErrorKind.OUTPUT, 0, f"result nests too deeply to encode ({STACK_TEXT})"),
