@@ -79,6 +79,15 @@ _CPU_AT = wire.FRAME.size + 2  # RES_HEAD: kind u8, flags u8, cpu_s f64, max_rss
 _RSS_AT = _CPU_AT + 8
 
 
+def _no_guard(fd: int, phase: int) -> None:
+    pass
+
+
+# _arm(fd, phase): which frame an overflow from here on writes, and where (fd < 0: none). The
+# C function itself (no syscall; a Python wrapper cost each child a few more page faults).
+_arm = _stackguard.arm if _stackguard is not None else _no_guard
+
+
 class _Refused(Exception):
     """The return value cannot be sent back (kind ``output``)."""
 
@@ -120,12 +129,6 @@ def install_stack_guard() -> bool:
         return False
     _stackguard.install(OVERFLOW_FRAMES, _CPU_AT, _RSS_AT)
     return True
-
-
-def _arm(fd: int, phase: int) -> None:
-    """Which frame an overflow from here on writes, and where (fd < 0: none). No syscall."""
-    if _stackguard is not None:
-        _stackguard.arm(fd, phase)
 
 
 def stack_depth() -> int:
