@@ -342,6 +342,41 @@ def test_logs_endpoint_returns_lines_and_404_for_unknown_process() -> None:
     assert response.json()["detail"]["kind"] == "not_found"
 
 
+class LookupFailing(FakeBackend):
+    """``get`` and ``logs`` raise ``error`` (the server unreachable, or refusing)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__({"f": (ProcessState.SUCCESS, [1], [])})
+        self.error = error
+
+    def get(self, processid: str) -> CallResult:
+        raise self.error
+
+    def logs(self, processid: str) -> list[str]:
+        raise self.error
+
+
+@pytest.mark.parametrize("path", ["/calls/{}", "/calls/{}/logs"])
+@pytest.mark.parametrize(
+    ("error", "status", "kind", "message"),
+    [
+        (
+            ColoniesUnreachable("connection refused"),
+            502,
+            "unreachable",
+            "Colonies server unreachable: connection refused",
+        ),
+        (ColoniesRefused("Failed to get process", 500), 404, "not_found", "no such process"),
+    ],
+)
+def test_status_and_logs_answer_a_failed_lookup_alike(path, error, status, kind, message) -> None:
+    response = client_for(LookupFailing(error)).get(path.format(pid("f")))
+    assert response.status_code == status
+    detail = response.json()["detail"]
+    assert (detail["kind"], detail["message"]) == (kind, message)
+    assert detail.get("processid") == (pid("f") if kind == "not_found" else None)
+
+
 def test_openapi_docs_list_the_endpoints() -> None:
     client = client_for(FakeBackend())
     page = client.get("/docs")
