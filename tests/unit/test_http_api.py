@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from typing import Any
@@ -15,11 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from faas_sandbox.colonies.calls import EXEC_LIMIT_TEXT, WAIT_LIMIT_TEXT, CallRequest, CallResult
 from faas_sandbox.colonies.lifecycle import Revision
-from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+from faas_sandbox.colonies.spec import parse_process
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from faas_sandbox.frontend.app import ApiSettings, create_app
 from faas_sandbox.kinds import ProcessState
 from faas_sandbox.metrics import Metrics
 from faas_sandbox.policy import Limits, Policy
+from tests.unit.test_names import KEYWORD_NAMES, NOT_KEYWORD_NAMES
 
 
 def failed(*errors: str) -> tuple[ProcessState, list[Any], list[str]]:
@@ -340,6 +343,30 @@ def test_logs_endpoint_returns_lines_and_404_for_unknown_process() -> None:
     response = client.get(f"/calls/{pid('unknown')}/logs")
     assert response.status_code == 404
     assert response.json()["detail"]["kind"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in (*KEYWORD_NAMES, *NOT_KEYWORD_NAMES) if isinstance(n, str) and n]
+)
+def test_the_front_end_and_the_spec_decoder_take_the_same_keyword_names(name: str) -> None:
+    """One rule (names.keyword_name): a name the executor would refuse never gets submitted,
+    and a name the front end takes is one the executor takes."""
+    backend = FakeBackend({"f": (ProcessState.SUCCESS, [1], [])})
+    response = client_for(backend).post("/functions/f/call", json={"kwargs": {name: 1}})
+    try:
+        parse_process(
+            {
+                "processid": pid("f"),
+                "spec": {
+                    "funcname": "execute",
+                    "kwargs": {"function": "f", "kwargs": json.dumps({name: 1})},
+                },
+            }
+        )
+        decoded = True
+    except SpecError:
+        decoded = False
+    assert (response.status_code, len(backend.requests)) == ((200, 1) if decoded else (400, 0))
 
 
 class LookupFailing(FakeBackend):
