@@ -24,6 +24,12 @@ Reading (the executor's hot path):
 Writing (``faas-sandbox deploy``): the object goes to ``AWS_S3_BUCKET`` under a random key and
 the metadata is ``addfilemsg`` exactly as pycolonies' ``upload_data(..., label="/faas")`` writes
 it, so the tutorial's executor and ``colonies fs`` tools read it too.
+
+Removing (``faas-sandbox functions rm``) undoes what deploys wrote, revision by revision, oldest
+first: the S3 object (``DeleteObject``), then the metadata (``removefilemsg`` by file id), as
+pycolonies' ``delete_file`` orders it, so an interrupted removal leaves only whole revisions and
+running it again finishes it (deleting a missing object is not an error in S3). An object whose
+metadata names another store (or none) is kept and said so: that store is never contacted.
 """
 
 from __future__ import annotations
@@ -34,12 +40,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..colonies.lifecycle import LABEL
+from ..colonies.lifecycle import LABEL, history, remove_revision
 from ..errors import (
     CodeUnavailable,
     ColoniesRefused,
@@ -76,6 +82,15 @@ class Code:
     source: str
     fileid: str
     checksum: str
+
+
+@dataclass(slots=True)
+class Removal:
+    """What :meth:`CodeStore.remove` did."""
+
+    revisions: int = 0  # metadata entries removed
+    objects: int = 0  # S3 objects deleted from the configured store
+    kept: list[str] = field(default_factory=list)  # objects left in place, each with the reason
 
 
 @dataclass(slots=True)
@@ -297,6 +312,21 @@ class CodeStore:
 
     def _check_meta(self, name: str, meta: dict[str, Any]) -> None:
         """FunctionNotFound unless the metadata names the configured store and a SHA-256."""
+        self._object_key(name, meta)
+        checksum, alg = meta.get("checksum"), meta.get("checksumalg")
+        if (
+            not isinstance(checksum, str)
+            or not is_sha256(checksum)
+            or str(alg or "SHA256").upper() != "SHA256"
+        ):
+            raise FunctionNotFound(
+                f"/faas/{name}: its metadata carries no SHA-256 checksum, "
+                f"so its content cannot be verified"
+            )
+
+    def _object_key(self, name: str, meta: dict[str, Any]) -> str:
+        """The S3 key the metadata names if it names the configured store; else
+        FunctionNotFound saying why."""
         ref = meta.get("ref")
         obj = ref.get("s3object") if isinstance(ref, dict) else None
         if not isinstance(obj, dict):
@@ -318,16 +348,7 @@ class CodeStore:
         key = obj.get("object")
         if not isinstance(key, str) or not 0 < len(key) <= 1024:
             raise FunctionNotFound(f"/faas/{name}: its metadata names no valid object key")
-        checksum, alg = meta.get("checksum"), meta.get("checksumalg")
-        if (
-            not isinstance(checksum, str)
-            or not is_sha256(checksum)
-            or str(alg or "SHA256").upper() != "SHA256"
-        ):
-            raise FunctionNotFound(
-                f"/faas/{name}: its metadata carries no SHA-256 checksum, "
-                f"so its content cannot be verified"
-            )
+        return key
 
     def _download(self, name: str, meta: dict[str, Any], deadline: float) -> str:
         size = meta.get("size")
@@ -404,6 +425,34 @@ class CodeStore:
         with self._lock:
             self._entries.pop(name, None)
         return self._client.add_file(meta), True
+
+    # -- removing -------------------------------------------------------------------------------
+    def remove(self, name: FunctionName) -> Removal:
+        """Remove every revision of ``name`` there is now (module docstring, "Removing").
+
+        ColoniesError from the server; CodeUnavailable when S3 fails, saying how far it got
+        (what is left is still listed: run it again)."""
+        done = Removal()
+        for revision in history(self._client, name, self.label):
+            try:
+                key = self._object_key(name, revision.meta)
+            except FunctionNotFound as exc:
+                done.kept.append(f"revision {revision.number}: {exc}")
+            else:
+                try:
+                    self._reader.client.delete_object(Bucket=self._s3.bucket, Key=key)
+                except (BotoCoreError, ClientError, OSError) as exc:
+                    raise CodeUnavailable(
+                        f"S3 {self._s3.endpoint}: cannot delete revision {revision.number}'s "
+                        f"object ({type(exc).__name__}); {done.revisions} revision(s) removed "
+                        f"before it, the rest kept"
+                    ) from None
+                done.objects += 1
+            remove_revision(self._client, revision.fileid)
+            done.revisions += 1
+        with self._lock:
+            self._entries.pop(name, None)
+        return done
 
 
 def _found(name: FunctionName, entry: _Entry) -> Code:

@@ -416,14 +416,19 @@ def create_app(
             processid=result.processid,
         )
 
-    async def fetch(request: Request, processid: ProcessId) -> CallResult:
-        authorize(request, None)
+    async def about_process(func: Callable[[str], _T], processid: ProcessId) -> _T:
+        """``func(processid)`` in a worker thread (``backend.get``, ``backend.logs``): 502 when
+        the server is unreachable; a refusal means there is no such process (404)."""
         try:
-            result: CallResult = await blocking(backend.get, processid)
+            return await blocking(func, processid)  # type: ignore[no-any-return]
         except ColoniesUnreachable as exc:
             raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
         except ColoniesRefused:
             raise ApiError(ErrorKind.NOT_FOUND, "no such process", processid=processid) from None
+
+    async def fetch(request: Request, processid: ProcessId) -> CallResult:
+        authorize(request, None)
+        result = await about_process(backend.get, processid)
         grant = getattr(request.state, "grant", None)
         if grant is not None and not grant.allows(result.function):
             raise ApiError(
@@ -454,14 +459,10 @@ def create_app(
         summary="The captured output (process log) of a call",
     )
     async def call_logs(request: Request, processid: str = processid_param) -> Any:
+        checked = ProcessId(processid)  # FastAPI checked the pattern
         if tokens is not None:
-            await fetch(request, ProcessId(processid))  # FastAPI checked the pattern
-        try:
-            lines = await blocking(backend.logs, processid)
-        except ColoniesUnreachable as exc:
-            raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
-        except ColoniesRefused:
-            raise ApiError(ErrorKind.NOT_FOUND, "no such process", processid=processid) from None
+            await fetch(request, checked)
+        lines = await about_process(backend.logs, checked)
         return answer(request, {"processid": processid, "logs": lines}, processid=processid)
 
     @app.get(
