@@ -3,9 +3,9 @@
 Every ``deploy`` of a name adds a file version (``addfilemsg``); the server gives each a
 fresh, immutable file id and a sequence number. Revision numbers here count a name's versions
 from 1 (oldest) up; the current revision is the newest. A revision's metadata is removed by its
-file id (``removefilemsg``); ``CodeStore.remove`` removes its S3 object first. Used by the CLI
-(``functions show/history/rm/rollback``) and the HTTP front end (``GET /functions/{name}``,
-pinning).
+file id (``removefilemsg``); ``CodePublisher.remove`` (executor/publish.py) removes its S3
+object first. Used by the CLI (``functions show/history/rm/rollback``) and the HTTP front end
+(``GET /functions/{name}``, pinning).
 """
 
 from __future__ import annotations
@@ -82,6 +82,6 @@ def current(client: Rpc, name: FunctionName, label: str = LABEL) -> Revision | N
 
 def remove_revision(client: Rpc, fileid: str) -> None:
     """Delete one revision's metadata, by its file id (its S3 object is the caller's:
-    ``CodeStore.remove``). By id, not by label and name: a deploy that lands meanwhile is a
+    ``CodePublisher.remove``). By id, not by label and name: a deploy that lands meanwhile is a
     revision nobody has read yet, and it stays."""
     client.rpc("removefilemsg", colonyname=client.colony, fileid=fileid, label="", name="")

@@ -1,4 +1,4 @@
-"""`CodeStore.remove` (``functions rm``) against a fake ColonyFS and a fake S3: no server."""
+"""`CodePublisher.remove` (``functions rm``) against a fake ColonyFS and a fake S3: no server."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from faas_sandbox.errors import CodeUnavailable, ColoniesRefused
-from faas_sandbox.executor.codestore import CodeStore
+from faas_sandbox.executor.publish import CodePublisher
 from faas_sandbox.names import FunctionName
 from faas_sandbox.settings import S3Settings
 
@@ -88,10 +88,12 @@ class FakeColonyFS:
 
 
 @pytest.fixture
-def world() -> tuple[CodeStore, FakeColonyFS, FakeBucket]:
+def world() -> tuple[CodePublisher, FakeColonyFS, FakeBucket]:
     reader = FakeReader()
     files = FakeColonyFS(reader.client)
-    store = CodeStore(files, S3Settings(endpoint="127.0.0.1:9000", bucket="faas"), reader=reader)
+    store = CodePublisher(
+        files, S3Settings(endpoint="127.0.0.1:9000", bucket="faas"), reader=reader
+    )
     return store, files, reader.client
 
 

@@ -143,7 +143,7 @@ def show_command(name: str, number: int | None) -> None:
 def rm_command(name: str) -> None:
     """Remove NAME: every revision's S3 object and metadata (calls then answer not_found)."""
     from ...errors import CodeUnavailable, SettingsError
-    from ...executor.codestore import CodeStore
+    from ...executor.publish import CodePublisher
     from ...settings import Settings
 
     name = _checked(name)
@@ -156,7 +156,7 @@ def rm_command(name: str) -> None:
         usage_error(str(exc))
     with colonies_errors(f"remove {name}"):
         try:
-            removal = CodeStore(client, settings.s3).remove(name)
+            removal = CodePublisher(client, settings.s3).remove(name)
         except CodeUnavailable as exc:
             fail(f"error: cannot remove {name}: {exc}", EXIT_UNREACHABLE)
     for note in removal.kept:
@@ -177,7 +177,7 @@ def rm_command(name: str) -> None:
 def rollback_command(name: str, number: int | None) -> None:
     """Deploy an earlier revision of NAME again, as its newest revision."""
     from ...errors import CodeUnavailable, SettingsError
-    from ...executor.codestore import CodeStore
+    from ...executor.publish import CodePublisher
     from ...settings import Settings
 
     name = _checked(name)
@@ -196,7 +196,7 @@ def rollback_command(name: str, number: int | None) -> None:
         usage_error(str(exc))
     with colonies_errors(f"rollback {name}"):
         try:
-            meta, changed = CodeStore(client, settings.s3).upload(name, data)
+            meta, changed = CodePublisher(client, settings.s3).upload(name, data)
         except CodeUnavailable as exc:
             fail(f"error: cannot upload {name}: {exc}", EXIT_UNREACHABLE)
     state = "is already" if not changed else "now"
