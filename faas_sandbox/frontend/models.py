@@ -1,5 +1,5 @@
 """The pydantic models of the front end's OpenAPI schema (pydantic is used only here and in
-``app.py``)."""
+``routes/calls.py``, which validates a call's body)."""
 
 from __future__ import annotations
 
