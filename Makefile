@@ -57,6 +57,7 @@ status: ## Show which services run and where the logs are
 bench: install ## Run the engine benchmark (bench/bench_engine.py)
 	@test -f bench/bench_engine.py || { echo "bench/bench_engine.py does not exist yet" >&2; exit 1; }
 	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_element.py
 
 bench-e2e: install ## End-to-end benchmark on the stack: tutorial vs null vs ours (BENCH_ARGS=--quick)
 	@$(STACK) up

@@ -7,7 +7,6 @@ A spec may ask for *less* than the policy (a shorter ``maxexectime``), never mor
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -161,6 +160,10 @@ class Policy:
     @classmethod
     def load(cls, path: str | Path) -> Policy:
         """Read and validate a policy file; every error names the file and the key."""
+        # Imported here, not at the top: the sandbox forker imports this module for Limits and
+        # never reads a file; tomllib would add ~0.5 MiB that every fork copies.
+        import tomllib
+
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -2,9 +2,10 @@
 
 Every ``deploy`` of a name adds a file version (``addfilemsg``); the server gives each a
 fresh, immutable file id and a sequence number. Revision numbers here count a name's versions
-from 1 (oldest) up; the current revision is the newest. Removing a function removes all its
-versions' metadata (``removefilemsg`` by label and name). Used by the CLI (``functions
-show/history/rm/rollback``) and the HTTP front end (``GET /functions/{name}``, pinning).
+from 1 (oldest) up; the current revision is the newest. A revision's metadata is removed by its
+file id (``removefilemsg``); ``CodePublisher.remove`` (executor/publish.py) removes its S3
+object first. Used by the CLI (``functions show/history/rm/rollback``) and the HTTP front end
+(``GET /functions/{name}``, pinning).
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def current(client: Rpc, name: FunctionName, label: str = LABEL) -> Revision | N
     return _revision(files[0], 0) if files else None
 
 
-def remove(client: Rpc, name: FunctionName, label: str = LABEL) -> None:
-    """Delete every revision's metadata of ``name`` (the S3 objects are left in place)."""
-    client.rpc("removefilemsg", colonyname=client.colony, fileid="", label=label, name=name)
+def remove_revision(client: Rpc, fileid: str) -> None:
+    """Delete one revision's metadata, by its file id (its S3 object is the caller's:
+    ``CodePublisher.remove``). By id, not by label and name: a deploy that lands meanwhile is a
+    revision nobody has read yet, and it stays."""
+    client.rpc("removefilemsg", colonyname=client.colony, fileid=fileid, label="", name="")

@@ -32,7 +32,7 @@ from typing import Any
 
 from .. import element
 from ..errors import SpecError
-from ..names import FunctionName, function_name, is_sha256
+from ..names import FunctionName, function_name, is_sha256, keyword_name
 from ..policy import MAX_WALL_SECONDS, MIN_WALL_SECONDS, Limits
 from .reply import MAX_DEPTH, DecodeError, loads
 
@@ -273,6 +273,5 @@ def _json_value(text: Any, kind: type, where: str, what: str, max_bytes: int) ->
 
 def _keywords(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     for key in kwargs:
-        if not isinstance(key, str) or not key.isidentifier():
-            raise SpecError(f"keyword argument name {str(key)[:80]!r} is not an identifier")
+        keyword_name(key)  # the one rule (names.py), as the HTTP front end applies it
     return dict(kwargs)

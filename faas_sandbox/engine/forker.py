@@ -44,6 +44,7 @@ from . import (
     control,
     isolation,  # oslayer (#9)
     modules,
+    run,
 )
 from .isolation import prctl
 
@@ -311,6 +312,7 @@ def main() -> None:
     # a child does not pay for os.environ.clear() (~60 page faults each).
     os.environ.clear()
     _limit_own_memory()
+    run.install_stack_guard()  # a child's C-stack overflow then ends with a frame, not `crash`
     control.send_json(sock, control.HELLO, forker.features)
     gc.freeze()  # children then never touch (copy) the pages of these objects in a GC pass
     try:

@@ -17,6 +17,17 @@ they can be). A request with the ELEMENT flag gets the result's Colonies output 
 instead, made from that JSON text (:mod:`.element`, the one place with the rule). Whatever user code
 does during encoding (hooks raising, recursion, answering differently twice) ends as ``output``,
 ``runtime``, ``forbidden`` or ``memory``.
+
+C-stack overflow: CPython 3.11 recurses in C without a depth check in many places (hashing a
+nested tuple, next() through chained iterators, freeing chained generators, filters or
+descriptors), so no recursion limit can stop a function from overflowing the C stack; the
+child then gets SIGSEGV. :func:`install_stack_guard` (the forker, once, before any fork) sets
+up the C handler of :mod:`._stackguard`, and :func:`execute` arms it per phase of the call
+with the call's result pipe: an overflow then ends the call with the frame chosen for that
+phase (:data:`OVERFLOW_FRAMES`) -- ``compile`` while compiling, ``runtime`` (a
+RecursionError) while running, ``output`` while encoding the result, or ``memory`` in any
+phase when the stack could not grow for lack of address space -- instead of a death without a
+frame (``crash``). Stdout printed before the overflow is lost; usage is the child's own.
 """
 
 from __future__ import annotations
@@ -34,10 +45,47 @@ from ..kinds import ErrorKind
 from . import probes, wire
 from .guards import GuardViolation, OutputOverflow, RunState, compile_source, make_globals
 
+try:
+    from . import _stackguard
+except ImportError:  # not built (a checkout without `make install`): an overflow stays `crash`
+    _stackguard = None  # type: ignore[assignment]
+
 MAX_RESULT_DEPTH = 200  # nesting levels of a result
 MAX_MESSAGE_CHARS = 2000  # error text sent back
 MAX_ERRORS = 20  # compile errors sent back
 _KIND = {name: i for i, name in enumerate(wire.RESULT_KINDS)}
+# The phases of a call, each with its pair of overflow frames (index = phase * 2 + 1 when the
+# stack could not grow before its RLIMIT_STACK, i.e. the address space ran out).
+COMPILING, RUNNING, ENCODING = 0, 1, 2
+_NOT_ARMED = -1
+STACK_TEXT = "the C stack overflowed"
+_OVERFLOWS = (
+    (ErrorKind.COMPILE, 0, f"source nests too deeply for the compiler ({STACK_TEXT})"),
+    (
+        ErrorKind.COMPILE,
+        wire.COMPILE_LIMIT,
+        "compile exceeded its memory limit (the C stack could not grow)",
+    ),
+    (ErrorKind.RUNTIME, 0, f"RecursionError: maximum recursion depth exceeded in C ({STACK_TEXT})"),
+    (ErrorKind.MEMORY, 0, "memory limit exceeded (the C stack could not grow)"),
+    (ErrorKind.OUTPUT, 0, f"result nests too deeply to encode ({STACK_TEXT})"),
+    (ErrorKind.MEMORY, 0, "memory limit exceeded (the C stack could not grow)"),
+)
+OVERFLOW_FRAMES = tuple(
+    wire.encode_result(_KIND[kind], flags, 0.0, 0, b"", b"", text.encode())
+    for kind, flags, text in _OVERFLOWS
+)
+_CPU_AT = wire.FRAME.size + 2  # RES_HEAD: kind u8, flags u8, cpu_s f64, max_rss u64, ...
+_RSS_AT = _CPU_AT + 8
+
+
+def _no_guard(fd: int, phase: int) -> None:
+    pass
+
+
+# _arm(fd, phase): which frame an overflow from here on writes, and where (fd < 0: none). The
+# C function itself (no syscall; a Python wrapper cost each child a few more page faults).
+_arm = _stackguard.arm if _stackguard is not None else _no_guard
 
 
 class _Refused(Exception):
@@ -70,6 +118,17 @@ def compile_errors(errors: tuple[str, ...]) -> str:
     if len(errors) > MAX_ERRORS:
         text += f"; ... and {len(errors) - MAX_ERRORS} more errors"
     return cap(text)
+
+
+def install_stack_guard() -> bool:
+    """Install the C-stack guard's SIGSEGV handler and alternate stack in this process (the
+    forker, once, before any fork: children inherit both, and their filter refuses the
+    syscalls). False when the module is not built or this CPU is not supported; a child's
+    overflow is then ``crash``, as before."""
+    if _stackguard is None or not _stackguard.supported():
+        return False
+    _stackguard.install(OVERFLOW_FRAMES, _CPU_AT, _RSS_AT)
+    return True
 
 
 def stack_depth() -> int:
@@ -149,9 +208,15 @@ def _call(
     reserve: list[Any],
     emit: Callable[[bytes], None],
     ctx: dict[str, Any],
+    fd: int,
 ) -> bytes | tuple[str, str]:
-    """Run the function; the encoded result or ``(kind, message)``."""
-    code = None if request.kind == wire.PROBE else load_code(request, reserve, emit)
+    """Run the function; the encoded result or ``(kind, message)``. ``fd``: the result pipe
+    an overflow's frame goes to (-1: none, in-process)."""
+    code = None
+    if request.kind != wire.PROBE:
+        _arm(fd, COMPILING)
+        code = load_code(request, reserve, emit)
+    _arm(fd, RUNNING)
     try:
         args, kwargs = json.loads(request.args)
         if not isinstance(args, list) or not isinstance(kwargs, dict):
@@ -167,6 +232,7 @@ def _call(
         if f is None or not callable(f):
             return ErrorKind.RUNTIME, f"NameError: source defines no function {request.function!r}"
         value = f(*args, **kwargs)
+    _arm(fd, ENCODING)
     return encode_value(value, request.limits.max_result_bytes, request.element)
 
 
@@ -212,9 +278,11 @@ def execute(
         _KIND[ErrorKind.MEMORY], 0, 0.0, 0, b"", b"", memory_text.encode()
     )
     flags = 0
+    ctx = ctx or {}
+    fd = ctx.get("result_fd", _NOT_ARMED)
     try:
         try:
-            result = _call(request, state, g, reserve, emit, ctx or {})
+            result = _call(request, state, g, reserve, emit, ctx, fd)
         except _CompileFailed as exc:
             result, flags = (ErrorKind.COMPILE, str(exc)), exc.flags
         except _Refused as exc:
@@ -228,6 +296,8 @@ def execute(
             result = (ErrorKind.OUTPUT, str(exc))
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything
             result = (ErrorKind.RUNTIME, describe(exc))
+        finally:
+            _arm(_NOT_ARMED, _NOT_ARMED)  # from here on a SIGSEGV is the engine's: `crash`
         # Sticky facts win: a refusal or a flood that user code caught still ends the call.
         if state.violations:
             result = (ErrorKind.FORBIDDEN, cap(state.violations[0]))

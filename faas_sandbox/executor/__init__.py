@@ -1,8 +1,9 @@
 """The executor layer: pull calls from Colonies and run each one in the engine.
 
 ``loop`` (the pull loop and its worker threads), ``intake`` (what a pulled process is),
-``codestore``/``s3fetch`` (a function's source, cached), ``reports``/``delivery`` (closing or
-failing a process, with retries), ``registration`` and ``secrets`` (the executor's identity and
-keys), ``liveness`` (its health endpoint), ``texts`` (hostile text made safe for the server
-and the log). It uses the engine and the Colonies layer, never the HTTP front end.
+``codestore``/``s3fetch`` (a function's source, cached), ``codemeta`` (which ColonyFS metadata
+is trusted), ``publish`` (deploying and removing functions: the CLI's), ``reports``/``delivery``
+(closing or failing a process, with retries), ``registration`` and ``secrets`` (the executor's
+identity and keys), ``liveness`` (its health endpoint), ``texts`` (hostile text made safe for
+the server and the log). It uses the engine and the Colonies layer, never the HTTP front end.
 """

@@ -21,9 +21,8 @@ Reading (the executor's hot path):
 - When Colonies or S3 is down: a cached revision keeps being served (logged once per outage);
   with nothing cached, :class:`CodeUnavailable`.
 
-Writing (``faas-sandbox deploy``): the object goes to ``AWS_S3_BUCKET`` under a random key and
-the metadata is ``addfilemsg`` exactly as pycolonies' ``upload_data(..., label="/faas")`` writes
-it, so the tutorial's executor and ``colonies fs`` tools read it too.
+Which metadata is trusted is :mod:`.codemeta`'s rule; deploying and removing functions is
+:mod:`.publish`'s job.
 """
 
 from __future__ import annotations
@@ -32,10 +31,9 @@ import hashlib
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -47,8 +45,9 @@ from ..errors import (
     FunctionNotFound,
     ReplyUnreadable,
 )
-from ..names import FunctionName, is_sha256
+from ..names import FunctionName
 from ..settings import S3Settings
+from . import codemeta
 from .s3fetch import S3Reader
 from .texts import for_log
 
@@ -58,14 +57,6 @@ RECHECK_S = 2.0
 _MAX_CACHED_SOURCES = 512
 _MAX_ENTRIES = 4096  # function names remembered, found or not
 FETCH_S = 10.0  # deadline of a fetch whose caller gave none
-
-
-class FileClient(Protocol):
-    colony: str
-
-    def get_file(self, label: str, name: str) -> list[dict[str, Any]]: ...
-    def add_file(self, file: dict[str, Any]) -> dict[str, Any]: ...
-    def rpc(self, msgtype: str, prvkey: str | None = None, **fields: Any) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +77,11 @@ class _Entry:
 
 
 class CodeStore:
-    """Cached reads and writes of /faas functions; thread-safe."""
+    """Cached reads of /faas functions for calls; thread-safe."""
 
     def __init__(
         self,
-        client: FileClient,
+        client: codemeta.FileReader,
         s3: S3Settings,
         *,
         max_bytes: int = 1 << 20,
@@ -114,7 +105,6 @@ class CodeStore:
         self._lock = threading.Lock()
         self._down: set[str] = set()  # "ColonyFS" and/or "S3" while they fail
 
-    # -- reading --------------------------------------------------------------------------------
     def get(self, name: FunctionName, deadline: float | None = None) -> Code:
         """The function's current source; FunctionNotFound, or CodeUnavailable when down or
         not fetched by ``deadline`` (a ``clock`` time; default: FETCH_S from now)."""
@@ -188,7 +178,7 @@ class CodeStore:
             raise FunctionNotFound(
                 f"revision {fileid[:16]} of {name!r} does not have the pinned sha256"
             )
-        self._check_meta(name, meta)  # our store only, a SHA-256 present
+        codemeta.check(self._s3, name, meta)  # our store only, a SHA-256 present
         if deadline is None:
             deadline = self._clock() + FETCH_S
         source = self._download(name, meta, deadline)
@@ -204,7 +194,7 @@ class CodeStore:
     def _refresh(self, name: FunctionName, old: _Entry | None, deadline: float) -> _Entry:
         now = self._clock()
         try:
-            meta = self._latest(name)
+            meta = codemeta.latest(self._client, self._s3, self.label, name)
         except FunctionNotFound as exc:
             self._remember(name, _Entry(None, now, str(exc)))
             raise
@@ -277,58 +267,6 @@ class CodeStore:
         self._remember(name, entry)
         return entry
 
-    def _latest(self, name: str) -> dict[str, Any] | None:
-        """The latest metadata of ``name`` if it names our store; None if there is none."""
-        try:
-            files = self._client.get_file(self.label, name)
-        except ColoniesRefused as exc:
-            if exc.status == 404:
-                return None
-            raise CodeUnavailable(f"ColonyFS refused the lookup: {exc}") from None
-        except ReplyUnreadable as exc:
-            raise FunctionNotFound(f"/faas/{name}: its metadata cannot be read ({exc})") from None
-        if not files:
-            return None
-        meta = files[0]
-        if not isinstance(meta, dict):
-            raise FunctionNotFound(f"/faas/{name}: its metadata is not an object")
-        self._check_meta(name, meta)
-        return meta
-
-    def _check_meta(self, name: str, meta: dict[str, Any]) -> None:
-        """FunctionNotFound unless the metadata names the configured store and a SHA-256."""
-        ref = meta.get("ref")
-        obj = ref.get("s3object") if isinstance(ref, dict) else None
-        if not isinstance(obj, dict):
-            raise FunctionNotFound(f"/faas/{name}: its metadata has no S3 reference")
-        s3 = self._s3
-        if not s3.endpoint or not s3.bucket:
-            raise FunctionNotFound(
-                f"/faas/{name}: this executor has no code store configured "
-                f"(AWS_S3_ENDPOINT and AWS_S3_BUCKET)"
-            )
-        named = f"{obj.get('server')}:{obj.get('port')}"
-        if named != s3.endpoint or obj.get("bucket") != s3.bucket or bool(obj.get("tls")) != s3.tls:
-            where = f"{'https' if obj.get('tls') else 'http'}://{named}/{obj.get('bucket')}"
-            raise FunctionNotFound(
-                f"/faas/{name}: its metadata names the store "
-                f"{where[:160]!r}, not this executor's code store; refused "
-                f"without contacting it"
-            )
-        key = obj.get("object")
-        if not isinstance(key, str) or not 0 < len(key) <= 1024:
-            raise FunctionNotFound(f"/faas/{name}: its metadata names no valid object key")
-        checksum, alg = meta.get("checksum"), meta.get("checksumalg")
-        if (
-            not isinstance(checksum, str)
-            or not is_sha256(checksum)
-            or str(alg or "SHA256").upper() != "SHA256"
-        ):
-            raise FunctionNotFound(
-                f"/faas/{name}: its metadata carries no SHA-256 checksum, "
-                f"so its content cannot be verified"
-            )
-
     def _download(self, name: str, meta: dict[str, Any], deadline: float) -> str:
         size = meta.get("size")
         if isinstance(size, int) and size > self.max_bytes:
@@ -351,59 +289,6 @@ class CodeStore:
             return data.decode("utf-8")
         except UnicodeDecodeError:
             raise FunctionNotFound(f"/faas/{name} is not UTF-8 text") from None
-
-    # -- writing --------------------------------------------------------------------------------
-    def upload(self, name: FunctionName, data: bytes) -> tuple[dict[str, Any], bool]:
-        """Store ``data`` as /faas/<name>; (metadata, False) if the latest is identical."""
-        checksum = hashlib.sha256(data).hexdigest()
-        try:
-            latest = self._latest(name)
-        except (CodeUnavailable, FunctionNotFound):  # unusable metadata: upload a good one
-            latest = None
-        if latest is not None and latest.get("checksum") == checksum:
-            return latest, False
-        self._s3.require_upload()
-        server, port = self._s3.endpoint.split(":")
-        s3 = self._reader.client
-        obj_key = hashlib.sha256(str(uuid.uuid4()).encode()).hexdigest()
-        try:
-            try:
-                s3.head_bucket(Bucket=self._s3.bucket)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
-                    raise
-                s3.create_bucket(Bucket=self._s3.bucket)
-            s3.put_object(Bucket=self._s3.bucket, Key=obj_key, Body=data)
-        except (BotoCoreError, ClientError, OSError) as exc:
-            raise CodeUnavailable(f"S3 {self._s3.endpoint}: {exc}") from None
-        meta = {
-            "fileid": "",
-            "colonyname": self._client.colony,
-            "label": self.label,
-            "name": name,
-            "size": len(data),
-            "sequencenr": 1,
-            "checksum": checksum,
-            "checksumalg": "SHA256",
-            "ref": {
-                "protocol": "s3",
-                "s3object": {
-                    "server": server,
-                    "port": int(port),
-                    "tls": self._s3.tls,
-                    "accesskey": "",
-                    "secretkey": "",
-                    "region": self._s3.region,
-                    "encryptionkey": "",
-                    "encryptionalg": "",
-                    "object": obj_key,
-                    "bucket": self._s3.bucket,
-                },
-            },
-        }
-        with self._lock:
-            self._entries.pop(name, None)
-        return self._client.add_file(meta), True
 
 
 def _found(name: FunctionName, entry: _Entry) -> Code:

@@ -1,5 +1,5 @@
 """The pydantic models of the front end's OpenAPI schema (pydantic is used only here and in
-``app.py``)."""
+``routes/calls.py``, which validates a call's body)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from ..names import KEYWORD_PATTERN
 from ..policy import MAX_WALL_SECONDS, MIN_WALL_SECONDS
 
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+KeywordName = Annotated[str, StringConstraints(pattern=KEYWORD_PATTERN)]  # names.py's rule
 
 
 class ErrorDetail(BaseModel):
@@ -36,9 +37,9 @@ class ConvertResponse(BaseModel):
 class CallBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     args: list[Any] = Field(default_factory=list, description="positional arguments (JSON)")
-    kwargs: dict[Identifier, Any] = Field(
+    kwargs: dict[KeywordName, Any] = Field(
         default_factory=dict,
-        description="keyword arguments (JSON); names are identifiers",
+        description="keyword arguments (JSON); names are ASCII identifiers",
         json_schema_extra={"additionalProperties": False},
     )
     maxexectime: float | None = Field(

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..kinds import OK, ErrorKind
+from .models import ErrorResponse
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,19 @@ STATUS: dict[str, int] = {
     ErrorKind.TIMEOUT: 504,
 }
 FUNCTION_FAILED = 422  # every other kind: the sandbox's compile, forbidden, runtime, ...
+DESCRIPTIONS = {  # what each status means, in the OpenAPI schema
+    400: "malformed request (kind spec)",
+    401: "missing or unknown bearer token",
+    403: "token not allowed for this function (kind denied)",
+    404: "no such function, process or route",
+    413: "request body over the limit",
+    415: "body is not application/json",
+    422: "the function failed: kind compile, forbidden, runtime, memory, cpu, output, crash, ...",
+    429: "too many calls in flight, executors saturated, or token over its rate (Retry-After)",
+    502: "Colonies server unreachable or refusing",
+    503: "no executor of the type is alive, or the code store is down (Retry-After)",
+    504: "no result within the call's limits",
+}
 
 
 class ApiError(Exception):
@@ -73,6 +87,11 @@ class ApiError(Exception):
 
 def status_for(kind: str) -> int:
     return STATUS.get(kind, FUNCTION_FAILED)
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=``: each status with the one error body and its description."""
+    return {c: {"model": ErrorResponse, "description": DESCRIPTIONS[c]} for c in codes}
 
 
 def problem(

@@ -97,43 +97,46 @@ def ensure_schema(keys: Mapping[str, str]) -> None:
 
 
 def register(keys: Mapping[str, str]) -> None:
-    """Colony `dev` (owned by COLONIES_COLONY_PRVKEY) and the approved member executor."""
-    from pycolonies import Colonies, ColoniesConnectionError
+    """Colony `dev` (owned by COLONIES_COLONY_PRVKEY) and the approved member executor.
 
-    client = Colonies(config.HOST, config.COLONIES_PORT)
+    Through faas-sandbox's own Colonies client, as every other client of the stack."""
+    from faas_sandbox.colonies.client import ColoniesClient
+    from faas_sandbox.errors import ColoniesRefused
+
     server, colony = keys["COLONIES_SERVER_PRVKEY"], keys["COLONIES_COLONY_PRVKEY"]
-    existing = [c for c in client.list_colonies(server) or [] if c["name"] == config.COLONY_NAME]
-    if existing and existing[0]["colonyid"] != keys["COLONIES_COLONY_ID"]:
+    client = ColoniesClient.connect(
+        config.HOST, config.COLONIES_PORT, False, config.COLONY_NAME, keys["COLONIES_PRVKEY"]
+    )
+    listed = client.rpc("getcoloniesmsg", server) or []
+    existing = [c for c in listed if isinstance(c, dict) and c.get("name") == config.COLONY_NAME]
+    if existing and existing[0].get("colonyid") != keys["COLONIES_COLONY_ID"]:
         say(f"colony {config.COLONY_NAME!r} has another owner key: recreating it")
-        client.del_colony(config.COLONY_NAME, server)
+        client.rpc("removecolonymsg", server, colonyname=config.COLONY_NAME)
         existing = []
     if not existing:
-        client.add_colony(
-            {"colonyid": keys["COLONIES_COLONY_ID"], "name": config.COLONY_NAME}, server
+        client.rpc(
+            "addcolonymsg",
+            server,
+            colony={"colonyid": keys["COLONIES_COLONY_ID"], "name": config.COLONY_NAME},
         )
         say(f"created colony {config.COLONY_NAME!r}")
     try:
-        member = client.get_executor(
-            config.COLONY_NAME, config.MEMBER_EXECUTOR_NAME, keys["COLONIES_PRVKEY"]
-        )
+        member = client.get_executor(config.MEMBER_EXECUTOR_NAME)  # signed by the member
         if member.get("executorid") == keys["COLONIES_EXECUTOR_ID"] and member.get("state") == 1:
             return
-    except ColoniesConnectionError:
+    except ColoniesRefused:
         pass  # not registered, not approved, or removed (e.g. reaped as stale)
     try:
         client.add_executor(
-            {
-                "executorid": keys["COLONIES_EXECUTOR_ID"],
-                "executorname": config.MEMBER_EXECUTOR_NAME,
-                "executortype": config.MEMBER_EXECUTOR_TYPE,
-                "colonyname": config.COLONY_NAME,
-            },
+            config.MEMBER_EXECUTOR_NAME,
+            keys["COLONIES_EXECUTOR_ID"],
+            config.MEMBER_EXECUTOR_TYPE,
             colony,
         )
-    except ColoniesConnectionError as err:
+    except ColoniesRefused as err:
         if "already exists" not in str(err):
             raise
-    client.approve_executor(config.COLONY_NAME, config.MEMBER_EXECUTOR_NAME, colony)
+    client.approve_executor(config.MEMBER_EXECUTOR_NAME, colony)
     say(
         f"registered and approved executor {config.MEMBER_EXECUTOR_NAME!r} "
         f"(type {config.MEMBER_EXECUTOR_TYPE})"
@@ -169,7 +172,7 @@ def ensure_bucket(creds: Mapping[str, str], timeout: float = 30) -> None:
 
 
 def client_env(keys: Mapping[str, str], creds: Mapping[str, str]) -> dict[str, str]:
-    """Everything a client (pycolonies, the colonies CLI, faas-sandbox) needs."""
+    """Everything a client (faas-sandbox, pycolonies, the colonies CLI) needs."""
     return {
         "COLONIES_SERVER_HOST": config.HOST,
         "COLONIES_SERVER_PORT": str(config.COLONIES_PORT),

@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,6 +112,61 @@ def test_functions_lists_name_size_and_revisions(executor_type: str) -> None:
     assert table.returncode == 0
     line = next(row for row in table.stdout.splitlines() if row.startswith(GREET))
     assert line.split()[1:3] == [str(len(GREET_V2.encode())), "2"]
+
+
+def _bucket() -> Any:
+    import boto3
+
+    env = os.environ
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://{env['AWS_S3_ENDPOINT']}",
+        aws_access_key_id=env["AWS_S3_ACCESSKEY"],
+        aws_secret_access_key=env["AWS_S3_SECRETKEY"],
+        region_name="us-east-1",
+    )
+
+
+def test_functions_rm_deletes_the_s3_objects_deploy_stored(stack: Any, tmp_path: Path) -> None:
+    from botocore.exceptions import ClientError
+
+    from faas_sandbox.colonies.client import ColoniesClient
+    from faas_sandbox.colonies.lifecycle import history
+    from faas_sandbox.names import function_name
+
+    env = os.environ
+    member = ColoniesClient.connect(
+        env["COLONIES_SERVER_HOST"],
+        int(env["COLONIES_SERVER_PORT"]),
+        False,
+        env["COLONIES_COLONY_NAME"],
+        env["COLONIES_PRVKEY"],
+    )
+    name = function_name(unique("gone_"))
+    # Given two revisions: one written as the tutorial does (pycolonies), one by our deploy
+    deploy(name, f"def {name}():\n    return 1\n")
+    path = tmp_path / "f.py"
+    path.write_text(f"def {name}():\n    return 2\n")
+    deployed = run_cli("deploy", str(path))
+    assert deployed.returncode == 0, deployed.stderr
+    revisions = history(member, name)
+    keys = [r.meta["ref"]["s3object"]["object"] for r in revisions]
+    bucket, s3 = env["AWS_S3_BUCKET"], _bucket()
+    assert len(set(keys)) == 2
+    for key in keys:
+        s3.head_object(Bucket=bucket, Key=key)  # both objects are there
+    # When the function is removed
+    removed = run_cli("functions", "rm", name)
+    # Then its metadata and both objects are gone
+    assert removed.returncode == 0, removed.stderr
+    assert history(member, name) == []
+    for key in keys:
+        with pytest.raises(ClientError) as gone:
+            s3.head_object(Bucket=bucket, Key=key)
+        assert gone.value.response["Error"]["Code"] == "404"
+    assert removed.stdout == f"removed {name} (2 revision(s), 2 S3 object(s))\n"
+    again = run_cli("functions", "rm", name)
+    assert again.returncode == 1 and "no function" in again.stderr
 
 
 def test_status_shows_our_executor_and_process_counts(executor_type: str) -> None:

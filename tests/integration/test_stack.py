@@ -97,6 +97,54 @@ def test_repeated_up_is_fast_and_keeps_the_keys(stack: Stack) -> None:
 
 
 @pytest.mark.colonies
+def test_bootstrap_registers_with_our_client_not_pycolonies(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`up`'s registration (colony, member executor, a new owner key) needs no pycolonies: a
+    colony of its own stands in for `dev`, so the shared one is left alone."""
+    from devstack import bootstrap
+    from faas_sandbox.colonies.client import ColoniesClient, key_id, new_prvkey
+
+    monkeypatch.setitem(sys.modules, "pycolonies", None)  # `import pycolonies` now fails
+    name = f"boot-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setattr(config, "COLONY_NAME", name)
+    server = stack.env["COLONIES_SERVER_PRVKEY"]
+
+    def identity() -> dict[str, str]:
+        colony, member = new_prvkey(), new_prvkey()
+        return {
+            "COLONIES_SERVER_PRVKEY": server,
+            "COLONIES_COLONY_PRVKEY": colony,
+            "COLONIES_COLONY_ID": key_id(colony),
+            "COLONIES_PRVKEY": member,
+            "COLONIES_EXECUTOR_ID": key_id(member),
+        }
+
+    def approved(keys: dict[str, str]) -> dict[str, object]:
+        member = ColoniesClient.connect(
+            config.HOST, config.COLONIES_PORT, False, name, keys["COLONIES_PRVKEY"]
+        )
+        return dict(member.get_executor(config.MEMBER_EXECUTOR_NAME))
+
+    first, second = identity(), identity()
+    owner = ColoniesClient.connect(config.HOST, config.COLONIES_PORT, False, name, server)
+    try:
+        bootstrap.register(first)  # creates the colony and approves its member
+        seen = approved(first)
+        assert (seen["executorid"], seen["state"]) == (first["COLONIES_EXECUTOR_ID"], 1)
+        bootstrap.register(first)  # nothing to do
+        bootstrap.register(second)  # another owner key: the colony is made again, for it
+        seen = approved(second)
+        assert (seen["executorid"], seen["state"]) == (second["COLONIES_EXECUTOR_ID"], 1)
+        colonies = owner.rpc("getcoloniesmsg")
+        assert [c["colonyid"] for c in colonies if c["name"] == name] == [
+            second["COLONIES_COLONY_ID"]
+        ]
+    finally:
+        owner.rpc("removecolonymsg", colonyname=name)
+
+
+@pytest.mark.colonies
 def test_colonyfs_round_trip(stack: Stack) -> None:
     colonies, colonyname, _, _, prvkey = _client()
     added = colonies.upload_data(

@@ -117,6 +117,7 @@ def test_missing_settings_is_exit_2_in_one_line(args: tuple[str, ...]) -> None:
     [
         (("call", "f", "--kwargs", "{nope"), "--kwargs: not valid JSON"),
         (("call", "f", "--kwargs", "[1]"), "--kwargs: expected a JSON object"),
+        (("call", "f", "--kwargs", '{"\u00fcn": 1}'), "keyword argument name '\u00fcn' is not"),
         (("call", "../etc", "1"), "invalid function name"),
         (("call", "f", "--policy", "/nonexistent.toml"), "no such policy file"),
         (("http", "--policy", "/nonexistent.toml"), "no such policy file"),

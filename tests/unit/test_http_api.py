@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from typing import Any
@@ -15,11 +16,13 @@ from prometheus_client import CollectorRegistry
 
 from faas_sandbox.colonies.calls import EXEC_LIMIT_TEXT, WAIT_LIMIT_TEXT, CallRequest, CallResult
 from faas_sandbox.colonies.lifecycle import Revision
-from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+from faas_sandbox.colonies.spec import parse_process
+from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable, SpecError
 from faas_sandbox.frontend.app import ApiSettings, create_app
 from faas_sandbox.kinds import ProcessState
 from faas_sandbox.metrics import Metrics
 from faas_sandbox.policy import Limits, Policy
+from tests.unit.test_names import KEYWORD_NAMES, NOT_KEYWORD_NAMES
 
 
 def failed(*errors: str) -> tuple[ProcessState, list[Any], list[str]]:
@@ -340,6 +343,65 @@ def test_logs_endpoint_returns_lines_and_404_for_unknown_process() -> None:
     response = client.get(f"/calls/{pid('unknown')}/logs")
     assert response.status_code == 404
     assert response.json()["detail"]["kind"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in (*KEYWORD_NAMES, *NOT_KEYWORD_NAMES) if isinstance(n, str) and n]
+)
+def test_the_front_end_and_the_spec_decoder_take_the_same_keyword_names(name: str) -> None:
+    """One rule (names.keyword_name): a name the executor would refuse never gets submitted,
+    and a name the front end takes is one the executor takes."""
+    backend = FakeBackend({"f": (ProcessState.SUCCESS, [1], [])})
+    response = client_for(backend).post("/functions/f/call", json={"kwargs": {name: 1}})
+    try:
+        parse_process(
+            {
+                "processid": pid("f"),
+                "spec": {
+                    "funcname": "execute",
+                    "kwargs": {"function": "f", "kwargs": json.dumps({name: 1})},
+                },
+            }
+        )
+        decoded = True
+    except SpecError:
+        decoded = False
+    assert (response.status_code, len(backend.requests)) == ((200, 1) if decoded else (400, 0))
+
+
+class LookupFailing(FakeBackend):
+    """``get`` and ``logs`` raise ``error`` (the server unreachable, or refusing)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__({"f": (ProcessState.SUCCESS, [1], [])})
+        self.error = error
+
+    def get(self, processid: str) -> CallResult:
+        raise self.error
+
+    def logs(self, processid: str) -> list[str]:
+        raise self.error
+
+
+@pytest.mark.parametrize("path", ["/calls/{}", "/calls/{}/logs"])
+@pytest.mark.parametrize(
+    ("error", "status", "kind", "message"),
+    [
+        (
+            ColoniesUnreachable("connection refused"),
+            502,
+            "unreachable",
+            "Colonies server unreachable: connection refused",
+        ),
+        (ColoniesRefused("Failed to get process", 500), 404, "not_found", "no such process"),
+    ],
+)
+def test_status_and_logs_answer_a_failed_lookup_alike(path, error, status, kind, message) -> None:
+    response = client_for(LookupFailing(error)).get(path.format(pid("f")))
+    assert response.status_code == status
+    detail = response.json()["detail"]
+    assert (detail["kind"], detail["message"]) == (kind, message)
+    assert detail.get("processid") == (pid("f") if kind == "not_found" else None)
 
 
 def test_openapi_docs_list_the_endpoints() -> None:

@@ -7,9 +7,11 @@ import pytest
 from faas_sandbox.errors import SpecError
 from faas_sandbox.names import (
     FUNCTION_NAME_PATTERN,
+    KEYWORD_PATTERN,
     PROCESSID_PATTERN,
     function_name,
     is_sha256,
+    keyword_name,
     processid,
 )
 
@@ -48,6 +50,27 @@ def test_anything_else_is_refused_with_the_rule_in_the_message(name):
     )
 
 
+KEYWORD_NAMES = ["x", "_private", "factor2", "A" * 300]
+# Not keyword argument names: non-ASCII identifiers too (the ligature U+FB01 is one, and Python
+# would fold it to "fi" in a def), as well as what no Python name can be.
+NOT_KEYWORD_NAMES = ["\u00fcn\u00efcode", "\ufb01", "a-b", "", "1a", "a b", "x\n", 7, None, b"x"]
+
+
+@pytest.mark.parametrize("name", KEYWORD_NAMES)
+def test_plain_ascii_identifiers_of_any_length_are_keyword_names(name):
+    assert keyword_name(name) == name
+
+
+@pytest.mark.parametrize("name", NOT_KEYWORD_NAMES)
+def test_other_keyword_names_are_refused_with_the_rule_in_the_message(name):
+    with pytest.raises(SpecError) as refused:
+        keyword_name(name)
+    assert str(refused.value) == (
+        f"keyword argument name {repr(name)[:90]} is not an identifier "
+        f"([A-Za-z_][A-Za-z0-9_]*, ASCII)"
+    )
+
+
 def test_processids_are_64_lowercase_hex_digits():
     assert processid("0123456789abcdef" * 4) == "0123456789abcdef" * 4
     for bad in ["A" * 64, "a" * 63, "a" * 65, "a" * 64 + "\n", "", "g" * 64, 64, None]:
@@ -72,6 +95,9 @@ def test_the_front_end_documents_and_applies_the_same_patterns():
         if param["in"] == "path"
     }
     assert patterns == {"name": FUNCTION_NAME_PATTERN, "processid": PROCESSID_PATTERN}
+    kwargs = schema["components"]["schemas"]["CallBody"]["properties"]["kwargs"]
+    assert kwargs["patternProperties"] == {KEYWORD_PATTERN: {}}
+    assert kwargs["additionalProperties"] is False
 
 
 def test_sha256_digests_are_64_hex_digits_in_either_case():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import threading
 
 import pytest
@@ -211,3 +213,50 @@ def test_the_executor_splices_the_childs_element_without_decoding_it(monkeypatch
         "plain": ["café \x00 ☃"],
         "jsontext": ['"21"'],
     }  # docs/protocol.md, Results
+
+
+# The shape rule written as one regex (how it was first checked): short, obviously right, and
+# far too slow on forged escapes for the caller (one match object per escape); kept here as
+# the oracle that the fast check must agree with.
+_ORACLE_STRING = re.compile(
+    rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
+)
+
+
+def _oracle(data: bytes) -> bool:
+    return bool(
+        (len(data) <= element.MAX_NUMBER_BYTES and element._NUMBER.fullmatch(data))
+        or _ORACLE_STRING.fullmatch(data)
+    )
+
+
+def test_the_fast_string_check_agrees_with_the_one_regex_rule():
+    rng = random.Random(8)
+    alphabet = [b'"', b"\\", b"u", b"0", b"F", b"a", b"n", b"/", b"\n", b"\x1f", b"\x7f", b"\xc3"]
+    disagree = []
+    for _ in range(40_000):
+        data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        if rng.random() < 0.8:
+            data = b'"' + data + b'"'
+        if well_formed(data) != _oracle(data):
+            disagree.append(data)
+    assert disagree == []
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b'"' + b"\\\\" * 3 + b'"', True),  # escaped backslashes only
+        (b'"' + b"\\\\" * 3 + b'\\"', False),  # ... and then the closing quote is escaped
+        (b'"\\\\\\"x"', True),  # an escaped backslash, then an escaped quote
+        (b'"\\\\"x"', False),  # an escaped backslash, then a quote that ends the string
+        (b'"\\u00e9\\uD83D"', True),
+        (b'"\\u00g9"', False),
+        (b'"' + b"\\n" * 50_000 + b'"', True),
+        (b'"' + b"\\n" * 50_000 + b'\\"', False),
+        (b'"' + b"\\n" * 50_000 + b"\\q" + b'"', False),
+    ],
+)
+def test_escapes_pair_from_the_left_as_a_json_reader_reads_them(data, expected):
+    assert well_formed(data) is expected
+    assert _oracle(data) is expected

@@ -15,7 +15,7 @@ from faas_sandbox.colonies.spec import (
     parse_process,
 )
 from faas_sandbox.errors import SpecError
-from tests.unit.test_names import NOT_FUNCTION_NAMES
+from tests.unit.test_names import KEYWORD_NAMES, NOT_FUNCTION_NAMES, NOT_KEYWORD_NAMES
 
 PID = "a" * 64
 
@@ -115,6 +115,24 @@ def test_args_text_over_the_size_cap_is_refused_before_parsing():
     assert parse_process(execute({"function": "f", "args": "[1]"}), max_args_bytes=1000).args == (
         1,
     )
+
+
+@pytest.mark.parametrize("name", [n for n in NOT_KEYWORD_NAMES if isinstance(n, str)])
+def test_keyword_names_follow_the_one_rule_in_json_and_inline_specs(name):
+    """names.keyword_name, the rule the HTTP front end applies too: ASCII identifiers only."""
+    with pytest.raises(SpecError, match=r"keyword argument name .* is not an identifier"):
+        parse_process(execute({"function": "f", "kwargs": json.dumps({name: 1})}))
+    code = base64.b64encode(b"def f(**kw):\n    return kw\n").decode()
+    inline = process({"funcname": "f", "kwargs": {name: "1"}, "env": {"code": code}})
+    with pytest.raises(SpecError, match=r"keyword argument name .* is not an identifier"):
+        parse_process(inline)
+
+
+@pytest.mark.parametrize("name", KEYWORD_NAMES)
+def test_ascii_keyword_names_pass_as_they_are(name):
+    assert parse_process(execute({"function": "f", "kwargs": json.dumps({name: 1})})).kwargs == {
+        name: 1
+    }
 
 
 @pytest.mark.parametrize("name", NOT_FUNCTION_NAMES)

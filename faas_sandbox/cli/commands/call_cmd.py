@@ -104,7 +104,7 @@ def call_command(
     from ...colonies.calls import make_request
     from ...errors import SpecError
     from ...kinds import ErrorKind
-    from ...names import function_name
+    from ...names import function_name, keyword_name
 
     kwargs: dict[str, Any] = {}
     if kwargs_json is not None:
@@ -116,6 +116,8 @@ def call_command(
             usage_error("--kwargs: expected a JSON object")
     try:
         function = function_name(name)
+        for key in kwargs:
+            keyword_name(key)
     except SpecError as exc:
         usage_error(str(exc))
     policy = load_policy(policy_path)

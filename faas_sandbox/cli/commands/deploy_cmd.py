@@ -117,7 +117,7 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
             _fail(f"{path}: {name} can never run under policy {policy.name!r}; nothing deployed")
 
     from ...colonies.client import ColoniesClient
-    from ...executor.codestore import CodeStore
+    from ...executor.publish import CodePublisher
     from ...settings import Settings
 
     try:
@@ -129,7 +129,7 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
     client = ColoniesClient.connect(
         settings.host, settings.port, settings.tls, settings.colony_name, prvkey
     )
-    store = CodeStore(client, settings.s3)
+    store = CodePublisher(client, settings.s3)
     for name in names:
         try:
             meta, changed = store.upload(name, data)

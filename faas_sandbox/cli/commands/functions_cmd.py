@@ -3,10 +3,11 @@
 ``functions`` alone lists them: name, size of the latest revision, revisions and when the
 latest was deployed (``--json``: a JSON array). ``show NAME [--revision N]`` prints a
 revision's source (default the current one), ``history NAME`` its revisions (1 = the first
-deploy), ``rm NAME`` removes every revision, ``rollback NAME [--to N]`` deploys revision N
-(default: the one before the current) again as the newest. Revision contents come from S3
-(AWS_S3_* as for deploy). Exit status: 0 ok, 1 refused / no such function or revision,
-2 settings, 3 Colonies unreachable.
+deploy), ``rm NAME`` removes every revision (its S3 object, then its metadata; an object in a
+store other than AWS_S3_* is kept and named on stderr), ``rollback NAME [--to N]`` deploys
+revision N (default: the one before the current) again as the newest. Revision contents come
+from S3 (AWS_S3_* as for deploy). Exit status: 0 ok, 1 refused / no such function or revision,
+2 settings, 3 Colonies or S3 unreachable.
 """
 
 from __future__ import annotations
@@ -140,15 +141,27 @@ def show_command(name: str, number: int | None) -> None:
 @functions_command.command("rm")
 @click.argument("name")
 def rm_command(name: str) -> None:
-    """Remove NAME and all its revisions (calls to it then answer not_found)."""
-    from ...colonies.lifecycle import remove
+    """Remove NAME: every revision's S3 object and metadata (calls then answer not_found)."""
+    from ...errors import CodeUnavailable, SettingsError
+    from ...executor.publish import CodePublisher
+    from ...settings import Settings
 
     name = _checked(name)
     client = connect()
-    revisions = _history(client, name)
+    _history(client, name)  # exit 1 if there is nothing to remove
+    try:
+        settings = Settings.from_env(os.environ)
+        settings.s3.require_upload()  # the store deploy wrote to, and its credentials
+    except SettingsError as exc:
+        usage_error(str(exc))
     with colonies_errors(f"remove {name}"):
-        remove(client, name)
-    click.echo(f"removed {name} ({len(revisions)} revision(s))")
+        try:
+            removal = CodePublisher(client, settings.s3).remove(name)
+        except CodeUnavailable as exc:
+            fail(f"error: cannot remove {name}: {exc}", EXIT_UNREACHABLE)
+    for note in removal.kept:
+        click.echo(f"faas-sandbox: kept the S3 object of {name} {note}", err=True)
+    click.echo(f"removed {name} ({removal.revisions} revision(s), {removal.objects} S3 object(s))")
 
 
 @functions_command.command("rollback")
@@ -164,7 +177,7 @@ def rm_command(name: str) -> None:
 def rollback_command(name: str, number: int | None) -> None:
     """Deploy an earlier revision of NAME again, as its newest revision."""
     from ...errors import CodeUnavailable, SettingsError
-    from ...executor.codestore import CodeStore
+    from ...executor.publish import CodePublisher
     from ...settings import Settings
 
     name = _checked(name)
@@ -183,7 +196,7 @@ def rollback_command(name: str, number: int | None) -> None:
         usage_error(str(exc))
     with colonies_errors(f"rollback {name}"):
         try:
-            meta, changed = CodeStore(client, settings.s3).upload(name, data)
+            meta, changed = CodePublisher(client, settings.s3).upload(name, data)
         except CodeUnavailable as exc:
             fail(f"error: cannot upload {name}: {exc}", EXIT_UNREACHABLE)
     state = "is already" if not changed else "now"
