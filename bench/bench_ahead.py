@@ -7,8 +7,9 @@ only holds its slot for the call's time (no fork: this measures the loop, not th
 Rows: ``--ahead 0`` (a thread per slot) and the default, at 0 ms and ``--rtt-ms``; each row
 drains ``--calls`` calls submitted at once and prints calls/s next to its bound, the smaller of
 slots / call time and threads / (assign + close round trips + call time). A last pair of rows
-mixes in long calls (``--long`` of them hold a slot for ``--long-s``) under a short
-maxexectime: with the default, no call may fail as ``timeout`` before it started.
+mixes in long calls (``--long`` of them hold a slot for ``--long-s``), all with maxexectime
+2. Every row counts the calls that failed as ``timeout`` before they started, and those that
+started with less than half of their budget (maxexectime - the close margin) left.
 """
 
 from __future__ import annotations
@@ -72,9 +73,13 @@ class SlowLink:
 
 
 class HoldSandbox:
-    """Holds the slot for the call's first argument (seconds); answers 1."""
+    """Holds the slot for the call's first argument (seconds); answers 1. Records budgets."""
+
+    def __init__(self) -> None:
+        self.budgets: list[float] = []
 
     def call(self, source, function, args=(), kwargs=None, maxexectime=None, *, element=False):
+        self.budgets.append(maxexectime)
         seconds = min(args[0], maxexectime or args[0])
         time.sleep(seconds)
         return Outcome(True, 1, usage=Usage(seconds, 0.0, 0))
@@ -84,7 +89,8 @@ def drain(rtt: float, ahead: int | None, calls: list[tuple[float, int]], slots: 
     link = SlowLink(rtt)
     for i, (seconds, maxexectime) in enumerate(calls):
         link.add(f"p{i}", seconds, maxexectime)
-    executor = Executor(link, HoldSandbox(), None, name="b", concurrency=slots, ahead=ahead)  # type: ignore[arg-type]
+    sandbox = HoldSandbox()
+    executor = Executor(link, sandbox, None, name="b", concurrency=slots, ahead=ahead)  # type: ignore[arg-type]
     thread = threading.Thread(target=executor.run, daemon=True)
     start = time.monotonic()
     thread.start()
@@ -95,7 +101,9 @@ def drain(rtt: float, ahead: int | None, calls: list[tuple[float, int]], slots: 
     executor.request_stop()
     thread.join(10)
     early = [w for _, how, w in link.ends.values() if how == "fail" and "before the call" in w[0]]
-    return len(calls) / elapsed, executor.concurrency + executor.ahead, len(early)
+    # started late: with less than half of its budget (maxexectime - the close margin) left
+    late = sum(b < (m - 0.25) / 2 for b, (_, m) in zip(sandbox.budgets, calls, strict=False))
+    return len(calls) / elapsed, executor.concurrency + executor.ahead, len(early), late
 
 
 def main() -> int:
@@ -111,18 +119,19 @@ def main() -> int:
     short = [(call_s, 30)] * opts.calls
     print(f"load average {os.getloadavg()[0]:.2f}; {opts.calls} calls of {opts.call_ms:g} ms, "
           f"--concurrency {c}")  # fmt: skip
-    print("rtt ms  --ahead   calls/s   bound   failed before start")
+    print("rtt ms  --ahead   calls/s   bound   failed before start   started late")
     for rtt in (0.0, opts.rtt_ms / 1000):
         for ahead in (0, None):
-            rate, threads, early = drain(rtt, ahead, short, c)
+            rate, threads, early, late = drain(rtt, ahead, short, c)
             bound = min(c / call_s, threads / (2 * rtt + call_s))
-            print(f"{rtt * 1000:6.0f}  {threads - c:7d}  {rate:8.1f}  {bound:6.0f}   {early}")
+            row = f"{rtt * 1000:6.0f}  {threads - c:7d}  {rate:8.1f}  {bound:6.0f}"
+            print(f"{row}   {early:19d}   {late}")
     every = max(1, opts.calls // max(1, opts.long))
     mixed = [((opts.long_s, 2) if i % every == 0 else (call_s, 2)) for i in range(opts.calls)]
-    print(f"mixed: every {every}th call holds its slot {opts.long_s:g}s; all maxexectime 2")
+    print(f"mixed: 1 call in {every} holds its slot {opts.long_s:g}s; all maxexectime 2")
     for ahead in (0, None):
-        rate, threads, early = drain(opts.rtt_ms / 1000, ahead, mixed, c)
-        print(f"{opts.rtt_ms:6.0f}  {threads - c:7d}  {rate:8.1f}       -   {early}")
+        rate, threads, early, late = drain(opts.rtt_ms / 1000, ahead, mixed, c)
+        print(f"{opts.rtt_ms:6.0f}  {threads - c:7d}  {rate:8.1f}       -   {early:19d}   {late}")
     return 0
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import random
 import re
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faas_sandbox.executor.ahead import CALM_CALLS
 from faas_sandbox.kinds import ProcessState
 
 HERE = Path(__file__).resolve().parent
@@ -331,7 +333,10 @@ def run_phase(
     try:
         for ex, st in zip(executors, result.stats, strict=True):
             st.rss_ready = ex.usage()[0]
-        warm = make_jobs(benign_only() * 2 * count, names, rng, executortype)
+        # Warm-up to steady state: an executor assigns ahead of a free slot, and so has every
+        # worker thread's connection open (fds_start), after CALM_CALLS short calls in a row.
+        reps = max(2, math.ceil(1.5 * CALM_CALLS / len(benign_only())))
+        warm = make_jobs(benign_only() * reps * count, names, rng, executortype)
         warm_pids = [harness.submit(member, job.spec) for job in warm]
         harness.wait_ended(member, warm_pids, 60)
         for ex, st in zip(executors, result.stats, strict=True):

@@ -27,10 +27,11 @@ says whether it takes work (``/healthz``). See docs/executor.md.
 
 Latency: each worker thread waits one round trip for its assign and one for its close, so over
 a WAN link a thread per sandbox slot leaves the slots idle most of the time. ``ahead`` more
-threads keep assigns in flight: a call may wait for one of ``concurrency`` sandbox slots
-(ahead.py), and that wait counts against its maxexectime. Threads assign only while a slot is
-expected soon (ahead.py's rule); a call that still waits too long is let go for the server to
-requeue when it can be retried, else it runs with what is left or fails as ``timeout``.
+threads keep assigns in flight. A thread claims a free sandbox slot before it assigns, and
+assigns ahead of a free slot only while calls are short (ahead.py); a call that then waits for
+a slot pays for it out of its maxexectime, and one that still waits too long is let go for the
+server to requeue when it can be retried, else it runs with what is left or fails as
+``timeout``.
 
 Lifecycle: :meth:`Executor.request_stop` (what signal handlers call: it only bumps a counter)
 stops assigning and ends long-polls at once; in-flight calls get ``grace`` seconds, then they are
