@@ -5,8 +5,10 @@ only holds its slot for the call's time (no fork: this measures the loop, not th
     .venv/bin/python bench/bench_ahead.py [--calls 300] [--rtt-ms 50] [--call-ms 3]
 
 Rows: ``--ahead 0`` (a thread per slot) and the default, at 0 ms and ``--rtt-ms``; each row
-drains ``--calls`` calls submitted at once and prints calls/s next to its bound, the smaller of
-slots / call time and threads / (assign + close round trips + call time). A last pair of rows
+warms a new executor up with ``--warm`` short calls (untimed; executor/ahead.py's
+CALM_CALLS), then drains ``--calls`` calls submitted at once and prints calls/s next to its
+bound, the smaller of slots / call time and threads / (assign + close round trips + call
+time). A last pair of rows
 mixes in long calls (``--long`` of them hold a slot for ``--long-s``), all with maxexectime
 2. Every row counts the calls that failed as ``timeout`` before they started, and those that
 started with less than half of their budget (maxexectime - the close margin) left.
@@ -85,15 +87,25 @@ class HoldSandbox:
         return Outcome(True, 1, usage=Usage(seconds, 0.0, 0))
 
 
-def drain(rtt: float, ahead: int | None, calls: list[tuple[float, int]], slots: int) -> tuple:
+def drain(
+    rtt: float, ahead: int | None, calls: list[float], maxexectime: int, slots: int, warm: int
+) -> tuple:
+    """Warm up with ``warm`` short calls (untimed: the steady state of a busy executor),
+    then drain ``calls`` (seconds each): (calls/s, worker threads, failed before start,
+    started with less than half of the budget left)."""
     link = SlowLink(rtt)
-    for i, (seconds, maxexectime) in enumerate(calls):
-        link.add(f"p{i}", seconds, maxexectime)
     sandbox = HoldSandbox()
     executor = Executor(link, sandbox, None, name="b", concurrency=slots, ahead=ahead)  # type: ignore[arg-type]
     thread = threading.Thread(target=executor.run, daemon=True)
-    start = time.monotonic()
     thread.start()
+    for i in range(warm):
+        link.add(f"w{i}", 0.001, 30)
+    with link.lock:
+        link.done.wait_for(lambda: len(link.ends) == warm, 120)
+    link.ends.clear()
+    start = time.monotonic()
+    for i, seconds in enumerate(calls):
+        link.add(f"p{i}", seconds, maxexectime)
     with link.lock:
         link.done.wait_for(lambda: len(link.ends) == len(calls), 120)
     elapsed = max(t for t, _, _ in link.ends.values()) - start
@@ -101,8 +113,7 @@ def drain(rtt: float, ahead: int | None, calls: list[tuple[float, int]], slots: 
     executor.request_stop()
     thread.join(10)
     early = [w for _, how, w in link.ends.values() if how == "fail" and "before the call" in w[0]]
-    # started late: with less than half of its budget (maxexectime - the close margin) left
-    late = sum(b < (m - 0.25) / 2 for b, (_, m) in zip(sandbox.budgets, calls, strict=False))
+    late = sum(b < (maxexectime - 0.25) / 2 for b in sandbox.budgets[warm:])
     return len(calls) / elapsed, executor.concurrency + executor.ahead, len(early), late
 
 
@@ -114,23 +125,24 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--long", type=int, default=20, help="long calls in the mixed rows")
     ap.add_argument("--long-s", type=float, default=1.75)
+    ap.add_argument("--warm", type=int, default=200, help="untimed short calls first (CALM_CALLS)")
     opts = ap.parse_args()
     call_s, c = opts.call_ms / 1000, opts.concurrency
-    short = [(call_s, 30)] * opts.calls
+    short = [call_s] * opts.calls
     print(f"load average {os.getloadavg()[0]:.2f}; {opts.calls} calls of {opts.call_ms:g} ms, "
           f"--concurrency {c}")  # fmt: skip
     print("rtt ms  --ahead   calls/s   bound   failed before start   started late")
     for rtt in (0.0, opts.rtt_ms / 1000):
         for ahead in (0, None):
-            rate, threads, early, late = drain(rtt, ahead, short, c)
+            rate, threads, early, late = drain(rtt, ahead, short, 30, c, opts.warm)
             bound = min(c / call_s, threads / (2 * rtt + call_s))
             row = f"{rtt * 1000:6.0f}  {threads - c:7d}  {rate:8.1f}  {bound:6.0f}"
             print(f"{row}   {early:19d}   {late}")
     every = max(1, opts.calls // max(1, opts.long))
-    mixed = [((opts.long_s, 2) if i % every == 0 else (call_s, 2)) for i in range(opts.calls)]
+    mixed = [opts.long_s if i % every == 0 else call_s for i in range(opts.calls)]
     print(f"mixed: 1 call in {every} holds its slot {opts.long_s:g}s; all maxexectime 2")
     for ahead in (0, None):
-        rate, threads, early, late = drain(opts.rtt_ms / 1000, ahead, mixed, c)
+        rate, threads, early, late = drain(opts.rtt_ms / 1000, ahead, mixed, 2, c, opts.warm)
         print(f"{opts.rtt_ms:6.0f}  {threads - c:7d}  {rate:8.1f}       -   {early:19d}   {late}")
     return 0
 

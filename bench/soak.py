@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import random
 import re
@@ -46,7 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faas_sandbox.executor.ahead import CALM_CALLS
 from faas_sandbox.kinds import ProcessState
 
 HERE = Path(__file__).resolve().parent
@@ -61,7 +59,7 @@ from _common import REPO, CpuMeter, load_stack_env, pct, stack_pids  # noqa: E40
 MIB = 1 << 20
 DRILLS = ("bad_input", "stdout", "child", "tmp", "kill9", "s3", "colonies", "postgres")
 RSS_GROWTH_LIMIT = 16 * MIB  # "flat": the parent grew less than this after its warm-up
-FD_GROWTH_LIMIT = 4
+FD_GROWTH_LIMIT = 4  # plus one keep-alive connection per worker thread (fd_allowance)
 _FINAL = tuple(state for state in ProcessState if state.final)
 
 
@@ -333,10 +331,7 @@ def run_phase(
     try:
         for ex, st in zip(executors, result.stats, strict=True):
             st.rss_ready = ex.usage()[0]
-        # Warm-up to steady state: an executor assigns ahead of a free slot, and so has every
-        # worker thread's connection open (fds_start), after CALM_CALLS short calls in a row.
-        reps = max(2, math.ceil(1.5 * CALM_CALLS / len(benign_only())))
-        warm = make_jobs(benign_only() * reps * count, names, rng, executortype)
+        warm = make_jobs(benign_only() * 2 * count, names, rng, executortype)
         warm_pids = [harness.submit(member, job.spec) for job in warm]
         harness.wait_ended(member, warm_pids, 60)
         for ex, st in zip(executors, result.stats, strict=True):
@@ -466,7 +461,7 @@ def report(
         for st in p.stats:
             flat = (
                 st.rss_end - st.rss_start <= RSS_GROWTH_LIMIT
-                and st.fds_end - st.fds_start <= FD_GROWTH_LIMIT
+                and st.fds_end - st.fds_start <= FD_GROWTH_LIMIT + fd_allowance(p.concurrency)
             )
             ok = ok and flat and st.exit_status == 0 and not st.leftovers and not st.tracebacks
             lines.append(
@@ -547,6 +542,13 @@ def run_drills(member: Any, which: list[str], workdir: Path) -> list[Any]:
         print(f"  {result.summary()[:400]}", flush=True)
         results.append(result)
     return results
+
+
+def fd_allowance(concurrency: int) -> int:
+    """A worker thread opens its connection on its first assign, and a thread may wait for
+    a free sandbox slot (executor/ahead.py) until after the warm-up: at most one per worker
+    (concurrency + the default --ahead, 2 x concurrency + 2)."""
+    return 3 * concurrency + 2
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 AHEAD_MAX_CALL_S = 0.5  # a call running longer than this is long
-CALM_CALLS = 50  # short calls in a row before calls are assigned ahead of a free slot
+CALM_CALLS = 200  # short calls in a row before calls are assigned ahead of a free slot
 KEEP_SHARE = 0.5  # a call that can be retried starts with at least this share of its budget
 MIN_BUDGET_S = 0.1  # the smallest budget a call can start with (budgets are whole tenths)
 UNTIMED_S = 60.0  # the deadline, after receipt, by which a call without maxexectime is served

@@ -106,7 +106,7 @@ def test_ahead_of_a_free_slot_only_after_short_calls_and_while_no_call_is_long()
     for _ in range(CALM_CALLS - 1):
         slots.release(hold(slots))  # short calls (no time passes)
     held = hold(slots)
-    assert slots.admit(0) is None  # 49 short calls so far: not enough evidence
+    assert slots.admit(0) is None  # CALM_CALLS - 1 short calls so far: not enough evidence
     slots.release(held)
     held = hold(slots)
     assert slots.short_run == CALM_CALLS
