@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from faas_sandbox.executor import ahead as ahead_module
 from faas_sandbox.executor.ahead import (
     AHEAD_MAX_CALL_S,
     CALM_CALLS,
@@ -196,10 +197,14 @@ class Recorder(FakeColonies):
             self.queue[-1]["retries"] = retries
 
 
+LONG_S = 30.0  # AHEAD_MAX_CALL_S in the executor tests: p0 stays young however slow the machine
+
+
 @pytest.fixture
-def ahead():
+def ahead(monkeypatch):
     """One sandbox slot, one thread more; p0 (``block``) holds the slot, after enough
     short calls that a call may be assigned ahead of a free slot."""
+    monkeypatch.setattr(ahead_module, "AHEAD_MAX_CALL_S", LONG_S)
     sandbox = BlockSandbox()
     client = Recorder(sandbox)
     clock = Clock()
@@ -265,7 +270,9 @@ def test_no_call_is_assigned_ahead_while_the_slot_is_held_by_a_long_call(ahead):
     """p0 runs longer than AHEAD_MAX_CALL_S: the ahead thread declines (counted), so p1
     stays in the Colonies queue for any executor, and is taken only once the slot is free."""
     client, sandbox, executor, clock = ahead
-    clock.offset += AHEAD_MAX_CALL_S + 0.1
+    clock.offset += LONG_S + 0.1
+    refusals = executor.slots.refusals
+    assert until(lambda: executor.slots.refusals > refusals)  # no assign in flight from now on
     client.submit_retryable("p1", 0, 0, maxexectime=30)
     refusals = executor.slots.refusals
     assert until(lambda: executor.slots.refusals >= refusals + 2)  # looked since, said no
