@@ -92,7 +92,8 @@ def pct(values: Sequence[float], p: float) -> float:
 
 # -- CPU accounting ------------------------------------------------------------------------------
 
-STACK_PORTS = {"colonies": 50080, "postgres": 55432, "minio": 9000}  # docs/team-notes.md
+_OFFSET = int(os.environ.get("FAAS_SANDBOX_PORT_OFFSET", "0") or "0")  # a second stack's ports
+STACK_PORTS = {"colonies": 50080 + _OFFSET, "postgres": 55432 + _OFFSET, "minio": 9000 + _OFFSET}
 
 
 def stack_pids() -> dict[str, int]:

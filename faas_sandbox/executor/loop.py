@@ -16,7 +16,8 @@ sandboxed child with the time left of the process's maxexectime, then report (de
 Deadlines: a spec's maxexectime (> 0) is the server's deadline for the whole process; the call
 gets what is left of it at start, minus ``close_margin`` seconds for the close, clamped by the
 policy (``Policy.for_call``). A sandbox timeout is a ``fail()``, which is terminal: maxretries
-only count server requeues, which happen when an executor dies or hangs past maxexectime.
+only count server requeues, which happen when an executor dies or hangs past maxexectime, or
+lets go a call that found no sandbox slot in time (ahead.py).
 
 After an outage, the first successful assign triggers one look for assignments whose reply was
 lost (intake.orphans). A process the executor cannot read (reply.py's limits) is failed as
@@ -26,10 +27,10 @@ says whether it takes work (``/healthz``). See docs/executor.md.
 
 Latency: each worker thread waits one round trip for its assign and one for its close, so over
 a WAN link a thread per sandbox slot leaves the slots idle most of the time. ``ahead`` more
-threads keep assigns in flight: a call they get waits for a free sandbox slot (a semaphore of
-``concurrency``), and that wait counts against its maxexectime budget like any other. They
-pause while calls take longer than ``AHEAD_MAX_CALL_S`` on average, so a call is never held
-back behind slow ones that another executor could have run.
+threads keep assigns in flight: a call may wait for one of ``concurrency`` sandbox slots
+(ahead.py), and that wait counts against its maxexectime. Threads assign only while a slot is
+expected soon (ahead.py's rule); a call that still waits too long is let go for the server to
+requeue when it can be retried, else it runs with what is left or fails as ``timeout``.
 
 Lifecycle: :meth:`Executor.request_stop` (what signal handlers call: it only bumps a counter)
 stops assigning and ends long-polls at once; in-flight calls get ``grace`` seconds, then they are
@@ -60,6 +61,7 @@ from ..errors import (
     SpecError,
 )
 from ..kinds import ErrorKind
+from .ahead import UNTIMED_S, Claim, Slots, can_retry, start_by
 from .codestore import CodeStore
 from .delivery import Backoff, Outbox, Reachability, Report
 from .intake import lacks_env, orphans, reread_env, started_ago
@@ -70,7 +72,6 @@ from .texts import for_log
 log = logging.getLogger(__name__)
 
 _RECENT = 1024  # process ids remembered as served (so a stale listing cannot adopt them)
-AHEAD_MAX_CALL_S = 0.5  # assign ahead only while calls take less than this on average
 FETCH_BUDGET_S = 10.0  # code fetch deadline of a call without maxexectime
 MAX_RESTARTS = 5  # worker deaths within RESTART_WINDOW_S before the executor gives up
 RESTART_WINDOW_S = 60.0
@@ -126,8 +127,7 @@ class Executor:
         self.client, self.sandbox, self.code = client, sandbox, code
         self.name, self.concurrency = name, max(1, concurrency)
         self.ahead = 2 * self.concurrency + 2 if ahead is None else max(0, ahead)
-        self._slots = threading.BoundedSemaphore(self.concurrency)
-        self._call_s = 0.0  # moving average of sandbox call wall time
+        self.slots = Slots(self.concurrency, clock)
         self.executor_id, self.executor_type = executor_id, executor_type  # for adoption
         self.assign_timeout, self.grace, self.close_margin = assign_timeout, grace, close_margin
         self.metrics = metrics
@@ -141,6 +141,7 @@ class Executor:
         self._lock = threading.Lock()
         self._inflight: dict[str, str] = {}  # processid -> function
         self._recent: OrderedDict[str, None] = OrderedDict()  # served lately, oldest first
+        self._let_go: dict[str, float] = {}  # not started, left to requeue -> when it is requeued
         self._suspect = False  # an assign failed as unreachable: it may have assigned us one
         self._abandoned: set[str] = set()
         self._engine_errors = 0
@@ -272,11 +273,11 @@ class Executor:
         beat = self.liveness.beat
         while not self._stopping.is_set():
             beat(index, "assigning")
-            if index >= self.concurrency and self._call_s > AHEAD_MAX_CALL_S:
-                self._stopping.wait(0.2)  # slow calls: a call assigned ahead would wait long
-                continue
+            claim = self.slots.admit(0.2)
+            if claim is None:
+                continue  # no slot expected soon: a call taken now would wait long
             try:
-                process = self.client.assign(self.assign_timeout)
+                process = self._assign(claim)
             except ReplyUnreadable as exc:
                 self.reach.up()
                 backoff.reset()
@@ -320,10 +321,21 @@ class Executor:
             backoff.reset()
             if process is not None:
                 beat(index, "serving")
-                self._serve(process)
+                self._serve(process, claim=claim)
             if self._suspect and self._take_suspicion():
                 beat(index, "serving")
                 self._adopt_orphans()
+
+    def _assign(self, claim: Claim) -> dict[str, Any] | None:
+        """One assign; ``claim`` is given up unless a process came with it."""
+        try:
+            process = self.client.assign(self.assign_timeout)
+        except BaseException:
+            self.slots.unclaim(claim)
+            raise
+        if process is None:
+            self.slots.unclaim(claim)
+        return process
 
     def _take_suspicion(self) -> bool:
         with self._lock:
@@ -358,6 +370,7 @@ class Executor:
     def _known(self, processid: str) -> bool:
         with self._lock:
             known = processid in self._inflight or processid in self._recent
+            known = known or self._let_go.get(processid, -math.inf) > self._clock()
         return known or processid in self.outbox.pending_ids()
 
     def _unreadable(self, processid: str | None, reason: str, where: str) -> None:
@@ -379,8 +392,16 @@ class Executor:
         )
         self.outbox.deliver(report)
 
-    def _serve(self, process: dict[str, Any], received: float | None = None) -> None:
-        received = self._clock() if received is None else received
+    def _serve(
+        self, process: dict[str, Any], received: float | None = None, claim: Claim | None = None
+    ) -> None:
+        claim = self.slots.claim() if claim is None else claim
+        try:
+            self._serve_claimed(process, claim, self._clock() if received is None else received)
+        finally:
+            self.slots.unclaim(claim)
+
+    def _serve_claimed(self, process: dict[str, Any], claim: Claim, received: float) -> None:
         processid = process.get("processid") if isinstance(process, dict) else None
         if not isinstance(processid, str) or not processid:
             log.error("assign returned a process without an id; ignored")
@@ -395,10 +416,10 @@ class Executor:
                 return
             self._inflight[processid] = "?"
         try:
-            report = self._run(processid, process, received)
+            report = self._run(processid, process, received, claim)
             with self._lock:
-                if processid in self._abandoned:
-                    return
+                if report is None or processid in self._abandoned:
+                    return  # None: let go, never started (_no_slot)
             self.outbox.deliver(report)
             with self._lock:
                 self.served += 1
@@ -413,9 +434,11 @@ class Executor:
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
 
-    def _run(self, processid: str, process: dict[str, Any], received: float) -> Report:
+    def _run(
+        self, processid: str, process: dict[str, Any], received: float, claim: Claim
+    ) -> Report | None:
         function = "?"
-        slot = False
+        slot = None
         try:
             call = self._parse(processid, process)
             function = call.function
@@ -433,24 +456,24 @@ class Executor:
                     ).source
                 else:
                     source = self.code.get(function, deadline=received + limit).source
-            slot = self._slots.acquire()  # calls assigned ahead wait here (their budget runs)
+            retry = can_retry(process)
+            by = start_by(call.maxexectime, self.close_margin, retry)
+            # Calls assigned ahead wait here, their budget running, at most until ``by``.
+            slot = self.slots.acquire(
+                claim,
+                received + (call.maxexectime or UNTIMED_S),
+                None if by is None else received + by - self._clock(),
+            )
             budget = None
             if call.maxexectime is not None:
                 budget = call.maxexectime - (self._clock() - received) - self.close_margin
                 # Whole tenths (rounded down, so never more than is left): the sandbox caches
                 # per-call limits by this value, and raw float budgets would never hit.
                 budget = math.floor(budget * 10) / 10
-                if budget <= 0:
-                    return self._failed(
-                        processid,
-                        function,
-                        ErrorKind.TIMEOUT,
-                        f"maxexectime of {call.maxexectime}s used up before the call started",
-                        received,
-                    )
+            if slot is None or (budget is not None and budget <= 0):
+                return self._no_slot(processid, function, call.maxexectime, retry, received)
             if call.wall is not None:  # the submitter's own limit (maxexectime leaves room)
                 budget = call.wall if budget is None else min(budget, call.wall)
-            started = time.monotonic()
             if self.metrics is not None:
                 with self.metrics.inflight():
                     outcome = self.sandbox.call(
@@ -460,7 +483,6 @@ class Executor:
                 outcome = self.sandbox.call(
                     source, function, call.args, call.kwargs, maxexectime=budget, element=True
                 )
-            self._call_s = 0.8 * self._call_s + 0.2 * (time.monotonic() - started)
             self._engine_errors = 0
         except SpecError as exc:
             return self._failed(processid, function, ErrorKind.SPEC, str(exc), received)
@@ -480,8 +502,8 @@ class Executor:
             log.exception("call %s: internal error", processid)
             return self._internal_error(processid, function, exc, received)
         finally:
-            if slot:
-                self._slots.release()
+            if slot is not None:
+                self.slots.release(slot)
         if call.revision is not None:  # a pinned call: logs say which revision ran
             function = f"{function}@{call.revision[0][:12]}"
         try:
@@ -490,6 +512,33 @@ class Executor:
             # raised, it killed the worker and left the process running (6 stopped us)
             log.exception("call %s: internal error while reporting", processid)
             return self._internal_error(processid, function, exc, received)
+
+    def _no_slot(
+        self, processid: str, function: str, maxexectime: Any, retry: bool, received: float
+    ) -> Report | None:
+        """A call that got no sandbox slot in time: let go (None) when the server can retry
+        it, else failed as ``timeout`` with the wait in the reason."""
+        running, longest = self.slots.busy()
+        why = (
+            f"no sandbox slot freed in {self._clock() - received:.1f}s ({running} call(s) "
+            f"running, the longest for {longest:.1f}s)"
+        )
+        if not retry:
+            reason = f"maxexectime of {maxexectime}s used up before the call started: {why}"
+            return self._failed(processid, function, ErrorKind.TIMEOUT, reason, received)
+        log.warning(
+            "call %s: %s not started: %s; left for the server, which requeues it at its "
+            "maxexectime of %ss (one retry)",
+            processid,
+            function,
+            why,
+            maxexectime,
+        )
+        now = self._clock()
+        with self._lock:  # until then it is RUNNING and ours: never adopt it (_known)
+            self._let_go = {p: t for p, t in self._let_go.items() if t > now}
+            self._let_go[processid] = received + (maxexectime or 0) + 5.0  # checked each 1 s
+        return None
 
     def _parse(self, processid: str, process: dict[str, Any]) -> Any:
         """parse_process; inline code seen before its env was written is read again."""
