@@ -23,10 +23,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
+from ..errors import ColoniesError, SpecError
 from ..kinds import OK, ErrorKind, ProcessState
 from ..names import FunctionName
 from ..policy import MIN_WALL_SECONDS, Policy
+from .faults import fault
 from .lifecycle import Revision
 from .spec import decode_result
 
@@ -189,7 +190,7 @@ class CallResult:
 
 
 class Backend(Protocol):
-    """Where calls go. Methods block; they raise ColoniesUnreachable / ColoniesRefused."""
+    """Where calls go. Methods block; they raise ColoniesError (read by ``faults.fault``)."""
 
     def submit(self, request: CallRequest) -> str:
         """Submit the call; return its process id."""
@@ -282,13 +283,12 @@ def run_call(
         if cancel is not None and cancel.is_set() and result.state is ProcessState.WAITING:
             try:
                 backend.remove(processid)
-            except (ColoniesUnreachable, ColoniesRefused) as exc:  # assigned meanwhile: it runs
+            except ColoniesError as exc:  # assigned meanwhile: it runs
                 log.info("call %s: client gone, not removed from the queue: %s", processid, exc)
             return CallResult(ErrorKind.CANCELLED, [], "the client went away", processid)
-    except ColoniesUnreachable as exc:
-        return CallResult(ErrorKind.UNREACHABLE, [], f"Colonies server unreachable: {exc}")
-    except ColoniesRefused as exc:
-        return CallResult(ErrorKind.REFUSED, [], f"Colonies server refused the call: {exc}")
+    except ColoniesError as exc:
+        kind, message = fault(exc, "the call")
+        return CallResult(kind, [], message)
     return at_deadline(result, request)
 
 

@@ -18,7 +18,7 @@ from fastapi import Request
 from .. import sizes
 from ..colonies import calls
 from ..colonies.calls import CallRequest, CallResult
-from ..errors import ColoniesRefused, ColoniesUnreachable, SpecError
+from ..errors import SpecError
 from ..kinds import ErrorKind
 from ..names import FunctionName
 from .context import Front
@@ -65,12 +65,7 @@ async def prepare(front: Front, request: Request, call: CallRequest) -> CallRequ
     if await front.blocking(front.capacity.alive) == 0:
         raise ApiError(ErrorKind.NO_EXECUTOR, "no executor of this front end's type is alive")
     if front.settings.pin:
-        try:
-            revision = await front.blocking(front.backend.current, call.function)
-        except ColoniesUnreachable as exc:
-            raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
-        except ColoniesRefused as exc:
-            raise ApiError(ErrorKind.REFUSED, f"Colonies server refused: {exc}") from None
+        revision = await front.ask("the revision lookup", front.backend.current, call.function)
         if revision is None:
             raise ApiError(ErrorKind.NOT_FOUND, f"no function {call.function!r} is deployed")
         call = CallRequest(

@@ -1,9 +1,9 @@
 """What every route of one app shares: its settings and backend, the in-flight gate, the thread
 limiter, authentication, metrics. One :class:`Front` per :func:`~.app.create_app`.
 
-Blocking Colonies calls run in worker threads (:meth:`Front.blocking`), never on the event
-loop; each call holds one thread while it waits, so the limiter has ``max_inflight`` threads
-plus a little headroom for health and logs.
+Blocking Colonies calls run in worker threads (:meth:`Front.ask`, :meth:`Front.blocking`),
+never on the event loop; each call holds one thread while it waits, so the limiter has
+``max_inflight`` threads plus a little headroom for health and logs.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from fastapi.security import HTTPBearer
 from prometheus_client import CollectorRegistry, Counter
 
 from ..colonies.calls import Backend
+from ..errors import ColoniesError
 from ..kinds import ErrorKind
 from ..metrics import Metrics
 from ..policy import Policy
 from .auth import RateLimiter, TokenStore, bearer
 from .body import DEFAULT_MAX_BODY_BYTES
 from .capacity import Capacity
-from .problems import ApiError
+from .problems import ApiError, from_colonies
 
 _T = TypeVar("_T")
 
@@ -105,6 +106,20 @@ class Front:
     async def blocking(self, func: Callable[..., Any], *args: Any) -> Any:
         """``func(*args)`` in a worker thread."""
         return await anyio.to_thread.run_sync(lambda: func(*args), limiter=self.limiter)
+
+    async def ask(
+        self,
+        doing: str,
+        func: Callable[..., _T],
+        *args: Any,
+        missing: ApiError | None = None,
+    ) -> _T:
+        """``func(*args)`` (a Colonies request) in a worker thread; a failure leaves as the one
+        answer for it (:func:`~.problems.from_colonies`), whichever route asked."""
+        try:
+            return await anyio.to_thread.run_sync(lambda: func(*args), limiter=self.limiter)
+        except ColoniesError as exc:
+            raise from_colonies(exc, doing, missing=missing) from None
 
     def authorize(self, request: Request, function: str | None) -> str:
         """The token's name ("-" without auth); 401/403/429 as ApiError."""

@@ -13,7 +13,8 @@ failures all leave through :func:`problem`, so a client parses one shape. Status
     422 <sandbox kind>  the function failed: compile, forbidden, runtime, memory, ...
     429 busy            too many calls in flight, executors saturated, or token over its
                         rate (Retry-After)
-    502 unreachable     the Colonies server cannot be reached or refused us
+    502 unreachable     the Colonies server cannot be reached
+        refused         it refused us, or answered what we cannot read (:func:`from_colonies`)
     503 no_executor     no executor of the type is alive; unavailable: code store down
                         (Retry-After)
     504 timeout         no result within the call's limits
@@ -29,6 +30,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..colonies.faults import fault
+from ..errors import ColoniesError, ColoniesRefused
 from ..kinds import OK, ErrorKind
 from .models import ErrorResponse
 
@@ -87,6 +90,25 @@ class ApiError(Exception):
 
 def status_for(kind: str) -> int:
     return STATUS.get(kind, FUNCTION_FAILED)
+
+
+def from_colonies(
+    exc: ColoniesError,
+    doing: str,
+    *,
+    missing: ApiError | None = None,
+    status: int | None = None,
+) -> ApiError:
+    """The one answer to a failed Colonies request, on every route: the kind is
+    :func:`~faas_sandbox.colonies.faults.fault`'s (``unreachable`` or ``refused``, 502).
+
+    ``missing``: the answer when the request named something the server may not know (a
+    process id) and it refused: it does not know it, or it is not ours to read. ``status``:
+    another status for the same kinds (``/healthz`` answers 503)."""
+    if missing is not None and isinstance(exc, ColoniesRefused):
+        return missing
+    kind, message = fault(exc, doing)
+    return ApiError(kind, message, status=status)
 
 
 def documented(*codes: int) -> dict[int | str, dict[str, Any]]:

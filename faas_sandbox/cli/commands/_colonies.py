@@ -2,7 +2,8 @@
 
 Settings come from the COLONIES_* environment (Settings.from_env) and requests are signed with
 COLONIES_PRVKEY, a member key. Faults become one line on stderr and an exit status: 2 bad or
-missing settings, 3 Colonies unreachable, 1 the server refused.
+missing settings, 3 Colonies unreachable, 1 the server refused (or answered what we cannot
+read): the front end's reading of a failed request (``colonies.faults``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ...errors import ColoniesRefused, ColoniesUnreachable, PolicyError, SettingsError
+from ...colonies.faults import fault
+from ...errors import ColoniesError, PolicyError, SettingsError
+from ...kinds import ErrorKind
 from ...policy import Policy
 from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
 
@@ -59,7 +62,8 @@ def colonies_errors(what: str) -> Iterator[None]:
     """Turn Colonies faults inside the block into one line and exit 3 (unreachable) or 1."""
     try:
         yield
-    except ColoniesUnreachable as exc:
-        fail(f"error: Colonies server unreachable: {exc}", EXIT_UNREACHABLE)
-    except ColoniesRefused as exc:
-        fail(f"error: {what}: the Colonies server refused: {exc}")
+    except ColoniesError as exc:
+        kind, message = fault(exc, what)
+        fail(
+            f"error: {message}", EXIT_UNREACHABLE if kind is ErrorKind.UNREACHABLE else EXIT_FAILED
+        )

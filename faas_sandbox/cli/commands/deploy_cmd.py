@@ -23,17 +23,11 @@ import sys
 
 import click
 
-from ...errors import (
-    CodeUnavailable,
-    ColoniesRefused,
-    ColoniesUnreachable,
-    PolicyError,
-    SettingsError,
-    SpecError,
-)
+from ...errors import CodeUnavailable, PolicyError, SettingsError, SpecError
 from ...names import FunctionName, function_name
 from ...policy import Policy
 from ..dispatch import EXIT_FAILED, EXIT_UNREACHABLE, usage_error
+from ._colonies import colonies_errors
 
 
 def _fail(message: str, status: int = EXIT_FAILED) -> None:
@@ -131,14 +125,11 @@ def deploy_command(path: str, functions: tuple[str, ...], policy_path: str | Non
     )
     store = CodePublisher(client, settings.s3)
     for name in names:
-        try:
-            meta, changed = store.upload(name, data)
-        except ColoniesUnreachable as exc:
-            _fail(f"colonies unreachable: {exc}", EXIT_UNREACHABLE)
-        except CodeUnavailable as exc:
-            _fail(f"cannot upload {name}: {exc}", EXIT_UNREACHABLE)
-        except ColoniesRefused as exc:
-            _fail(f"colonies refused {name}: {exc}")
+        with colonies_errors(f"deploy {name}"):
+            try:
+                meta, changed = store.upload(name, data)
+            except CodeUnavailable as exc:
+                _fail(f"cannot upload {name}: {exc}", EXIT_UNREACHABLE)
         fileid = str(meta.get("fileid", ""))[:12]
         if changed:
             click.echo(

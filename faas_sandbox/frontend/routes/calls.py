@@ -18,7 +18,6 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import ValidationError
 
 from ...colonies.calls import CallResult
-from ...errors import ColoniesRefused, ColoniesUnreachable
 from ...kinds import ErrorKind
 from ...names import FUNCTION_NAME_PATTERN, PROCESSID_PATTERN, FunctionName, ProcessId
 from ..body import read_json
@@ -72,16 +71,7 @@ def router(front: Front) -> APIRouter:
         call = await prepare(front, request, call)
         revision = getattr(request.state, "revision", None)
         if mode == "async":
-            try:
-                processid = await front.blocking(backend.submit, call)
-            except ColoniesUnreachable as exc:
-                raise ApiError(
-                    ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}"
-                ) from None
-            except ColoniesRefused as exc:
-                raise ApiError(
-                    ErrorKind.REFUSED, f"Colonies server refused the call: {exc}"
-                ) from None
+            processid = await front.ask("the call", backend.submit, call)
             front.count(name, "submitted", 0.0)
             return answer(
                 {"processid": processid, "status_url": f"/calls/{processid}"}, 202, processid
@@ -95,14 +85,10 @@ def router(front: Front) -> APIRouter:
         )
 
     async def about_process(func: Callable[[str], _T], processid: ProcessId) -> _T:
-        """``func(processid)`` in a worker thread (``backend.get``, ``backend.logs``): 502 when
-        the server is unreachable; a refusal means there is no such process (404)."""
-        try:
-            return await front.blocking(func, processid)  # type: ignore[no-any-return]
-        except ColoniesUnreachable as exc:
-            raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server unreachable: {exc}") from None
-        except ColoniesRefused:
-            raise ApiError(ErrorKind.NOT_FOUND, "no such process", processid=processid) from None
+        """``func(processid)`` (``backend.get``, ``backend.logs``): a refusal means there is no
+        such process (404: the server does not know it, or it is not ours to read)."""
+        missing = ApiError(ErrorKind.NOT_FOUND, "no such process", processid=processid)
+        return await front.ask("the process lookup", func, processid, missing=missing)
 
     async def fetch(request: Request, processid: ProcessId) -> CallResult:
         front.authorize(request, None)

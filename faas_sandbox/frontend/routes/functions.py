@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Request
 
-from ...errors import ColoniesRefused, ColoniesUnreachable
 from ...kinds import ErrorKind
 from ...names import FUNCTION_NAME_PATTERN, FunctionName
 from ..context import Front
@@ -29,10 +28,7 @@ def router(front: Front) -> APIRouter:
     async def functions(request: Request) -> Any:
         front.authorize(request, None)
         grant = getattr(request.state, "grant", None)
-        try:
-            listed = await front.blocking(backend.functions)
-        except (ColoniesUnreachable, ColoniesRefused) as exc:
-            raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server: {exc}") from None
+        listed = await front.ask("the function listing", backend.functions)
         return [f for f in listed if grant is None or grant.allows(f["name"])]
 
     @routes.get(
@@ -47,10 +43,7 @@ def router(front: Front) -> APIRouter:
     ) -> Any:
         name = FunctionName(name)  # FastAPI checked it against the one pattern (names.py)
         front.authorize(request, name)
-        try:
-            revisions = await front.blocking(backend.history, name)
-        except (ColoniesUnreachable, ColoniesRefused) as exc:
-            raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server: {exc}") from None
+        revisions = await front.ask("the revision lookup", backend.history, name)
         if not revisions:
             raise ApiError(ErrorKind.NOT_FOUND, f"no function {name!r} is deployed")
         listed = [r.to_json() for r in revisions]

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ...errors import ColoniesError
 from ...kinds import OK, ErrorKind
 from .. import docs
 from ..context import Front
 from ..models import ErrorResponse, Health
-from ..problems import ApiError
+from ..problems import ApiError, from_colonies
 
 
 def router(front: Front) -> APIRouter:
@@ -28,6 +29,8 @@ def router(front: Front) -> APIRouter:
     async def healthz() -> Any:
         try:
             await front.blocking(front.backend.ping)
+        except ColoniesError as exc:  # not ready: 503, with the one reading of the failure
+            raise from_colonies(exc, "the health check", status=503) from None
         except Exception as exc:  # noqa: BLE001 - any failure to reach Colonies: "not ready"
             raise ApiError(ErrorKind.UNREACHABLE, f"Colonies server: {exc}", status=503) from None
         alive = await front.blocking(front.capacity.alive, True)
