@@ -1,6 +1,7 @@
 """What the executor tells the server about one call: a
 :class:`~faas_sandbox.executor.delivery.Report` built from a sandbox Outcome or from one of our
-own failure kinds, with its log line.
+own failure kinds (``interrupted`` too: a call in flight when the executor stopped waiting),
+with its log line.
 
 - success: ``out = [outcome.element]``, the output element the sandbox child encoded
   (element.py: the encoding rule, incl. lone surrogates), sent as its bytes, never
@@ -74,6 +75,13 @@ def failed_report(
     if metrics is not None:
         metrics.observe_kind(kind, seconds)
     return Report(processid, False, [], [reason], f"[faas-sandbox] {function} failed: {reason}")
+
+
+def interrupted_report(processid: str, function: str, executor: str, why: str) -> Report:
+    """The report of a call still in flight when ``executor`` stopped waiting for it."""
+    log.warning("call %s: %s interrupted by %s", processid, function, why)
+    reason = f"{ErrorKind.INTERRUPTED}: executor {executor} stopped before the call finished"
+    return Report(processid, False, [], [f"{reason} ({why})"])
 
 
 def clip(text: str) -> str:

@@ -243,7 +243,7 @@ def test_an_ahead_call_that_finds_no_slot_in_time_goes_back_to_the_queue(ahead, 
     counting one retry) and never started here; p0 is unaffected."""
     client, sandbox, executor, _ = ahead
     client.submit_retryable("p1", 0, 1, maxexectime=2)
-    assert until(lambda: "p1" in executor._let_go)
+    assert until(lambda: executor.ledger.was_let_go("p1"))
     assert executor._known("p1")  # still RUNNING and ours: never adopted as an orphan
     assert [c for c in client.calls if c[1] == "p1"] == []
     assert "not started: no sandbox slot freed in" in caplog.text

@@ -325,9 +325,9 @@ def run_executor(
 
 def wait_inflight(executor: Executor, busy: bool = True) -> None:
     deadline = time.monotonic() + 5
-    while bool(executor._inflight) != busy and time.monotonic() < deadline:
+    while (executor.ledger.in_flight() > 0) != busy and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert bool(executor._inflight) == busy
+    assert (executor.ledger.in_flight() > 0) == busy
 
 
 def test_first_stop_lets_the_call_in_flight_finish():

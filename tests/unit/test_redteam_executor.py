@@ -1,9 +1,10 @@
 """Red team: a report the executor cannot build fails that call, never the worker.
 
-Before, ``_report`` ran outside ``_run``'s error handling: any exception while turning an
-Outcome into a report (a result the report code could not read) killed the worker thread
-and left the process running on the server; more than MAX_RESTARTS such calls in a minute
-stopped the executor, and the server then handed the same process to the next executor.
+Before, ``_report`` ran outside the error handling of the call's run (``CallPath.run`` in
+calling.py now): any exception while turning an Outcome into a report (a result the report
+code could not read) killed the worker thread and left the process running on the server;
+more than MAX_RESTARTS such calls in a minute stopped the executor, and the server then
+handed the same process to the next executor.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from faas_sandbox.executor import calling
 from faas_sandbox.executor import loop as executor_module
 
 from .test_executor import FakeColonies
@@ -24,7 +26,7 @@ def test_a_report_that_cannot_be_built_fails_its_call_and_the_executor_keeps_ser
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RecursionError("a result too deep for the report code")
 
-    monkeypatch.setattr(executor_module, "outcome_report", broken)
+    monkeypatch.setattr(calling, "outcome_report", broken)
     calls = executor_module.MAX_RESTARTS + 2
     client = FakeColonies()
     executor, thread, _ = start(client)
