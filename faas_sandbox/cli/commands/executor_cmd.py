@@ -94,12 +94,11 @@ class _Signals:
     "--ahead",
     type=click.IntRange(0, 1024),
     default=None,
-    help="Worker threads beyond --concurrency, so assigns and closes overlap while round "
-    "trips to Colonies are under way (WAN links). A thread claims a free sandbox slot before "
-    "it assigns, and assigns ahead of a free slot only while calls are short (a long run of "
-    "short calls, none running long); a call taken ahead that still finds no slot in time is "
-    "left for the server to requeue, or fails as timeout when it cannot be retried. 0: never "
-    "ahead of a free slot [default: 2 x concurrency + 2].",
+    help="Worker threads beyond --concurrency, so that assigns and closes overlap over slow "
+    "(WAN) links. They assign ahead of a free sandbox slot only while calls are short; a call "
+    "taken ahead that finds no slot in time is left for the server to requeue, or fails as "
+    "timeout when it cannot be retried. 0: never ahead of a free slot "
+    "[default: 2 x concurrency + 2].",
 )
 @click.option(
     "--metrics-port",
