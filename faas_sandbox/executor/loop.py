@@ -32,6 +32,7 @@ from .ahead import Claim, Slots
 from .calling import CallPath, SandboxLike
 from .codestore import CodeStore
 from .delivery import Backoff, Outbox, Reachability
+from .denial import CONFIRM_S, Denials, is_verdict
 from .ledger import Ledger
 from .liveness import Liveness
 from .reports import interrupted_report
@@ -76,6 +77,7 @@ class Executor:
         max_args_bytes: int = MAX_ARGS_TEXT_BYTES,
         max_call_s: float = 3600.0,
         ahead: int | None = None,
+        deny_confirm_s: float = CONFIRM_S,
     ) -> None:
         self.client, self.sandbox, self.code = client, sandbox, code
         self.name, self.concurrency = name, max(1, concurrency)
@@ -90,6 +92,7 @@ class Executor:
         self._stopping = threading.Event()
         self._signals = 0  # bumped by signal handlers, read by run()
         self._fatal: str | None = None
+        self.denials = Denials(clock, deny_confirm_s)  # when a 403 on assign is final
         self._lock = threading.Lock()
         self._restarts: list[float] = []
         self.max_args_bytes = max_args_bytes
@@ -253,16 +256,27 @@ class Executor:
                 self._stopping.wait(backoff.next())
                 continue
             except ColoniesRefused as exc:
-                if exc.status == 403 and _denied(str(exc)):
+                if exc.status == 403 and is_verdict(str(exc)):
                     self.reach.up()
-                    self._fatal = f"assign refused: {exc}"
-                    log.error(
-                        "executor %s can no longer assign (%s): removed, rejected or "
-                        "reaped as stale; stopping",
-                        self.name,
-                        exc,
-                    )
-                    return
+                    first, final = self.denials.denied()
+                    if final:
+                        self._fatal = f"assign refused: {exc}"
+                        log.error(
+                            "executor %s can no longer assign (%s): removed, rejected or "
+                            "reaped as stale; stopping",
+                            self.name,
+                            exc,
+                        )
+                        return
+                    if first:
+                        log.warning(
+                            "assign denied (%s); stopping unless an assign succeeds within %gs "
+                            "(the server also says this while its database restarts)",
+                            exc,
+                            self.denials.confirm_s,
+                        )
+                    self._stopping.wait(backoff.next())
+                    continue
                 if exc.status == 403:  # not a verdict on us: e.g. a database error text
                     self.reach.down(exc)
                     self._stopping.wait(backoff.next())
@@ -278,6 +292,7 @@ class Executor:
                 continue
             self.reach.up()
             self.liveness.reachable(True)
+            self.denials.cleared()
             backoff.reset()
             if process is not None:
                 beat(index, "serving")
@@ -302,9 +317,3 @@ class Executor:
 
     def _give_up(self, reason: str) -> None:
         self._fatal = reason
-
-
-def _denied(message: str) -> bool:
-    """Whether a 403 on assign is the server's verdict on this executor (removed, not approved,
-    colony gone), as its membership check words it; only that stops the executor."""
-    return "Access denied" in message or "does not exist" in message

@@ -162,6 +162,7 @@ def drill_service_restart(
                         member,
                         spec(nap, [i], {"seconds": 0.7}, executortype=kind, maxexectime=60),
                         counters=counters,
+                        database_restarts=service == "postgres",
                     )
                 )
             except Exception as exc:  # noqa: BLE001 - reported as a problem

@@ -32,6 +32,7 @@ from faas_sandbox.colonies.client import (
     sign,
 )
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
+from faas_sandbox.executor.denial import is_verdict
 from faas_sandbox.kinds import ProcessState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,13 +172,20 @@ def submit(
     the_spec: dict[str, Any],
     retry_for: float = 60.0,
     counters: dict[str, int] | None = None,
+    database_restarts: bool = False,
 ) -> str:
-    """Submit; while the server is down (or its database), retry until ``retry_for`` passes."""
+    """Submit; while the server is down (or its database), retry until ``retry_for`` passes.
+    ``database_restarts``: also retry "Access denied", which Colonies v1.9.12 answers while its
+    PostgreSQL restarts (executor/denial.py says why)."""
     deadline = time.monotonic() + retry_for
     while True:
         try:
             return str(member.submit(the_spec)["processid"])
-        except ColoniesUnreachable:
+        except (ColoniesUnreachable, ColoniesRefused) as exc:
+            if isinstance(exc, ColoniesRefused) and not (
+                database_restarts and exc.status == 403 and is_verdict(str(exc))
+            ):
+                raise
             if counters is not None:
                 counters["submit_retries"] = counters.get("submit_retries", 0) + 1
             if time.monotonic() > deadline:

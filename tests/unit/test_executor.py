@@ -313,10 +313,16 @@ def test_engine_error_fails_the_call_as_crash(setup):
 
 
 def run_executor(
-    client: FakeColonies, sandbox: FakeSandbox, grace: float, clock: Any = time.monotonic
+    client: FakeColonies,
+    sandbox: FakeSandbox,
+    grace: float,
+    clock: Any = time.monotonic,
+    **options: Any,
 ) -> tuple[Executor, dict, Any]:
     code = CodeStore(client, STORE, reader=FakeS3(client.files))
-    executor = Executor(client, sandbox, code, name="t", concurrency=2, grace=grace, clock=clock)
+    executor = Executor(
+        client, sandbox, code, name="t", concurrency=2, grace=grace, clock=clock, **options
+    )
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.setdefault("status", executor.run()))
     thread.start()
@@ -389,12 +395,35 @@ def test_second_stop_ends_the_call_at_once():
         "Colony <dev> does not exists",
     ],
 )
-def test_assign_refused_with_403_stops_the_executor_with_status_1(message):
+def test_an_assign_denied_for_the_whole_confirm_window_stops_the_executor_with_status_1(
+    message, caplog
+):
     client, sandbox = FakeColonies(), FakeSandbox()
-    client.assign_errors.append(ColoniesRefused(message, 403))
-    _executor, result, thread = run_executor(client, sandbox, grace=1)
-    thread.join(5)
+    client.assign_errors += [ColoniesRefused(message, 403)] * 100
+    with caplog.at_level(logging.WARNING):
+        _executor, result, thread = run_executor(client, sandbox, grace=1, deny_confirm_s=0.4)
+        thread.join(10)
     assert result["status"] == 1
+    assert caplog.text.count("stopping unless an assign succeeds") == 1
+    assert "can no longer assign" in caplog.text
+
+
+def test_a_denial_that_passes_before_the_confirm_window_does_not_stop_the_executor(caplog):
+    """Colonies v1.9.12 also answers "Access denied, not a member" while its PostgreSQL
+    restarts (its lookup ignores the rows' error): a denial followed by a successful assign
+    was no verdict."""
+    client, sandbox = FakeColonies(), FakeSandbox()
+    denied = ColoniesRefused("Access denied, not a member of Colony with name <dev>", 403)
+    client.assign_errors += [denied] * 2
+    client.submit("p1", {"function": "convert", "arg": "0"})
+    with caplog.at_level(logging.WARNING):
+        executor, result, thread = run_executor(client, sandbox, grace=1, deny_confirm_s=60)
+        assert ("close", "p1", [32.0]) in client.wait_for(1, timeout=10)
+        executor.request_stop()
+        thread.join(5)
+    assert result["status"] == 0
+    assert executor.denials.denied() == (True, False)  # cleared by the assign that went through
+    assert "can no longer assign" not in caplog.text
 
 
 class CountingSandbox(FakeSandbox):
