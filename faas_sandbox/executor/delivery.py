@@ -8,7 +8,10 @@ Rules (protocol §6.3):
 - The process log (``add_log``) goes first: the server takes logs only while the process is
   RUNNING, so a log after close is refused.
 - Refused by the server (403/400/500 with a message): the server has moved on (requeued after
-  maxexectime, closed, removed). Log one line and drop the report; never retry it.
+  maxexectime, closed, removed). Log one line and drop the report; never retry it. Except a
+  403 "not a member", which v1.9.12 also answers while its PostgreSQL restarts
+  (:mod:`.denial`): that one is retried like an unreachable server until it has lasted
+  ``confirm_s`` for this report.
 - Unreachable (refused connection, reset, timeout, or the server's database down: see
   ``colonies.backend_down``): keep the rest of the report in a queue that one thread retries
   with capped, jittered backoff until the server takes it or says no. A report that still
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
+from .denial import CONFIRM_S, maybe_database_restart
 from .texts import for_log, for_server
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,7 @@ class Report:
     out: list[Any]
     errors: list[str]
     log_text: str | None = None  # sent with add_log before the close, when not None
+    denied_since: float | None = None  # first "not a member" refusal (clock of the Outbox)
 
 
 class Backoff:
@@ -101,8 +106,11 @@ class Outbox:
         reach: Reachability | None = None,
         backoff: Backoff | None = None,
         sleep: Callable[[float], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        confirm_s: float = CONFIRM_S,
     ) -> None:
         self._client = client
+        self._clock, self.confirm_s = clock, confirm_s
         self.reach = reach or Reachability()
         self._backoff = backoff or Backoff()
         self._pending: collections.deque[Report] = collections.deque()
@@ -165,6 +173,20 @@ class Outbox:
             return True
         except ColoniesRefused as exc:
             self.reach.up()
+            if exc.status == 403 and maybe_database_restart(str(exc)):
+                now = self._clock()
+                if report.denied_since is None:
+                    report.denied_since = now
+                    log.warning(
+                        "call %s: %s refused (%s); retrying for %gs (the server also says this "
+                        "while its database restarts)",
+                        processid,
+                        "close" if report.ok else "fail",
+                        for_log(exc),
+                        self.confirm_s,
+                    )
+                if now - report.denied_since < self.confirm_s:
+                    return False
             self.dropped += 1
             log.warning(
                 "call %s: %s refused by the server, dropped (%s)",

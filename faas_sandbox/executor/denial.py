@@ -16,6 +16,11 @@ from collections.abc import Callable
 CONFIRM_S = 15.0  # a denial must last this long (no assign succeeding) before it is final
 
 
+def maybe_database_restart(message: str) -> bool:
+    """Whether a 403's text is the one v1.9.12 also gives while its PostgreSQL restarts."""
+    return "not a member" in message
+
+
 def is_verdict(message: str) -> bool:
     """Whether a 403's text is the membership check's refusal (not a database error text)."""
     return "Access denied" in message or "does not exist" in message

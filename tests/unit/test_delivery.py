@@ -193,3 +193,45 @@ def test_backoff_doubles_to_its_cap_with_jitter(rand):
     assert delays == pytest.approx([d * factor for d in (0.1, 0.2, 0.4, 0.8, 1.0, 1.0)])
     backoff.reset()
     assert backoff.next() == pytest.approx(0.1 * factor)
+
+
+NOT_A_MEMBER = "Access denied, not a member of Colony with name <dev>"
+
+
+def test_a_not_a_member_refusal_is_retried_and_a_close_that_then_goes_through_counts(caplog):
+    """Colonies v1.9.12 also says "not a member" while its PostgreSQL restarts: the close is
+    kept and retried, not dropped."""
+    client = FakeClient()
+    client.script[("close", "p1")] = [ColoniesRefused(NOT_A_MEMBER, 403)] * 3
+    outbox = Outbox(client, sleep=no_sleep, confirm_s=60.0)
+    with caplog.at_level(logging.WARNING):
+        assert not outbox.deliver(Report("p1", True, [1], []))
+        thread = threading.Thread(target=outbox.run)
+        thread.start()
+        assert outbox.flush(5.0)
+        outbox.stop()
+        thread.join(5.0)
+    assert client.calls == [("close", "p1", [1])]
+    assert (outbox.delivered, outbox.dropped) == (1, 0)
+    assert caplog.text.count("while its database restarts") == 1
+
+
+def test_a_not_a_member_refusal_that_lasts_the_confirm_window_drops_the_report():
+    now = [0.0]
+    client = FakeClient()
+    client.script[("close", "p1")] = [ColoniesRefused(NOT_A_MEMBER, 403)] * 10
+
+    def sleep(seconds: float) -> None:
+        now[0] += 1.0  # each retry one second later
+
+    outbox = Outbox(client, sleep=sleep, clock=lambda: now[0], confirm_s=3.0)
+    assert not outbox.deliver(Report("p1", True, [1], []))
+    thread = threading.Thread(target=outbox.run)
+    thread.start()
+    assert outbox.flush(5.0)
+    outbox.stop()
+    thread.join(5.0)
+    assert client.calls == []
+    assert (outbox.delivered, outbox.dropped) == (0, 1)
+    # refused at 0 s (deliver), then by the retrier at 0, 1 and 2 s; dropped at 3 s
+    assert len(client.script[("close", "p1")]) == 10 - 5
