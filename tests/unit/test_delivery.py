@@ -41,6 +41,15 @@ def no_sleep(_: float) -> None:
     return None
 
 
+def drain(outbox: Outbox) -> None:
+    """Run the retrier until nothing is pending, then stop it."""
+    thread = threading.Thread(target=outbox.run)
+    thread.start()
+    assert outbox.flush(5.0)
+    outbox.stop()
+    thread.join(5.0)
+
+
 def test_success_is_one_close_and_no_log():
     client = FakeClient()
     outbox = Outbox(client, sleep=no_sleep)
@@ -82,11 +91,7 @@ def test_unreachable_close_is_queued_and_retried_until_delivered():
     outbox = Outbox(client, sleep=no_sleep)
     assert not outbox.deliver(Report("p1", True, [1], []))
     assert outbox.pending_ids() == ["p1"]
-    thread = threading.Thread(target=outbox.run)
-    thread.start()
-    assert outbox.flush(5.0)
-    outbox.stop()
-    thread.join(5.0)
+    drain(outbox)
     assert client.calls == [("close", "p1", [1])]
     assert outbox.delivered == 1
 
@@ -96,11 +101,7 @@ def test_log_is_not_sent_twice_when_only_the_close_was_unreachable():
     client.script[("fail", "p1")] = [ColoniesUnreachable("reset")]
     outbox = Outbox(client, sleep=no_sleep)
     assert not outbox.deliver(Report("p1", False, [], ["timeout: 1s"], "log"))
-    thread = threading.Thread(target=outbox.run)
-    thread.start()
-    assert outbox.flush(5.0)
-    outbox.stop()
-    thread.join(5.0)
+    drain(outbox)
     assert client.calls == [("add_log", "p1", "log"), ("fail", "p1", ["timeout: 1s"])]
 
 
@@ -112,11 +113,7 @@ def test_reports_queue_up_behind_pending_ones_in_order_while_down():
         assert not outbox.deliver(Report(pid, True, [pid], []))
     assert outbox.pending_ids() == ["p1", "p2", "p3"]
     client.down = False
-    thread = threading.Thread(target=outbox.run)
-    thread.start()
-    assert outbox.flush(5.0)
-    outbox.stop()
-    thread.join(5.0)
+    drain(outbox)
     assert [pid for _, pid, _ in client.calls] == ["p1", "p2", "p3"]
 
 
@@ -146,11 +143,7 @@ def test_refusal_after_unreachable_drops_the_report():
     ]
     outbox = Outbox(client, sleep=no_sleep)
     outbox.deliver(Report("p1", False, [], ["spec: bad"]))
-    thread = threading.Thread(target=outbox.run)
-    thread.start()
-    assert outbox.flush(5.0)
-    outbox.stop()
-    thread.join(5.0)
+    drain(outbox)
     assert client.calls == []
     assert outbox.dropped == 1
 
@@ -206,11 +199,7 @@ def test_a_not_a_member_refusal_is_retried_and_a_close_that_then_goes_through_co
     outbox = Outbox(client, sleep=no_sleep, confirm_s=60.0)
     with caplog.at_level(logging.WARNING):
         assert not outbox.deliver(Report("p1", True, [1], []))
-        thread = threading.Thread(target=outbox.run)
-        thread.start()
-        assert outbox.flush(5.0)
-        outbox.stop()
-        thread.join(5.0)
+        drain(outbox)
     assert client.calls == [("close", "p1", [1])]
     assert (outbox.delivered, outbox.dropped) == (1, 0)
     assert caplog.text.count("while its database restarts") == 1
@@ -226,11 +215,7 @@ def test_a_not_a_member_refusal_that_lasts_the_confirm_window_drops_the_report()
 
     outbox = Outbox(client, sleep=sleep, clock=lambda: now[0], confirm_s=3.0)
     assert not outbox.deliver(Report("p1", True, [1], []))
-    thread = threading.Thread(target=outbox.run)
-    thread.start()
-    assert outbox.flush(5.0)
-    outbox.stop()
-    thread.join(5.0)
+    drain(outbox)
     assert client.calls == []
     assert (outbox.delivered, outbox.dropped) == (0, 1)
     # refused at 0 s (deliver), then by the retrier at 0, 1 and 2 s; dropped at 3 s
