@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import ColoniesRefused, ColoniesUnreachable, ReplyUnreadable
-from .denial import CONFIRM_S, maybe_database_restart
+from .denial import CONFIRM_S, Denials, maybe_database_restart
 from .texts import for_log, for_server
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class Report:
     out: list[Any]
     errors: list[str]
     log_text: str | None = None  # sent with add_log before the close, when not None
-    denied_since: float | None = None  # first "not a member" refusal (clock of the Outbox)
+    denials: Denials | None = None  # its run of "not a member" refusals, from the first one
 
 
 class Backoff:
@@ -174,9 +174,10 @@ class Outbox:
         except ColoniesRefused as exc:
             self.reach.up()
             if exc.status == 403 and maybe_database_restart(str(exc)):
-                now = self._clock()
-                if report.denied_since is None:
-                    report.denied_since = now
+                if report.denials is None:
+                    report.denials = Denials(self._clock, self.confirm_s)
+                first, final = report.denials.denied()
+                if first:
                     log.warning(
                         "call %s: %s refused (%s); retrying for %gs (the server also says this "
                         "while its database restarts)",
@@ -185,7 +186,7 @@ class Outbox:
                         for_log(exc),
                         self.confirm_s,
                     )
-                if now - report.denied_since < self.confirm_s:
+                if not final:
                     return False
             self.dropped += 1
             log.warning(

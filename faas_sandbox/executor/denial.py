@@ -27,7 +27,8 @@ def is_verdict(message: str) -> bool:
 
 
 class Denials:
-    """Since when the server has denied this executor's assigns, across its worker threads."""
+    """Since when the server has kept denying something: this executor's assigns (across its
+    worker threads), or one report's close or fail."""
 
     def __init__(self, clock: Callable[[], float], confirm_s: float = CONFIRM_S) -> None:
         self._clock = clock

@@ -32,7 +32,7 @@ from faas_sandbox.colonies.client import (
     sign,
 )
 from faas_sandbox.errors import ColoniesRefused, ColoniesUnreachable
-from faas_sandbox.executor.denial import is_verdict
+from faas_sandbox.executor.denial import maybe_database_restart
 from faas_sandbox.kinds import ProcessState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,15 +175,15 @@ def submit(
     database_restarts: bool = False,
 ) -> str:
     """Submit; while the server is down (or its database), retry until ``retry_for`` passes.
-    ``database_restarts``: also retry "Access denied", which Colonies v1.9.12 answers while its
-    PostgreSQL restarts (executor/denial.py says why)."""
+    ``database_restarts``: also retry "Access denied, not a member", which Colonies v1.9.12
+    answers while its PostgreSQL restarts (executor/denial.py says why)."""
     deadline = time.monotonic() + retry_for
     while True:
         try:
             return str(member.submit(the_spec)["processid"])
         except (ColoniesUnreachable, ColoniesRefused) as exc:
             if isinstance(exc, ColoniesRefused) and not (
-                database_restarts and exc.status == 403 and is_verdict(str(exc))
+                database_restarts and exc.status == 403 and maybe_database_restart(str(exc))
             ):
                 raise
             if counters is not None:
